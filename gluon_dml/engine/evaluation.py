@@ -1,0 +1,34 @@
+"""Per-epoch evaluation: embed a held-out split and compute the retrieval and clustering metrics."""
+from ..metrics import evaluate_embeddings
+from .loop import embed_dataset
+
+__all__ = ['RetrievalEvaluator']
+
+
+class RetrievalEvaluator:
+    """``evaluator(net, ctx, epoch) -> {'recall@1': .., 'nmi': .., 'map@r': .., ...}`` on ``dataset``.
+
+    With ``query_set`` given, the queries of ``query_set`` are searched in ``dataset`` (the
+    gallery) instead of all-vs-all. ``logger`` (optional) receives the embeddings for plots.
+    """
+
+    def __init__(self, dataset, ks=(1, 2, 4, 8), batch_size=256, query_set=None, logger=None,
+                 num_workers=0, progress=False):
+        self.dataset, self.ks, self.batch_size = dataset, tuple(ks), batch_size
+        self.query_set, self.logger = query_set, logger
+        self.num_workers, self.progress = num_workers, progress
+
+    def embed(self, net, ctx, dataset):
+        return embed_dataset(net, dataset, ctx, self.batch_size, self.num_workers,
+                             progress=self.progress, desc='eval')
+
+    def __call__(self, net, ctx, epoch=None):
+        emb, labels = self.embed(net, ctx, self.dataset)
+        q_emb = q_labels = None
+        if self.query_set is not None:
+            q_emb, q_labels = self.embed(net, ctx, self.query_set)
+        metrics = evaluate_embeddings(emb, labels, ks=self.ks, query_embeddings=q_emb,
+                                      query_labels=q_labels)
+        if self.logger is not None:
+            self.logger.log_embeddings(epoch, emb, labels, getattr(self.dataset, 'images', None))
+        return metrics

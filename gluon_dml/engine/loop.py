@@ -1,0 +1,293 @@
+"""The one training loop every ``train_*.py`` script runs.
+
+A method is a network, a loss, a batch sampler and an evaluation function; the loop does the
+rest: data-parallel steps over the contexts, learning-rate drops, per-step seeding, per-epoch
+evaluation and logging, atomic checkpoints, the best model, resuming, clean stops on
+SIGINT/SIGTERM and on a NaN loss, and the exported deployment model.
+"""
+import json
+import math
+import os
+import signal
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from .checkpoint import CheckpointManager, atomic_save, atomic_write_text
+from .context import batch_seed
+
+__all__ = ['Engine', 'TrainingInterrupted', 'NaNLossError', 'embed_dataset']
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved."""
+
+    def __init__(self, signame, checkpoint):
+        super().__init__('%s received: checkpoint saved in %s; continue with --resume.'
+                         % (signame, checkpoint))
+        self.signame = signame
+        self.checkpoint = checkpoint
+
+
+class NaNLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def _progress(iterable, total, desc, enabled):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
+
+
+def embed_dataset(net, dataset, ctx, batch_size=256, num_workers=0, progress=False, desc='embed'):
+    """Embeddings (N, D) float32 and labels (N,) int64 of a dataset, in its order."""
+    ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    loader = gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                   last_batch='keep', num_workers=num_workers)
+    embs, labels = [], []
+    n_batches = (len(dataset) + batch_size - 1) // batch_size
+    for data, label in _progress(loader, n_batches, desc, progress):
+        parts = gluon.utils.split_and_load(data, ctx, even_split=False)
+        embs.extend(net(p).asnumpy() for p in parts)
+        labels.append(label.asnumpy())
+    return (np.concatenate(embs).astype(np.float32),
+            np.concatenate(labels).astype(np.int64))
+
+
+class _ListSampler(gluon.data.Sampler):
+    def __init__(self, batches):
+        self._batches = batches
+
+    def __iter__(self):
+        return iter(self._batches)
+
+    def __len__(self):
+        return len(self._batches)
+
+
+class Engine:
+    """Trains ``net`` with ``loss`` on batches of ``train_set`` drawn by ``sampler``.
+
+    ``evaluate(net, ctx, epoch) -> dict`` is called after every epoch (and once before training, logged as
+    epoch 0); ``best_metric`` (higher is better) selects ``best.params``. ``loss`` parameters
+    (margin beta, proxies ...) get their own optimizer with ``loss_lr``. ``loss_inputs(embeddings,
+    labels)`` may be overridden by a method whose loss takes other inputs.
+    """
+
+    def __init__(self, net, loss, train_set, sampler, evaluate, run_dir, ctx, epochs,
+                 optimizer='adam', lr=1e-3, wd=0.0, momentum=0.9, steps=(), factor=0.1,
+                 loss_optimizer=None, loss_lr=None, seed=0, logger=None, best_metric='recall@1',
+                 hybridize=True, num_workers=0, log_interval=20, progress=True,
+                 export_prefix='model', eval_untrained=True, extra_state=None):
+        self.net, self.loss, self.train_set, self.sampler = net, loss, train_set, sampler
+        self.evaluate, self.run_dir = evaluate, run_dir
+        self.ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+        self.epochs, self.lr, self.steps, self.factor = int(epochs), float(lr), sorted(steps), factor
+        self.seed, self.logger, self.best_metric = seed, logger, best_metric
+        self.hybridize, self.num_workers, self.log_interval = hybridize, num_workers, log_interval
+        self.progress, self.export_prefix, self.eval_untrained = progress, export_prefix, eval_untrained
+        self.extra_state = extra_state or (lambda: {})
+        os.makedirs(run_dir, exist_ok=True)
+        self.ckpt = CheckpointManager(run_dir)
+        opt_args = {'learning_rate': lr, 'wd': wd}
+        if optimizer in ('sgd', 'nag'):
+            opt_args['momentum'] = momentum
+        self.trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args)
+        self.loss.collect_params().reset_ctx(self.ctx[0])
+        loss_params = self.loss.collect_params()
+        self.loss_trainer = None
+        if len(loss_params.keys()):
+            self.loss_trainer = gluon.Trainer(
+                loss_params, loss_optimizer or optimizer,
+                {'learning_rate': loss_lr if loss_lr is not None else lr, 'wd': 0.0},
+                kvstore=None)
+        self.loss_lr = loss_lr if loss_lr is not None else lr
+        self.best = -math.inf
+        self._stop_signal = None
+
+    # -- pieces a method may override ---------------------------------------------------------
+    def loss_inputs(self, embeddings, labels):
+        return (embeddings, labels)
+
+    # -- learning rate --------------------------------------------------------------------------
+    def lr_at(self, epoch):
+        """Learning rate for ``epoch`` (1-based): ``lr * factor^(number of steps <= epoch - 1)``,
+        so ``--steps 12`` drops the rate from epoch 13 on, after 12 epochs."""
+        drops = sum(1 for s in self.steps if epoch > s)
+        return self.lr * (self.factor ** drops)
+
+    def _set_lr(self, epoch):
+        scale = self.lr_at(epoch) / self.lr
+        self.trainer.set_learning_rate(self.lr * scale)
+        if self.loss_trainer is not None:
+            self.loss_trainer.set_learning_rate(self.loss_lr * scale)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _save_checkpoint(self, epoch, batch, extra=None):
+        writers = {'net.params': self.net.save_parameters,
+                   'trainer.states': self.trainer.save_states}
+        if self.loss_trainer is not None:
+            writers['loss.params'] = self.loss.save_parameters
+            writers['loss_trainer.states'] = self.loss_trainer.save_states
+        meta = {'best': self.best if math.isfinite(self.best) else None,
+                'best_metric': self.best_metric, 'time': time.time()}
+        meta.update(self.extra_state())
+        meta.update(extra or {})
+        return self.ckpt.save(epoch, batch, writers, meta)
+
+    def _load_checkpoint(self, path):
+        self.net.load_parameters(os.path.join(path, 'net.params'), ctx=self.ctx)
+        self.trainer.load_states(os.path.join(path, 'trainer.states'))
+        if self.loss_trainer is not None:
+            self.loss.load_parameters(os.path.join(path, 'loss.params'), ctx=self.ctx[0])
+            self.loss_trainer.load_states(os.path.join(path, 'loss_trainer.states'))
+        meta = CheckpointManager.meta(path)
+        self.best = meta['best'] if meta.get('best') is not None else -math.inf
+        return meta
+
+    # -- signals --------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame):
+        if self._stop_signal is not None:      # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signal.Signals(signum).name
+        if self.logger:
+            self.logger.info('\n%s received: finishing this step and saving a checkpoint '
+                             '(press Ctrl-C again to abort without saving).' % self._stop_signal)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def _step(self, data, label):
+        parts = gluon.utils.split_and_load(data, self.ctx, even_split=False)
+        label = label.as_in_context(self.ctx[0])
+        with autograd.record():
+            embs = [self.net(p) for p in parts]
+            emb = embs[0] if len(embs) == 1 else mx.nd.concat(
+                *[e.as_in_context(self.ctx[0]) for e in embs], dim=0)
+            loss = self.loss(*self.loss_inputs(emb, label))
+        loss.backward()
+        value = float(loss.mean().asscalar())
+        if not math.isfinite(value):
+            return value
+        self.trainer.step(1)
+        if self.loss_trainer is not None:
+            self.loss_trainer.step(1)
+        return value
+
+    def _run_evaluation(self, epoch):
+        t0 = time.time()
+        metrics = self.evaluate(self.net, self.ctx, epoch)
+        metrics['eval_time'] = time.time() - t0
+        return metrics
+
+    def _loss_param_summary(self):
+        out = {}
+        for name, p in self.loss.collect_params().items():
+            short = name.split('_', 1)[-1] if '_' in name else name
+            v = p.data(self.ctx[0]).asnumpy()
+            out['loss_' + short] = float(v.mean())
+        return out
+
+    def fit(self, resume=False):
+        """Train; returns the last epoch's metrics. Raises TrainingInterrupted / NaNLossError."""
+        start_epoch, start_batch = 1, 0
+        if self.hybridize:
+            self.net.hybridize(static_alloc=True)
+            self.loss.hybridize(static_alloc=True)
+        last = self.ckpt.latest() if resume else None
+        if resume and last is None and self.logger:
+            self.logger.info('--resume: no checkpoint in %s yet, starting from the beginning.'
+                             % self.ckpt.dir)
+        if last is not None:
+            meta = self._load_checkpoint(last)
+            start_epoch, start_batch = meta['epoch'], meta['batch']
+            if self.logger:
+                self.logger.info('Resumed from %s (epoch %d, batch %d).' % (last, start_epoch, start_batch))
+        if self.logger:
+            self.logger.truncate(start_epoch)
+        if last is None and self.eval_untrained and self.logger:
+            metrics = self._run_evaluation(0)
+            metrics.update(self._loss_param_summary())
+            self.logger.log_epoch(0, metrics)
+
+        handlers = {}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[s] = signal.signal(s, self._on_signal)
+            except ValueError:             # not the main thread
+                pass
+        metrics = {}
+        try:
+            for epoch in range(start_epoch, self.epochs + 1):
+                metrics = self._train_epoch(epoch, start_batch if epoch == start_epoch else 0)
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        self._finish()
+        return metrics
+
+    def _train_epoch(self, epoch, first_batch):
+        self._set_lr(epoch)
+        self.sampler.set_epoch(epoch)
+        batches = list(self.sampler)
+        loader = gluon.data.DataLoader(self.train_set, batch_sampler=_ListSampler(batches[first_batch:]),
+                                       num_workers=self.num_workers)
+        t0, n_images, losses = time.time(), 0, []
+        bar = _progress(loader, len(batches) - first_batch,
+                        'epoch %d/%d' % (epoch, self.epochs), self.progress)
+        b = first_batch
+        for data, label in bar:
+            mx.random.seed(batch_seed(self.seed, epoch, b))
+            value = self._step(data, label)
+            if not math.isfinite(value):
+                last = self.ckpt.latest()
+                raise NaNLossError(
+                    'The loss became %s at epoch %d, batch %d; training stopped. The last good '
+                    'checkpoint is %s. Lower --lr (now %g) or check the data for bad values.'
+                    % (value, epoch, b + 1, last or '(none yet)', self.lr_at(epoch)))
+            losses.append(value)
+            n_images += data.shape[0]
+            b += 1
+            step = (epoch - 1) * len(batches) + b
+            if self.log_interval and b % self.log_interval == 0 and self.logger:
+                recent = float(np.mean(losses[-self.log_interval:]))
+                self.logger.log_iter(step, {'loss': recent, 'lr': self.lr_at(epoch)})
+            if hasattr(bar, 'set_postfix'):
+                bar.set_postfix(loss='%.4f' % float(np.mean(losses[-20:])), refresh=False)
+            if self._stop_signal is not None and b < len(batches):
+                path = self._save_checkpoint(epoch, b, extra={'interrupted': self._stop_signal})
+                raise TrainingInterrupted(self._stop_signal, path)
+        train_time = time.time() - t0
+        metrics = {'loss': float(np.mean(losses)) if losses else float('nan'),
+                   'lr': self.lr_at(epoch), 'train_time': train_time,
+                   'images_per_sec': n_images / max(train_time, 1e-9)}
+        metrics.update(self._loss_param_summary())
+        metrics.update(self._run_evaluation(epoch))
+        if self.logger:
+            self.logger.log_epoch(epoch, metrics)
+        score = metrics.get(self.best_metric)
+        if score is not None and math.isfinite(score) and score > self.best:
+            self.best = score
+            atomic_save(os.path.join(self.run_dir, 'best.params'), self.net.save_parameters)
+            if self.loss_trainer is not None:
+                atomic_save(os.path.join(self.run_dir, 'best.loss.params'), self.loss.save_parameters)
+            atomic_write_text(os.path.join(self.run_dir, 'best.json'),
+                              json.dumps(dict(metrics, epoch=epoch), indent=1))
+        path = self._save_checkpoint(epoch + 1, 0)
+        if self._stop_signal is not None:
+            raise TrainingInterrupted(self._stop_signal, path)
+        return metrics
+
+    def _finish(self):
+        """Export the best model (symbol + params) for deployment."""
+        best = os.path.join(self.run_dir, 'best.params')
+        if not self.hybridize or not os.path.exists(best):
+            return
+        self.net.load_parameters(best, ctx=self.ctx)
+        shape = (1,) + tuple(self.train_set[0][0].shape)
+        self.net(mx.nd.zeros(shape, ctx=self.ctx[0]))
+        self.net.export(os.path.join(self.run_dir, self.export_prefix))
+        if self.logger:
+            self.logger.info('Exported %s-symbol.json / %s-0000.params in %s'
+                             % (self.export_prefix, self.export_prefix, self.run_dir))

@@ -1,0 +1,24 @@
+"""Metric-learning losses, one family per file, and the ``get_loss`` registry."""
+from .base import label_masks, pairwise_distance, pairwise_similarity, pairwise_sq_distance
+from .margin import MarginLoss
+
+_LOSSES = {
+    'margin': MarginLoss,
+}
+
+
+def register_loss(name, cls):
+    """Add a loss class to the registry (a new loss is one class plus one such line)."""
+    _LOSSES[name.lower()] = cls
+
+
+def list_losses():
+    return sorted(_LOSSES)
+
+
+def get_loss(name, **kwargs):
+    """Build a loss by name, e.g. ``get_loss('margin', margin=0.2, beta=1.2)``."""
+    key = name.lower().replace('-', '_')
+    if key not in _LOSSES:
+        raise ValueError('Unknown loss %r; available losses: %s.' % (name, ', '.join(list_losses())))
+    return _LOSSES[key](**kwargs)

@@ -1,0 +1,50 @@
+"""Shared pieces every loss builds on: the batch distance / similarity matrix and the label masks.
+
+All functions take ``F`` (``mx.nd`` or ``mx.sym``) first so that a loss calling them from
+``hybrid_forward`` hybridizes. Nothing here leaves the device or loops over the batch.
+"""
+
+
+def pairwise_sq_distance(F, x, y=None):
+    """Squared Euclidean distances between the rows of ``x`` (B, D) and ``y`` (M, D), shape (B, M).
+
+    ``||x_i||^2 + ||y_j||^2 - 2 x_i.y_j``, clipped at 0 (rounding can make it slightly negative).
+    """
+    if y is None:
+        y = x
+    xx = F.sum(F.square(x), axis=1, keepdims=True)            # (B, 1)
+    yy = F.sum(F.square(y), axis=1, keepdims=True)            # (M, 1)
+    dot = F.dot(x, y, transpose_b=True)                        # (B, M)
+    d2 = F.broadcast_add(F.broadcast_sub(xx, 2 * dot), F.transpose(yy))
+    return F.relu(d2)
+
+
+def pairwise_distance(F, x, y=None, eps=1e-8):
+    """Euclidean distances (B, M); ``eps`` inside the square root keeps the gradient finite at 0."""
+    return F.sqrt(pairwise_sq_distance(F, x, y) + eps)
+
+
+def pairwise_similarity(F, x, y=None):
+    """Inner products (B, M) between the rows of ``x`` and ``y`` (cosine when both are L2-normalised)."""
+    if y is None:
+        y = x
+    return F.dot(x, y, transpose_b=True)
+
+
+def label_masks(F, labels, like):
+    """Float masks (B, B) from ``labels`` (B,): ``same`` (same label, diagonal excluded) and ``diff`` (different label).
+
+    ``like`` is any (B, B) matrix of the batch; it supplies the identity to remove the diagonal symbolically.
+    """
+    labels = F.reshape(labels, (-1, 1)).astype('float32')
+    equal = F.broadcast_equal(labels, F.transpose(labels))      # (B, B), diagonal 1
+    eye = F.broadcast_equal(F.contrib.arange_like(like, axis=0).reshape((-1, 1)),
+                            F.contrib.arange_like(like, axis=1).reshape((1, -1)))
+    same = equal - eye
+    diff = 1 - equal
+    return same, diff
+
+
+def safe_divide(F, num, den):
+    """``num / max(den, 1)``: a mean over a set that may be empty is 0, never NaN."""
+    return F.broadcast_div(num, F.maximum(den, F.ones_like(den)))

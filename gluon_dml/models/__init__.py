@@ -1,0 +1,112 @@
+"""Backbones and the embedding network.
+
+``get_model(backbone, embed_dim, pretrained)`` gives an :class:`EmbeddingNet`: a backbone's
+feature extractor, then ``Dense(embed_dim)`` and L2 normalisation. The backbone is ``smallconv``
+(the small conv net for 28x28 and 8x8 grey images) or any GluonCV model-zoo name whose network
+has ``.features`` (``resnet50_v2``, ``mobilenet1.0``, ``densenet121`` ...) or is a ResNetV1b
+(``resnet50_v1b`` ...).
+"""
+import os
+
+from mxnet import gluon, init
+from mxnet.gluon import nn
+
+__all__ = ['SmallConvNet', 'EmbeddingNet', 'get_backbone', 'get_model', 'pretrained_cache_dir',
+           'PretrainedUnavailableError']
+
+
+class PretrainedUnavailableError(RuntimeError):
+    """The GluonCV pretrained weights could not be downloaded or read."""
+
+
+class SmallConvNet(nn.HybridSequential):
+    """Three 3x3 convolutions (32, 64, 128 channels), each followed by batch norm and ReLU, 2x2
+    max-pooling after the first two, global average pooling. Outputs (B, 128). Works on 28x28
+    (Fashion-MNIST, Omniglot) and 8x8 (digits) inputs."""
+
+    def __init__(self, channels=(32, 64, 128), **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            for i, c in enumerate(channels):
+                self.add(nn.Conv2D(c, kernel_size=3, padding=1, use_bias=False),
+                         nn.BatchNorm(), nn.Activation('relu'))
+                if i < len(channels) - 1:
+                    self.add(nn.MaxPool2D(pool_size=2, strides=2))
+            self.add(nn.GlobalAvgPool2D(), nn.Flatten())
+
+
+def pretrained_cache_dir():
+    """Where GluonCV looks for (and downloads) pretrained weights."""
+    home = os.environ.get('MXNET_HOME', os.path.join(os.path.expanduser('~'), '.mxnet'))
+    return os.path.join(home, 'models')
+
+
+def _features_of(net, name):
+    if hasattr(net, 'features'):
+        return net.features
+    stages = ['conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4']
+    if all(hasattr(net, s) for s in stages):          # GluonCV ResNetV1b family
+        feats = nn.HybridSequential(prefix='')
+        for s in stages:
+            feats.add(getattr(net, s))
+        feats.add(nn.GlobalAvgPool2D(), nn.Flatten())
+        return feats
+    raise ValueError('Backbone %r has no .features part to embed from; pick a GluonCV model such as '
+                     'resnet50_v2, resnet50_v1b, mobilenet1.0 or densenet121, or smallconv.' % name)
+
+
+def get_backbone(name, pretrained=False):
+    """The feature extractor of a backbone, as a HybridBlock."""
+    if name.lower() in ('smallconv', 'small_conv', 'convnet'):
+        if pretrained:
+            raise ValueError('smallconv has no pretrained weights; drop --use-pretrained or pick a '
+                             'GluonCV backbone such as resnet50_v2.')
+        return SmallConvNet()
+    from gluoncv import model_zoo
+    try:
+        net = model_zoo.get_model(name, pretrained=bool(pretrained), root=pretrained_cache_dir())
+    except ValueError as err:
+        if 'not supported' in str(err) or 'not found' in str(err).lower():
+            raise ValueError('Unknown backbone %r: use smallconv or a GluonCV model-zoo name '
+                             '(gluoncv.model_zoo.get_model_list()).' % name) from None
+        raise
+    except Exception as err:  # network errors, missing files, bad checksums
+        if not pretrained:
+            raise
+        raise PretrainedUnavailableError(
+            'Could not get the pretrained weights of %s (%s: %s); download them on a machine with '
+            'internet (gluoncv.model_zoo.get_model(%r, pretrained=True)) and place the .params file '
+            'in %s, or train without --use-pretrained.'
+            % (name, type(err).__name__, str(err).splitlines()[0] if str(err) else '', name,
+               pretrained_cache_dir())) from None
+    return _features_of(net, name)
+
+
+class EmbeddingNet(gluon.HybridBlock):
+    """backbone -> Dense(embed_dim) -> L2 normalisation (``normalize=False`` skips the last step)."""
+
+    def __init__(self, backbone, embed_dim, normalize=True, **kwargs):
+        super().__init__(**kwargs)
+        self._normalize = normalize
+        with self.name_scope():
+            self.backbone = backbone
+            self.embed = nn.Dense(embed_dim, flatten=True, weight_initializer=init.Xavier())
+
+    def hybrid_forward(self, F, x):
+        z = self.embed(self.backbone(x))
+        if self._normalize:
+            z = F.L2Normalization(z, mode='instance', eps=1e-10)
+        return z
+
+
+def get_model(backbone, embed_dim, pretrained=False, normalize=True, ctx=None):
+    """An initialised :class:`EmbeddingNet`. With ``pretrained`` the backbone keeps its GluonCV
+    weights and only the new layers are initialised."""
+    net = EmbeddingNet(get_backbone(backbone, pretrained), embed_dim, normalize=normalize)
+    if pretrained:
+        net.embed.initialize(init.Xavier(), ctx=ctx)
+        if ctx is not None:
+            net.backbone.collect_params().reset_ctx(ctx)
+    else:
+        net.initialize(init.Xavier(magnitude=2), ctx=ctx)
+    return net

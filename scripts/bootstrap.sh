@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up gluon-dml on a fresh Linux machine with Python 3.11:
+#   bash scripts/bootstrap.sh          a virtual environment .venv with the package and its CPU extra
+#   bash scripts/bootstrap.sh --test   the same plus the test extra and the test data (Fashion-MNIST)
+# VENV=path overrides the environment's folder; PYTHON=python3.11 picks the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+extras=cpu
+if [ "${1:-}" = "--test" ]; then extras=cpu,test; fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+# visdom builds from source and its build imports pkg_resources: the constraint reaches pip's
+# isolated build environments through PIP_CONSTRAINT (and replaces any machine-wide constraint).
+export PIP_CONSTRAINT="$PWD/constraints.txt"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+"$VENV/bin/python" -m pip install -q --upgrade pip 'setuptools<70' wheel
+"$VENV/bin/python" -m pip install -q -e ".[$extras]"
+
+if [ "$extras" = "cpu,test" ]; then
+  # Real test data from Debian: the Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist.
+  if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    if command -v apt-get >/dev/null; then
+      $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+        ($SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null) || \
+        echo "warning: could not install dataset-fashion-mnist; its tests will be skipped" >&2
+    fi
+  fi
+fi
+"$VENV/bin/python" -c "import mxnet, faiss, gluoncv, visdom, gluon_dml; print('gluon-dml', gluon_dml.__version__, 'with mxnet', mxnet.__version__, 'faiss', faiss.__version__)"

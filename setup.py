@@ -1,0 +1,41 @@
+"""gluon-dml: deep metric learning on MXNet/Gluon."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, 'gluon_dml', '__init__.py')) as f:
+    version = re.search(r"__version__ = '([^']+)'|__version__ = \"([^\"]+)\"", f.read())
+    version = version.group(1) or version.group(2)
+
+setup(
+    name='gluon-dml',
+    version=version,
+    description='Deep metric learning on MXNet/Gluon: losses, samplers, training, evaluation, search.',
+    long_description=open(os.path.join(here, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['gluon_dml', 'gluon_dml.*']),
+    # MXNet 1.9.1 needs numpy < 1.24, whose last releases support Python 3.8 - 3.11.
+    python_requires='>=3.8,<3.12',
+    install_requires=[
+        'numpy>=1.17,<1.24',
+        'gluoncv>=0.10',
+        'scikit-learn',
+        'scipy',
+        'matplotlib',
+        'Pillow',
+        'tqdm',
+        # A source-only package whose build imports pkg_resources: install with the constraint file
+        # constraints.txt (setuptools<70) given through PIP_CONSTRAINT, as scripts/bootstrap.sh does.
+        'visdom',
+    ],
+    extras_require={
+        'cpu': ['mxnet==1.9.1', 'faiss-cpu'],
+        # Checked with pip's resolver beside numpy<1.24: mxnet-cu112 1.9.1 + faiss-gpu-cu11 1.12.0
+        # (README, "GPU install").
+        'gpu': ['mxnet-cu112==1.9.1', 'faiss-gpu-cu11'],
+        'test': ['pytest>=7', 'pytest-timeout'],
+    },
+    scripts=['train_margin.py'],
+)
