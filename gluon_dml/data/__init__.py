@@ -1,0 +1,21 @@
+"""Data: open-set datasets, class-balanced batch sampling and test-time transforms.
+
+>>> from gluon_dml.data import get_dataset, BalancedBatchSampler
+>>> train = get_dataset('omniglot', root='../shared/data/omniglot', split='train')
+>>> sampler = BalancedBatchSampler(train.labels, batch_size=128, batch_k=4)
+>>> loader = mxnet.gluon.data.DataLoader(train, batch_sampler=sampler)
+"""
+from .base import ArrayDataset, normalize_name
+from .datasets import (get_dataset, list_datasets, register_dataset, load_digits,
+                       load_fashion_mnist, load_omniglot, read_idx, SPLITS,
+                       FASHION_MNIST_CLASSES, OMNIGLOT_TRAIN_ALPHABETS,
+                       OMNIGLOT_TEST_ALPHABETS)
+from .sampler import BalancedBatchSampler
+from .transforms import (ImageTransform, get_transform, list_transforms,
+                         register_transform, load_image)
+
+__all__ = ['ArrayDataset', 'normalize_name', 'get_dataset', 'list_datasets',
+           'register_dataset', 'load_digits', 'load_fashion_mnist', 'load_omniglot',
+           'read_idx', 'SPLITS', 'FASHION_MNIST_CLASSES', 'OMNIGLOT_TRAIN_ALPHABETS',
+           'OMNIGLOT_TEST_ALPHABETS', 'BalancedBatchSampler', 'ImageTransform',
+           'get_transform', 'list_transforms', 'register_transform', 'load_image']

@@ -1,0 +1,158 @@
+"""Class-balanced batches (P classes x K images) for metric learning losses."""
+import collections
+import warnings
+
+import numpy as np
+
+__all__ = ['BalancedBatchSampler']
+
+
+class BalancedBatchSampler(object):
+    """Batches of ``P = batch_size // batch_k`` distinct classes with ``K = batch_k`` images
+    each, for ``gluon.data.DataLoader(dataset, batch_sampler=sampler)``.
+
+    Parameters
+    ----------
+    labels : array-like of int, shape (N,)
+        Class of every item of the dataset (any integers, need not be contiguous).
+    batch_size : int
+        Items per batch; must be a multiple of ``batch_k``.
+    batch_k : int
+        Images per class in a batch (K).
+    num_batches : int, optional
+        Batches per epoch; default ``max(1, N // batch_size)``, so that an epoch draws about
+        as many images as the dataset holds.
+    seed : int
+        Seed of the random draws.
+
+    How batches are drawn
+    ---------------------
+    * Classes: a stream of shuffled permutations of all classes is consumed in order; each
+      batch takes the next P classes of the stream that are distinct (a class that would
+      repeat inside the batch is kept for the next batch).  Over an epoch every class is
+      therefore drawn a nearly equal number of times (counts differ by about one), instead
+      of independent draws that leave some classes out.
+    * Images: each class walks through a shuffled permutation of its images, K at a time,
+      and reshuffles once all were used; a batch never repeats an image of a class that has
+      at least K images (at a reshuffle, the images just taken go to the end of the new
+      permutation).  A class with fewer than K images gives all its images, repeated in
+      shuffled rounds until K (drawing with replacement, in the balanced sense).  A class
+      with a single image is allowed (it then fills its K slots alone) and is reported once
+      with a warning.
+    * Order: the K indices of a class are contiguous: ``batch[i*K:(i+1)*K]`` share a class.
+    * Determinism: the batches of an epoch depend only on ``(seed, epoch)``.  Call
+      ``set_epoch(e)`` before iterating (as a resumed run must); without it, every pass
+      over the sampler moves on to the next epoch by itself (``set_epoch(e)``, iterate,
+      iterate again gives epochs e and e + 1).
+    """
+
+    def __init__(self, labels, batch_size, batch_k, num_batches=None, seed=0):
+        if hasattr(labels, 'asnumpy'):   # an MXNet NDArray
+            labels = labels.asnumpy()
+        labels = np.asarray(labels).reshape(-1)
+        if labels.size == 0:
+            raise ValueError('BalancedBatchSampler got no labels: the dataset is empty, so '
+                             'there is nothing to sample; check the dataset path and split.')
+        if not np.issubdtype(labels.dtype, np.integer):
+            if np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)):
+                labels = labels.astype(np.int64)
+            else:
+                raise ValueError('BalancedBatchSampler needs integer class labels, got dtype '
+                                 '%s.' % labels.dtype)
+        batch_size, batch_k = int(batch_size), int(batch_k)
+        if batch_k < 1 or batch_size < 1:
+            raise ValueError('batch_size (%d) and batch_k (%d) must both be at least 1.'
+                             % (batch_size, batch_k))
+        if batch_size % batch_k:
+            lower = batch_size - batch_size % batch_k
+            raise ValueError('batch_size (%d) must be a multiple of batch_k (%d); use a '
+                             'batch size of %s%d.'
+                             % (batch_size, batch_k,
+                                '%d or ' % lower if lower else '', lower + batch_k))
+        self.classes, inverse = np.unique(labels, return_inverse=True)
+        num_per_batch = batch_size // batch_k
+        if len(self.classes) < num_per_batch:
+            raise ValueError('A batch of %d with batch_k=%d needs %d distinct classes, but the '
+                             'labels hold only %d; lower batch_size to at most %d or raise '
+                             'batch_k.' % (batch_size, batch_k, num_per_batch,
+                                           len(self.classes), len(self.classes) * batch_k))
+        order = np.argsort(inverse, kind='stable')
+        counts = np.bincount(inverse, minlength=len(self.classes))
+        self._members = np.split(order, np.cumsum(counts)[:-1])
+        singles = self.classes[counts == 1]
+        if singles.size:
+            warnings.warn('%d class(es) have a single image (e.g. label %s); their K=%d slots '
+                          'in a batch repeat that image.'
+                          % (singles.size, ', '.join(str(c) for c in singles[:5]), batch_k),
+                          stacklevel=2)
+        if num_batches is None:
+            num_batches = max(1, labels.size // batch_size)
+        num_batches = int(num_batches)
+        if num_batches < 1:
+            raise ValueError('num_batches must be at least 1, got %d.' % num_batches)
+        self.batch_size = batch_size
+        self.batch_k = batch_k
+        self.num_classes_per_batch = num_per_batch
+        self.num_batches = num_batches
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch):
+        """Make the next pass yield the batches of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.num_batches
+
+    def __iter__(self):
+        epoch = self.epoch
+        self.epoch += 1
+        return iter(self._epoch_batches(epoch))
+
+    def batches(self, epoch):
+        """The batches of ``epoch`` (a list of lists of ints), without changing state."""
+        return self._epoch_batches(int(epoch))
+
+    def _epoch_batches(self, epoch):
+        rng = np.random.default_rng([abs(self.seed), int(self.seed < 0), abs(epoch),
+                                     int(epoch < 0)])
+        num_classes = len(self._members)
+        class_stream = collections.deque()
+        cursors = [None] * num_classes   # per class: [shuffled indices, position]
+        p, k = self.num_classes_per_batch, self.batch_k
+        batches = []
+        for _ in range(self.num_batches):
+            chosen, deferred = [], []
+            while len(chosen) < p:
+                if not class_stream:
+                    class_stream.extend(rng.permutation(num_classes).tolist())
+                c = class_stream.popleft()
+                (deferred if c in chosen else chosen).append(c)
+            class_stream.extendleft(reversed(deferred))
+            batch = []
+            for c in chosen:
+                batch.extend(self._take(c, k, cursors, rng))
+            batches.append(batch)
+        return batches
+
+    def _take(self, c, k, cursors, rng):
+        """K indices of class ``c``: the next ones of its shuffled cycle."""
+        members = self._members[c]
+        n = len(members)
+        if n < k:
+            rounds = -(-k // n)
+            draws = np.concatenate([rng.permutation(members) for _ in range(rounds)])
+            return draws[:k].tolist()
+        if cursors[c] is None:
+            cursors[c] = [rng.permutation(members), 0]
+        perm, pos = cursors[c]
+        taken = perm[pos:pos + k]
+        if len(taken) == k:
+            cursors[c][1] = pos + k
+            return taken.tolist()
+        # the cycle ran out: start a new one, keeping what was just taken for its end
+        fresh = rng.permutation(members)
+        fresh = np.concatenate([fresh[~np.isin(fresh, taken)], fresh[np.isin(fresh, taken)]])
+        need = k - len(taken)
+        cursors[c] = [fresh, need]
+        return taken.tolist() + fresh[:need].tolist()
