@@ -4,3 +4,4 @@ from .context import batch_seed, get_contexts, seed_everything
 from .logger import Logger, format_metrics, read_log
 from .loop import Engine, NaNLossError, TrainingInterrupted, embed_dataset
 from .evaluation import RetrievalEvaluator
+from .run import load_run_args, load_trained_net

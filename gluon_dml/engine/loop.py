@@ -274,7 +274,8 @@ class Engine:
                 atomic_save(os.path.join(self.run_dir, 'best.loss.params'), self.loss.save_parameters)
             atomic_write_text(os.path.join(self.run_dir, 'best.json'),
                               json.dumps(dict(metrics, epoch=epoch), indent=1))
-        path = self._save_checkpoint(epoch + 1, 0)
+        path = self._save_checkpoint(
+            epoch + 1, 0, extra={'interrupted': self._stop_signal} if self._stop_signal else None)
         if self._stop_signal is not None:
             raise TrainingInterrupted(self._stop_signal, path)
         return metrics

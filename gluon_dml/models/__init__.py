@@ -63,22 +63,24 @@ def get_backbone(name, pretrained=False):
                              'GluonCV backbone such as resnet50_v2.')
         return SmallConvNet()
     from gluoncv import model_zoo
+    if name.lower() not in model_zoo.get_model_list():
+        raise ValueError('Unknown backbone %r: use smallconv or a GluonCV model-zoo name such as '
+                         'resnet50_v2 (gluoncv.model_zoo.get_model_list() lists them all).' % name)
     try:
         net = model_zoo.get_model(name, pretrained=bool(pretrained), root=pretrained_cache_dir())
-    except ValueError as err:
-        if 'not supported' in str(err) or 'not found' in str(err).lower():
-            raise ValueError('Unknown backbone %r: use smallconv or a GluonCV model-zoo name '
-                             '(gluoncv.model_zoo.get_model_list()).' % name) from None
-        raise
     except Exception as err:  # network errors, missing files, bad checksums
         if not pretrained:
             raise
+        try:
+            from gluoncv.model_zoo.model_store import short_hash
+            fname = '%s-%s.params' % (name, short_hash(name))
+        except Exception:
+            fname = 'the %s .params file' % name
         raise PretrainedUnavailableError(
-            'Could not get the pretrained weights of %s (%s: %s); download them on a machine with '
-            'internet (gluoncv.model_zoo.get_model(%r, pretrained=True)) and place the .params file '
-            'in %s, or train without --use-pretrained.'
-            % (name, type(err).__name__, str(err).splitlines()[0] if str(err) else '', name,
-               pretrained_cache_dir())) from None
+            'Could not get the pretrained weights of %s (%s); on a machine with internet run '
+            'gluoncv.model_zoo.get_model(%r, pretrained=True) and copy %s into %s, or train '
+            'without --use-pretrained.'
+            % (name, type(err).__name__, name, fname, pretrained_cache_dir())) from None
     return _features_of(net, name)
 
 

@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Evaluate a run folder on a split: Recall@K, NMI, R-precision, MAP@R.
+
+    python eval/evaluate.py runs/margin-omniglot --split test --data-path ../shared/data/omniglot
+    python eval/evaluate.py RUN_DIR --save-embeddings emb.npz
+"""
+import argparse
+import json
+import os
+import sys
+
+import _path  # noqa: F401  (source-checkout imports)
+import numpy as np
+
+from gluon_dml import cli
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('run_dir', help='a run folder written by train_*.py')
+    p.add_argument('--split', default='test', help='train or test')
+    p.add_argument('--data-path', '--data_path', default=None,
+                   help='where the dataset lives (default: the path the run used)')
+    p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
+                   help='best.params, or the newest checkpoint')
+    p.add_argument('--gpus', default='', help='GPU ids, "" for the CPU')
+    p.add_argument('--batch-size', '--batch_size', type=int, default=256)
+    p.add_argument('--ks', default='1,2,4,8', help='the K of Recall@K')
+    p.add_argument('--save-embeddings', '--save_embeddings', default=None, metavar='FILE.npz',
+                   help='also write the embeddings (float32 N x D) and labels (int64 N)')
+    p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
+    a = p.parse_args(argv)
+
+    from gluon_dml.data import get_dataset
+    from gluon_dml.engine import embed_dataset, get_contexts, load_trained_net
+    from gluon_dml.metrics import evaluate_embeddings
+
+    ctx = get_contexts(a.gpus)
+    args, net, params = load_trained_net(a.run_dir, ctx, a.checkpoint)
+    data_path = a.data_path or args.get('data_path')
+    dataset = get_dataset(args['data'], data_path, a.split)
+    emb, labels = embed_dataset(net, dataset, ctx, a.batch_size, progress=True)
+    ks = cli.parse_steps(a.ks)
+    metrics = evaluate_embeddings(emb, labels, ks=ks)
+    metrics.update(run_dir=a.run_dir, split=a.split, params=params, data=args['data'],
+                   num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))
+    out = a.out or os.path.join(a.run_dir, 'eval-%s.json' % a.split)
+    with open(out, 'w') as f:
+        json.dump(metrics, f, indent=1)
+    for k, v in metrics.items():
+        print('%-20s %s' % (k, '%.4f' % v if isinstance(v, float) else v))
+    print('written: %s' % out)
+    if a.save_embeddings:
+        np.savez(a.save_embeddings, embeddings=emb.astype(np.float32), labels=labels.astype(np.int64))
+        print('written: %s' % a.save_embeddings)
+    return metrics
+
+
+if __name__ == '__main__':
+    cli.main_guard(main, sys.argv[1:])

@@ -1,0 +1,36 @@
+"""Reopen a finished (or running) run folder: its settings and its trained network."""
+import json
+import os
+
+from .checkpoint import CheckpointManager
+
+__all__ = ['load_run_args', 'load_trained_net']
+
+
+def load_run_args(run_dir):
+    path = os.path.join(run_dir, 'args.json')
+    if not os.path.exists(path):
+        raise FileNotFoundError('%s is not a run folder: it has no args.json (a run folder is what '
+                                'train_*.py writes under runs/NAME).' % run_dir)
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_trained_net(run_dir, ctx, which='best'):
+    """The run's network with its ``best`` parameters (``last``: the newest checkpoint's).
+    Returns (args dict, net, path of the parameters used)."""
+    from ..models import get_model
+    args = load_run_args(run_dir)
+    best = os.path.join(run_dir, 'best.params')
+    last = CheckpointManager(run_dir).latest() if os.path.isdir(os.path.join(run_dir, 'checkpoints')) else None
+    if which == 'best' and os.path.exists(best):
+        params = best
+    elif last is not None:
+        params = os.path.join(last, 'net.params')
+    else:
+        raise FileNotFoundError('%s holds no trained parameters yet (no best.params, no checkpoint).'
+                                % run_dir)
+    net = get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx)
+    net.load_parameters(params, ctx=ctx)
+    net.hybridize(static_alloc=True)
+    return args, net, params

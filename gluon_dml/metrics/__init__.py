@@ -1,0 +1,11 @@
+"""Evaluation metrics for embeddings (numpy + faiss; no MXNet import).
+
+Retrieval: Recall@K, R-precision, MAP@R from a blocked exact faiss kNN search.
+Clustering: NMI of a faiss k-means clustering against the labels.
+"""
+from .neighbors import knn
+from .retrieval import recall_at_k, r_precision, map_at_r, retrieval_metrics
+from .clustering import nmi, evaluate_embeddings
+
+__all__ = ["knn", "recall_at_k", "r_precision", "map_at_r", "retrieval_metrics", "nmi",
+           "evaluate_embeddings"]

@@ -1,0 +1,158 @@
+"""The training loop: resuming is exact, signals save a checkpoint, NaN stops cleanly,
+checkpoints are atomic, the learning-rate schedule."""
+import json
+import os
+import signal
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+from gluon_dml.data import BalancedBatchSampler, get_dataset
+from gluon_dml.engine import (CheckpointManager, Engine, Logger, NaNLossError, RetrievalEvaluator,
+                              read_log)
+from gluon_dml.losses import MarginLoss
+from gluon_dml.models import get_model
+
+from ..helpers import popen_script, run_script
+
+TINY = ['--data', 'digits', '--epochs', '6', '--batches-per-epoch', '6', '--no-progress']
+
+
+def _params(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(path).items()}
+
+
+def _final_params(run_dir):
+    latest = CheckpointManager(run_dir).latest()
+    return _params(os.path.join(latest, 'net.params')), _params(os.path.join(latest, 'loss.params'))
+
+
+def test_resume_after_sigterm_ends_with_the_same_parameters(tmp_path):
+    full = tmp_path / 'full'
+    run_script('train_margin.py', *TINY, '--save-dir', full, check=True)
+
+    part = tmp_path / 'part'
+    proc = popen_script('train_margin.py', *TINY, '--save-dir', part)
+    pointer = part / 'checkpoints' / 'latest'
+    deadline = time.time() + 120
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, 'the run ended before it could be interrupted'
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert 'SIGTERM received' in err and '--resume' in err
+    meta = CheckpointManager.meta(CheckpointManager(str(part)).latest())
+    assert meta.get('interrupted') == 'SIGTERM' and meta['epoch'] <= 6
+
+    run_script('train_margin.py', *TINY, '--save-dir', part, '--resume', check=True)
+    net_a, loss_a = _final_params(str(full))
+    net_b, loss_b = _final_params(str(part))
+    assert net_a.keys() == net_b.keys()
+    for k in net_a:
+        np.testing.assert_allclose(net_a[k], net_b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for k in loss_a:
+        np.testing.assert_allclose(loss_a[k], loss_b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    # the log has each epoch exactly once, 0 (untrained) to 6
+    assert [r['epoch'] for r in read_log(str(part))] == list(range(7))
+    assert [r['epoch'] for r in read_log(str(full))] == list(range(7))
+    for name in ('best.params', 'best.json', 'model-symbol.json', 'model-0000.params', 'args.json'):
+        assert (part / name).exists(), name
+
+
+def test_existing_run_needs_resume(tmp_path):
+    run_script('train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+               '--no-progress', '--save-dir', tmp_path, check=True)
+    proc = run_script('train_margin.py', '--data', 'digits', '--epochs', '1', '--no-progress',
+                      '--save-dir', tmp_path)
+    assert proc.returncode == 2
+    assert 'already holds a run; pass --resume' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+class _NaNAfter(MarginLoss):
+    """The margin loss, poisoned with NaN from the ``n``-th call on."""
+
+    def __init__(self, n, **kw):
+        super().__init__(**kw)
+        self.n, self.calls = n, 0
+
+    def forward(self, x, y):
+        self.calls += 1
+        out = super().forward(x, y)
+        return out * float('nan') if self.calls >= self.n else out
+
+
+def _engine(tmp_path, loss, epochs=2, **kw):
+    train = get_dataset('digits', split='train')
+    test = get_dataset('digits', split='test')
+    mx.random.seed(0)
+    net = get_model('smallconv', 16)
+    loss.initialize()
+    sampler = BalancedBatchSampler(train.labels, 20, 4, num_batches=4, seed=0)
+    return Engine(net, loss, train, sampler, RetrievalEvaluator(test), str(tmp_path), mx.cpu(),
+                  epochs, lr=1e-3, logger=Logger(str(tmp_path)), progress=False, **kw)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
+    engine = _engine(tmp_path, _NaNAfter(7), epochs=3, hybridize=False)
+    with pytest.raises(NaNLossError, match=r'became nan at epoch 2, batch 3.*last good checkpoint'):
+        engine.fit()
+    latest = CheckpointManager(str(tmp_path)).latest()
+    meta = CheckpointManager.meta(latest)
+    assert (meta['epoch'], meta['batch']) == (2, 0)        # the end of epoch 1, before the NaN
+    for v in _params(os.path.join(latest, 'net.params')).values():
+        assert np.all(np.isfinite(v))
+    assert [r['epoch'] for r in read_log(str(tmp_path))] == [0, 1]
+
+
+def test_checkpoint_write_killed_midway_leaves_previous_intact(tmp_path):
+    mgr = CheckpointManager(str(tmp_path), keep=2)
+    net = gluon.nn.Dense(3, in_units=2)
+    net.initialize()
+    mgr.save(1, 0, {'net.params': net.save_parameters}, {'note': 'good'})
+
+    def dies(path):
+        with open(path, 'wb') as f:
+            f.write(b'half a file')
+        raise KeyboardInterrupt('killed while writing')
+
+    with pytest.raises(KeyboardInterrupt):
+        mgr.save(2, 0, {'net.params': dies}, {})
+    latest = mgr.latest()
+    assert latest.endswith('e0001-b00000')
+    net.load_parameters(os.path.join(latest, 'net.params'))
+    assert CheckpointManager.meta(latest)['note'] == 'good'
+    # the next good save cleans the leftovers and keeps only the newest two
+    for e in (2, 3, 4):
+        mgr.save(e, 0, {'net.params': net.save_parameters}, {})
+    names = sorted(os.listdir(mgr.dir))
+    assert names == ['e0003-b00000', 'e0004-b00000', 'latest'], names
+
+
+def test_sigkill_during_training_leaves_a_loadable_checkpoint(tmp_path):
+    proc = popen_script('train_margin.py', '--data', 'digits', '--epochs', '50', '--no-progress',
+                        '--save-dir', tmp_path)
+    pointer = tmp_path / 'checkpoints' / 'latest'
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if pointer.exists() and len(read_log(str(tmp_path))) >= 3:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate()
+    latest = CheckpointManager(str(tmp_path)).latest()
+    assert latest is not None
+    params = _params(os.path.join(latest, 'net.params'))
+    assert params and all(np.all(np.isfinite(v)) for v in params.values())
+    proc = run_script('train_margin.py', '--data', 'digits', '--epochs', '4', '--no-progress',
+                      '--save-dir', tmp_path, '--resume', check=True)
+    assert 'Resumed from' in proc.stdout
+
+
+def test_learning_rate_steps(tmp_path):
+    engine = _engine(tmp_path, MarginLoss(), epochs=1, steps=[2, 4], factor=0.5)
+    assert [engine.lr_at(e) for e in (1, 2, 3, 4, 5)] == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]

@@ -1,0 +1,34 @@
+"""Shared test helpers: paths and running the scripts as a user would."""
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(REPO), 'shared')
+OMNIGLOT = os.path.join(SHARED, 'data', 'omniglot')
+FASHION = '/usr/share/datasets/fashion-mnist'
+
+
+def script_env(**extra):
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+    env.setdefault('OMP_NUM_THREADS', '2')
+    env.update(extra)
+    return env
+
+
+def run_script(script, *args, timeout=600, env=None, check=False):
+    """Run a top-level script (``train_margin.py``, ``eval/evaluate.py`` ...) in a subprocess."""
+    cmd = [sys.executable, os.path.join(REPO, script)] + [str(a) for a in args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=env or script_env(), cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError('%s failed (%d):\n%s\n%s' % (script, proc.returncode, proc.stdout[-3000:],
+                                                          proc.stderr[-3000:]))
+    return proc
+
+
+def popen_script(script, *args, env=None):
+    cmd = [sys.executable, os.path.join(REPO, script)] + [str(a) for a in args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env or script_env(), cwd=REPO)

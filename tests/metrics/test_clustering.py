@@ -1,0 +1,115 @@
+"""Tests of gluon_dml.metrics.nmi and evaluate_embeddings (real faiss k-means)."""
+import numpy as np
+import pytest
+from sklearn.metrics import normalized_mutual_info_score
+
+from gluon_dml.metrics import evaluate_embeddings, nmi, retrieval_metrics
+from gluon_dml.metrics.clustering import kmeans_assign
+
+
+def two_blobs(n_per_blob=30, dim=8, seed=0):
+    """Two blobs 100 apart with unit noise: any k-means with k=2 separates them."""
+    rng = np.random.RandomState(seed)
+    blob = np.repeat([0, 1], n_per_blob)
+    centres = np.zeros((2, dim))
+    centres[1, 0] = 100.0
+    x = (centres[blob] + rng.randn(blob.size, dim)).astype(np.float32)
+    return x, blob
+
+
+def entropy(counts):
+    p = np.asarray(counts, np.float64)
+    p = p[p > 0] / p.sum()
+    return -(p * np.log(p)).sum()
+
+
+def test_perfectly_separated_is_one():
+    x, blob = two_blobs()
+    for seed in range(5):
+        assert nmi(x, blob, seed=seed) == pytest.approx(1.0)
+    # label values / permutation do not matter
+    assert nmi(x, np.where(blob == 0, 7, 3)) == pytest.approx(1.0)
+    assert normalized_mutual_info_score(blob, kmeans_assign(x, 2)) == pytest.approx(1.0)
+
+
+def test_matches_sklearn_on_known_clusters():
+    # k-means with k=2 recovers the two blobs (30 points each).  Labels (3 classes):
+    #   blob 0: 20 x class 0, 10 x class 1;   blob 1: 10 x class 1, 20 x class 2.
+    # Contingency (rows = class, cols = cluster): [[20, 0], [10, 10], [0, 20]]
+    # H(class) = H(1/3, 1/3, 1/3) = ln 3; H(cluster) = ln 2;
+    # I = H(class) - H(class | cluster) = ln 3 - H(2/3, 1/3)
+    # I = 1.0986 - 0.6365 = 0.4621; NMI (arithmetic) = I / ((ln 3 + ln 2) / 2) ~ 0.5158
+    x, blob = two_blobs()
+    labels = np.concatenate([np.zeros(20, int), np.ones(20, int), np.full(20, 2)])
+    mi = np.log(3) - entropy([2, 1])
+    expected = mi / ((np.log(3) + np.log(2)) / 2)
+    assert expected == pytest.approx(0.5158, abs=1e-4)
+    assert expected == pytest.approx(normalized_mutual_info_score(labels, blob))
+    got = nmi(x, labels, num_clusters=2)
+    assert got == pytest.approx(expected, abs=1e-12)
+    # with the default k = number of classes (3) the result is sklearn's score of
+    # whatever clustering k-means found
+    got3 = nmi(x, labels, seed=1)
+    assert got3 == pytest.approx(
+        normalized_mutual_info_score(labels, kmeans_assign(x, 3, seed=1)), abs=1e-12)
+
+
+def test_in_unit_interval_and_deterministic():
+    rng = np.random.RandomState(4)
+    x = rng.randn(300, 16).astype(np.float32)
+    y = rng.randint(0, 12, size=300)
+    vals = [nmi(x, y, seed=s, niter=10) for s in (0, 1)]
+    for v in vals:
+        assert 0.0 <= v <= 1.0
+        assert isinstance(v, float)
+    assert nmi(x, y, seed=0, niter=10) == vals[0]  # same seed, same result
+    assert 0.0 <= nmi(x, y, num_clusters=1) <= 1.0
+
+
+def test_nmi_bad_input():
+    x, blob = two_blobs()
+    with pytest.raises(ValueError, match="labels has length 59 but embeddings has 60 rows"):
+        nmi(x, blob[:-1])
+    with pytest.raises(ValueError, match="embeddings is empty"):
+        nmi(np.zeros((0, 8), np.float32), np.zeros(0, int))
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="embeddings contain NaN"):
+        nmi(bad, blob)
+    with pytest.raises(ValueError, match=r"num_clusters \(61\) cannot exceed the number of "
+                                         r"embeddings \(60\)"):
+        nmi(x, blob, num_clusters=61)
+    with pytest.raises(ValueError, match="num_clusters must be a positive integer"):
+        nmi(x, blob, num_clusters=0)
+    with pytest.raises(ValueError, match="niter must be a positive integer"):
+        nmi(x, blob, niter=0)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        nmi(x, blob, seed=0.5)
+
+
+def test_evaluate_embeddings_gallery_only():
+    rng = np.random.RandomState(5)
+    x = rng.randn(200, 8).astype(np.float32)
+    y = rng.randint(0, 20, size=200)
+    res = evaluate_embeddings(x, y, ks=(1, 4))
+    ret = retrieval_metrics(x, y, ks=(1, 4))
+    assert set(res) == set(ret) | {"nmi"}
+    for key, val in ret.items():
+        assert res[key] == val
+    assert res["nmi"] == nmi(x, y, seed=0)
+
+
+def test_evaluate_embeddings_query_gallery():
+    x, blob = two_blobs()
+    q, g = x[::2], x[1::2]
+    qy, gy = blob[::2], blob[1::2]
+    res = evaluate_embeddings(g, gy, ks=(1,), query_embeddings=q, query_labels=qy)
+    assert res["recall@1"] == 1.0 and res["map@r"] == 1.0
+    assert res["num_queries"] == 30 and res["num_skipped_queries"] == 0
+    # NMI over query + gallery together
+    both = np.concatenate([q, g])
+    both_y = np.concatenate([qy, gy])
+    assert res["nmi"] == nmi(both, both_y, seed=0)
+    assert res["nmi"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="ks must"):
+        evaluate_embeddings(g, gy, ks=0)

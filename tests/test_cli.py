@@ -1,0 +1,140 @@
+"""train_margin.py as a user runs it: the embedded default, recipes, and every bad input giving
+one clear sentence instead of a traceback."""
+import json
+import os
+
+import pytest
+
+from gluon_dml import cli
+
+from .helpers import OMNIGLOT, run_script
+
+
+def _parse(*argv):
+    return cli.parse_args(cli.build_parser('t'), 'margin', list(argv))
+
+
+def test_recipes_and_overrides():
+    a = _parse('--data', 'omniglot')
+    assert (a.batch_size, a.batch_k, a.epochs, a.lr, a.wd, a.model, a.embed_dim) == \
+        (128, 4, 30, 1e-3, 0.0, 'smallconv', 64)
+    a = _parse('--data', 'omniglot', '--batch-size', '64', '--lr', '0.01')
+    assert (a.batch_size, a.batch_k, a.lr) == (64, 4, 0.01)
+    a = _parse('--data', 'Fashion_MNIST')
+    assert (a.data, a.batch_size, a.batch_k, a.epochs) == ('fashion-mnist', 125, 25, 5)
+    a = _parse('--data', 'CUB_200_2011', '--data_path', '/x')
+    assert (a.model, a.batch_size, a.batch_k, a.steps_list) == ('resnet50_v2', 70, 5, [12, 14, 16, 18])
+    assert a.data_path == '/x'
+    a = _parse('--use_pretrained', '--use-viz', '--save_dir', 'r')
+    assert a.use_pretrained and a.use_viz and a.save_dir == 'r'
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--batch-size', '50', '--batch-k', '12'], r'--batch-size \(50\) must be a multiple of --batch-k \(12\)'),
+    (['--batch-size', '60', '--batch-k', '6'], r'fewer|classes'),
+    (['--data', 'nosuchset'], r'nosuchset'),
+    (['--model', 'nosuchnet'], r'Unknown backbone .nosuchnet.'),
+    (['--data', 'omniglot', '--data-path', '/nonexistent/omniglot'], r'/nonexistent/omniglot'),
+    (['--steps', 'ten'], r'--steps takes comma-separated epoch numbers'),
+    (['--gpus', 'zero'], r'--gpus takes comma-separated GPU ids'),
+    (['--model', 'smallconv', '--use-pretrained'], r'smallconv has no pretrained weights'),
+])
+def test_bad_input_gives_one_clear_sentence(tmp_path, argv, message):
+    proc = run_script('train_margin.py', *argv, '--epochs', '1', '--no-progress',
+                      '--save-dir', tmp_path / 'run', timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    err = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
+    assert len(err) == 1, proc.stderr[-2000:]
+    import re
+    assert re.search(message, err[0]), err[0]
+
+
+def test_pretrained_weights_unreachable_names_the_cache(tmp_path):
+    # No internet here: GluonCV's real download fails, and the user is told where to put the file.
+    env = dict(os.environ, MXNET_HOME=str(tmp_path / 'mxhome'))
+    from .helpers import script_env
+    proc = run_script('train_margin.py', '--model', 'resnet18_v1', '--use-pretrained', '--epochs', '1',
+                      '--no-progress', '--save-dir', tmp_path / 'run', timeout=300,
+                      env=script_env(MXNET_HOME=env['MXNET_HOME']))
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    assert os.path.join(str(tmp_path / 'mxhome'), 'models') in proc.stderr
+    assert 'resnet18_v1-' in proc.stderr and '.params' in proc.stderr
+
+
+def test_gpu_asked_on_cpu_machine_warns_and_trains(tmp_path):
+    proc = run_script('train_margin.py', '--gpus', '0', '--epochs', '1', '--batches-per-epoch', '2',
+                      '--no-progress', '--save-dir', tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'TRAINING ON THE CPU INSTEAD' in proc.stderr
+    assert (tmp_path / 'best.params').exists()
+
+
+def test_default_run_prints_metrics_and_writes_the_run_folder(tmp_path):
+    # The README's first command on the embedded default (digits), shortened to 2 epochs.
+    proc = run_script('train_margin.py', '--epochs', '2', '--use_viz', '--save-dir', tmp_path,
+                      timeout=300, check=True)
+    out = proc.stdout
+    for key in ('loss=', 'recall@1=', 'recall@2=', 'recall@4=', 'recall@8=', 'nmi=', 'map@r='):
+        assert key in out, key
+    assert '[epoch 2]' in out
+    assert 'epoch 1/2' in proc.stderr                     # the progress bar
+    assert 'Visdom support arrives with its issue' in proc.stderr
+    args = json.load(open(tmp_path / 'args.json'))
+    assert args['data'] == 'digits' and args['batch_size'] == 60
+    log = [json.loads(ln) for ln in open(tmp_path / 'log.jsonl')]
+    assert [r['epoch'] for r in log] == [0, 1, 2]
+    assert all(0 <= r['recall@1'] <= 1 and 0 <= r['nmi'] <= 1 and 0 <= r['map@r'] <= 1 for r in log)
+    for name in ('best.params', 'model-symbol.json', 'model-0000.params'):
+        assert (tmp_path / name).exists()
+
+
+def test_evaluate_and_embed_a_run(tmp_path):
+    run = tmp_path / 'run'
+    run_script('train_margin.py', '--epochs', '1', '--no-progress', '--save-dir', run, check=True)
+    npz = tmp_path / 'emb.npz'
+    proc = run_script('eval/evaluate.py', run, '--split', 'test', '--save-embeddings', npz, check=True)
+    metrics = json.load(open(run / 'eval-test.json'))
+    best = json.load(open(run / 'best.json'))
+    assert metrics['recall@1'] == pytest.approx(best['recall@1'], abs=1e-6)
+    import numpy as np
+    z = np.load(npz)
+    assert z['embeddings'].dtype == np.float32 and z['embeddings'].shape == (896, 64)
+    assert z['labels'].dtype == np.int64 and set(z['labels']) == set(range(5))
+    np.testing.assert_allclose(np.linalg.norm(z['embeddings'], axis=1), 1, rtol=1e-4)
+    assert 'recall@1' in proc.stdout
+
+    # embed: a folder of images drawn dark-on-light, written as real PNG files
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    folder = tmp_path / 'imgs' / 'sub'
+    folder.mkdir(parents=True)
+    for i in range(6):
+        img = (255 - d.images[i] * 16).clip(0, 255).astype('uint8')
+        Image.fromarray(img).resize((48, 48)).save(folder / ('%d.png' % i))
+    out = tmp_path / 'mine.npz'
+    run_script('eval/embed.py', run, '--images', tmp_path / 'imgs', '--out', out, check=True)
+    z = np.load(out)
+    assert z['embeddings'].shape == (6, 64) and len(z['paths']) == 6
+    listfile = tmp_path / 'list.txt'
+    listfile.write_text('\n'.join('imgs/sub/%d.png' % i for i in range(3)) + '\n')
+    run_script('eval/embed.py', run, '--images', listfile, '--out', out, check=True)
+    assert np.load(out)['embeddings'].shape == (3, 64)
+    bad = run_script('eval/embed.py', run, '--images', tmp_path / 'nothing', '--out', out)
+    assert bad.returncode == 2 and 'neither a folder nor a list file' in bad.stderr
+    notrun = run_script('eval/evaluate.py', tmp_path / 'imgs')
+    assert notrun.returncode == 2 and 'is not a run folder' in notrun.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(OMNIGLOT), reason='../shared/data/omniglot is not here')
+def test_short_omniglot_run_improves_recall_by_10_points(tmp_path):
+    run_script('train_margin.py', '--data', 'omniglot', '--data-path', OMNIGLOT, '--epochs', '4',
+               '--seed', '0', '--no-progress', '--save-dir', tmp_path, timeout=600, check=True)
+    log = [json.loads(ln) for ln in open(tmp_path / 'log.jsonl')]
+    untrained, last = log[0], log[-1]
+    assert untrained['epoch'] == 0 and last['epoch'] == 4
+    assert last['recall@1'] >= untrained['recall@1'] + 0.10, (untrained['recall@1'], last['recall@1'])
+    assert last['map@r'] > untrained['map@r']
