@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Training throughput: images per second in steady state, hybridized and imperative.
+
+    python bench/bench_train.py                       # both cases below
+    python bench/bench_train.py --cases smallconv     # only the small conv net
+
+Cases: the small conv net at batch 128 on 28x28 grey images (the Omniglot / Fashion-MNIST
+protocol), and ResNet-50 (GluonCV resnet50_v2 features) at batch 16 on 224x224 colour images (the
+research-dataset recipe's input size). Each step is a full training step: forward, margin loss with
+distance-weighted sampling, backward, Adam update. Warm-up steps are not timed.
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+from mxnet import autograd, gluon  # noqa: E402
+
+from gluon_dml.engine import get_contexts  # noqa: E402
+from gluon_dml.losses import MarginLoss  # noqa: E402
+from gluon_dml.models import get_model  # noqa: E402
+
+CASES = {
+    'smallconv': dict(model='smallconv', batch=128, k=4, shape=(1, 28, 28), embed=64, warmup=5, steps=40),
+    'resnet50': dict(model='resnet50_v2', batch=16, k=4, shape=(3, 224, 224), embed=128, warmup=2, steps=6),
+}
+
+
+def bench(case, hybridize, ctx):
+    c = CASES[case]
+    mx.random.seed(0)
+    net = get_model(c['model'], c['embed'], ctx=ctx)
+    loss = MarginLoss(negatives_per_anchor=c['k'] - 1)
+    loss.initialize(ctx=ctx[0])
+    if hybridize:
+        net.hybridize(static_alloc=True)
+        loss.hybridize(static_alloc=True)
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-4})
+    beta_trainer = gluon.Trainer(loss.collect_params(), 'adam', {'learning_rate': 1e-3}, kvstore=None)
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.rand(c['batch'], *c['shape']).astype(np.float32), ctx=ctx[0])
+    y = mx.nd.array(np.repeat(np.arange(c['batch'] // c['k']), c['k']), ctx=ctx[0])
+
+    def step():
+        with autograd.record():
+            out = loss(net(x), y)
+        out.backward()
+        trainer.step(1)
+        beta_trainer.step(1)
+        return out
+
+    for _ in range(c['warmup']):
+        step()
+    mx.nd.waitall()
+    t0 = time.perf_counter()
+    for _ in range(c['steps']):
+        step()
+    mx.nd.waitall()
+    dt = time.perf_counter() - t0
+    return c['batch'] * c['steps'] / dt, dt / c['steps']
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--cases', default='smallconv,resnet50')
+    p.add_argument('--gpus', default='')
+    a = p.parse_args()
+    ctx = get_contexts(a.gpus)
+    print('device: %s, OMP_NUM_THREADS=%s, cpu count %d, mxnet %s'
+          % (ctx[0], os.environ.get('OMP_NUM_THREADS', '(unset)'), os.cpu_count(), mx.__version__))
+    print('%-10s %6s %-10s %12s %12s' % ('model', 'batch', 'mode', 'images/s', 'ms/step'))
+    for case in a.cases.split(','):
+        for hybridize in (True, False):
+            ips, sec = bench(case, hybridize, ctx)
+            print('%-10s %6d %-10s %12.1f %12.1f' % (case, CASES[case]['batch'],
+                                                     'hybridized' if hybridize else 'imperative',
+                                                     ips, sec * 1000), flush=True)
+
+
+if __name__ == '__main__':
+    main()

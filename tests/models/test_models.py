@@ -1,0 +1,49 @@
+"""Backbones and the embedding network."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_dml.models import EmbeddingNet, SmallConvNet, get_backbone, get_model
+
+
+@pytest.mark.parametrize('shape', [(5, 1, 28, 28), (5, 1, 8, 8)])
+def test_smallconv_embeddings_are_unit_vectors(shape):
+    net = get_model('smallconv', 64)
+    net.hybridize()
+    z = net(mx.nd.random.uniform(shape=shape)).asnumpy()
+    assert z.shape == (5, 64)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
+
+
+def test_smallconv_architecture():
+    net = SmallConvNet()
+    convs = [b for b in net._children.values() if isinstance(b, mx.gluon.nn.Conv2D)]
+    pools = [b for b in net._children.values() if isinstance(b, mx.gluon.nn.MaxPool2D)]
+    bns = [b for b in net._children.values() if isinstance(b, mx.gluon.nn.BatchNorm)]
+    assert [c._channels for c in convs] == [32, 64, 128]
+    assert [c._kwargs['kernel'] for c in convs] == [(3, 3)] * 3
+    assert len(pools) == 2 and len(bns) == 3
+
+
+def test_unnormalised_option():
+    net = get_model('smallconv', 16, normalize=False)
+    z = net(mx.nd.random.uniform(shape=(4, 1, 28, 28))).asnumpy()
+    assert not np.allclose(np.linalg.norm(z, axis=1), 1.0)
+
+
+@pytest.mark.parametrize('name', ['resnet18_v1', 'resnet18_v1b', 'mobilenetv2_0.25'])
+def test_gluoncv_backbones(name):
+    net = get_model(name, 32)
+    net.hybridize()
+    with mx.autograd.train_mode():     # batch statistics: deep untrained nets vanish in inference mode
+        z = net(mx.nd.random.uniform(shape=(2, 3, 64, 64))).asnumpy()
+    assert z.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
+
+
+def test_backbone_errors():
+    with pytest.raises(ValueError, match='Unknown backbone'):
+        get_backbone('resnet_does_not_exist')
+    with pytest.raises(ValueError, match='no pretrained weights'):
+        get_backbone('smallconv', pretrained=True)
+    assert isinstance(EmbeddingNet(SmallConvNet(), 8), mx.gluon.HybridBlock)
