@@ -48,3 +48,23 @@ def label_masks(F, labels, like):
 def safe_divide(F, num, den):
     """``num / max(den, 1)``: a mean over a set that may be empty is 0, never NaN."""
     return F.broadcast_div(num, F.maximum(den, F.ones_like(den)))
+
+
+def masked_logsumexp(F, x, mask, axis=1, add_one=False):
+    """``log(sum_j mask_j exp(x_j))`` along ``axis`` (keepdims), computed stably.
+
+    With ``add_one``: ``log(1 + sum_j mask_j exp(x_j))`` (a softplus of the log-sum-exp, the form of
+    lifted structure, N-pair, multi-similarity and proxy-anchor); an empty mask then gives 0. Without
+    it an empty mask gives about -69 (log 1e-30): mask such rows out. Gradients are the masked
+    softmax; the shift is held constant (it cancels mathematically).
+    """
+    neg = F.ones_like(x) * -1e30
+    xm = F.where(mask > 0, x, neg)
+    m = F.max(xm, axis=axis, keepdims=True)
+    if add_one:
+        m = F.maximum(m, F.zeros_like(m))
+    m = F.BlockGrad(m)
+    s = F.sum(mask * F.exp(F.broadcast_sub(xm, m)), axis=axis, keepdims=True)
+    if add_one:
+        s = s + F.exp(-m)
+    return m + F.log(F.maximum(s, F.ones_like(s) * 1e-30))
