@@ -20,15 +20,16 @@ class UserError(Exception):
 
 
 # Defaults of the original research scripts (CUB-200-2011 with a ResNet-50, Wu et al. 2017).
+# Loss hyper-parameters are not here: each loss's own constructor defaults are its paper's.
 DEFAULTS = dict(
     data='digits', data_path=None, model='resnet50_v2', embed_dim=128, batch_size=70, batch_k=5,
-    epochs=20, optimizer='adam', lr=1e-4, lr_beta=0.1, wd=1e-4, momentum=0.9, steps='12,14,16,18',
-    factor=0.5, margin=0.2, beta=1.2, nu=0.0, cutoff=0.5, nonzero_loss_cutoff=1.4,
-    batches_per_epoch=None, seed=123, num_workers=0, log_interval=20, eval_batch_size=256,
+    epochs=20, optimizer='adam', lr=1e-4, loss_lr=0.1, wd=1e-4, momentum=0.9, steps='12,14,16,18',
+    factor=0.5, batches_per_epoch=None, seed=123, num_workers=0, log_interval=20,
+    eval_batch_size=256,
 )
 
-_SMALL = dict(model='smallconv', embed_dim=64, optimizer='adam', lr=1e-3, lr_beta=1e-2, wd=0.0,
-              steps='', margin=0.2, beta=1.2, nu=0.0, cutoff=0.5, nonzero_loss_cutoff=1.4)
+_SMALL = dict(model='smallconv', embed_dim=64, optimizer='adam', lr=1e-3, loss_lr=1e-2, wd=0.0,
+              steps='')
 
 RECIPES = {
     # The embedded default: open-set digits (train 0-4, test 5-9); a first run in about a minute.
@@ -49,7 +50,9 @@ def canonical_data_name(name):
 
 
 def _flag(parser, *names, **kw):
-    """Add a flag under both its ``-`` and ``_`` spellings."""
+    """Add a flag under both its ``-`` and ``_`` spellings (skipped if the script has it)."""
+    if any(n in parser._option_string_actions for n in names):
+        return
     spellings = []
     for n in names:
         spellings.append(n)
@@ -59,7 +62,7 @@ def _flag(parser, *names, **kw):
     parser.add_argument(*spellings, **kw)
 
 
-def build_parser(description, method_flags=None):
+def build_parser(description, method_flags=None, default_loss=None):
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group('data')
@@ -87,6 +90,9 @@ def build_parser(description, method_flags=None):
     _flag(g, '--disable-hybridize', action='store_true', help='run imperatively (debugging)')
     if method_flags is not None:
         method_flags(p)
+    if default_loss is not None:
+        p.set_defaults(_global_dests=sorted(a.dest for a in p._actions))
+        add_loss_flags(p, default_loss)
     g = p.add_argument_group('run')
     _flag(g, '--name', default=None, help='run name (default: METHOD-DATA)')
     _flag(g, '--save-dir', default=None, help='the run folder (default: runs/NAME)')
@@ -100,16 +106,107 @@ def build_parser(description, method_flags=None):
     return p
 
 
+def _str2bool(v):
+    if isinstance(v, bool):
+        return v
+    if v.lower() in ('1', 'true', 'yes', 'on'):
+        return True
+    if v.lower() in ('0', 'false', 'no', 'off'):
+        return False
+    raise argparse.ArgumentTypeError('expected true or false, got %r' % v)
+
+
+# Constructor arguments that are not loss options: the script fills them.
+_LOSS_ARGS_FROM_RUN = ('num_classes', 'embed_dim', 'negatives_per_anchor', 'prefix', 'params')
+
+
+def loss_options():
+    """{option: (type, [(loss, default), ...])} over every registered loss's constructor."""
+    import inspect
+    from .losses import _LOSSES
+    options = {}
+    for name in sorted(_LOSSES):
+        for pname, p in inspect.signature(_LOSSES[name].__init__).parameters.items():
+            if pname == 'self' or pname in _LOSS_ARGS_FROM_RUN or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                continue
+            default = p.default if p.default is not inspect.Parameter.empty else None
+            kind = type(default) if default is not None else str
+            entry = options.setdefault(pname, [kind, []])
+            if entry[0] is not kind and {entry[0], kind} <= {int, float}:
+                entry[0] = float
+            entry[1].append((name, default))
+    return options
+
+
+def add_loss_flags(parser, default_loss):
+    """``--loss NAME`` plus one flag per loss option (``--margin``, ``--mining`` ...), each
+    defaulting to the chosen loss's own (paper) default."""
+    from .losses import list_losses
+    g = parser.add_argument_group('loss (each option defaults to the chosen loss\'s paper value)')
+    _flag(g, '--loss', default=default_loss, help='one of: ' + ', '.join(list_losses()))
+    _flag(g, '--loss-lr', '--lr-beta', type=float, default=None,
+          help='learning rate of the loss\'s own parameters (beta, proxies, centres, class '
+               'weights); default: the recipe\'s, 1e-2 on the small datasets, 0.1 otherwise')
+    _flag(g, '--beta-per-class', action='store_true', help='margin loss: one beta per training class')
+    for opt, (kind, users) in sorted(loss_options().items()):
+        helptext = '; '.join('%s: %s' % (n, d) for n, d in users)
+        flag = '--' + opt.replace('_', '-')
+        helptext = 'default ' + helptext
+        if kind is bool:
+            _flag(g, flag, type=_str2bool, nargs='?', const=True, default=argparse.SUPPRESS,
+                  help=helptext)
+        else:
+            _flag(g, flag, type=kind, default=argparse.SUPPRESS, help=helptext)
+
+
+def build_loss(args, num_classes, embed_dim):
+    """The loss named by ``--loss`` with its options: flags given on the command line, else the
+    loss's own defaults."""
+    import inspect
+    from .losses import _LOSSES, get_loss
+    key = args.loss.lower().replace('-', '_')
+    if key not in _LOSSES:
+        get_loss(key)                                # raises the clear "Unknown loss" error
+    params = inspect.signature(_LOSSES[key].__init__).parameters
+    kwargs = {}
+    reserved = set(getattr(args, '_global_dests', ())) | set(_LOSS_ARGS_FROM_RUN)
+    for pname in params:
+        value = getattr(args, pname, None)
+        if pname not in reserved and value is not None:
+            kwargs[pname] = value
+    if 'num_classes' in params:
+        if key == 'margin':
+            kwargs['num_classes'] = num_classes if args.beta_per_class else None
+        else:
+            kwargs['num_classes'] = num_classes
+    if 'embed_dim' in params:
+        kwargs['embed_dim'] = embed_dim
+    if 'negatives_per_anchor' in params:
+        kwargs['negatives_per_anchor'] = max(1, args.batch_k - 1)
+    if args.beta_per_class and key != 'margin':
+        raise UserError('--beta-per-class is an option of the margin loss, not of %s.' % args.loss)
+    try:
+        loss = get_loss(key, **kwargs)
+    except TypeError as err:
+        raise UserError('Bad options for the %s loss: %s.' % (args.loss, err)) from None
+    # What the run really used, defaults included, for args.json.
+    args.loss_options = {n: (kwargs[n] if n in kwargs else p.default) for n, p in params.items()
+                         if n not in ('self', 'prefix', 'params') and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return loss
+
+
 def parse_args(parser, method, argv=None, method_defaults=None):
     """Parse, then fill every flag not given from the dataset's recipe, then from the defaults."""
     args = parser.parse_args(argv)
     args.method = method
     args.data = canonical_data_name(args.data or DEFAULTS['data'])
-    recipe = RECIPES.get(args.data, {})
-    defaults = dict(DEFAULTS, **(method_defaults or {}))
-    for key, value in list(recipe.items()) + list(defaults.items()):
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+    # Precedence: the command line, then the method's own settings (N-pair's batch-k 2), then
+    # the dataset's recipe, then the research defaults.
+    layers = [method_defaults or {}, RECIPES.get(args.data, {}), DEFAULTS]
+    for layer in layers:
+        for key, value in layer.items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
     args.name = args.name or '%s-%s' % (method, args.data)
     args.save_dir = args.save_dir or os.path.join('runs', args.name)
     check_args(args)
@@ -148,19 +245,25 @@ def prepare_run(args):
         raise UserError('The run folder %s already holds a run; pass --resume to continue it, or '
                         'choose another --name / --save-dir.' % run_dir)
     os.makedirs(run_dir, exist_ok=True)
-    record = {k: v for k, v in vars(args).items() if not k.startswith('_')}
-    record['command'] = ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
-    record['started'] = time.strftime('%Y-%m-%d %H:%M:%S')
     if args.resume and os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        changed = [k for k in ('data', 'model', 'embed_dim', 'method') if old.get(k) != record.get(k)]
+        changed = [k for k in ('data', 'model', 'embed_dim', 'method', 'loss')
+                   if old.get(k) is not None and old.get(k) != getattr(args, k, None)]
         if changed:
             raise UserError('--resume with other settings than the run in %s (%s); resume with the '
                             'same flags.' % (run_dir, ', '.join(changed)))
-    with open(path, 'w') as f:
-        json.dump(record, f, indent=1, sort_keys=True)
+    args.command = ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    args.started = time.strftime('%Y-%m-%d %H:%M:%S')
+    write_args(args)
     return run_dir
+
+
+def write_args(args):
+    """(Re)write ``args.json`` in the run folder: every setting, the command, the loss options."""
+    record = {k: v for k, v in vars(args).items() if not k.startswith('_')}
+    with open(os.path.join(args.save_dir, 'args.json'), 'w') as f:
+        json.dump(record, f, indent=1, sort_keys=True, default=str)
 
 
 def viz_sinks(args):
