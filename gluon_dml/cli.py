@@ -202,6 +202,8 @@ def parse_args(parser, method, argv=None, method_defaults=None):
     args.data = canonical_data_name(args.data or DEFAULTS['data'])
     # Precedence: the command line, then the method's own settings (N-pair's batch-k 2), then
     # the dataset's recipe, then the research defaults.
+    if callable(method_defaults):
+        method_defaults = method_defaults(args.data)
     layers = [method_defaults or {}, RECIPES.get(args.data, {}), DEFAULTS]
     for layer in layers:
         for key, value in layer.items():

@@ -1,9 +1,35 @@
 """Metric-learning losses, one family per file, and the ``get_loss`` registry."""
 from .base import label_masks, pairwise_distance, pairwise_similarity, pairwise_sq_distance
+from .binomial import BinomialDevianceLoss
+from .center import TripletCenterLoss
+from .face import ArcFaceLoss, CosFaceLoss
+from .lifted import LiftedStructureLoss
 from .margin import MarginLoss
+from .multisim import MultiSimilarityLoss
+from .nca import NCALoss
+from .npair import NPairLoss
+from .pair import ContrastiveLoss
+from .proxy import ProxyAnchorLoss, ProxyNCALoss
+from .quadruplet import QuadrupletLoss
+from .ranked_list import RankedListLoss
+from .triplet import TripletLoss
 
 _LOSSES = {
+    'arcface': ArcFaceLoss,
+    'binomial': BinomialDevianceLoss,
+    'contrastive': ContrastiveLoss,
+    'cosface': CosFaceLoss,
+    'lifted': LiftedStructureLoss,
     'margin': MarginLoss,
+    'multi_similarity': MultiSimilarityLoss,
+    'nca': NCALoss,
+    'npair': NPairLoss,
+    'proxy_anchor': ProxyAnchorLoss,
+    'proxy_nca': ProxyNCALoss,
+    'quadruplet': QuadrupletLoss,
+    'ranked_list': RankedListLoss,
+    'triplet': TripletLoss,
+    'triplet_center': TripletCenterLoss,
 }
 
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Summarise finished runs as a markdown table: final-epoch metrics, mean over seeds, commands.
+
+    python eval/results_table.py runs/om-margin-s1 runs/om-margin-s2 runs/om-margin-s3 ...
+
+Runs are grouped by (dataset, loss, every setting except the seed, the name and the folder);
+each group gives one row with the mean (and each seed's value) of the final epoch's Recall@1,
+NMI and MAP@R, and the command of its first run with the seed shown as S.
+"""
+import argparse
+import json
+import os
+import sys
+
+import _path  # noqa: F401
+import numpy as np
+
+from gluon_dml.engine import load_run_args, read_log
+
+_IGNORED = {'seed', 'name', 'save_dir', 'command', 'started', 'resume', 'no_progress', 'steps_list'}
+
+
+def _command(command):
+    """The run's command without its run-folder flags, the seed written as S."""
+    words, out, skip = command.split(), [], False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        flag = w.split('=')[0].replace('_', '-')
+        if flag in ('--name', '--save-dir', '--seed'):
+            skip = '=' not in w
+            if flag == '--seed':
+                out.append('--seed S')
+            continue
+        if flag != '--no-progress':
+            out.append(w)
+    return ' '.join(out)
+
+
+def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r')):
+    groups = {}
+    for run in run_dirs:
+        args = load_run_args(run)
+        log = read_log(run)
+        if not log or log[-1]['epoch'] != args['epochs']:
+            print('skipped (not finished): %s' % run, file=sys.stderr)
+            continue
+        key = json.dumps({k: v for k, v in sorted(args.items()) if k not in _IGNORED}, default=str)
+        groups.setdefault(key, []).append((args, log[-1]))
+    rows = []
+    for runs in groups.values():
+        args = runs[0][0]
+        seeds = [a['seed'] for a, _ in runs]
+        cells = []
+        for m in metrics:
+            vals = [last[m] for _, last in runs]
+            each = ' / '.join('%.3f' % v for v in vals)
+            cells.append('**%.3f** (%s)' % (np.mean(vals), each) if len(vals) > 1 else '%.3f' % vals[0])
+        cmd = _command(args['command'])
+        rows.append([args['data'], args.get('loss', args.get('method')), ', '.join(map(str, seeds))]
+                    + cells + ['`python %s`' % cmd])
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('runs', nargs='+')
+    a = p.parse_args(argv)
+    rows = summarise([r for r in a.runs if os.path.isdir(r)])
+    print('| data | loss | seeds | Recall@1 | NMI | MAP@R | command |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for r in rows:
+        print('| ' + ' | '.join(str(c) for c in r) + ' |')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""Multi-class N-pair loss (Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss
+Objective", NeurIPS 2016).
+
+Each batch holds N classes with an anchor and a positive each (``--batch-k 2``); the other N - 1
+positives are the negatives of every anchor. Embeddings are not L2-normalised (the paper's
+setting); the loss adds its L2 penalty on the embedding norms (``--l2-reg``, 0.002).
+
+    python train_npair.py --data omniglot --data-path ../shared/data/omniglot
+"""
+import sys
+
+from gluon_dml import cli
+
+
+def npair_defaults(data):
+    """N pairs per batch: batch-k 2, and N = every class on the five-class datasets."""
+    if data in ('digits', 'fashion-mnist'):
+        return {'batch_k': 2, 'batch_size': 10}
+    return {'batch_k': 2}
+
+
+def main(argv=None):
+    parser = cli.build_parser(__doc__.splitlines()[0], default_loss='npair')
+    args = cli.parse_args(parser, 'npair', argv, method_defaults=npair_defaults)
+    from gluon_dml.engine.embedding import run_embedding
+    return run_embedding(args)[1]
+
+
+if __name__ == '__main__':
+    cli.main_guard(main, sys.argv[1:])
