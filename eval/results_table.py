@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-import _path  # noqa: F401
+import _path  # noqa: F401  (source-checkout imports)
 import numpy as np
 
 from gluon_dml.engine import load_run_args, read_log

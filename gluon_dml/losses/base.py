@@ -24,6 +24,11 @@ def pairwise_distance(F, x, y=None, eps=1e-8):
     return F.sqrt(pairwise_sq_distance(F, x, y) + eps)
 
 
+def batch_distance(F, x, squared=False):
+    """The (B, B) distance matrix of a batch: squared Euclidean, or Euclidean (eps-safe at 0)."""
+    return pairwise_sq_distance(F, x) if squared else pairwise_distance(F, x)
+
+
 def pairwise_similarity(F, x, y=None):
     """Inner products (B, M) between the rows of ``x`` and ``y`` (cosine when both are L2-normalised)."""
     if y is None:

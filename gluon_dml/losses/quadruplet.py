@@ -5,7 +5,7 @@ re-identification", CVPR 2017.
 """
 from mxnet import gluon
 
-from .base import label_masks, pairwise_distance, pairwise_sq_distance, safe_divide
+from .base import batch_distance, label_masks, safe_divide
 
 __all__ = ['QuadrupletLoss']
 
@@ -60,10 +60,7 @@ class QuadrupletLoss(gluon.HybridBlock):
         self._squared = bool(squared)
 
     def hybrid_forward(self, F, embeddings, labels):
-        if self._squared:
-            dist = pairwise_sq_distance(F, embeddings)
-        else:
-            dist = pairwise_distance(F, embeddings)                          # (B, B)
+        dist = batch_distance(F, embeddings, self._squared)                          # (B, B)
         same, diff = label_masks(F, labels, dist)
         far = F.ones_like(dist) * _FAR
         labels = F.reshape(labels, (-1,)).astype('float32')

@@ -6,7 +6,7 @@ arXiv:1703.07737, 2017.
 """
 from mxnet import gluon
 
-from .base import label_masks, pairwise_distance, pairwise_sq_distance, safe_divide
+from .base import batch_distance, label_masks, safe_divide
 
 __all__ = ['TripletLoss']
 
@@ -57,10 +57,7 @@ class TripletLoss(gluon.HybridBlock):
         self._squared = bool(squared)
 
     def hybrid_forward(self, F, embeddings, labels):
-        if self._squared:
-            dist = pairwise_sq_distance(F, embeddings)
-        else:
-            dist = pairwise_distance(F, embeddings)                   # (B, B)
+        dist = batch_distance(F, embeddings, self._squared)                   # (B, B)
         same, diff = label_masks(F, labels, dist)
         if self._mining in ('batch_hard', 'batch_hard_soft'):
             return self._batch_hard(F, dist, same, diff)

@@ -1,6 +1,5 @@
 """The training loop: resuming is exact, signals save a checkpoint, NaN stops cleanly,
 checkpoints are atomic, the learning-rate schedule."""
-import json
 import os
 import signal
 import time
