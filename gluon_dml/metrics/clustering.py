@@ -6,7 +6,6 @@ import math
 import numbers
 
 import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
 
 from .neighbors import (DEFAULT_BLOCK_SIZE, _as_embeddings, _as_labels, _flat_index,
                         _positive_int)
@@ -37,8 +36,8 @@ def kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
     # exact L2 assignment; split over the OpenMP threads when k is large
     kmeans.index = _flat_index(x.shape[1], num_clusters)
     kmeans.train(x)
-    _, assign = kmeans.index.search(x, 1)
-    return assign[:, 0].astype(np.int64)
+    _, assign = kmeans.assign(x)  # nearest final centroid
+    return assign.astype(np.int64)
 
 
 def nmi(embeddings, labels, num_clusters=None, seed=0, niter=20):
@@ -49,6 +48,8 @@ def nmi(embeddings, labels, num_clusters=None, seed=0, niter=20):
     ``sklearn.metrics.normalized_mutual_info_score`` with its default
     (arithmetic) normalisation.  Returns a float in [0, 1].
     """
+    from sklearn.metrics import normalized_mutual_info_score  # heavy import, only here
+
     x = _as_embeddings(embeddings, "embeddings")
     y = _as_labels(labels, x.shape[0], "labels", "embeddings")
     if num_clusters is None:

@@ -14,8 +14,14 @@ import numpy as np
 __all__ = ["knn"]
 
 DEFAULT_BLOCK_SIZE = 4096
-# Galleries with at least this many rows per thread are split into one exact
-# flat index per OpenMP thread, searched in parallel (faiss.IndexShards).
+
+# The BLAS linked into the faiss-cpu wheels runs single-threaded, so a large
+# gallery is split into one exact flat index per OpenMP thread, searched in
+# parallel threads (faiss.IndexShards; results are merged exactly).  Set this to
+# False with a faiss build whose BLAS is itself multi-threaded (e.g. MKL), where
+# the extra threads would only oversubscribe the cores.
+PARALLEL_SHARDS = True
+# ... but only with at least this many gallery rows per shard.
 _MIN_ROWS_PER_SHARD = 4096
 
 
@@ -116,13 +122,12 @@ def _flat_index(d, num_rows=0):
 
     With several OpenMP threads and a large enough gallery it is a threaded
     ``faiss.IndexShards`` of ``IndexFlatL2`` (one shard per thread, results
-    merged exactly, ids numbered as if one index): the BLAS bundled in the
-    faiss wheels runs single-threaded, so this is what uses all the cores.
+    merged exactly, ids numbered as if one index); see ``PARALLEL_SHARDS``.
     Such an index accepts one ``add`` after each ``reset``, which is how both
     the searches here and faiss k-means use it.
     """
     nshards = min(faiss.omp_get_max_threads(), num_rows // _MIN_ROWS_PER_SHARD)
-    if nshards < 2:
+    if nshards < 2 or not PARALLEL_SHARDS:
         return faiss.IndexFlatL2(d)
     index = faiss.IndexShards(d, True, True)  # threaded, successive ids
     for _ in range(nshards):

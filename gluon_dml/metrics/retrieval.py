@@ -21,6 +21,8 @@ Conventions
   (self excluded by index).  With ``query_embeddings``/``query_labels`` the
   queries are searched against the gallery ``(embeddings, labels)`` with no
   self-exclusion (In-Shop style).
+* Distances are computed in float32 by faiss; items at equal distance are
+  ranked in no particular order.
 """
 import numbers
 
@@ -35,6 +37,9 @@ __all__ = ["recall_at_k", "r_precision", "map_at_r", "retrieval_metrics"]
 # units of block_size: a block holds at most block_size * _ELEMENTS_PER_ROW
 # entries, so a query group that needs a large k (a big class) uses fewer rows.
 _ELEMENTS_PER_ROW = 256
+# Recall@K for K above this depth is first decided from this many neighbours; only
+# queries without a same-class item that deep are searched max(ks) deep.
+_SHALLOW_K = 64
 
 
 def _check_ks(ks):
@@ -86,8 +91,33 @@ def _relevant_counts(glabels, qlabels, self_search):
     return r
 
 
+def _blocks(k_need, block_size):
+    """Split rows sorted by increasing k into (start, stop, k) blocks.
+
+    A block has at most ``block_size`` rows and at most about
+    ``block_size * _ELEMENTS_PER_ROW`` (row, neighbour) entries; its k is the
+    largest k of its rows.
+    """
+    budget = block_size * _ELEMENTS_PER_ROW
+    start = 0
+    while start < k_need.size:
+        stop = min(start + block_size, k_need.size)
+        rows = max(1, min(stop - start, budget // max(int(k_need[stop - 1]), 1)))
+        stop = start + rows
+        yield start, stop, int(k_need[stop - 1])
+        start = stop
+
+
 def _retrieval_core(gallery, glabels, queries, qlabels, self_search, ks, need_r, block_size):
-    """Shared computation.  ``ks`` may be empty (R-based metrics only)."""
+    """Shared computation.  ``ks`` may be empty (R-based metrics only).
+
+    Each query needs its R nearest neighbours (R-precision, MAP@R) and, for
+    Recall@K, only whether a same-class item is among its K nearest.  So the
+    search goes max(R, min(max(ks), _SHALLOW_K)) deep; the few queries with no
+    same-class item that deep and a larger K left to decide are searched again
+    max(ks) deep.  The result is the same as one max(max(ks), R)-deep search,
+    without keeping large heaps for the queries resolved early.
+    """
     r_all = _relevant_counts(glabels, qlabels, self_search)
     used = np.flatnonzero(r_all > 0)
     num_skipped = int(queries.shape[0] - used.size)
@@ -97,7 +127,8 @@ def _retrieval_core(gallery, glabels, queries, qlabels, self_search, ks, need_r,
 
     available = gallery.shape[0] - (1 if self_search else 0)
     max_k = max(ks) if ks else 0
-    k_need = np.full(used.size, max_k, np.int64)
+    deep_k = min(max_k, available)
+    k_need = np.full(used.size, min(max_k, _SHALLOW_K), np.int64)
     if need_r:
         np.maximum(k_need, r_all[used], out=k_need)
     np.minimum(k_need, available, out=k_need)
@@ -105,25 +136,29 @@ def _retrieval_core(gallery, glabels, queries, qlabels, self_search, ks, need_r,
     # as its queries need, and cap rows * k so the block's arrays stay small.
     order = np.argsort(k_need, kind="stable")
     used, k_need = used[order], k_need[order]
-    budget = block_size * _ELEMENTS_PER_ROW
 
     hits = dict((k, 0) for k in ks)
     r_precision_sum = 0.0
     map_sum = 0.0
+    pending, pending_depth = [], []  # queries whose Recall@K for some K is still open
     index = _build_index(gallery)
-    start = 0
-    while start < used.size:
-        stop = min(start + block_size, used.size)
-        rows = max(1, min(stop - start, budget // max(int(k_need[stop - 1]), 1)))
-        stop = start + rows
-        block = used[start:stop]
-        k = int(k_need[stop - 1])  # sorted, so the largest in the block
-        start = stop
 
+    def neighbour_match(block, k):
         idx, _ = _search(index, queries[block], k, block if self_search else None)
-        match = glabels[idx] == qlabels[block][:, None]  # (rows, k) bool
+        return glabels[idx] == qlabels[block][:, None]  # (rows, k) bool
+
+    for start, stop, k in _blocks(k_need, block_size):
+        block = used[start:stop]
+        match = neighbour_match(block, k)
+        found = match.any(axis=1)  # a same-class item among the k nearest
         for kk in ks:
-            hits[kk] += int(match[:, :min(kk, k)].any(axis=1).sum())
+            if kk <= k:
+                hits[kk] += int(match[:, :kk].any(axis=1).sum())
+            else:  # hits within k are hits within kk; the rest is decided below
+                hits[kk] += int(found.sum())
+        if k < deep_k and not found.all():
+            pending.append(block[~found])
+            pending_depth.append(np.full(int((~found).sum()), k, np.int64))
         if need_r:
             r = r_all[block]
             in_r = np.arange(k)[None, :] < r[:, None]
@@ -132,6 +167,18 @@ def _retrieval_core(gallery, glabels, queries, qlabels, self_search, ks, need_r,
             # precision at i among the first i neighbours (i = 1..k)
             prec = np.cumsum(match, axis=1, dtype=np.float64) / np.arange(1, k + 1)
             map_sum += float(((prec * rel).sum(axis=1) / r).sum())
+
+    if pending:
+        # no same-class item within `depth` neighbours: search deep_k deep and count
+        # the hits for each K > depth
+        pending = np.concatenate(pending)
+        pending_depth = np.concatenate(pending_depth)
+        for start, stop, k in _blocks(np.full(pending.size, deep_k, np.int64), block_size):
+            match = neighbour_match(pending[start:stop], k)
+            depth = pending_depth[start:stop]
+            for kk in ks:
+                new = match[:, :kk].any(axis=1) & (depth < kk)
+                hits[kk] += int(new.sum())
 
     n = used.size
     out = {}
@@ -147,7 +194,11 @@ def _retrieval_core(gallery, glabels, queries, qlabels, self_search, ks, need_r,
 
 def retrieval_metrics(embeddings, labels, ks=(1, 2, 4, 8), query_embeddings=None,
                       query_labels=None, block_size=DEFAULT_BLOCK_SIZE):
-    """Recall@K, R-precision and MAP@R from one blocked exact kNN search.
+    """Recall@K, R-precision and MAP@R from a blocked exact kNN search.
+
+    Each query is searched max(R, K) deep in effect (see ``_retrieval_core``:
+    queries already resolved within 64 neighbours skip the deeper search), one
+    block of queries at a time, so no N x N matrix is built.
 
     Parameters
     ----------

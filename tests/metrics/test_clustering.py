@@ -113,3 +113,23 @@ def test_evaluate_embeddings_query_gallery():
     assert res["nmi"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="ks must"):
         evaluate_embeddings(g, gy, ks=0)
+
+
+def test_kmeans_with_sharded_index(monkeypatch):
+    # k-means assigns points with one flat index per OpenMP thread when k is large;
+    # lower the threshold so that path runs here: same clustering as one index.
+    import faiss
+    from gluon_dml.metrics import neighbors
+    if faiss.omp_get_max_threads() < 2:
+        pytest.skip("needs at least 2 OpenMP threads")
+    rng = np.random.RandomState(7)
+    x = rng.randn(400, 8).astype(np.float32)
+    y = rng.randint(0, 40, size=400)
+    monkeypatch.setattr(neighbors, "_MIN_ROWS_PER_SHARD", 8)
+    assert isinstance(neighbors._flat_index(8, 40), faiss.IndexShards)
+    sharded = kmeans_assign(x, 40, seed=3, niter=10)
+    monkeypatch.setattr(neighbors, "PARALLEL_SHARDS", False)
+    single = kmeans_assign(x, 40, seed=3, niter=10)
+    np.testing.assert_array_equal(sharded, single)
+    assert nmi(x, y, seed=3, niter=10) == pytest.approx(
+        normalized_mutual_info_score(y, single), abs=1e-12)

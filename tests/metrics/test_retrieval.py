@@ -220,6 +220,22 @@ def test_random_matches_brute_force(block_size):
     assert map_at_r(x, y, block_size=block_size) == pytest.approx(expected["map@r"])
 
 
+@pytest.mark.parametrize("block_size", [4096, 3])
+def test_random_large_k_matches_brute_force(block_size):
+    # Recall@K for K beyond the first, shallow search depth (64): queries with no
+    # same-class item among their 64 nearest are searched again max(ks) deep.
+    rng = np.random.RandomState(8)
+    x = rng.randn(400, 8).astype(np.float32)
+    y = rng.randint(0, 60, size=400)
+    ks = (1, 50, 64, 65, 200, 1000)  # 1000 > 399 items: clipped to all of them
+    expected = brute_force(x, y, ks)
+    assert expected["recall@64"] < expected["recall@200"] < 1.0  # the second search matters
+    assert expected["recall@1000"] == 1.0
+    assert_metrics_equal(retrieval_metrics(x, y, ks=ks, block_size=block_size), expected)
+    assert recall_at_k(x, y, ks=ks, block_size=block_size) == pytest.approx(
+        dict((k, expected["recall@%d" % k]) for k in ks), abs=1e-12)
+
+
 def test_random_large_class_matches_brute_force():
     # One class of 400 items (R = 399 > the per-row element budget of a block of
     # size 1), mixed with small classes: exercises the grouping by R / small blocks.
@@ -345,3 +361,27 @@ def test_bad_labels():
 def test_all_queries_skipped():
     with pytest.raises(ValueError, match="No query has another item of its class"):
         retrieval_metrics(LINE_X, np.arange(6))
+
+
+def test_sharded_index_matches_single_index(monkeypatch):
+    # Large galleries are split into one flat index per OpenMP thread (IndexShards).
+    # Lower the size threshold so a small gallery takes that path, and check it
+    # against the single-index path and against numpy.
+    import faiss
+    from gluon_dml.metrics import neighbors
+    if faiss.omp_get_max_threads() < 2:
+        pytest.skip("needs at least 2 OpenMP threads")
+    rng = np.random.RandomState(6)
+    x = rng.randn(500, 6).astype(np.float32)
+    y = rng.randint(0, 50, size=500)
+    monkeypatch.setattr(neighbors, "_MIN_ROWS_PER_SHARD", 64)
+    assert isinstance(neighbors._build_index(x), faiss.IndexShards)
+    idx_sharded, dist_sharded = knn(x, 20, block_size=77)
+    res_sharded = retrieval_metrics(x, y, ks=(1, 5), block_size=77)
+    monkeypatch.setattr(neighbors, "PARALLEL_SHARDS", False)
+    assert isinstance(neighbors._build_index(x), faiss.IndexFlatL2)
+    idx_single, dist_single = knn(x, 20, block_size=77)
+    np.testing.assert_array_equal(idx_sharded, idx_single)
+    np.testing.assert_allclose(dist_sharded, dist_single, rtol=1e-6)
+    assert_metrics_equal(res_sharded, retrieval_metrics(x, y, ks=(1, 5)))
+    assert_metrics_equal(res_sharded, brute_force(x, y, (1, 5)))
