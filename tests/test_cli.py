@@ -128,6 +128,23 @@ def test_evaluate_and_embed_a_run(tmp_path):
     assert notrun.returncode == 2 and 'is not a run folder' in notrun.stderr
 
 
+def test_npair_script_unnormalised_embeddings_evaluate_consistently(tmp_path):
+    run = tmp_path / 'np'
+    proc = run_script('train_npair.py', '--epochs', '1', '--batches-per-epoch', '20', '--no-progress',
+                      '--save-dir', run, check=True)
+    args = json.load(open(run / 'args.json'))
+    assert (args['loss'], args['batch_k'], args['batch_size'], args['normalize_embeddings']) == \
+        ('npair', 2, 10, False)
+    assert args['loss_options']['l2_reg'] == 0.002
+    assert 'loss npair' in proc.stdout
+    run_script('eval/evaluate.py', run, '--save-embeddings', tmp_path / 'e.npz', check=True)
+    import numpy as np
+    norms = np.linalg.norm(np.load(tmp_path / 'e.npz')['embeddings'], axis=1)
+    assert not np.allclose(norms, 1.0)               # the network's own (unnormalised) output
+    metrics = json.load(open(run / 'eval-test.json'))
+    assert metrics['recall@1'] == pytest.approx(json.load(open(run / 'best.json'))['recall@1'], abs=1e-6)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(OMNIGLOT), reason='../shared/data/omniglot is not here')
 def test_short_omniglot_run_improves_recall_by_10_points(tmp_path):

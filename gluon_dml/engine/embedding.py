@@ -30,9 +30,10 @@ def run_embedding(args):
     sampler = BalancedBatchSampler(train_set.labels, args.batch_size, args.batch_k,
                                    num_batches=args.batches_per_epoch, seed=args.seed)
     loss = cli.build_loss(args, train_set.num_classes, args.embed_dim)
+    args.normalize_embeddings = bool(getattr(loss, 'normalize_embeddings', True))
     cli.write_args(args)
     net = get_model(args.model, args.embed_dim, pretrained=args.use_pretrained, ctx=ctx,
-                    normalize=getattr(loss, 'normalize_embeddings', True))
+                    normalize=args.normalize_embeddings)
     loss.initialize(ctx=ctx[0])
     evaluator = RetrievalEvaluator(test_set, batch_size=args.eval_batch_size, logger=logger,
                                    num_workers=args.num_workers)

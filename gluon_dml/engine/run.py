@@ -30,7 +30,8 @@ def load_trained_net(run_dir, ctx, which='best'):
     else:
         raise FileNotFoundError('%s holds no trained parameters yet (no best.params, no checkpoint).'
                                 % run_dir)
-    net = get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx)
+    net = get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
+                    normalize=args.get('normalize_embeddings', True))
     net.load_parameters(params, ctx=ctx)
     net.hybridize(static_alloc=True)
     return args, net, params
