@@ -9,7 +9,6 @@ import json
 import os
 import sys
 import time
-import warnings
 
 __all__ = ['build_parser', 'parse_args', 'RECIPES', 'DEFAULTS', 'canonical_data_name',
            'prepare_run', 'main_guard', 'UserError']
@@ -100,6 +99,13 @@ def build_parser(description, method_flags=None, default_loss=None):
           help='file prefix of the exported deployment model in the run folder')
     _flag(g, '--resume', action='store_true', help='continue from the run folder\'s last checkpoint')
     _flag(g, '--use_viz', action='store_true', help='stream the run to a Visdom dashboard')
+    _flag(g, '--viz-server', default='http://localhost', help='Visdom server (--use_viz)')
+    _flag(g, '--viz-port', type=int, default=8097, help='Visdom server port (--use_viz)')
+    _flag(g, '--viz-env', default=None, help='Visdom environment (default: the run name)')
+    _flag(g, '--tsne-interval', type=int, default=1,
+          help='epochs between t-SNE / retrieval / distance views (--use_viz; 0: none)')
+    _flag(g, '--tsne-points', type=int, default=1000,
+          help='test embeddings in the t-SNE and distance views (a class-balanced sample)')
     _flag(g, '--log-interval', type=int, default=None, help='iterations between loss points')
     _flag(g, '--eval-batch-size', type=int, default=None)
     _flag(g, '--no-progress', action='store_true', help='no progress bars (logs stay)')
@@ -269,11 +275,30 @@ def write_args(args):
 
 
 def viz_sinks(args):
-    """The dashboard sinks for ``--use_viz`` (Visdom support arrives with its own issue)."""
-    if getattr(args, 'use_viz', False):
-        warnings.warn('--use_viz: Visdom support arrives with its issue; this run logs to the '
-                      'console and %s/log.jsonl only.' % args.save_dir)
-    return []
+    """The dashboard sinks for ``--use_viz``: a :class:`gluon_dml.viz.VisdomSink` streaming to
+    ``--viz-server:--viz-port`` (environment ``--viz-env``, default the run name) and writing the
+    same plots into the run folder. It never blocks: an unreachable server is one warning."""
+    if not getattr(args, 'use_viz', False):
+        return []
+    port = getattr(args, 'viz_port', 8097)
+    if not 0 < port < 65536:
+        raise UserError('--viz-port must be a port number (1-65535), got %s.' % port)
+    if getattr(args, 'tsne_interval', 1) < 0 or getattr(args, 'tsne_points', 1000) < 3:
+        raise UserError('--tsne-interval must be >= 0 (0: no t-SNE) and --tsne-points >= 3.')
+    try:
+        import matplotlib  # noqa: F401  (the sink's threads import them: fail here, clearly)
+        import sklearn  # noqa: F401
+        import visdom  # noqa: F401
+        from .viz import VisdomSink, env_name
+    except ImportError as err:
+        raise UserError('--use_viz needs visdom, matplotlib and scikit-learn (pip install -e '
+                        '".[cpu]"): %s.' % err) from None
+    return [VisdomSink(args.save_dir, env=env_name(getattr(args, 'viz_env', None) or args.name),
+                       server=getattr(args, 'viz_server', 'http://localhost'), port=port,
+                       tsne_interval=getattr(args, 'tsne_interval', 1),
+                       tsne_points=getattr(args, 'tsne_points', 1000), last_epoch=args.epochs,
+                       log_interval=args.log_interval, seed=args.seed, name=args.name,
+                       command=getattr(args, 'command', None))]
 
 
 def main_guard(main, argv=None):

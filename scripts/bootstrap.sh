@@ -20,15 +20,23 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/python" -m pip install -q --upgrade pip 'setuptools<70' wheel
 "$VENV/bin/python" -m pip install -q -e ".[$extras]"
 
+# The dashboard's web page files, from the npm registry (the page then renders without internet).
+if command -v npm >/dev/null; then
+  "$VENV/bin/python" -m gluon_dml.viz.server --install-assets-only >/dev/null || \
+    echo "warning: could not install the Visdom page files from npm; see README, Live dashboard" >&2
+fi
+
 if [ "$extras" = "cpu,test" ]; then
-  # Real test data from Debian: the Fashion-MNIST IDX files in /usr/share/datasets/fashion-mnist.
-  if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  # Real test data and tools from Debian: the Fashion-MNIST IDX files in
+  # /usr/share/datasets/fashion-mnist, and Chromium for the dashboard screenshot test.
+  need=""
+  [ -d /usr/share/datasets/fashion-mnist ] || need="$need dataset-fashion-mnist"
+  command -v chromium >/dev/null || need="$need chromium"
+  if [ -n "$need" ] && command -v apt-get >/dev/null; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    if command -v apt-get >/dev/null; then
-      $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-        ($SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null) || \
-        echo "warning: could not install dataset-fashion-mnist; its tests will be skipped" >&2
-    fi
+    $SUDO apt-get install -y -q $need >/dev/null 2>&1 || \
+      ($SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q $need >/dev/null) || \
+      echo "warning: could not install$need; the tests that need them will be skipped" >&2
   fi
 fi
 "$VENV/bin/python" -c "import mxnet, faiss, gluoncv, visdom, gluon_dml; print('gluon-dml', gluon_dml.__version__, 'with mxnet', mxnet.__version__, 'faiss', faiss.__version__)"

@@ -1,0 +1,98 @@
+"""The sink and its sender against real Visdom servers (no training): the windows it draws, and
+that nothing in the caller's thread ever waits on the network."""
+import json
+import socket
+import time
+
+import numpy as np
+
+from gluon_dml.viz import VisdomSink
+from gluon_dml.viz.dashboard import LOSS_WIN, metric_window
+
+from .conftest import free_port, traces
+
+
+def _feed(sink, epochs=2, per_epoch=3):
+    """What the engine sends: loss points, then the epoch record and the embeddings."""
+    rng = np.random.RandomState(0)
+    emb = rng.randn(60, 8).astype(np.float32)
+    labels = np.repeat(np.arange(3), 20)
+    images = rng.rand(60, 1, 8, 8).astype(np.float32)
+    step = 0
+    records = []
+    for epoch in range(0, epochs + 1):
+        if epoch:
+            for _ in range(per_epoch):
+                step += 2
+                sink.log_iter(step, {'loss': 1.0 / step, 'lr': 1e-3})
+        record = {'epoch': epoch, 'recall@1': 0.5 + 0.1 * epoch, 'nmi': 0.2 + 0.05 * epoch}
+        records.append(record)
+        with open(sink.run_dir + '/log.jsonl', 'a') as f:     # the Logger writes it first
+            f.write(json.dumps(record) + '\n')
+        sink.log_embeddings(epoch, emb, labels, images)
+        sink.log_epoch(epoch, record)
+    return records, step
+
+
+def test_sink_draws_every_window(tmp_path, visdom_server):
+    server = visdom_server()
+    sink = VisdomSink(str(tmp_path), env='unit', port=server.port, server='http://127.0.0.1',
+                      tsne_points=30, last_epoch=2, log_interval=2)
+    records, _ = _feed(sink)
+    sink.close()
+    wins = server.windows('unit')
+    assert traces(wins[LOSS_WIN])['loss'] == ([2, 4, 6, 8, 10, 12], [1.0 / s for s in (2, 4, 6, 8, 10, 12)])
+    for key in ('recall@1', 'nmi'):
+        assert traces(wins[metric_window(key)])[key] == ([0, 1, 2], [r[key] for r in records])
+    assert {'tsne', 'retrieval', 'distances', 'run'} <= set(wins)
+    assert sum(len(t[0]) for t in traces(wins['tsne']).values()) == 30
+    assert sink.channel.dropped == 0 and not sink.channel.warned
+
+
+def _silent_server():
+    """A port that accepts connections and never answers (a hung server)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(('127.0.0.1', 0))
+    s.listen(100)
+    return s
+
+
+def test_unreachable_or_hung_server_costs_the_caller_nothing(tmp_path, capfd):
+    hung = _silent_server()
+    try:
+        for port in (free_port(), hung.getsockname()[1]):
+            run = tmp_path / str(port)
+            run.mkdir()
+            t0 = time.time()
+            sink = VisdomSink(str(run), env='x', port=port, server='http://127.0.0.1',
+                              tsne_interval=0, timeout=1.0, queue_size=8)
+            for i in range(1, 3001):
+                sink.log_iter(i, {'loss': 1.0})
+            sink.log_epoch(1, {'epoch': 1, 'recall@1': 0.5})
+            spent = time.time() - t0
+            assert spent < 2.0, 'logging waited on the network (%.1fs)' % spent
+            t0 = time.time()
+            sink.close()
+            assert time.time() - t0 < 15
+            assert len(open(sink.iter_path).readlines()) == 3000      # the files are complete
+            err = capfd.readouterr().err
+            assert err.count('cannot reach the Visdom server') == 1, err
+            assert 'eval/replay_viz.py' in err
+    finally:
+        hung.close()
+
+
+def test_a_server_started_later_gets_the_whole_run(tmp_path, visdom_server):
+    port = free_port()
+    sink = VisdomSink(str(tmp_path), env='late', port=port, server='http://127.0.0.1',
+                      tsne_points=30, last_epoch=2, log_interval=2, retry_s=0.5)
+    records, _ = _feed(sink, epochs=1)
+    server = visdom_server(port=port)        # the dashboard comes up after the run started
+    time.sleep(0.6)
+    sink.log_iter(100, {'loss': 0.01})        # the next update finds it and redraws everything
+    sink.close()
+    wins = server.windows('late')
+    xs, ys = traces(wins[LOSS_WIN])['loss']
+    assert xs == [2, 4, 6, 100]
+    assert traces(wins[metric_window('recall@1')])['recall@1'] == ([0, 1], [0.5, 0.6])
+    assert 'tsne' in wins
