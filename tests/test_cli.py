@@ -140,7 +140,7 @@ def test_npair_script_unnormalised_embeddings_evaluate_consistently(tmp_path):
     args = json.load(open(run / 'args.json'))
     assert (args['loss'], args['batch_k'], args['batch_size'], args['normalize_embeddings']) == \
         ('npair', 2, 10, False)
-    assert args['loss_options']['l2_reg'] == 0.002
+    assert args['loss_options']['l2_reg'] == 0.002 and args['loss_options']['pairs'] == 'paper'
     assert 'loss npair' in proc.stdout
     run_script('eval/evaluate.py', run, '--save-embeddings', tmp_path / 'e.npz', check=True)
     import numpy as np
