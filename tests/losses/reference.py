@@ -6,6 +6,30 @@ writes them, float64 throughout.
 import numpy as np
 
 
+def distances(emb, squared=False):
+    """Pairwise Euclidean (or squared) distances, loop by loop; the 1e-8 matches the losses' eps."""
+    emb = np.asarray(emb, np.float64)
+    B = len(emb)
+    d = np.zeros((B, B))
+    for i in range(B):
+        for j in range(B):
+            d2 = float(np.sum((emb[i] - emb[j]) ** 2))
+            d[i, j] = d2 if squared else np.sqrt(d2 + 1e-8)
+    return d
+
+
+def numeric_grad(f, x, eps=1e-3):
+    """Central differences of the scalar function ``f`` at ``x`` (float64 perturbations)."""
+    x = np.asarray(x, np.float64)
+    g = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        g[idx] = (f(xp) - f(xm)) / (2 * eps)
+    return g
+
+
 def margin_sampling_weights(emb, labels, cutoff=0.5, nonzero_loss_cutoff=1.4):
     """Wu et al. 2017, eq. 3: the normalised probability of drawing each negative for each anchor.
 

@@ -4,16 +4,9 @@ Written from the papers' equations: explicit loops over anchors, pairs and centr
 """
 import numpy as np
 
+from .reference import distances
 
-def _dist(emb, squared):
-    emb = np.asarray(emb, np.float64)
-    B = len(emb)
-    d = np.zeros((B, B))
-    for i in range(B):
-        for j in range(B):
-            sq = float(np.sum((emb[i] - emb[j]) ** 2))
-            d[i, j] = sq if squared else np.sqrt(sq + 1e-8)
-    return d
+
 
 
 def triplet_center_loss(emb, labels, centers, margin=0.5):
@@ -36,7 +29,7 @@ def quadruplet_loss(emb, labels, margin1=1.0, margin2=0.5, squared=True):
     hardest positive D_ij, hardest negative D_ik, hardest pair D_lk with y_l != y_k, y_l != y_i,
     y_k != y_i; sum of (D_ij - D_ik + a1)_+ + (D_ij - D_lk + a2)_+ over the anchors with a positive
     and a negative, divided by their number (the second term 0 when no such pair exists)."""
-    d = _dist(emb, squared)
+    d = distances(emb, squared)
     B = len(labels)
     total, count = 0.0, 0
     for i in range(B):
@@ -66,8 +59,8 @@ def ranked_list_loss(emb, labels, margin=0.4, alpha=1.2, t_neg=10.0, t_pos=0.0, 
     ``frozen``: embeddings at which the sets and the weights are evaluated (held constant); the
     hinges use ``emb``. Finite differences of this function give the gradient with constant weights.
     """
-    d = _dist(emb, squared=False)
-    d0 = d if frozen is None else _dist(frozen, squared=False)
+    d = distances(emb, squared=False)
+    d0 = d if frozen is None else distances(frozen, squared=False)
     B = len(labels)
     inner = alpha - margin
     total = 0.0

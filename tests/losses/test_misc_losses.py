@@ -10,6 +10,7 @@ from gluon_dml.losses.center import TripletCenterLoss
 from gluon_dml.losses.quadruplet import QuadrupletLoss
 from gluon_dml.losses.ranked_list import RankedListLoss
 
+from .reference import numeric_grad
 from .reference_misc import quadruplet_loss, ranked_list_loss, triplet_center_loss
 
 
@@ -53,16 +54,6 @@ def _run(loss, x, y, grad=False):
     return out.asscalar(), xs.grad.asnumpy(), pgrads
 
 
-def _fd(f, x, eps=1e-3):
-    """Central differences of the scalar function ``f`` at ``x`` (float64 perturbations)."""
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[idx] += eps
-        xm[idx] -= eps
-        g[idx] = (f(xp) - f(xm)) / (2 * eps)
-    return g
 
 
 def _labels(rng, B, repeated):
@@ -108,14 +99,14 @@ def test_tcl_finite_difference_gradients():
     y = np.array([0, 0, 1, 1, 2, 3])
     loss = _tcl(C, D, centers, margin=1.0)
     _, gx, pg = _run(loss, x, y, grad=True)
-    fd = _fd(lambda z: _run(loss, z, y), x)
+    fd = numeric_grad(lambda z: _run(loss, z, y), x)
     np.testing.assert_allclose(gx, fd, atol=2e-3, rtol=2e-2)
     assert np.abs(fd).max() > 1e-2
 
     def at_centers(c):
         loss.centers.set_data(mx.nd.array(c.astype(np.float32)))
         return _run(loss, x, y)
-    fd_c = _fd(at_centers, centers)
+    fd_c = numeric_grad(at_centers, centers)
     loss.centers.set_data(mx.nd.array(centers.astype(np.float32)))
     np.testing.assert_allclose(pg[loss.centers.name], fd_c, atol=2e-3, rtol=2e-2)
     assert np.abs(fd_c).max() > 1e-2
@@ -182,7 +173,7 @@ def test_quadruplet_finite_difference_gradients(squared):
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3])
     loss = _block(QuadrupletLoss, margin1=1.0, margin2=1.0, squared=squared)
     _, gx, _ = _run(loss, x, y, grad=True)
-    fd = _fd(lambda z: _run(loss, z, y), x)
+    fd = numeric_grad(lambda z: _run(loss, z, y), x)
     np.testing.assert_allclose(gx, fd, atol=2e-3, rtol=2e-2)
     assert np.abs(fd).max() > 1e-2
 
@@ -244,7 +235,7 @@ def test_rll_finite_difference_gradients_through_weights():
     x, y = _rll_fd_batch()
     loss = _block(RankedListLoss, temperature_pos=3.0, detach_weights=False)
     _, gx, _ = _run(loss, x, y, grad=True)
-    fd = _fd(lambda z: _run(loss, z, y), x)
+    fd = numeric_grad(lambda z: _run(loss, z, y), x)
     np.testing.assert_allclose(gx, fd, atol=2e-3, rtol=2e-2)
     assert np.abs(fd).max() > 1e-2
 
@@ -256,9 +247,9 @@ def test_rll_gradient_with_constant_weights():
     loss = _block(RankedListLoss, temperature_pos=3.0, detach_weights=True)
     _, gx, _ = _run(loss, x, y, grad=True)
     x32 = x.astype(np.float32).astype(np.float64)
-    fd = _fd(lambda z: ranked_list_loss(z, y, t_pos=3.0, frozen=x32), x32, eps=1e-5)
+    fd = numeric_grad(lambda z: ranked_list_loss(z, y, t_pos=3.0, frozen=x32), x32, eps=1e-5)
     np.testing.assert_allclose(gx, fd, atol=1e-4, rtol=1e-3)
-    fd_full = _fd(lambda z: ranked_list_loss(z, y, t_pos=3.0), x32, eps=1e-5)
+    fd_full = numeric_grad(lambda z: ranked_list_loss(z, y, t_pos=3.0), x32, eps=1e-5)
     assert np.abs(fd_full - fd).max() > 1e-2          # the two gradients do differ here
 
 

@@ -13,6 +13,7 @@ from gluon_dml.losses.multisim import MultiSimilarityLoss
 from gluon_dml.losses.proxy import ProxyAnchorLoss, ProxyNCALoss
 
 from . import reference_proxy_ms_face as ref
+from .reference import numeric_grad
 
 B, D, C = 8, 6, 4
 
@@ -214,16 +215,9 @@ def test_finite_difference_gradients(name, defaults):
                       + np.sin(np.deg2rad(172)) * v / np.linalg.norm(v))
     loss = _make(name, param_value=pv, **({} if defaults else FD_KW[name]))
     _, gx, gp = _run(loss, name, x, y, grad=True)
-    eps = 1e-3
 
     def fd(arr, f):
-        out = np.zeros_like(arr)
-        for idx in np.ndindex(*arr.shape):
-            ap, am = arr.copy(), arr.copy()
-            ap[idx] += eps
-            am[idx] -= eps
-            out[idx] = (f(ap) - f(am)) / (2 * eps)
-        return out
+        return numeric_grad(f, arr, 1e-3)
 
     fx = fd(x, lambda v: _run(loss, name, v, y))
     np.testing.assert_allclose(gx, fx, atol=3e-3, rtol=3e-2)
