@@ -13,7 +13,7 @@ setup(
     name='gluon-dml',
     version=version,
     description='Deep metric learning on MXNet/Gluon: losses, samplers, training, evaluation, search.',
-    long_description=open(os.path.join(here, 'README.md')).read(),
+    long_description=open(os.path.join(here, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['gluon_dml', 'gluon_dml.*']),
     # MXNet 1.9.1 needs numpy < 1.24, whose last releases support Python 3.8 - 3.11.
