@@ -40,7 +40,7 @@ def main(argv=None):
     data_path = a.data_path or args.get('data_path')
     dataset = get_dataset(args['data'], data_path, a.split)
     emb, labels = embed_dataset(net, dataset, ctx, a.batch_size, progress=True)
-    ks = cli.parse_steps(a.ks)
+    ks = cli.parse_int_list(a.ks, '--ks', '1,2,4,8')
     metrics = evaluate_embeddings(emb, labels, ks=ks)
     metrics.update(run_dir=a.run_dir, split=a.split, params=params, data=args['data'],
                    num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))

@@ -221,14 +221,15 @@ def parse_args(parser, method, argv=None, method_defaults=None):
     return args
 
 
-def parse_steps(steps):
-    if steps is None or str(steps).strip() == '':
+def parse_int_list(text, flag='--steps', example='12,14'):
+    """Comma-separated integers (``--steps``, ``--ks``); empty text gives []."""
+    if text is None or str(text).strip() == '':
         return []
     try:
-        return [int(s) for s in str(steps).split(',') if s.strip()]
+        return [int(s) for s in str(text).split(',') if s.strip()]
     except ValueError:
-        raise UserError('--steps takes comma-separated epoch numbers such as "12,14", got %r.'
-                        % steps) from None
+        raise UserError('%s takes comma-separated integers such as "%s", got %r.'
+                        % (flag, example, text)) from None
 
 
 def check_args(args):
@@ -242,7 +243,7 @@ def check_args(args):
                         % (args.batch_size, args.batch_k, args.batch_k * max(1, args.batch_size // args.batch_k)))
     if args.lr <= 0:
         raise UserError('--lr must be positive, got %g.' % args.lr)
-    args.steps_list = parse_steps(args.steps)
+    args.steps_list = parse_int_list(args.steps)
 
 
 def prepare_run(args):

@@ -35,7 +35,7 @@ def test_recipes_and_overrides():
     (['--data', 'nosuchset'], r'nosuchset'),
     (['--model', 'nosuchnet'], r'Unknown backbone .nosuchnet.'),
     (['--data', 'omniglot', '--data-path', '/nonexistent/omniglot'], r'/nonexistent/omniglot'),
-    (['--steps', 'ten'], r'--steps takes comma-separated epoch numbers'),
+    (['--steps', 'ten'], r'--steps takes comma-separated integers'),
     (['--gpus', 'zero'], r'--gpus takes comma-separated GPU ids'),
     (['--model', 'smallconv', '--use-pretrained'], r'smallconv has no pretrained weights'),
 ])

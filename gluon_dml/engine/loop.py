@@ -96,15 +96,14 @@ class Engine:
         if optimizer in ('sgd', 'nag'):
             opt_args['momentum'] = momentum
         self.trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args)
+        self.loss_lr = loss_lr if loss_lr is not None else lr
         self.loss.collect_params().reset_ctx(self.ctx[0])
         loss_params = self.loss.collect_params()
         self.loss_trainer = None
         if len(loss_params.keys()):
             self.loss_trainer = gluon.Trainer(
                 loss_params, loss_optimizer or optimizer,
-                {'learning_rate': loss_lr if loss_lr is not None else lr, 'wd': 0.0},
-                kvstore=None)
-        self.loss_lr = loss_lr if loss_lr is not None else lr
+                {'learning_rate': self.loss_lr, 'wd': 0.0}, kvstore=None)
         self.best = -math.inf
         self._stop_signal = None
 
@@ -121,7 +120,7 @@ class Engine:
 
     def _set_lr(self, epoch):
         scale = self.lr_at(epoch) / self.lr
-        self.trainer.set_learning_rate(self.lr * scale)
+        self.trainer.set_learning_rate(self.lr_at(epoch))
         if self.loss_trainer is not None:
             self.loss_trainer.set_learning_rate(self.loss_lr * scale)
 
