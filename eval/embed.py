@@ -59,7 +59,8 @@ def main(argv=None):
     paths = list_images(a.images)
     ctx = get_contexts(a.gpus)
     args, net, _ = load_trained_net(a.run_dir, ctx, a.checkpoint)
-    transform = get_transform(args['data'])
+    opts = cli.dataset_options(args, augment=False)
+    transform = get_transform(args['data'], **{k: opts[k] for k in ('image_size', 'resize') if k in opts})
     embs = []
     for start in tqdm(range(0, len(paths), a.batch_size), desc='embed', leave=False):
         batch = np.stack([transform(pth) for pth in paths[start:start + a.batch_size]])

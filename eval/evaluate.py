@@ -18,7 +18,8 @@ from gluon_dml import cli
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('run_dir', help='a run folder written by train_*.py')
-    p.add_argument('--split', default='test', help='train or test')
+    p.add_argument('--split', default='test',
+                   help='train or test (In-Shop and query/gallery folders: test = query vs gallery)')
     p.add_argument('--data-path', '--data_path', default=None,
                    help='where the dataset lives (default: the path the run used)')
     p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
@@ -31,17 +32,23 @@ def main(argv=None):
     p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
     a = p.parse_args(argv)
 
-    from gluon_dml.data import get_dataset
+    from gluon_dml.data import get_dataset, has_query_split
     from gluon_dml.engine import embed_dataset, get_contexts, load_trained_net
     from gluon_dml.metrics import evaluate_embeddings
 
     ctx = get_contexts(a.gpus)
     args, net, params = load_trained_net(a.run_dir, ctx, a.checkpoint)
     data_path = a.data_path or args.get('data_path')
-    dataset = get_dataset(args['data'], data_path, a.split)
+    options = cli.dataset_options(args, augment=False)
+    dataset = get_dataset(args['data'], data_path, a.split, **options)
     emb, labels = embed_dataset(net, dataset, ctx, a.batch_size, progress=True)
+    q_emb = q_labels = None
+    if a.split in ('test', 'gallery') and has_query_split(args['data'], data_path):
+        # In-Shop style: the query images are searched among the gallery images
+        query = get_dataset(args['data'], data_path, 'query', **options)
+        q_emb, q_labels = embed_dataset(net, query, ctx, a.batch_size, progress=True)
     ks = cli.parse_int_list(a.ks, '--ks', '1,2,4,8')
-    metrics = evaluate_embeddings(emb, labels, ks=ks)
+    metrics = evaluate_embeddings(emb, labels, ks=ks, query_embeddings=q_emb, query_labels=q_labels)
     metrics.update(run_dir=a.run_dir, split=a.split, params=params, data=args['data'],
                    num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))
     out = a.out or os.path.join(a.run_dir, 'eval-%s.json' % a.split)
@@ -51,7 +58,11 @@ def main(argv=None):
         print('%-20s %s' % (k, '%.4f' % v if isinstance(v, float) else v))
     print('written: %s' % out)
     if a.save_embeddings:
-        np.savez(a.save_embeddings, embeddings=emb.astype(np.float32), labels=labels.astype(np.int64))
+        arrays = dict(embeddings=emb.astype(np.float32), labels=labels.astype(np.int64))
+        if q_emb is not None:
+            arrays.update(query_embeddings=q_emb.astype(np.float32),
+                          query_labels=q_labels.astype(np.int64))
+        np.savez(a.save_embeddings, **arrays)
         print('written: %s' % a.save_embeddings)
     return metrics
 

@@ -39,6 +39,10 @@ RECIPES = {
     'fashion-mnist': dict(_SMALL, batch_size=125, batch_k=25, epochs=5),
 }
 
+# The photo datasets (CUB_200_2011, Cars196, SOP / EbayInClass / EbayCrossClass, InShop, LFW,
+# folder, list) use DEFAULTS, the research scripts' settings, plus parallel decoding.
+IMAGE_RECIPE = dict(num_workers=min(4, os.cpu_count() or 1), image_size=224, color_jitter=0.0)
+
 _ALIASES = {'fashion_mnist': 'fashion-mnist', 'fashionmnist': 'fashion-mnist',
             'fmnist': 'fashion-mnist'}
 
@@ -72,6 +76,19 @@ def build_parser(description, method_flags=None, default_loss=None):
     _flag(g, '--batches-per-epoch', type=int, default=None,
           help='batches in an epoch (default: training images // batch size)')
     _flag(g, '--num-workers', type=int, default=None, help='data loading processes')
+    _flag(g, '--image-size', type=int, default=None,
+          help='photo datasets: side of the (random resized / centre) crop fed to the net (224)')
+    _flag(g, '--resize', type=int, default=None,
+          help='photo datasets: test-time shorter side before the centre crop (image-size * 8/7)')
+    _flag(g, '--color-jitter', type=float, default=None,
+          help='photo datasets: brightness/contrast/saturation jitter in training (0: off)')
+    _flag(g, '--crop-boxes', action='store_true',
+          help='CUB / Cars196: crop every image to its bounding box')
+    _flag(g, '--skip-bad-images', action='store_true',
+          help='leave out (and count) missing, corrupt or truncated image files instead of stopping')
+    _flag(g, '--split-classes', default=None,
+          help='folder / list / LFW: open-set class split, a training fraction (0.5) or a number '
+               'of training classes')
     g = p.add_argument_group('model')
     _flag(g, '--model', default=None, help='backbone: smallconv or a GluonCV model name')
     _flag(g, '--embed-dim', type=int, default=None, help='embedding dimension')
@@ -210,7 +227,9 @@ def parse_args(parser, method, argv=None, method_defaults=None):
     # the dataset's recipe, then the research defaults.
     if callable(method_defaults):
         method_defaults = method_defaults(args.data)
-    layers = [method_defaults or {}, RECIPES.get(args.data, {}), DEFAULTS]
+    from .data import is_image_dataset
+    recipe = RECIPES.get(args.data, IMAGE_RECIPE if is_image_dataset(args.data) else {})
+    layers = [method_defaults or {}, recipe, DEFAULTS]
     for layer in layers:
         for key, value in layer.items():
             if getattr(args, key, None) is None:
@@ -230,6 +249,21 @@ def parse_int_list(text, flag='--steps', example='12,14'):
     except ValueError:
         raise UserError('%s takes comma-separated integers such as "%s", got %r.'
                         % (flag, example, text)) from None
+
+
+def dataset_options(args, augment=None):
+    """Keyword options of ``get_dataset`` for the run's dataset (``args``: a namespace or the
+    dict of ``args.json``): the photo datasets take the image size, augmentation, box crops,
+    bad-image skipping and class split; the in-memory ones take none. ``augment=False`` forces
+    the test transform (evaluating the training split)."""
+    from .data import IMAGE_OPTIONS, is_image_dataset
+    get = args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
+    if not is_image_dataset(get('data')):
+        return {}
+    opts = {k: get(k) for k in IMAGE_OPTIONS if k != 'augment' and get(k) is not None}
+    if augment is not None:
+        opts['augment'] = augment
+    return opts
 
 
 def check_args(args):

@@ -35,7 +35,8 @@ import numpy as np
 from .base import ArrayDataset, data_home, normalize_name
 from .transforms import get_transform
 
-__all__ = ['get_dataset', 'list_datasets', 'register_dataset', 'load_digits',
+__all__ = ['get_dataset', 'list_datasets', 'register_dataset', 'is_image_dataset',
+           'dataset_sampling', 'has_query_split', 'load_digits',
            'load_fashion_mnist', 'load_omniglot', 'read_idx', 'SPLITS',
            'FASHION_MNIST_CLASSES', 'OMNIGLOT_TRAIN_ALPHABETS', 'OMNIGLOT_TEST_ALPHABETS']
 
@@ -426,18 +427,72 @@ def list_datasets():
 
 
 def get_dataset(name, root=None, split='train', **kwargs):
-    """The ``split`` (``'train'`` or ``'test'``) of dataset ``name`` as an ArrayDataset.
+    """The ``split`` of dataset ``name``: ``'train'`` or ``'test'``, and for datasets searched
+    query-against-gallery (In-Shop, a folder with query/ and gallery/) ``'query'`` and
+    ``'gallery'`` (``'test'`` is then the gallery).
 
-    ``root=None`` uses the dataset's default location.  Extra keyword arguments go to the
-    dataset's loader."""
+    The in-memory datasets (digits, fashion-mnist, omniglot) return an ArrayDataset; the image
+    datasets (:mod:`gluon_dml.data.research`) an ImageFileDataset, and take the keyword options
+    of :data:`gluon_dml.data.research.IMAGE_OPTIONS` (image size, augmentation, box crops,
+    skipping bad images, the class split). ``root=None`` uses the dataset's default location."""
     key = normalize_name(name)
     if key not in _DATASETS:
         raise ValueError('Unknown dataset %r; valid names: %s.'
                          % (name, ', '.join(list_datasets())))
-    _check_split(split)
+    if key not in _IMAGE_KEYS:
+        _check_split(split)
     return _DATASETS[key](root=root, split=split, **kwargs)
+
+
+def is_image_dataset(name):
+    """True for the datasets read from image files (they take the image options)."""
+    return normalize_name(name) in _IMAGE_KEYS
+
+
+def dataset_sampling(name):
+    """The batch sampling a dataset's name asks for: ``'balanced'`` (P classes x K images) or
+    ``'in-superclass'`` (EbayInClass: every batch from one SOP super-class)."""
+    return _IMAGE_KEYS.get(normalize_name(name), 'balanced')
+
+
+def has_query_split(name, root=None):
+    """Whether ``name`` at ``root`` is evaluated query-against-gallery rather than all-vs-all:
+    In-Shop always; a folder with ``query/`` and ``gallery/``; a list file with query lines."""
+    key = normalize_name(name)
+    if key == normalize_name('InShop'):
+        return True
+    if root is None:
+        return False
+    root = os.path.expanduser(str(root))
+    if key == 'folder':
+        return os.path.isdir(os.path.join(root, 'query')) and os.path.isdir(os.path.join(root, 'gallery'))
+    if key == 'list' and os.path.isfile(root):
+        with open(root, encoding='utf-8') as f:
+            return any(len(ln.split('#', 1)[0].split()) == 3 and ln.split()[2] == 'query' for ln in f)
+    return False
 
 
 register_dataset('digits', load_digits)
 register_dataset('fashion-mnist', load_fashion_mnist)
 register_dataset('omniglot', load_omniglot)
+
+_IMAGE_KEYS = {}
+
+
+def _register_image_datasets():
+    from .images import PhotoTransform
+    from .research import IMAGE_DATASETS
+    from .transforms import register_transform
+
+    def factory(name):
+        def make(image_size=224, resize=None, **_):
+            return PhotoTransform(image_size=image_size, resize=resize, name=name)
+        return make
+
+    for name, (fn, sampling) in IMAGE_DATASETS.items():
+        register_dataset(name, fn)
+        register_transform(name, factory(name))
+        _IMAGE_KEYS[normalize_name(name)] = sampling
+
+
+_register_image_datasets()

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ['BalancedBatchSampler']
+__all__ = ["BalancedBatchSampler", "SuperClassBatchSampler"]
 
 
 class BalancedBatchSampler(object):
@@ -156,3 +156,71 @@ class BalancedBatchSampler(object):
         need = k - len(taken)
         cursors[c] = [fresh, need]
         return taken.tolist() + fresh[:need].tolist()
+
+
+class SuperClassBatchSampler(BalancedBatchSampler):
+    """P x K batches whose P classes all come from ONE super-class (Stanford Online Products'
+    "InClass" sampling: a batch of bicycles only, so every negative is a hard, same-kind one).
+
+    ``super_labels[i]`` is the super-class of item ``i`` (each class must lie in one
+    super-class). Each batch picks a super-class with probability proportional to its number of
+    images, then its next P distinct classes from that super-class's own shuffled class stream;
+    a super-class with fewer than P classes is topped up with classes of the others. Images
+    within a class are drawn as by :class:`BalancedBatchSampler`; the batches of an epoch depend
+    only on ``(seed, epoch)``.
+    """
+
+    def __init__(self, labels, super_labels, batch_size, batch_k, num_batches=None, seed=0):
+        super().__init__(labels, batch_size, batch_k, num_batches=num_batches, seed=seed)
+        if hasattr(labels, 'asnumpy'):
+            labels = labels.asnumpy()
+        labels = np.asarray(labels).reshape(-1)
+        super_labels = np.asarray(super_labels).reshape(-1)
+        if super_labels.shape != labels.shape:
+            raise ValueError('super_labels must give one super-class per item (%d), got %d.'
+                             % (labels.size, super_labels.size))
+        class_super = []
+        for c, members in zip(self.classes, self._members):
+            sup = np.unique(super_labels[members])
+            if sup.size != 1:
+                raise ValueError('Class %s lies in several super-classes (%s); each class must '
+                                 'belong to exactly one.' % (c, ', '.join(str(s) for s in sup)))
+            class_super.append(sup[0])
+        class_super = np.array(class_super)
+        self.super_classes = np.unique(class_super)
+        self._super_members = [np.flatnonzero(class_super == s) for s in self.super_classes]
+        sizes = np.array([sum(len(self._members[c]) for c in cl) for cl in self._super_members],
+                         dtype=np.float64)
+        self._super_p = sizes / sizes.sum()
+
+    def _epoch_batches(self, epoch):
+        rng = np.random.default_rng([abs(self.seed), int(self.seed < 0), abs(epoch),
+                                     int(epoch < 0), 1])
+        p, k = self.num_classes_per_batch, self.batch_k
+        streams = [collections.deque() for _ in self._super_members]
+        cursors = [None] * len(self._members)
+        batches = []
+        for _ in range(self.num_batches):
+            s = int(rng.choice(len(self._super_members), p=self._super_p))
+            chosen = self._classes_from(s, p, streams, rng)
+            if len(chosen) < p:             # a small super-class: top up from the others
+                others = [c for c in rng.permutation(len(self._members)).tolist() if c not in chosen]
+                chosen.extend(others[:p - len(chosen)])
+            batch = []
+            for c in chosen:
+                batch.extend(self._take(c, k, cursors, rng))
+            batches.append(batch)
+        return batches
+
+    def _classes_from(self, s, p, streams, rng):
+        members = self._super_members[s]
+        want = min(p, len(members))
+        chosen, deferred = [], []
+        stream = streams[s]
+        while len(chosen) < want:
+            if not stream:
+                stream.extend(rng.permutation(members).tolist())
+            c = stream.popleft()
+            (deferred if c in chosen else chosen).append(c)
+        stream.extendleft(reversed(deferred))
+        return chosen

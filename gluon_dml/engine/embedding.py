@@ -9,12 +9,26 @@ from .evaluation import RetrievalEvaluator
 from .logger import Logger
 from .loop import Engine
 
-__all__ = ['run_embedding']
+__all__ = ['run_embedding', 'make_sampler']
+
+
+def make_sampler(args, train_set):
+    """P x K class-balanced batches; for ``--data EbayInClass`` every batch from one SOP
+    super-class (hard negatives), as the original scripts sampled it."""
+    from ..data import BalancedBatchSampler, SuperClassBatchSampler, dataset_sampling
+    if dataset_sampling(args.data) == 'in-superclass':
+        if getattr(train_set, 'super_labels', None) is None:
+            raise cli.UserError('--data %s samples within super-classes, but this dataset has none.'
+                                % args.data)
+        return SuperClassBatchSampler(train_set.labels, train_set.super_labels, args.batch_size,
+                                      args.batch_k, num_batches=args.batches_per_epoch, seed=args.seed)
+    return BalancedBatchSampler(train_set.labels, args.batch_size, args.batch_k,
+                                num_batches=args.batches_per_epoch, seed=args.seed)
 
 
 def run_embedding(args):
     """Train (or resume) the run described by ``args``; returns (engine, last epoch's metrics)."""
-    from ..data import BalancedBatchSampler, get_dataset
+    from ..data import get_dataset, has_query_split
     from ..models import get_model
 
     run_dir = cli.prepare_run(args)
@@ -22,13 +36,22 @@ def run_embedding(args):
     ctx = get_contexts(args.gpus)
     seed_everything(args.seed)
 
-    train_set = get_dataset(args.data, args.data_path, 'train')
-    test_set = get_dataset(args.data, args.data_path, 'test')
-    logger.info('%s: %d training images in %d classes, %d test images in %d unseen classes; '
-                'loss %s; run folder %s' % (args.data, len(train_set), train_set.num_classes,
-                                            len(test_set), test_set.num_classes, args.loss, run_dir))
-    sampler = BalancedBatchSampler(train_set.labels, args.batch_size, args.batch_k,
-                                   num_batches=args.batches_per_epoch, seed=args.seed)
+    options = cli.dataset_options(args)
+    train_set = get_dataset(args.data, args.data_path, 'train', **options)
+    test_set = get_dataset(args.data, args.data_path, 'test', **options)
+    query_set = None
+    if has_query_split(args.data, args.data_path):
+        query_set = get_dataset(args.data, args.data_path, 'query', **options)
+    logger.info('%s: %d training images in %d classes, %d test images in %d unseen classes%s; '
+                'loss %s; run folder %s'
+                % (args.data, len(train_set), train_set.num_classes, len(test_set),
+                   test_set.num_classes, ' searched by %d query images' % len(query_set)
+                   if query_set is not None else '', args.loss, run_dir))
+    for split, ds in (('train', train_set), ('test', test_set), ('query', query_set)):
+        if getattr(ds, 'skipped', None):
+            logger.info('--skip-bad-images: %d %s image(s) left out, first: %s (%s)'
+                        % ((len(ds.skipped), split) + tuple(ds.skipped[0])))
+    sampler = make_sampler(args, train_set)
     loss = cli.build_loss(args, train_set.num_classes, args.embed_dim)
     args.normalize_embeddings = bool(getattr(loss, 'normalize_embeddings', True))
     cli.write_args(args)
@@ -36,7 +59,7 @@ def run_embedding(args):
                     normalize=args.normalize_embeddings)
     loss.initialize(ctx=ctx[0])
     evaluator = RetrievalEvaluator(test_set, batch_size=args.eval_batch_size, logger=logger,
-                                   num_workers=args.num_workers)
+                                   num_workers=args.num_workers, query_set=query_set)
     engine = Engine(net, loss, train_set, sampler, evaluator, run_dir, ctx, args.epochs,
                     optimizer=args.optimizer, lr=args.lr, wd=args.wd, momentum=args.momentum,
                     steps=args.steps_list, factor=args.factor, loss_lr=args.loss_lr,

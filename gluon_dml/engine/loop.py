@@ -46,7 +46,8 @@ def embed_dataset(net, dataset, ctx, batch_size=256, num_workers=0, progress=Fal
     """Embeddings (N, D) float32 and labels (N,) int64 of a dataset, in its order."""
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     loader = gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                   last_batch='keep', num_workers=num_workers)
+                                   last_batch='keep', num_workers=num_workers,
+                                   thread_pool=num_workers > 0)
     embs, labels = [], []
     n_batches = (len(dataset) + batch_size - 1) // batch_size
     for data, label in _progress(loader, n_batches, desc, progress):
@@ -229,9 +230,13 @@ class Engine:
     def _train_epoch(self, epoch, first_batch):
         self._set_lr(epoch)
         self.sampler.set_epoch(epoch)
+        if hasattr(self.train_set, 'set_epoch'):      # per-epoch random augmentation
+            self.train_set.set_epoch(epoch)
         batches = list(self.sampler)
+        # Worker threads, not processes: decoding (PIL) releases the GIL, and forked workers of
+        # a multi-threaded MXNet process were seen to hang.
         loader = gluon.data.DataLoader(self.train_set, batch_sampler=_ListSampler(batches[first_batch:]),
-                                       num_workers=self.num_workers)
+                                       num_workers=self.num_workers, thread_pool=self.num_workers > 0)
         t0, n_images, losses = time.time(), 0, []
         bar = _progress(loader, len(batches) - first_batch,
                         'epoch %d/%d' % (epoch, self.epochs), self.progress)
