@@ -1,0 +1,136 @@
+"""Download and unpack a research dataset into the layout its reader expects (needs internet).
+
+    python -m gluon_dml.data.download CUB_200_2011 --root ~/data
+    python -m gluon_dml.data.download Cars196 --root ~/data/cars196
+    python -m gluon_dml.data.download SOP --root ~/data
+    python -m gluon_dml.data.download LFW --root ~/data
+
+In-Shop sits behind a form on its project page: download it by hand (the reader's error names the
+page). Archives are fetched to ``ROOT/NAME.part`` with a progress bar, renamed when complete
+(an interrupted download never looks finished), then unpacked (tar and zip; members that would
+land outside ROOT are refused).
+"""
+import argparse
+import os
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+
+from .research import DOWNLOADS
+
+__all__ = ['download_dataset', 'fetch', 'extract']
+
+
+def _canonical(name):
+    key = name.lower().replace('-', '').replace('_', '')
+    for known in DOWNLOADS:
+        if known.lower().replace('_', '') == key:
+            return known
+    aliases = {'cub': 'CUB_200_2011', 'cars': 'Cars196', 'stanfordonlineproducts': 'SOP',
+               'ebayinclass': 'SOP', 'ebaycrossclass': 'SOP'}
+    if key in aliases:
+        return aliases[key]
+    raise ValueError('No download for %r; known: %s.' % (name, ', '.join(sorted(DOWNLOADS))))
+
+
+def fetch(url, dest, progress=True, timeout=60):
+    """Download ``url`` to ``dest`` (via ``dest.part``); returns ``dest``. Raises ValueError with
+    the URL and the reason when it cannot be fetched."""
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    part = dest + '.part'
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, 'wb') as out:
+            total = response.headers.get('Content-Length')
+            bar = None
+            if progress:
+                from tqdm import tqdm
+                bar = tqdm(total=int(total) if total else None, unit='B', unit_scale=True,
+                           desc=os.path.basename(dest), leave=False)
+            while True:
+                chunk = response.read(1 << 20)
+                if not chunk:
+                    break
+                out.write(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        if os.path.exists(part):
+            os.remove(part)
+        raise ValueError('Could not download %s (%s).' % (url, getattr(err, 'reason', err))) from None
+    os.replace(part, dest)
+    return dest
+
+
+def _safe_target(root, member_name):
+    target = os.path.realpath(os.path.join(root, member_name))
+    if not (target == os.path.realpath(root) or target.startswith(os.path.realpath(root) + os.sep)):
+        raise ValueError('The archive member %r would be written outside %s; refusing to unpack it.'
+                         % (member_name, root))
+    return target
+
+
+def extract(archive, root):
+    """Unpack a tar(.gz) or zip ``archive`` into ``root``; other files are left as they are."""
+    if tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for m in members:
+                _safe_target(root, m.name)
+                if m.issym() or m.islnk():
+                    raise ValueError('The archive %s holds a link (%s); refusing to unpack it.'
+                                     % (archive, m.name))
+            tar.extractall(root, members)
+        return True
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                _safe_target(root, name)
+            zf.extractall(root)
+        return True
+    return False
+
+
+def download_dataset(name, root, urls=None, progress=True, keep_archives=False):
+    """Fetch and unpack dataset ``name`` into ``root``. ``urls`` overrides the known
+    ``(url, file name)`` list (mirrors). Returns ``root``."""
+    name = _canonical(name)
+    info = DOWNLOADS[name]
+    files = urls if urls is not None else info['files']
+    if not files:
+        raise ValueError('%s cannot be downloaded automatically; get it from %s and unpack it into %s.'
+                         % (name, info['page'], root))
+    os.makedirs(root, exist_ok=True)
+    for url, fname in files:
+        dest = os.path.join(root, fname)
+        if not os.path.exists(dest):
+            try:
+                fetch(url, dest, progress=progress)
+            except ValueError as err:
+                raise ValueError('%s Download %s by hand from %s and unpack it into %s.'
+                                 % (err, name, info['page'], root)) from None
+        if extract(dest, root) and not keep_archives:
+            os.remove(dest)
+    return root
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('name', help=', '.join(sorted(DOWNLOADS)))
+    p.add_argument('--root', required=True, help='folder to unpack into (then --data-path ROOT)')
+    p.add_argument('--keep-archives', action='store_true')
+    a = p.parse_args(argv)
+    try:
+        root = download_dataset(a.name, os.path.expanduser(a.root), keep_archives=a.keep_archives)
+    except ValueError as err:
+        print('error: %s' % err, file=sys.stderr)
+        return 2
+    print('%s is in %s; train with --data %s --data-path %s' % (a.name, root, a.name, root))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
