@@ -27,6 +27,11 @@ from gluon_dml.models import get_model  # noqa: E402
 CASES = {
     'smallconv': dict(model='smallconv', batch=128, k=4, shape=(1, 28, 28), embed=64, warmup=5, steps=40),
     'resnet50': dict(model='resnet50_v2', batch=16, k=4, shape=(3, 224, 224), embed=128, warmup=2, steps=6),
+    # Candidates for training the CUB subset from scratch on 2 cores (batch 60 = 12 x 5, 96x96):
+    # python bench/bench_train.py --cases r18-96,r34-96,r50-96 --modes hybridized
+    'r18-96': dict(model='resnet18_v1b', batch=60, k=5, shape=(3, 96, 96), embed=128, warmup=2, steps=4),
+    'r34-96': dict(model='resnet34_v1b', batch=60, k=5, shape=(3, 96, 96), embed=128, warmup=2, steps=4),
+    'r50-96': dict(model='resnet50_v1b', batch=60, k=5, shape=(3, 96, 96), embed=128, warmup=1, steps=3),
 }
 
 
@@ -68,13 +73,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--cases', default='smallconv,resnet50')
     p.add_argument('--gpus', default='')
+    p.add_argument('--modes', default='hybridized,imperative')
     a = p.parse_args()
     ctx = get_contexts(a.gpus)
     print('device: %s, OMP_NUM_THREADS=%s, cpu count %d, mxnet %s'
           % (ctx[0], os.environ.get('OMP_NUM_THREADS', '(unset)'), os.cpu_count(), mx.__version__))
     print('%-10s %6s %-10s %12s %12s' % ('model', 'batch', 'mode', 'images/s', 'ms/step'))
     for case in a.cases.split(','):
-        for hybridize in (True, False):
+        for hybridize in [m == 'hybridized' for m in a.modes.split(',')]:
             ips, sec = bench(case, hybridize, ctx)
             print('%-10s %6d %-10s %12.1f %12.1f' % (case, CASES[case]['batch'],
                                                      'hybridized' if hybridize else 'imperative',
