@@ -32,9 +32,10 @@ setup(
     ],
     extras_require={
         'cpu': ['mxnet==1.9.1', 'faiss-cpu'],
-        # Checked with pip's resolver beside numpy<1.24: mxnet-cu112 1.9.1 + faiss-gpu-cu11 1.12.0
-        # (README, "GPU install").
-        'gpu': ['mxnet-cu112==1.9.1', 'faiss-gpu-cu11'],
+        # Checked with pip's resolver beside numpy<1.24: mxnet-cu112 1.9.1 + faiss-gpu-cu11 1.11.0
+        # (README, "GPU install"). Unpinned, the resolver picks 1.12.0, which is built against
+        # numpy 2 and fails to import with numpy 1.23.
+        'gpu': ['mxnet-cu112==1.9.1', 'faiss-gpu-cu11==1.11.0'],
         'test': ['pytest>=7', 'pytest-timeout'],
     },
     scripts=['train_margin.py'],
