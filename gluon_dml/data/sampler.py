@@ -122,13 +122,7 @@ class BalancedBatchSampler(object):
         p, k = self.num_classes_per_batch, self.batch_k
         batches = []
         for _ in range(self.num_batches):
-            chosen, deferred = [], []
-            while len(chosen) < p:
-                if not class_stream:
-                    class_stream.extend(rng.permutation(num_classes).tolist())
-                c = class_stream.popleft()
-                (deferred if c in chosen else chosen).append(c)
-            class_stream.extendleft(reversed(deferred))
+            chosen = _next_distinct(class_stream, np.arange(num_classes), p, rng)
             batch = []
             for c in chosen:
                 batch.extend(self._take(c, k, cursors, rng))
@@ -214,13 +208,17 @@ class SuperClassBatchSampler(BalancedBatchSampler):
 
     def _classes_from(self, s, p, streams, rng):
         members = self._super_members[s]
-        want = min(p, len(members))
-        chosen, deferred = [], []
-        stream = streams[s]
-        while len(chosen) < want:
-            if not stream:
-                stream.extend(rng.permutation(members).tolist())
-            c = stream.popleft()
-            (deferred if c in chosen else chosen).append(c)
-        stream.extendleft(reversed(deferred))
-        return chosen
+        return _next_distinct(streams[s], members, min(p, len(members)), rng)
+
+
+def _next_distinct(stream, pool, want, rng):
+    """The next ``want`` distinct classes of ``stream``, a deque refilled with shuffled
+    permutations of ``pool``; a class that would repeat is kept for the next call."""
+    chosen, deferred = [], []
+    while len(chosen) < want:
+        if not stream:
+            stream.extend(rng.permutation(pool).tolist())
+        c = stream.popleft()
+        (deferred if c in chosen else chosen).append(c)
+    stream.extendleft(reversed(deferred))
+    return chosen
