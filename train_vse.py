@@ -17,6 +17,9 @@ def _vse_flags(p):
     cli._flag(g, '--max-violation', type=cli._str2bool, nargs='?', const=True, default=None,
               help='VSE++: the hardest negative of the batch (default); "--max-violation false" '
                    'gives VSE0, the sum over all negatives')
+    cli._flag(g, '--warmup-epochs', type=int, default=None,
+              help='VSE++: use the sum over all negatives for these first epochs (default 0, as '
+                   'the paper; fashion3: 1, from-scratch training collapses without it)')
     cli._flag(g, '--margin', type=float, default=0.2, help='hinge margin alpha')
     cli._flag(g, '--word-dim', type=int, default=300, help='word embedding size')
     cli._flag(g, '--num-layers', type=int, default=1, help='GRU layers')

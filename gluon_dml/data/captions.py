@@ -340,5 +340,6 @@ def load_caption_set(data, root, split, transform=None, in_memory=False):
             os.path.join(root, 'val_ims.npy')) else split)
         return CaptionSet(feats, tokens, raw, None, name=data, split=split)
     paths, tokens, raw, ids = read_karpathy(root, data, split)
+    transform = transform or ImageNetTransform()
     cset = CaptionSet(paths, tokens, raw, ids, transform=transform, name=data, split=split)
     return cset.load_images() if in_memory else cset

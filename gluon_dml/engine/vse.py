@@ -36,10 +36,10 @@ def vse_defaults(data):
     net from scratch with a smaller joint space, sized for a CPU."""
     base = dict(model='resnet152_v1', embed_dim=1024, batch_size=128, batch_k=1, epochs=30,
                 optimizer='adam', lr=2e-4, wd=0.0, steps='15', factor=0.1, eval_batch_size=256,
-                finetune=False, max_violation=True)
+                finetune=False, max_violation=True, warmup_epochs=0)
     if data == _FASHION3:
         base.update(model='smallconv', finetune=True, embed_dim=256, epochs=6, steps='4', lr=1e-3,
-                    batches_per_epoch=250)
+                    batches_per_epoch=250, warmup_epochs=1)
     return base
 
 
@@ -73,9 +73,28 @@ class VSEEngine(Engine):
     captions and their lengths (cut to the batch's longest caption); the loss takes the two
     embeddings; the gradients' global norm is clipped to ``grad_clip`` before the update."""
 
-    def __init__(self, *args, grad_clip=2.0, **kwargs):
+    def __init__(self, *args, grad_clip=2.0, warmup_epochs=0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.grad_clip = grad_clip
+        self.grad_clip, self.warmup_epochs = grad_clip, int(warmup_epochs)
+        self._epoch = 1
+        self.warmup_loss = None
+        if self.warmup_epochs and getattr(self.loss, 'max_violation', False):
+            from ..losses.vse import VSELoss
+            self.warmup_loss = VSELoss(self.loss.margin, max_violation=False)
+            if self.hybridize:
+                self.warmup_loss.hybridize(static_alloc=True)
+
+    def _train_epoch(self, epoch, first_batch):
+        self._epoch = epoch
+        return super()._train_epoch(epoch, first_batch)
+
+    def current_loss(self):
+        """The loss of this epoch: VSE0's sum during the ``warmup_epochs`` first epochs of a
+        VSE++ run (the warm-up of VSE-infinity, Chen et al. CVPR 2021, against the collapse of
+        max-violation training from scratch), else the run's loss."""
+        if self.warmup_loss is not None and self._epoch <= self.warmup_epochs:
+            return self.warmup_loss
+        return self.loss
 
     def _embed_batch(self, images, tokens, lengths):
         if getattr(self.net, 'frozen_backbone', False):
@@ -98,7 +117,7 @@ class VSEEngine(Engine):
         with autograd.record():
             im = ims[0] if len(ims) == 1 else mx.nd.concat(*ims, dim=0)
             cap = caps[0] if len(caps) == 1 else mx.nd.concat(*caps, dim=0)
-            loss = self.loss(im, cap)
+            loss = self.current_loss()(im, cap)
         loss.backward()
         value = float(loss.mean().asscalar())
         if not math.isfinite(value):
@@ -262,7 +281,7 @@ def run_vse(args):
                        best_metric='rsum', hybridize=not args.disable_hybridize,
                        num_workers=args.num_workers, log_interval=args.log_interval,
                        progress=not args.no_progress, export_prefix=args.save_model_prefix,
-                       grad_clip=args.grad_clip)
+                       grad_clip=args.grad_clip, warmup_epochs=args.warmup_epochs)
     engine.fit(resume=args.resume)
     logger.close()
     test = {}
