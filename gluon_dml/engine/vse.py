@@ -38,7 +38,7 @@ def vse_defaults(data):
                 optimizer='adam', lr=2e-4, wd=0.0, steps='15', factor=0.1, eval_batch_size=256,
                 finetune=False, max_violation=True, warmup_epochs=0)
     if data == _FASHION3:
-        base.update(model='smallconv', finetune=True, embed_dim=256, epochs=6, steps='4', lr=1e-3,
+        base.update(model='smallconv', finetune=True, embed_dim=256, epochs=10, steps='7', lr=1e-3,
                     batches_per_epoch=250, warmup_epochs=1)
     return base
 
