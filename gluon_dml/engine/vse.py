@@ -38,7 +38,7 @@ def vse_defaults(data):
                 optimizer='adam', lr=2e-4, wd=0.0, steps='15', factor=0.1, eval_batch_size=256,
                 finetune=False, max_violation=True, warmup_epochs=0)
     if data == _FASHION3:
-        base.update(model='smallconv', finetune=True, embed_dim=256, epochs=10, steps='7', lr=1e-3,
+        base.update(model='smallconv', finetune=True, embed_dim=256, epochs=6, steps='4', lr=1e-3,
                     batches_per_epoch=250, warmup_epochs=1)
     return base
 
@@ -247,6 +247,13 @@ def run_vse(args):
     root = data_root(args)
     args.data_path = root
     args.precomputed = is_precomputed(root, args.data)
+    if (not args.precomputed and args.model.lower() not in ('smallconv', 'small_conv', 'convnet')
+            and not args.use_pretrained and not args.finetune):
+        raise cli.UserError('The %s backbone would stay frozen (no --finetune) with random weights; '
+                            'pass --use-pretrained (frozen ImageNet features, the VSE++ default) '
+                            'and/or --finetune.' % args.model)
+    if args.warmup_epochs < 0 or args.grad_clip < 0 or args.margin < 0:
+        raise cli.UserError('--warmup-epochs, --grad-clip and --margin must not be negative.')
     run_dir = cli.prepare_run(args)
     logger = Logger(run_dir, sinks=cli.viz_sinks(args))
     ctx = get_contexts(args.gpus)

@@ -86,6 +86,20 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
     hits = [l for l in proc.stdout.splitlines() if l.strip()[:2] in ('1.', '2.', '3.')]
     assert len(hits) == 3, proc.stdout
 
+    caps = tmp_path / 'caps.txt'
+    caps.write_text('a bag, then a shirt, then a sandal\n\nfrom left to right: a coat, a dress, a top\n')
+    out = str(tmp_path / 'mine.npz')
+    listing = tmp_path / 'list.txt'
+    listing.write_text(os.path.join(f3_root, 'images', 'test_00000.png') + '\n')
+    run_script('eval/embed_vse.py', run, '--captions', str(caps), '--images', str(listing),
+               '--out', out, check=True)
+    z = np.load(out)
+    assert z['caption_embeddings'].shape == (2, 64) and len(z['captions']) == 2
+    np.testing.assert_allclose(np.linalg.norm(z['caption_embeddings'], axis=1), 1, rtol=1e-5)
+    # the picture embedded from its file is the evaluation's embedding of test image 0
+    ref = np.load(npz)['image_embeddings'][0]
+    np.testing.assert_allclose(z['image_embeddings'][0], ref, rtol=1e-4, atol=1e-5)
+
     proc = run_script('train_vse.py', '--data', 'fashion3', '--data-path', f3_root,
                       '--save-dir', str(tmp_path / 'bad'), '--model', 'resnet18_v1')
     assert proc.returncode == 2 and 'error:' in proc.stderr and '--use-pretrained' in proc.stderr
