@@ -101,5 +101,6 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
     np.testing.assert_allclose(z['image_embeddings'][0], ref, rtol=1e-4, atol=1e-5)
 
     proc = run_script('train_vse.py', '--data', 'fashion3', '--data-path', f3_root,
-                      '--save-dir', str(tmp_path / 'bad'), '--model', 'resnet18_v1')
+                      '--save-dir', str(tmp_path / 'bad'), '--model', 'resnet18_v1', '--finetune', 'false',
+                      timeout=300)
     assert proc.returncode == 2 and 'error:' in proc.stderr and '--use-pretrained' in proc.stderr
