@@ -104,3 +104,33 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
                       '--save-dir', str(tmp_path / 'bad'), '--model', 'resnet18_v1', '--finetune', 'false',
                       timeout=300)
     assert proc.returncode == 2 and 'error:' in proc.stderr and '--use-pretrained' in proc.stderr
+
+
+def test_frozen_backbone_step_trains_only_the_heads(tmp_path):
+    """With a frozen backbone the step computes its features in inference mode (batch norm with
+    its running statistics, as the loss value shows); its weights and statistics stay as they were,
+    while the projection and the text encoder learn."""
+    import mxnet as mx
+    from gluon_dml.engine.vse import VSEEngine
+    from gluon_dml.losses.vse import VSELoss
+    from gluon_dml.models.vse import get_vse_model
+    net = get_vse_model('mobilenet0.25', 20, embed_size=8, word_dim=4, finetune=True)
+    net.frozen_backbone = True
+    net.image.backbone.collect_params().setattr('grad_req', 'null')
+    rng = np.random.RandomState(0)
+    images = mx.nd.array(rng.rand(8, 3, 32, 32))
+    tokens = mx.nd.array(rng.randint(4, 20, (8, 6)), dtype='int32')
+    lengths = mx.nd.array([6, 5, 4, 3, 6, 5, 4, 3])
+    net.image(images), net.text(tokens, lengths)          # finish the deferred initialisation
+    before = {k: v.data().asnumpy().copy() for k, v in net.collect_params().items()}
+    engine = VSEEngine(net, VSELoss(0.2, True), None, ShuffleBatchSampler(8, 8), None,
+                       str(tmp_path), mx.cpu(), 1, lr=0.01, hybridize=False, progress=False)
+    # inference-mode features (batch norm with its running statistics) give the step's loss
+    expected = float(VSELoss(0.2, True)(net.image(images), net.text(tokens, lengths)).mean().asscalar())
+    value = engine._step(images, [tokens, lengths])
+    assert value == pytest.approx(expected, rel=1e-5)
+    after = {k: v.data().asnumpy() for k, v in net.collect_params().items()}
+    backbone = set(net.image.backbone.collect_params().keys())
+    assert all(np.array_equal(before[k], after[k]) for k in backbone)     # running stats too
+    changed = [k for k in before if k not in backbone and not np.array_equal(before[k], after[k])]
+    assert any('dense' in k for k in changed) and any('gru' in k or 'embedding' in k for k in changed)
