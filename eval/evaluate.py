@@ -32,6 +32,11 @@ def main(argv=None):
     p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
     a = p.parse_args(argv)
 
+    from gluon_dml.engine import load_run_args
+    if load_run_args(a.run_dir).get('method') == 'vse':     # train_vse.py runs: i2t / t2i recall
+        from gluon_dml.engine.vse import evaluate_vse_run
+        return evaluate_vse_run(a)
+
     from gluon_dml.data import get_dataset, has_query_split
     from gluon_dml.engine import embed_dataset, get_contexts, load_trained_net
     from gluon_dml.metrics import evaluate_embeddings

@@ -1,0 +1,136 @@
+"""train_vse.py end to end on the fashion3 example set, the eval/ entry points on its run, and
+the pieces of the VSE training composition."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gluon_dml.engine.vse import ShuffleBatchSampler, vse_defaults
+from tests.helpers import FASHION, run_script
+
+
+def test_shuffle_batch_sampler_is_a_deterministic_partition():
+    s = ShuffleBatchSampler(103, 10, seed=4)
+    s.set_epoch(2)
+    a = list(s)
+    assert len(a) == len(s) == 10 and all(len(b) == 10 for b in a)
+    flat = sum(a, [])
+    assert len(set(flat)) == 100 and max(flat) < 103
+    s.set_epoch(2)
+    assert list(s) == a
+    s.set_epoch(3)
+    assert list(s) != a
+    assert len(ShuffleBatchSampler(103, 10, num_batches=4)) == 4
+    with pytest.raises(ValueError, match='fewer than --batch-size'):
+        ShuffleBatchSampler(5, 10)
+
+
+def test_defaults_are_the_papers_recipe():
+    d = vse_defaults('f30k')
+    assert (d['embed_dim'], d['batch_size'], d['lr'], d['epochs'], d['steps'], d['factor']) == \
+        (1024, 128, 2e-4, 30, '15', 0.1)
+    assert d['max_violation'] is True and d['finetune'] is False and d['warmup_epochs'] == 0
+
+
+@pytest.fixture(scope='module')
+def f3_root(tmp_path_factory):
+    if not os.path.isdir(FASHION):
+        pytest.skip('Fashion-MNIST not installed')
+    import importlib.util
+    from tests.helpers import REPO
+    spec = importlib.util.spec_from_file_location(
+        'make_fashion_captions', os.path.join(REPO, 'examples', 'make_fashion_captions.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    root = str(tmp_path_factory.mktemp('fashion3'))
+    mod.build(root, num_train=3000, seed=0)
+    return root
+
+
+@pytest.mark.slow
+def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
+    run = str(tmp_path / 'run')
+    proc = run_script('train_vse.py', '--data', 'fashion3', '--data-path', f3_root,
+                      '--save-dir', run, '--epochs', '2', '--batches-per-epoch', '40',
+                      '--warmup-epochs', '1', '--steps', '', '--embed-dim', '64',
+                      '--word-dim', '32', '--no-progress', check=True)
+    log = [json.loads(l) for l in open(os.path.join(run, 'log.jsonl'))]
+    assert [r['epoch'] for r in log] == [0, 1, 2]
+    # untrained: chance level (rsum ~ 3); after 80 steps the embedding must retrieve far better
+    assert log[0]['rsum'] < 20
+    assert max(r['rsum'] for r in log[1:]) > log[0]['rsum'] + 40, proc.stdout[-2000:]
+    test = json.load(open(os.path.join(run, 'eval-test.json')))
+    assert test['rsum'] > 40 and test['split'] == 'test'
+    for f in ('vocab.json', 'best.params', 'model-image-symbol.json', 'model-text-symbol.json'):
+        assert os.path.exists(os.path.join(run, f)), f
+    args = json.load(open(os.path.join(run, 'args.json')))
+    assert args['method'] == 'vse' and args['max_violation'] is True and args['vocab_size'] > 30
+
+    npz = str(tmp_path / 'emb.npz')
+    proc = run_script('eval/evaluate.py', run, '--split', 'test', '--save-embeddings', npz,
+                      check=True)
+    z = np.load(npz)
+    assert z['image_embeddings'].shape == (1000, 64)
+    assert z['caption_embeddings'].shape == (5000, 64)
+    assert z['image_ids'][0] == 'test_00000.png' and len(z['image_ids']) == 1000
+    again = json.load(open(os.path.join(run, 'eval-test.json')))
+    assert again['rsum'] == pytest.approx(test['rsum'], abs=1e-6)
+    # caption j belongs to image j // 5: the saved rows reproduce the metric
+    from gluon_dml.metrics.crossmodal import i2t_t2i_recall
+    assert i2t_t2i_recall(z['image_embeddings'], z['caption_embeddings'])['rsum'] == \
+        pytest.approx(test['rsum'], abs=1e-4)
+
+    proc = run_script('eval/search_text.py', run, 'a bag, then a shirt, then a sandal',
+                      '--top', '3', check=True)
+    hits = [l for l in proc.stdout.splitlines() if l.strip()[:2] in ('1.', '2.', '3.')]
+    assert len(hits) == 3, proc.stdout
+
+    caps = tmp_path / 'caps.txt'
+    caps.write_text('a bag, then a shirt, then a sandal\n\nfrom left to right: a coat, a dress, a top\n')
+    out = str(tmp_path / 'mine.npz')
+    listing = tmp_path / 'list.txt'
+    listing.write_text(os.path.join(f3_root, 'images', 'test_00000.png') + '\n')
+    run_script('eval/embed_vse.py', run, '--captions', str(caps), '--images', str(listing),
+               '--out', out, check=True)
+    z = np.load(out)
+    assert z['caption_embeddings'].shape == (2, 64) and len(z['captions']) == 2
+    np.testing.assert_allclose(np.linalg.norm(z['caption_embeddings'], axis=1), 1, rtol=1e-5)
+    # the picture embedded from its file is the evaluation's embedding of test image 0
+    ref = np.load(npz)['image_embeddings'][0]
+    np.testing.assert_allclose(z['image_embeddings'][0], ref, rtol=1e-4, atol=1e-5)
+
+    proc = run_script('train_vse.py', '--data', 'fashion3', '--data-path', f3_root,
+                      '--save-dir', str(tmp_path / 'bad'), '--model', 'resnet18_v1', '--finetune', 'false',
+                      timeout=300)
+    assert proc.returncode == 2 and 'error:' in proc.stderr and '--use-pretrained' in proc.stderr
+
+
+def test_frozen_backbone_step_trains_only_the_heads(tmp_path):
+    """With a frozen backbone the step computes its features in inference mode (batch norm with
+    its running statistics, as the loss value shows); its weights and statistics stay as they were,
+    while the projection and the text encoder learn."""
+    import mxnet as mx
+    from gluon_dml.engine.vse import VSEEngine
+    from gluon_dml.losses.vse import VSELoss
+    from gluon_dml.models.vse import get_vse_model
+    net = get_vse_model('mobilenet0.25', 20, embed_size=8, word_dim=4, finetune=True)
+    net.frozen_backbone = True
+    net.image.backbone.collect_params().setattr('grad_req', 'null')
+    rng = np.random.RandomState(0)
+    images = mx.nd.array(rng.rand(8, 3, 32, 32))
+    tokens = mx.nd.array(rng.randint(4, 20, (8, 6)), dtype='int32')
+    lengths = mx.nd.array([6, 5, 4, 3, 6, 5, 4, 3])
+    net.image(images), net.text(tokens, lengths)          # finish the deferred initialisation
+    before = {k: v.data().asnumpy().copy() for k, v in net.collect_params().items()}
+    engine = VSEEngine(net, VSELoss(0.2, True), None, ShuffleBatchSampler(8, 8), None,
+                       str(tmp_path), mx.cpu(), 1, lr=0.01, hybridize=False, progress=False)
+    # inference-mode features (batch norm with its running statistics) give the step's loss
+    expected = float(VSELoss(0.2, True)(net.image(images), net.text(tokens, lengths)).mean().asscalar())
+    value = engine._step(images, [tokens, lengths])
+    assert value == pytest.approx(expected, rel=1e-5)
+    after = {k: v.data().asnumpy() for k, v in net.collect_params().items()}
+    backbone = set(net.image.backbone.collect_params().keys())
+    assert all(np.array_equal(before[k], after[k]) for k in backbone)     # running stats too
+    changed = [k for k in before if k not in backbone and not np.array_equal(before[k], after[k])]
+    assert any('dense' in k for k in changed) and any('gru' in k or 'embedding' in k for k in changed)
