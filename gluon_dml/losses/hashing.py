@@ -13,9 +13,8 @@ __all__ = ['HashNetLoss', 'DSHLoss', 'DCHLoss', 'hash_pair_masks']
 
 def hash_pair_masks(F, codes, labels):
     """Float masks (B, B) ``similar`` (label sets intersect, diagonal excluded) and
-    ``dissimilar``, from multi-hot ``labels`` (B, C)."""
-    y = labels.astype('float32')
-    inter = F.dot(y, y, transpose_b=True)                          # (B, B) shared labels
+    ``dissimilar``, from multi-hot ``labels`` (B, C) of the codes' dtype."""
+    inter = F.dot(labels, labels, transpose_b=True)                # (B, B) shared labels
     like = F.dot(codes, codes, transpose_b=True)
     eye = F.broadcast_equal(F.contrib.arange_like(like, axis=0).reshape((-1, 1)),
                             F.contrib.arange_like(like, axis=1).reshape((1, -1)))
