@@ -178,3 +178,53 @@ def load_hash_net(run_dir, ctx, which='best'):
     net.load_parameters(params, ctx=ctx)
     net.hybridize(static_alloc=True)
     return args, net, params
+
+
+def evaluate_hash_run(run_dir, ctx, which='best', data_path=None, batch_size=256, topk=(1000,),
+                      save_codes_to=None, out=None, progress=True):
+    """Encode the database and the queries of a ``train_hash.py`` run with its network, compute
+    mAP (whole database), mAP@top-K, precision within Hamming radius 2 and the precision-recall
+    points, write them to ``out`` (default ``RUN_DIR/eval-hash.json``), and with
+    ``save_codes_to`` the packed codes (``query_codes``, ``query_labels``, ``db_codes``,
+    ``db_labels``, ids). Returns the metrics."""
+    from ..data.hashing import get_hash_splits
+    from ..index import save_codes
+    from ..metrics.hashing import hashing_metrics, pr_curve
+    from ..models.hashing import binarize
+    args, net, params = load_hash_net(run_dir, ctx, which)
+    splits = get_hash_splits(args['data'], data_path or args.get('data_path'))
+    db_out, db_labels = encode(net, splits['database'], ctx, batch_size, progress=progress,
+                               desc='encode database')
+    q_out, q_labels = encode(net, splits['query'], ctx, batch_size, progress=progress,
+                             desc='encode queries')
+    q_codes, db_codes = binarize(q_out), binarize(db_out)
+    metrics = hashing_metrics(q_codes, db_codes, q_labels, db_labels, topk=topk)
+    radii, prec, rec = pr_curve(q_codes, db_codes, q_labels, db_labels)
+    metrics.update(run_dir=run_dir, params=params, data=args['data'], loss=args.get('loss'),
+                   bits=int(args['bits']), num_queries=int(len(q_labels)),
+                   num_database=int(len(db_labels)),
+                   pr_curve={'radius': radii.tolist(), 'precision': prec.tolist(),
+                             'recall': rec.tolist()})
+    out = out or os.path.join(run_dir, 'eval-hash.json')
+    with open(out, 'w') as f:
+        json.dump(metrics, f, indent=1)
+    metrics['written'] = [out]
+    if save_codes_to:
+        save_codes(save_codes_to, q_codes, q_labels, db_codes, db_labels)
+        metrics['written'].append(save_codes_to)
+    return metrics
+
+
+def evaluate_hash_main(a):
+    """``eval/evaluate.py`` on a hashing run (``a``: its parsed flags)."""
+    from .context import get_contexts
+    if a.save_embeddings:
+        raise cli.UserError('%s is a hashing run: use --save-codes FILE.npz.' % a.run_dir)
+    metrics = evaluate_hash_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, a.data_path,
+                                a.batch_size, save_codes_to=a.save_codes, out=a.out)
+    for k, v in metrics.items():
+        if k not in ('pr_curve', 'written'):
+            print('%-20s %s' % (k, '%.4f' % v if isinstance(v, float) else v))
+    for path in metrics['written']:
+        print('written: %s' % path)
+    return metrics

@@ -47,13 +47,14 @@ def load_codes(path):
 
 
 def build_binary_index(db_codes, kind='flat', bits=None, nlist=None, nprobe=8, hash_bits=None,
-                       ids=None):
+                       ids=None, train_size=100000, seed=0):
     """A faiss binary index over ``db_codes`` (packed uint8 rows, or {-1, +1} codes).
 
     ``kind='flat'``: ``IndexBinaryFlat``, exact. ``'ivf'``: ``IndexBinaryIVF`` with ``nlist``
     lists (default ~ 4 sqrt(N)) trained on the codes, searching ``nprobe`` of them.
     ``'hash'``: ``IndexBinaryHash`` on the first ``hash_bits`` bits (default min(bits, 16)),
-    searching buckets within Hamming radius ``nprobe``' s bit-flips. With ``ids`` the index
+    searching the buckets within ``nprobe`` bit flips of the query's key. The IVF's binary
+    k-means is trained on at most ``train_size`` codes (a random sample). With ``ids`` the index
     returns them instead of row numbers."""
     import faiss
     packed = np.ascontiguousarray(_packed(db_codes))
@@ -65,7 +66,10 @@ def build_binary_index(db_codes, kind='flat', bits=None, nlist=None, nprobe=8, h
     elif kind == 'ivf':
         nlist = nlist or max(1, min(len(packed) // 39, int(4 * np.sqrt(len(packed)))))
         index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(d), d, int(nlist))
-        index.train(packed)
+        sample = packed
+        if len(packed) > train_size:
+            sample = packed[np.sort(np.random.RandomState(seed).choice(len(packed), train_size, replace=False))]
+        index.train(sample)
         index.nprobe = int(min(nprobe, nlist))
     elif kind == 'hash':
         index = faiss.IndexBinaryHash(d, int(hash_bits or min(d, 16)))
