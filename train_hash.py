@@ -21,6 +21,8 @@ def _hash_flags(p):
     cli._flag(g, '--scale-power', type=float, default=0.5, help='continuation power')
     cli._flag(g, '--scale-step', type=int, default=200, help='iterations between scale updates')
     cli._flag(g, '--topk', default='1000', help='the K of mAP@top-K (comma-separated)')
+    cli._flag(g, '--eval-interval', type=int, default=1,
+              help='epochs between evaluations (encoding the database); the last is always evaluated')
 
 
 def main(argv=None):

@@ -47,12 +47,15 @@ class HashEvaluator:
     the queries' codes searched in the database's codes by Hamming ranking."""
 
     def __init__(self, database, query, topk=(1000,), batch_size=256, logger=None, num_workers=0,
-                 progress=False):
+                 progress=False, interval=1, last_epoch=None):
         self.database, self.query, self.topk = database, query, tuple(topk)
         self.batch_size, self.logger = batch_size, logger
         self.num_workers, self.progress = num_workers, progress
+        self.interval, self.last_epoch = max(1, int(interval)), last_epoch
 
     def __call__(self, net, ctx, epoch=None):
+        if epoch and epoch % self.interval and epoch != self.last_epoch:
+            return {}                 # --eval-interval: not this epoch (the last one always)
         from ..metrics.hashing import hashing_metrics
         from ..models.hashing import binarize
         db_out, db_labels = encode(net, self.database, ctx, self.batch_size, self.num_workers,
@@ -127,7 +130,8 @@ def run_hash(args):
     net = get_hash_model(args.model, args.bits, pretrained=args.use_pretrained, ctx=ctx)
     loss.initialize(ctx=ctx[0])
     evaluator = HashEvaluator(database, query, topk=args.topk_list, batch_size=args.eval_batch_size,
-                              logger=logger, num_workers=args.num_workers)
+                              logger=logger, num_workers=args.num_workers,
+                              interval=args.eval_interval, last_epoch=args.epochs)
     engine = HashEngine(net, loss, train, sampler, evaluator, run_dir, ctx, args.epochs,
                         optimizer=args.optimizer, lr=args.lr, wd=args.wd, momentum=args.momentum,
                         steps=args.steps_list, factor=args.factor, loss_lr=args.loss_lr,

@@ -16,13 +16,19 @@ from ..helpers import run_script
 TINY = ['--data', 'digits', '--bits', '16', '--no-progress']
 
 
-def test_bad_flags_are_one_line_errors(tmp_path):
-    proc = run_script('train_hash.py', *TINY, '--loss', 'margin', '--save-dir', tmp_path / 'a')
-    assert proc.returncode == 2 and 'error: train_hash.py trains a hashing loss' in proc.stderr
-    proc = run_script('train_hash.py', '--data', 'omniglot', '--save-dir', tmp_path / 'b')
-    assert proc.returncode == 2 and 'No hashing protocol for dataset' in proc.stderr
-    proc = run_script('train_hash.py', *TINY, '--bits', '0', '--save-dir', tmp_path / 'c')
-    assert proc.returncode == 2 and '--bits must be a positive integer' in proc.stderr
+def test_bad_flags_are_clear_errors(tmp_path):
+    import train_hash
+    from gluon_dml.cli import UserError
+    with pytest.raises(UserError, match='train_hash.py trains a hashing loss'):
+        train_hash.main(TINY + ['--loss', 'margin', '--save-dir', str(tmp_path / 'a')])
+    with pytest.raises(ValueError, match='No hashing protocol for dataset'):
+        train_hash.main(['--data', 'omniglot', '--save-dir', str(tmp_path / 'b')])
+    with pytest.raises(UserError, match='--bits must be a positive integer'):
+        train_hash.main(TINY + ['--bits', '0', '--save-dir', str(tmp_path / 'c')])
+    # as a user sees it: one line, exit code 2
+    proc = run_script('train_hash.py', *TINY, '--loss', 'margin', '--save-dir', tmp_path / 'd')
+    assert proc.returncode == 2 and proc.stderr.strip().startswith('error: train_hash.py trains')
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -88,3 +94,35 @@ def test_resume_continues_the_scale_schedule_exactly(tmp_path):
     assert scale == pytest.approx(np.sqrt(1 + 0.5 * 7))       # set before the 8th step
     meta = CheckpointManager.meta(CheckpointManager(str(part)).latest())
     assert meta['hash_iteration'] == 8
+
+
+def test_multi_label_data_train_through_the_engine(tmp_path):
+    """Multi-hot labels (NUS-WIDE / COCO style) go through HashEngine and the metrics unchanged."""
+    from gluon_dml.data.hashing import MultiLabelDataset, ShuffledBatchSampler
+    from gluon_dml.engine import Logger
+    from gluon_dml.engine.hashing import HashEngine, HashEvaluator
+    from gluon_dml.losses import get_loss
+    from gluon_dml.models.hashing import ScaleSchedule, get_hash_model
+    rng = np.random.RandomState(0)
+    labels = (rng.rand(64, 5) < 0.3).astype(np.float32)
+    labels[np.arange(64), rng.randint(0, 5, 64)] = 1
+    # images: each label lights one 8x8 quadrant-ish pattern, plus noise
+    patterns = rng.rand(5, 1, 8, 8)
+    images = np.clip(np.einsum('nc,cxyz->nxyz', labels, patterns) / 3 + 0.1 * rng.rand(64, 1, 8, 8), 0, 1)
+    data = MultiLabelDataset(images, labels)
+    net = get_hash_model('smallconv', 8)
+    loss = get_loss('hashnet', embed_dim=8)
+    loss.initialize()
+    evaluator = HashEvaluator(data, data, topk=(10,))
+    engine = HashEngine(net, loss, data, ShuffledBatchSampler(64, 16, seed=0), evaluator,
+                        str(tmp_path), [mx.cpu()], 2, logger=Logger(str(tmp_path)),
+                        best_metric='map', progress=False, schedule=ScaleSchedule(step_size=2),
+                        num_classes=5)
+    metrics = engine.fit()
+    assert engine.iteration == 8
+    assert 0 < metrics['map'] <= 1 and 'precision@r2' in metrics and 'map@10' in metrics
+    log = read_log(str(tmp_path))
+    assert [r['epoch'] for r in log] == [0, 1, 2]
+    # the scale set before the 4th and the 8th steps (iterations 3 and 7: schedule steps 2 and 6)
+    assert log[1]['scale'] == pytest.approx(np.sqrt(1 + 0.005 * 2))
+    assert log[2]['scale'] == pytest.approx(np.sqrt(1 + 0.005 * 6))
