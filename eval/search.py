@@ -3,7 +3,7 @@
 
     python eval/search.py runs/hash-fashion-mnist-hashnet-48                     # flat, queries split
     python eval/search.py RUN_DIR --db database --queries query --index ivf --nprobe 8 --k 100
-    python eval/search.py RUN_DIR --queries codes.npz --index hash               # query_codes of a file
+    python eval/search.py RUN_DIR --db codes.npz --queries codes.npz --index hash  # codes of a file
     python eval/search.py RUN_DIR --queries my_images/ --k 5 --out hits.npz       # your own images
 
 The database is a split of the run's protocol (``database``, ``query`` or ``train``), encoded with
@@ -50,7 +50,8 @@ def _encode_images(net, data, source, ctx, batch_size):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('run_dir', help='a run folder written by train_hash.py')
-    p.add_argument('--db', default='database', help='the database split (database, query, train)')
+    p.add_argument('--db', default='database',
+                   help='the database split (database, query, train) or a codes .npz (db_codes)')
     p.add_argument('--queries', default='query',
                    help='a split name, a codes .npz (query_codes) or images (folder / list file)')
     p.add_argument('--index', choices=['flat', 'ivf', 'hash'], default='flat')
@@ -78,7 +79,11 @@ def main(argv=None):
     ctx = get_contexts(a.gpus)
     args, net, _ = load_hash_net(a.run_dir, ctx, a.checkpoint)
     splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
-    db_codes, db_labels = _encode_split(net, splits, a.db, ctx, a.batch_size)
+    if a.db.endswith('.npz'):
+        c = load_codes(a.db)
+        db_codes, db_labels = to_pm1(c['db_codes'], c['bits']), c.get('db_labels')
+    else:
+        db_codes, db_labels = _encode_split(net, splits, a.db, ctx, a.batch_size)
     if a.queries.endswith('.npz'):
         c = load_codes(a.queries)
         if c['bits'] != args['bits']:
@@ -100,7 +105,7 @@ def main(argv=None):
           % (a.index, len(db_codes), args['bits'], index_bytes(index) / 2 ** 20,
              len(db_codes) * args['bits'] * 4 / 2 ** 20, build))
     print('%d queries, k=%d: %.4f s, %.0f queries/s' % (len(q_codes), a.k, took, len(q_codes) / max(took, 1e-9)))
-    if q_labels is not None:
+    if q_labels is not None and db_labels is not None:
         found = ids >= 0
         hits = np.zeros(ids.shape, bool)
         for i in range(len(ids)):

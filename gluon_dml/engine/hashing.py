@@ -141,9 +141,10 @@ def run_hash(args):
                         export_prefix=args.save_model_prefix, schedule=schedule,
                         num_classes=train.num_classes)
     metrics = engine.fit(resume=args.resume)
-    save_run_codes(engine.net, run_dir, database, query, ctx, args.eval_batch_size,
-                   progress=not args.no_progress)
-    logger.close()
+    logger.close()            # the dashboard's plotter thread finishes before more MXNet work
+    path = save_run_codes(engine.net, run_dir, database, query, ctx, args.eval_batch_size,
+                          progress=not args.no_progress)
+    logger.info('packed codes of the best network: %s' % path)
     logger.info('done: best mAP = %.4f; run folder %s' % (engine.best, run_dir))
     return engine, metrics
 
