@@ -3,6 +3,7 @@
 
     python eval/evaluate.py runs/margin-omniglot --split test --data-path ../shared/data/omniglot
     python eval/evaluate.py RUN_DIR --save-embeddings emb.npz
+    python eval/evaluate.py runs/hash-fashion-mnist-hashnet-48 --save-codes codes.npz   # hashing run
 """
 import argparse
 import json
@@ -30,7 +31,16 @@ def main(argv=None):
     p.add_argument('--save-embeddings', '--save_embeddings', default=None, metavar='FILE.npz',
                    help='also write the embeddings (float32 N x D) and labels (int64 N)')
     p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
+    p.add_argument('--save-codes', '--save_codes', default=None, metavar='FILE.npz',
+                   help='train_hash.py runs: write the packed binary codes of queries and database')
     a = p.parse_args(argv)
+    from gluon_dml.engine import load_run_args
+    if load_run_args(a.run_dir).get('method') == 'hash':
+        from gluon_dml.engine.hashing import evaluate_hash_main
+        return evaluate_hash_main(a)
+    if a.save_codes:
+        raise cli.UserError('--save-codes is for train_hash.py runs; %s is not one (use '
+                            '--save-embeddings).' % a.run_dir)
 
     from gluon_dml.engine import load_run_args
     if load_run_args(a.run_dir).get('method') == 'vse':     # train_vse.py runs: i2t / t2i recall

@@ -3,6 +3,7 @@ from .base import label_masks, pairwise_distance, pairwise_similarity, pairwise_
 from .binomial import BinomialDevianceLoss
 from .center import TripletCenterLoss
 from .face import ArcFaceLoss, CosFaceLoss
+from .hashing import DCHLoss, DSHLoss, HashNetLoss
 from .lifted import LiftedStructureLoss
 from .margin import MarginLoss
 from .multisim import MultiSimilarityLoss
@@ -19,6 +20,9 @@ _LOSSES = {
     'binomial': BinomialDevianceLoss,
     'contrastive': ContrastiveLoss,
     'cosface': CosFaceLoss,
+    'dch': DCHLoss,
+    'dsh': DSHLoss,
+    'hashnet': HashNetLoss,
     'lifted': LiftedStructureLoss,
     'margin': MarginLoss,
     'multi_similarity': MultiSimilarityLoss,

@@ -6,6 +6,7 @@ Clustering: NMI of a faiss k-means clustering against the labels.
 from .neighbors import knn
 from .retrieval import recall_at_k, r_precision, map_at_r, retrieval_metrics
 from .clustering import nmi, evaluate_embeddings
+from .hashing import hamming_map, precision_within_radius, pr_curve
 
 __all__ = ["knn", "recall_at_k", "r_precision", "map_at_r", "retrieval_metrics", "nmi",
-           "evaluate_embeddings"]
+           "evaluate_embeddings", "hamming_map", "precision_within_radius", "pr_curve"]

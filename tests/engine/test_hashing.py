@@ -1,0 +1,128 @@
+"""train_hash.py end to end on digits: training improves mAP, packed codes, evaluate.py
+--save-codes, eval/search.py, exact --resume of the continuation schedule, clear errors."""
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_dml.engine import CheckpointManager, read_log
+from gluon_dml.index import load_codes
+from gluon_dml.metrics.hashing import hamming_map
+
+from ..helpers import run_script
+
+TINY = ['--data', 'digits', '--bits', '16', '--no-progress']
+
+
+def test_bad_flags_are_clear_errors(tmp_path):
+    import train_hash
+    from gluon_dml.cli import UserError
+    with pytest.raises(UserError, match='train_hash.py trains a hashing loss'):
+        train_hash.main(TINY + ['--loss', 'margin', '--save-dir', str(tmp_path / 'a')])
+    with pytest.raises(ValueError, match='No hashing protocol for dataset'):
+        train_hash.main(['--data', 'omniglot', '--save-dir', str(tmp_path / 'b')])
+    with pytest.raises(UserError, match='--bits must be a positive integer'):
+        train_hash.main(TINY + ['--bits', '0', '--save-dir', str(tmp_path / 'c')])
+    # as a user sees it: one line, exit code 2
+    proc = run_script('train_hash.py', *TINY, '--loss', 'margin', '--save-dir', tmp_path / 'd')
+    assert proc.returncode == 2 and proc.stderr.strip().startswith('error: train_hash.py trains')
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_training_improves_map_and_codes_are_saved_searched_and_evaluated(tmp_path):
+    run = tmp_path / 'run'
+    run_script('train_hash.py', *TINY, '--epochs', '8', '--scale-step', '20', '--save-dir', run,
+               check=True)
+    log = read_log(str(run))
+    assert [r['epoch'] for r in log] == list(range(9))
+    assert log[-1]['map'] > log[0]['map'] + 0.4, (log[0]['map'], log[-1]['map'])
+    assert log[-1]['bit_balance'] < log[0]['bit_balance']
+    assert log[-1]['scale'] > 1.0                       # the continuation moved
+    args = json.load(open(run / 'args.json'))
+    assert args['method'] == 'hash' and args['bits'] == 16 and args['loss'] == 'hashnet'
+
+    # the packed codes of the best network, with ids: the same mAP as the best epoch's
+    c = load_codes(str(run / 'codes.npz'))
+    assert c['db_codes'].dtype == np.uint8 and c['db_codes'].shape == (1497, 2)
+    assert c['query_codes'].shape == (300, 2) and c['bits'] == 16
+    np.testing.assert_array_equal(c['db_ids'], np.arange(1497))
+    best = json.load(open(run / 'best.json'))
+    m = hamming_map(c['query_codes'], c['db_codes'], c['query_labels'], c['db_labels'], bits=16)
+    assert m == pytest.approx(best['map'], abs=1e-6)
+
+    # eval/evaluate.py --save-codes: the four arrays of the issue, same metrics
+    out = tmp_path / 'codes.npz'
+    run_script('eval/evaluate.py', run, '--save-codes', out, check=True)
+    with np.load(str(out)) as f:
+        assert {'query_codes', 'query_labels', 'db_codes', 'db_labels'} <= set(f.files)
+        assert f['db_codes'].dtype == np.uint8
+        np.testing.assert_array_equal(f['db_codes'], c['db_codes'])
+    ev = json.load(open(run / 'eval-hash.json'))
+    assert ev['map'] == pytest.approx(best['map'], abs=1e-6)
+    assert len(ev['pr_curve']['precision']) == 17 and ev['pr_curve']['recall'][-1] == pytest.approx(1.0)
+
+    # eval/search.py with each faiss index, queries from the split and from the codes file
+    for index in ('flat', 'ivf', 'hash'):
+        proc = run_script('eval/search.py', run, '--index', index, '--k', '10', '--nlist', '8',
+                          '--out', tmp_path / ('hits-%s.npz' % index), check=True)
+        assert 'queries/s' in proc.stdout and 'precision@10' in proc.stdout
+    hits = np.load(str(tmp_path / 'hits-flat.npz'))
+    assert hits['ids'].shape == (300, 10) and hits['ids'].min() >= 0
+    proc = run_script('eval/search.py', run, '--queries', out, '--k', '5', check=True)
+    assert 'precision@5' in proc.stdout
+
+
+@pytest.mark.slow
+def test_resume_continues_the_scale_schedule_exactly(tmp_path):
+    common = TINY + ['--epochs', '2', '--batches-per-epoch', '4', '--scale-step', '1',
+                     '--scale-gamma', '0.5', '--loss', 'dch']
+    full = tmp_path / 'full'
+    run_script('train_hash.py', *common, '--save-dir', full, check=True)
+    part = tmp_path / 'part'
+    first = [a if a != '2' else '1' for a in common]           # --epochs 1
+    run_script('train_hash.py', *first, '--save-dir', part, check=True)
+    run_script('train_hash.py', *common, '--save-dir', part, '--resume', check=True)
+    a = mx.nd.load(os.path.join(CheckpointManager(str(full)).latest(), 'net.params'))
+    b = mx.nd.load(os.path.join(CheckpointManager(str(part)).latest(), 'net.params'))
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_allclose(a[k].asnumpy(), b[k].asnumpy(), rtol=1e-5, atol=1e-6)
+    scale = [v for k, v in a.items() if k.endswith('scale')][0].asscalar()
+    assert scale == pytest.approx(np.sqrt(1 + 0.5 * 7))       # set before the 8th step
+    meta = CheckpointManager.meta(CheckpointManager(str(part)).latest())
+    assert meta['hash_iteration'] == 8
+
+
+def test_multi_label_data_train_through_the_engine(tmp_path):
+    """Multi-hot labels (NUS-WIDE / COCO style) go through HashEngine and the metrics unchanged."""
+    from gluon_dml.data.hashing import MultiLabelDataset, ShuffledBatchSampler
+    from gluon_dml.engine import Logger
+    from gluon_dml.engine.hashing import HashEngine, HashEvaluator
+    from gluon_dml.losses import get_loss
+    from gluon_dml.models.hashing import ScaleSchedule, get_hash_model
+    rng = np.random.RandomState(0)
+    labels = (rng.rand(64, 5) < 0.3).astype(np.float32)
+    labels[np.arange(64), rng.randint(0, 5, 64)] = 1
+    # images: each label lights one 8x8 quadrant-ish pattern, plus noise
+    patterns = rng.rand(5, 1, 8, 8)
+    images = np.clip(np.einsum('nc,cxyz->nxyz', labels, patterns) / 3 + 0.1 * rng.rand(64, 1, 8, 8), 0, 1)
+    data = MultiLabelDataset(images, labels)
+    net = get_hash_model('smallconv', 8)
+    loss = get_loss('hashnet', embed_dim=8)
+    loss.initialize()
+    evaluator = HashEvaluator(data, data, topk=(10,))
+    engine = HashEngine(net, loss, data, ShuffledBatchSampler(64, 16, seed=0), evaluator,
+                        str(tmp_path), [mx.cpu()], 2, logger=Logger(str(tmp_path)),
+                        best_metric='map', progress=False, schedule=ScaleSchedule(step_size=2),
+                        num_classes=5)
+    metrics = engine.fit()
+    assert engine.iteration == 8
+    assert 0 < metrics['map'] <= 1 and 'precision@r2' in metrics and 'map@10' in metrics
+    log = read_log(str(tmp_path))
+    assert [r['epoch'] for r in log] == [0, 1, 2]
+    # the scale set before the 4th and the 8th steps (iterations 3 and 7: schedule steps 2 and 6)
+    assert log[1]['scale'] == pytest.approx(np.sqrt(1 + 0.005 * 2))
+    assert log[2]['scale'] == pytest.approx(np.sqrt(1 + 0.005 * 6))
