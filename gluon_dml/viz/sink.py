@@ -124,12 +124,27 @@ class RunState:
 
 
 def _lower_this_threads_priority(step=10):
-    """On Linux a thread has its own nice value: let the training threads have the cores first."""
+    """On Linux a thread has its own nice value: let the training threads have the cores first.
+    Returns ``(thread id, previous nice)`` for :func:`_restore_priority`, or None."""
     if not sys.platform.startswith('linux'):
-        return
+        return None
     try:
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, before + step))
+        return tid, before
+    except (AttributeError, OSError):
+        return None
+
+
+def _restore_priority(saved):
+    """Give the plotter thread its normal priority back once training is over (a niced thread
+    on a loaded machine can take minutes to draw the last plots). Lowering a nice value needs
+    privileges on Linux: without them the thread keeps its low priority."""
+    if saved is None:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, saved[0], saved[1])
     except (AttributeError, OSError):
         pass
 
@@ -146,6 +161,7 @@ class _Plotter(threading.Thread):
         self.stopping = False
         self.superseded = 0
         self.failed = False
+        self.saved_priority = None
 
     def request_views(self, job):
         with self.cond:
@@ -166,9 +182,10 @@ class _Plotter(threading.Thread):
                 self.superseded += 1
             self.stopping = True
             self.cond.notify()
+        _restore_priority(self.saved_priority)
 
     def run(self):
-        _lower_this_threads_priority()
+        self.saved_priority = _lower_this_threads_priority()
         while True:
             with self.cond:
                 while not (self.views_job or self.curves_due or self.stopping):
@@ -201,8 +218,9 @@ class VisdomSink:
     def __init__(self, run_dir, env, server='http://localhost', port=8097, tsne_interval=1,
                  tsne_points=1000, last_epoch=None, log_interval=None, seed=0, name=None,
                  command=None, n_queries=8, k=5, connect=True, queue_size=64, timeout=5.0,
-                 retry_s=30.0):
+                 retry_s=30.0, close_timeout=300.0):
         self.run_dir, self.env = run_dir, env
+        self.close_timeout = float(close_timeout)   # the longest close() waits for the last plots
         self.tsne_interval, self.tsne_points = int(tsne_interval), int(tsne_points)
         self.last_epoch, self.seed, self.n_queries, self.k = last_epoch, seed, n_queries, k
         self.plots_dir = os.path.join(run_dir, PLOTS_DIR)
@@ -274,7 +292,14 @@ class VisdomSink:
             return
         self._closed = True
         self.plotter.stop(drop_pending=fast)
-        self.plotter.join(30 if fast else None)
+        wait = 30 if fast else self.close_timeout
+        self.plotter.join(wait)
+        if self.plotter.is_alive():
+            print('warning: the plots in %s were still being drawn %d s after the run ended (a '
+                  'loaded machine); they are left as they are: log.jsonl holds every value, and '
+                  'python eval/replay_viz.py %s shows them on a dashboard.'
+                  % (self.plots_dir, wait, os.path.dirname(self.plots_dir.rstrip(os.sep))),
+                  file=sys.stderr, flush=True)
         if self.channel is not None:
             # Its counters (sent, dropped, discarded, rejected) stay readable; an unreachable
             # server was already reported once, with the replay command.
