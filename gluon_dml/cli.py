@@ -139,6 +139,9 @@ def _str2bool(v):
     raise argparse.ArgumentTypeError('expected true or false, got %r' % v)
 
 
+# Losses over binary codes with multi-hot labels: train_hash.py only.
+HASH_LOSSES = ('hashnet', 'dsh', 'dch')
+
 # Constructor arguments that are not loss options: the script fills them.
 _LOSS_ARGS_FROM_RUN = ('num_classes', 'embed_dim', 'negatives_per_anchor', 'prefix', 'params')
 
@@ -206,6 +209,12 @@ def build_loss(args, num_classes, embed_dim):
         kwargs['embed_dim'] = embed_dim
     if 'negatives_per_anchor' in params:
         kwargs['negatives_per_anchor'] = max(1, args.batch_k - 1)
+    hashing = key in HASH_LOSSES
+    if hashing != (getattr(args, 'method', None) == 'hash'):
+        raise UserError('--loss %s is %s; %s.' % (
+            args.loss, 'a hashing loss over binary codes' if hashing else 'not a hashing loss',
+            'train it with train_hash.py' if hashing else
+            'train_hash.py takes --loss hashnet, dsh or dch'))
     if args.beta_per_class and key != 'margin':
         raise UserError('--beta-per-class is an option of the margin loss, not of %s.' % args.loss)
     try:

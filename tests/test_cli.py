@@ -38,6 +38,7 @@ def test_recipes_and_overrides():
     (['--steps', 'ten'], r'--steps takes comma-separated integers'),
     (['--gpus', 'zero'], r'--gpus takes comma-separated GPU ids'),
     (['--model', 'smallconv', '--use-pretrained'], r'smallconv has no pretrained weights'),
+    (['--loss', 'hashnet'], r'hashing loss over binary codes; train it with train_hash.py'),
 ])
 def test_bad_input_gives_one_clear_sentence(tmp_path, argv, message):
     proc = run_script('train_margin.py', *argv, '--epochs', '1', '--no-progress',
