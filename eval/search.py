@@ -14,7 +14,6 @@ index's size, queries per second and, for labelled queries, precision@k and the 
 returned lists; ``--out`` writes the neighbours' ids and Hamming distances.
 """
 import argparse
-import os
 import sys
 import time
 

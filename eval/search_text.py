@@ -5,7 +5,6 @@
     python eval/search_text.py RUN_DIR "a dog on a beach" --split test --top 10 --grid hits.png
 """
 import argparse
-import os
 import sys
 
 import _path  # noqa: F401  (source-checkout imports)

@@ -164,21 +164,12 @@ def save_run_codes(net, run_dir, database, query, ctx, batch_size=256, progress=
 def load_hash_net(run_dir, ctx, which='best'):
     """The HashNet of a ``train_hash.py`` run folder with its ``best`` (or ``last``) parameters.
     Returns (args dict, net, path of the parameters)."""
-    from .checkpoint import CheckpointManager
-    from .run import load_run_args
+    from .run import load_run_args, trained_params_path
     from ..models.hashing import get_hash_model
     args = load_run_args(run_dir)
     if args.get('method') != 'hash':
         raise ValueError('%s is a %s run, not a train_hash.py run.' % (run_dir, args.get('method')))
-    best = os.path.join(run_dir, 'best.params')
-    last = CheckpointManager(run_dir).latest() if os.path.isdir(os.path.join(run_dir, 'checkpoints')) else None
-    if which == 'best' and os.path.exists(best):
-        params = best
-    elif last is not None:
-        params = os.path.join(last, 'net.params')
-    else:
-        raise FileNotFoundError('%s holds no trained parameters yet (no best.params, no checkpoint).'
-                                % run_dir)
+    params = trained_params_path(run_dir, which)
     net = get_hash_model(args['model'], args['bits'], pretrained=False, ctx=ctx)
     net.load_parameters(params, ctx=ctx)
     net.hybridize(static_alloc=True)

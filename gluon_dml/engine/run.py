@@ -4,7 +4,7 @@ import os
 
 from .checkpoint import CheckpointManager
 
-__all__ = ['load_run_args', 'load_trained_net']
+__all__ = ['load_run_args', 'load_trained_net', 'trained_params_path']
 
 
 def load_run_args(run_dir):
@@ -16,20 +16,25 @@ def load_run_args(run_dir):
         return json.load(f)
 
 
+def trained_params_path(run_dir, which='best'):
+    """The network parameters of a run folder: ``best.params`` (``which='best'``, when it exists)
+    or the newest checkpoint's ``net.params``."""
+    best = os.path.join(run_dir, 'best.params')
+    last = CheckpointManager(run_dir).latest() if os.path.isdir(os.path.join(run_dir, 'checkpoints')) else None
+    if which == 'best' and os.path.exists(best):
+        return best
+    if last is not None:
+        return os.path.join(last, 'net.params')
+    raise FileNotFoundError('%s holds no trained parameters yet (no best.params, no checkpoint).'
+                            % run_dir)
+
+
 def load_trained_net(run_dir, ctx, which='best'):
     """The run's network with its ``best`` parameters (``last``: the newest checkpoint's).
     Returns (args dict, net, path of the parameters used)."""
     from ..models import get_model
     args = load_run_args(run_dir)
-    best = os.path.join(run_dir, 'best.params')
-    last = CheckpointManager(run_dir).latest() if os.path.isdir(os.path.join(run_dir, 'checkpoints')) else None
-    if which == 'best' and os.path.exists(best):
-        params = best
-    elif last is not None:
-        params = os.path.join(last, 'net.params')
-    else:
-        raise FileNotFoundError('%s holds no trained parameters yet (no best.params, no checkpoint).'
-                                % run_dir)
+    params = trained_params_path(run_dir, which)
     net = get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
                     normalize=args.get('normalize_embeddings', True))
     net.load_parameters(params, ctx=ctx)

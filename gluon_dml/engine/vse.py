@@ -311,19 +311,9 @@ def load_vse_run(run_dir, ctx, which='best'):
     """(args dict, net, vocabulary, parameters path) of a VSE run folder."""
     from ..data.captions import Vocabulary
     from ..models.vse import get_vse_model
-    from .checkpoint import CheckpointManager
-    from .run import load_run_args
+    from .run import load_run_args, trained_params_path
     args = load_run_args(run_dir)
-    best = os.path.join(run_dir, 'best.params')
-    last = (CheckpointManager(run_dir).latest()
-            if os.path.isdir(os.path.join(run_dir, 'checkpoints')) else None)
-    if which == 'best' and os.path.exists(best):
-        params = best
-    elif last is not None:
-        params = os.path.join(last, 'net.params')
-    else:
-        raise FileNotFoundError('%s holds no trained parameters yet (no best.params, no checkpoint).'
-                                % run_dir)
+    params = trained_params_path(run_dir, which)
     vocab = Vocabulary.load(os.path.join(run_dir, 'vocab.json'))
     net = get_vse_model(args['model'], len(vocab), args['embed_dim'], args['word_dim'],
                         bool(args.get('finetune')), False if args.get('finetune') else
