@@ -123,11 +123,15 @@ class BalancedBatchSampler(object):
         batches = []
         for _ in range(self.num_batches):
             chosen = _next_distinct(class_stream, np.arange(num_classes), p, rng)
-            batch = []
-            for c in chosen:
-                batch.extend(self._take(c, k, cursors, rng))
-            batches.append(batch)
+            batches.append(self._batch_of(chosen, k, cursors, rng))
         return batches
+
+    def _batch_of(self, chosen, k, cursors, rng):
+        """K images of each class in ``chosen``, a class's K indices contiguous."""
+        batch = []
+        for c in chosen:
+            batch.extend(self._take(c, k, cursors, rng))
+        return batch
 
     def _take(self, c, k, cursors, rng):
         """K indices of class ``c``: the next ones of its shuffled cycle."""
@@ -200,10 +204,7 @@ class SuperClassBatchSampler(BalancedBatchSampler):
             if len(chosen) < p:             # a small super-class: top up from the others
                 others = [c for c in rng.permutation(len(self._members)).tolist() if c not in chosen]
                 chosen.extend(others[:p - len(chosen)])
-            batch = []
-            for c in chosen:
-                batch.extend(self._take(c, k, cursors, rng))
-            batches.append(batch)
+            batches.append(self._batch_of(chosen, k, cursors, rng))
         return batches
 
     def _classes_from(self, s, p, streams, rng):
