@@ -20,7 +20,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('run_dir', help='a run folder written by train_*.py')
     p.add_argument('--split', default='test',
-                   help='train or test (In-Shop and query/gallery folders: test = query vs gallery)')
+                   help='train or test (In-Shop and query/gallery folders: test = query vs '
+                        'gallery); val = the classes a --val-classes run held out')
     p.add_argument('--data-path', '--data_path', default=None,
                    help='where the dataset lives (default: the path the run used)')
     p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
@@ -55,7 +56,15 @@ def main(argv=None):
     args, net, params = load_trained_net(a.run_dir, ctx, a.checkpoint)
     data_path = a.data_path or args.get('data_path')
     options = cli.dataset_options(args, augment=False)
-    dataset = get_dataset(args['data'], data_path, a.split, **options)
+    if a.split == 'val':
+        if not args.get('val_classes'):
+            raise cli.UserError('%s was not trained with --val-classes, so it has no val split; '
+                                'use --split test or train.' % a.run_dir)
+        from gluon_dml.data import split_validation
+        train = get_dataset(args['data'], data_path, 'train', **options)
+        dataset = split_validation(train, args['val_classes'])[1]
+    else:
+        dataset = get_dataset(args['data'], data_path, a.split, **options)
     emb, labels = embed_dataset(net, dataset, ctx, a.batch_size, progress=True)
     q_emb = q_labels = None
     if a.split in ('test', 'gallery') and has_query_split(args['data'], data_path):

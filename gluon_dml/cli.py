@@ -89,6 +89,10 @@ def build_parser(description, method_flags=None, default_loss=None):
     _flag(g, '--split-classes', default=None,
           help='folder / list / LFW: open-set class split, a training fraction (0.5) or a number '
                'of training classes')
+    _flag(g, '--val-classes', default=None,
+          help='hold out training classes and evaluate on them instead of the test split (choose '
+               'settings without looking at the test classes): a fraction (0.3) or class names / '
+               'name prefixes (Korean,Early_Aramaic)')
     g = p.add_argument_group('model')
     _flag(g, '--model', default=None, help='backbone: smallconv or a GluonCV model name')
     _flag(g, '--embed-dim', type=int, default=None, help='embedding dimension')
@@ -173,6 +177,9 @@ def add_loss_flags(parser, default_loss):
     _flag(g, '--loss-lr', '--lr-beta', type=float, default=None,
           help='learning rate of the loss\'s own parameters (beta, proxies, centres, class '
                'weights); default: the recipe\'s, 1e-2 on the small datasets, 0.1 otherwise')
+    _flag(g, '--loss-optimizer', default=None,
+          help='optimizer of the loss\'s own parameters; default: the loss\'s (the margin loss\'s '
+               'beta: SGD with momentum 0.9, as in Wu et al.\'s code), else --optimizer')
     _flag(g, '--beta-per-class', action='store_true', help='margin loss: one beta per training class')
     for opt, (kind, users) in sorted(loss_options().items()):
         helptext = '; '.join('%s: %s' % (n, d) for n, d in users)

@@ -15,6 +15,7 @@ from .images import BadImageError, ImageFileDataset, RGBTransform
 from .research import (IMAGE_OPTIONS, load_cars196, load_cub, load_folder, load_inshop,
                        load_lfw, load_list, load_sop)
 from .sampler import BalancedBatchSampler, SuperClassBatchSampler
+from .validation import split_validation, subset_classes, validation_classes
 from .transforms import (ImageTransform, get_transform, list_transforms,
                          register_transform, load_image)
 
@@ -25,4 +26,5 @@ __all__ = ['ArrayDataset', 'normalize_name', 'get_dataset', 'list_datasets',
            'SuperClassBatchSampler', 'load_digits', 'load_fashion_mnist', 'load_omniglot',
            'read_idx', 'SPLITS', 'FASHION_MNIST_CLASSES', 'OMNIGLOT_TRAIN_ALPHABETS',
            'OMNIGLOT_TEST_ALPHABETS', 'BalancedBatchSampler', 'ImageTransform',
-           'get_transform', 'list_transforms', 'register_transform', 'load_image']
+           'get_transform', 'list_transforms', 'register_transform', 'load_image',
+           'split_validation', 'subset_classes', 'validation_classes']

@@ -26,6 +26,20 @@ def make_sampler(args, train_set):
                                 num_batches=args.batches_per_epoch, seed=args.seed)
 
 
+def _validation_split(args, train_set):
+    """``--val-classes``: (training classes kept, held-out classes read with the test-time
+    transform); the test split is not read at all."""
+    from ..data import get_dataset, is_image_dataset, split_validation
+    source = None
+    if is_image_dataset(args.data):
+        source = get_dataset(args.data, args.data_path, 'train',
+                             **cli.dataset_options(args, augment=False))
+    try:
+        return split_validation(train_set, args.val_classes, source)
+    except ValueError as err:
+        raise cli.UserError(str(err)) from None
+
+
 def run_embedding(args):
     """Train (or resume) the run described by ``args``; returns (engine, last epoch's metrics)."""
     from ..data import get_dataset, has_query_split
@@ -38,15 +52,18 @@ def run_embedding(args):
 
     options = cli.dataset_options(args)
     train_set = get_dataset(args.data, args.data_path, 'train', **options)
-    test_set = get_dataset(args.data, args.data_path, 'test', **options)
     query_set = None
-    if has_query_split(args.data, args.data_path):
-        query_set = get_dataset(args.data, args.data_path, 'query', **options)
-    logger.info('%s: %d training images in %d classes, %d test images in %d unseen classes%s; '
+    if getattr(args, 'val_classes', None):
+        train_set, test_set = _validation_split(args, train_set)
+    else:
+        test_set = get_dataset(args.data, args.data_path, 'test', **options)
+        if has_query_split(args.data, args.data_path):
+            query_set = get_dataset(args.data, args.data_path, 'query', **options)
+    logger.info('%s: %d training images in %d classes, %d %s images in %d unseen classes%s; '
                 'loss %s; run folder %s'
                 % (args.data, len(train_set), train_set.num_classes, len(test_set),
-                   test_set.num_classes, ' searched by %d query images' % len(query_set)
-                   if query_set is not None else '', args.loss, run_dir))
+                   test_set.split, test_set.num_classes, ' searched by %d query images'
+                   % len(query_set) if query_set is not None else '', args.loss, run_dir))
     for split, ds in (('train', train_set), ('test', test_set), ('query', query_set)):
         if getattr(ds, 'skipped', None):
             logger.info('--skip-bad-images: %d %s image(s) left out, first: %s (%s)'
@@ -63,7 +80,7 @@ def run_embedding(args):
     engine = Engine(net, loss, train_set, sampler, evaluator, run_dir, ctx, args.epochs,
                     optimizer=args.optimizer, lr=args.lr, wd=args.wd, momentum=args.momentum,
                     steps=args.steps_list, factor=args.factor, loss_lr=args.loss_lr,
-                    seed=args.seed, logger=logger, hybridize=not args.disable_hybridize,
+                    loss_optimizer=getattr(args, 'loss_optimizer', None), seed=args.seed, logger=logger, hybridize=not args.disable_hybridize,
                     num_workers=args.num_workers, log_interval=args.log_interval,
                     progress=not args.no_progress, export_prefix=args.save_model_prefix)
     metrics = engine.fit(resume=args.resume)

@@ -102,9 +102,15 @@ class Engine:
         loss_params = self.loss.collect_params()
         self.loss_trainer = None
         if len(loss_params.keys()):
-            self.loss_trainer = gluon.Trainer(
-                loss_params, loss_optimizer or optimizer,
-                {'learning_rate': self.loss_lr, 'wd': 0.0}, kvstore=None)
+            # The loss may name the optimizer its authors used for its parameters (the margin
+            # loss's beta: SGD with momentum); an explicit loss_optimizer wins, else the net's.
+            self.loss_optimizer = (loss_optimizer or getattr(loss, 'param_optimizer', None)
+                                   or optimizer)
+            loss_args = {'learning_rate': self.loss_lr, 'wd': 0.0}
+            if self.loss_optimizer in ('sgd', 'nag'):
+                loss_args['momentum'] = momentum
+            self.loss_trainer = gluon.Trainer(loss_params, self.loss_optimizer, loss_args,
+                                              kvstore=None)
         self.best = -math.inf
         self._stop_signal = None
 
