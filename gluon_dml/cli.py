@@ -97,6 +97,9 @@ def build_parser(description, method_flags=None, default_loss=None):
     _flag(g, '--model', default=None, help='backbone: smallconv or a GluonCV model name')
     _flag(g, '--embed-dim', type=int, default=None, help='embedding dimension')
     _flag(g, '--use-pretrained', action='store_true', help='start from GluonCV ImageNet weights')
+    _flag(g, '--init', default=None, choices=['xavier', 'fan-in'],
+          help='weight initialisation of the new layers: xavier, or fan-in (uniform +-1/sqrt(fan_in), '
+               'PyTorch\'s default); default xavier')
     g = p.add_argument_group('optimisation')
     _flag(g, '--epochs', type=int, default=None)
     _flag(g, '--optimizer', default=None, help='adam, sgd, nag, ...')

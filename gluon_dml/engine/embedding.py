@@ -73,6 +73,7 @@ def run_embedding(args):
     args.normalize_embeddings = bool(getattr(loss, 'normalize_embeddings', True))
     cli.write_args(args)
     net = get_model(args.model, args.embed_dim, pretrained=args.use_pretrained, ctx=ctx,
+                    init_name=getattr(args, 'init', None) or 'xavier',
                     normalize=args.normalize_embeddings)
     loss.initialize(ctx=ctx[0])
     evaluator = RetrievalEvaluator(test_set, batch_size=args.eval_batch_size, logger=logger,

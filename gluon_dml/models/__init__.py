@@ -92,7 +92,7 @@ class EmbeddingNet(gluon.HybridBlock):
         self._normalize = normalize
         with self.name_scope():
             self.backbone = backbone
-            self.embed = nn.Dense(embed_dim, flatten=True, weight_initializer=init.Xavier())
+            self.embed = nn.Dense(embed_dim, flatten=True)
 
     def hybrid_forward(self, F, x):
         z = self.embed(self.backbone(x))
@@ -101,14 +101,37 @@ class EmbeddingNet(gluon.HybridBlock):
         return z
 
 
-def get_model(backbone, embed_dim, pretrained=False, normalize=True, ctx=None):
+INITS = ('xavier', 'fan-in')
+
+
+def initializers(name='xavier'):
+    """``(backbone initializer, embedding-layer initializer)`` for the weights (biases start at 0,
+    batch norm at scale 1 and shift 0).
+
+    - ``'xavier'``: Xavier-uniform, magnitude 2 (He-like) in the backbone and 3 in the Dense layer.
+    - ``'fan-in'``: uniform in +-1/sqrt(fan_in) everywhere, PyTorch's default for convolutions and
+      linear layers (``kaiming_uniform_(a=sqrt(5))``), the initialisation a protocol run in PyTorch
+      starts from. Behind batch norm (and the L2 normalisation) a layer's scale does not change its
+      output, but with Adam it sets the effective step size (about lr / |w|), so the two start the
+      same network on different training dynamics.
+    """
+    if name == 'xavier':
+        return init.Xavier(magnitude=2), init.Xavier()
+    if name == 'fan-in':
+        fan_in = init.Xavier(rnd_type='uniform', factor_type='in', magnitude=1.0)   # U(+-sqrt(1/fan_in))
+        return fan_in, fan_in
+    raise ValueError('Unknown initialisation %r; valid: %s.' % (name, ', '.join(INITS)))
+
+
+def get_model(backbone, embed_dim, pretrained=False, normalize=True, ctx=None, init_name='xavier'):
     """An initialised :class:`EmbeddingNet`. With ``pretrained`` the backbone keeps its GluonCV
-    weights and only the new layers are initialised."""
+    weights and only the new layers are initialised (``init_name``: see :func:`initializers`)."""
+    backbone_init, embed_init = initializers(init_name)
     net = EmbeddingNet(get_backbone(backbone, pretrained), embed_dim, normalize=normalize)
     if pretrained:
-        net.embed.initialize(init.Xavier(), ctx=ctx)
         if ctx is not None:
             net.backbone.collect_params().reset_ctx(ctx)
     else:
-        net.initialize(init.Xavier(magnitude=2), ctx=ctx)
+        net.backbone.initialize(backbone_init, ctx=ctx)
+    net.embed.initialize(embed_init, ctx=ctx)
     return net

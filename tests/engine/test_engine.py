@@ -155,3 +155,37 @@ def test_sigkill_during_training_leaves_a_loadable_checkpoint(tmp_path):
 def test_learning_rate_steps(tmp_path):
     engine = _engine(tmp_path, MarginLoss(), epochs=1, steps=[2, 4], factor=0.5)
     assert [engine.lr_at(e) for e in (1, 2, 3, 4, 5)] == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]
+
+
+def _one_step_of_beta(tmp_path, **kw):
+    engine = _engine(tmp_path, MarginLoss(), epochs=1, hybridize=False, loss_lr=0.05, **kw)
+    batch = next(iter(engine.sampler))
+    data = mx.nd.array(engine.train_set.images[batch])
+    label = mx.nd.array(engine.train_set.labels[batch])
+    before = engine.loss.beta.data().asnumpy().copy()
+    mx.random.seed(1)
+    engine._step(data, label)
+    grad = engine.loss.beta.grad().asnumpy()
+    assert np.all(grad != 0)
+    return engine, before, engine.loss.beta.data().asnumpy(), grad
+
+
+def test_loss_parameters_get_the_loss_optimizer(tmp_path):
+    # explicit SGD (momentum 0.9): the first step is -lr * grad
+    engine, before, after, grad = _one_step_of_beta(tmp_path / 'sgd', loss_optimizer='sgd')
+    assert type(engine.loss_trainer._optimizer).__name__ == 'SGD'
+    assert engine.loss_trainer._optimizer.momentum == 0.9
+    np.testing.assert_allclose(after - before, -0.05 * grad, rtol=1e-4)
+    # the default follows the network's optimizer (Adam): the first step is about -lr * sign(grad)
+    engine, before, after, grad = _one_step_of_beta(tmp_path / 'adam')
+    assert type(engine.loss_trainer._optimizer).__name__ == 'Adam'
+    np.testing.assert_allclose(after - before, -0.05 * np.sign(grad), rtol=1e-3)
+
+
+def test_a_loss_can_name_the_optimizer_of_its_parameters(tmp_path):
+    class SGDMargin(MarginLoss):
+        param_optimizer = 'sgd'
+    engine = _engine(tmp_path, SGDMargin(), epochs=1)
+    assert type(engine.loss_trainer._optimizer).__name__ == 'SGD'
+    engine = _engine(tmp_path / 'b', SGDMargin(), epochs=1, loss_optimizer='adam')
+    assert type(engine.loss_trainer._optimizer).__name__ == 'Adam'

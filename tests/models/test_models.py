@@ -47,3 +47,30 @@ def test_backbone_errors():
     with pytest.raises(ValueError, match='no pretrained weights'):
         get_backbone('smallconv', pretrained=True)
     assert isinstance(EmbeddingNet(SmallConvNet(), 8), mx.gluon.HybridBlock)
+
+
+def _weights(net):
+    net(mx.nd.random.uniform(shape=(2, 1, 28, 28)))           # finish the deferred initialisation
+    return {n: p.data().asnumpy() for n, p in net.collect_params().items()
+            if n.endswith('weight') and p.data().ndim > 1}
+
+
+def test_fan_in_initialisation_is_uniform_within_one_over_sqrt_fan_in():
+    mx.random.seed(3)
+    weights = _weights(get_model('smallconv', 64, init_name='fan-in'))
+    assert len(weights) == 4                                  # three convolutions and the Dense
+    for name, w in weights.items():
+        bound = 1.0 / np.sqrt(np.prod(w.shape[1:]))
+        assert np.abs(w).max() <= bound, name
+        assert np.abs(w).max() > 0.9 * bound, name            # spread over the whole interval
+        assert abs(np.mean(np.abs(w)) - bound / 2) < 0.1 * bound, name   # uniform: mean |w| = b/2
+
+
+def test_xavier_default_differs_from_fan_in_and_unknown_names_fail():
+    mx.random.seed(3)
+    xavier = _weights(get_model('smallconv', 64))
+    dense = [w for n, w in xavier.items() if 'dense' in n][0]
+    # Xavier magnitude 3 over (fan_in + fan_out) / 2 = 96: bound sqrt(3 / 96)
+    assert np.sqrt(3 / 96.0) * 0.9 < np.abs(dense).max() <= np.sqrt(3 / 96.0)
+    with pytest.raises(ValueError, match='Unknown initialisation'):
+        get_model('smallconv', 8, init_name='orthogonal')
