@@ -45,9 +45,7 @@ def main(argv=None):
     p.add_argument('run_dir')
     p.add_argument('--images', required=True, help='a folder (searched recursively) or a list file')
     p.add_argument('--out', required=True, metavar='FILE.npz')
-    p.add_argument('--checkpoint', choices=['best', 'last'], default='best')
-    p.add_argument('--gpus', default='')
-    p.add_argument('--batch-size', '--batch_size', type=int, default=256)
+    cli.add_trained_run_flags(p)
     a = p.parse_args(argv)
 
     import mxnet as mx

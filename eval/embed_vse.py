@@ -24,9 +24,7 @@ def main(argv=None):
     p.add_argument('--captions', default=None, help='a text file, one caption per line')
     p.add_argument('--images', default=None, help='a folder (searched recursively) or a list file')
     p.add_argument('--out', required=True, metavar='FILE.npz')
-    p.add_argument('--checkpoint', choices=['best', 'last'], default='best')
-    p.add_argument('--gpus', default='')
-    p.add_argument('--batch-size', '--batch_size', type=int, default=256)
+    cli.add_trained_run_flags(p)
     a = p.parse_args(argv)
     if not a.captions and not a.images:
         raise cli.UserError('Nothing to embed: pass --captions FILE and/or --images DIR.')

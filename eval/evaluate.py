@@ -24,10 +24,7 @@ def main(argv=None):
                         'gallery); val = the classes a --val-classes run held out')
     p.add_argument('--data-path', '--data_path', default=None,
                    help='where the dataset lives (default: the path the run used)')
-    p.add_argument('--checkpoint', choices=['best', 'last'], default='best',
-                   help='best.params, or the newest checkpoint')
-    p.add_argument('--gpus', default='', help='GPU ids, "" for the CPU')
-    p.add_argument('--batch-size', '--batch_size', type=int, default=256)
+    cli.add_trained_run_flags(p)
     p.add_argument('--ks', default='1,2,4,8', help='the K of Recall@K')
     p.add_argument('--save-embeddings', '--save_embeddings', default=None, metavar='FILE.npz',
                    help='also write the embeddings (float32 N x D) and labels (int64 N)')
@@ -78,8 +75,7 @@ def main(argv=None):
     out = a.out or os.path.join(a.run_dir, 'eval-%s.json' % a.split)
     with open(out, 'w') as f:
         json.dump(metrics, f, indent=1)
-    for k, v in metrics.items():
-        print('%-20s %s' % (k, '%.4f' % v if isinstance(v, float) else v))
+    cli.print_metrics(metrics)
     print('written: %s' % out)
     if a.save_embeddings:
         arrays = dict(embeddings=emb.astype(np.float32), labels=labels.astype(np.int64))

@@ -60,10 +60,8 @@ def main(argv=None):
                    help='IVF: lists visited; hash: bit flips explored around each query')
     p.add_argument('--hash-bits', '--hash_bits', type=int, default=None,
                    help='hash index: bits of the bucket key (default min(bits, 16))')
-    p.add_argument('--checkpoint', choices=['best', 'last'], default='best')
+    cli.add_trained_run_flags(p)
     p.add_argument('--data-path', '--data_path', default=None)
-    p.add_argument('--gpus', default='')
-    p.add_argument('--batch-size', '--batch_size', type=int, default=256)
     p.add_argument('--out', default=None, metavar='FILE.npz', help='write ids and distances')
     a = p.parse_args(argv)
     if a.k < 1:

@@ -21,9 +21,7 @@ def main(argv=None):
     p.add_argument('--data-path', '--data_path', default=None,
                    help='where the dataset lives (default: the path the run used)')
     p.add_argument('--top', type=int, default=5, help='how many images to print')
-    p.add_argument('--checkpoint', choices=['best', 'last'], default='best')
-    p.add_argument('--gpus', default='')
-    p.add_argument('--batch-size', '--batch_size', type=int, default=256)
+    cli.add_trained_run_flags(p)
     p.add_argument('--grid', default=None, metavar='FILE.png', help='also save the hits side by side')
     a = p.parse_args(argv)
     if a.top < 1:

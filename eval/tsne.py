@@ -25,11 +25,9 @@ def main(argv=None):
                    help='draw a framed image thumbnail for (up to 300 of) the points')
     p.add_argument('--points', type=int, default=1000,
                    help='embed and map at most this many images (class-balanced sample)')
-    p.add_argument('--checkpoint', choices=['best', 'last'], default='best')
+    cli.add_trained_run_flags(p)
     p.add_argument('--perplexity', type=float, default=30.0)
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--gpus', default='')
-    p.add_argument('--batch-size', '--batch_size', type=int, default=256)
     a = p.parse_args(argv)
     if a.points < 3:
         raise cli.UserError('--points must be at least 3, got %d.' % a.points)

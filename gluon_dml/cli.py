@@ -11,7 +11,7 @@ import sys
 import time
 
 __all__ = ['build_parser', 'parse_args', 'RECIPES', 'DEFAULTS', 'canonical_data_name',
-           'prepare_run', 'main_guard', 'UserError']
+           'prepare_run', 'main_guard', 'UserError', 'add_trained_run_flags', 'print_metrics']
 
 
 class UserError(Exception):
@@ -370,3 +370,20 @@ def main_guard(main, argv=None):
             raise
         print('error: %s' % err, file=sys.stderr)
         sys.exit(2)
+
+
+def add_trained_run_flags(parser):
+    """The flags every eval/ script that loads a trained run shares: which parameters, on which
+    device, in batches of how many."""
+    parser.add_argument('--checkpoint', choices=['best', 'last'], default='best',
+                        help='best.params, or the newest checkpoint')
+    parser.add_argument('--gpus', default='', help='GPU ids, "" for the CPU')
+    parser.add_argument('--batch-size', '--batch_size', type=int, default=256,
+                        help='images (or captions) embedded at a time')
+
+
+def print_metrics(metrics, digits=4, skip=()):
+    """One ``name value`` line per metric, floats with ``digits`` decimals."""
+    for k, v in metrics.items():
+        if k not in skip:
+            print('%-20s %s' % (k, '%.*f' % (digits, v) if isinstance(v, float) else v))

@@ -218,9 +218,7 @@ def evaluate_hash_main(a):
         raise cli.UserError('%s is a hashing run: use --save-codes FILE.npz.' % a.run_dir)
     metrics = evaluate_hash_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, a.data_path,
                                 a.batch_size, save_codes_to=a.save_codes, out=a.out)
-    for k, v in metrics.items():
-        if k not in ('pr_curve', 'written'):
-            print('%-20s %s' % (k, '%.4f' % v if isinstance(v, float) else v))
+    cli.print_metrics(metrics, skip=('pr_curve', 'written'))
     for path in metrics['written']:
         print('written: %s' % path)
     return metrics

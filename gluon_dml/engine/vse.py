@@ -341,8 +341,7 @@ def evaluate_vse_run(a):
     out = a.out or os.path.join(a.run_dir, 'eval-%s.json' % a.split)
     with open(out, 'w') as f:
         json.dump(metrics, f, indent=1)
-    for k, v in metrics.items():
-        print('%-20s %s' % (k, '%.2f' % v if isinstance(v, float) else v))
+    cli.print_metrics(metrics, digits=2)
     print('written: %s' % out)
     if a.save_embeddings:
         np.savez(a.save_embeddings, image_embeddings=img, caption_embeddings=cap,

@@ -12,6 +12,7 @@ from mxnet import gluon, init
 from mxnet.gluon import nn
 
 __all__ = ['SmallConvNet', 'EmbeddingNet', 'get_backbone', 'get_model', 'pretrained_cache_dir',
+           'initializers', 'initialize_with_head', 'INITS',
            'PretrainedUnavailableError']
 
 
@@ -126,12 +127,19 @@ def initializers(name='xavier'):
 def get_model(backbone, embed_dim, pretrained=False, normalize=True, ctx=None, init_name='xavier'):
     """An initialised :class:`EmbeddingNet`. With ``pretrained`` the backbone keeps its GluonCV
     weights and only the new layers are initialised (``init_name``: see :func:`initializers`)."""
-    backbone_init, embed_init = initializers(init_name)
     net = EmbeddingNet(get_backbone(backbone, pretrained), embed_dim, normalize=normalize)
+    return initialize_with_head(net, net.embed, pretrained, ctx, init_name)
+
+
+def initialize_with_head(net, head, pretrained=False, ctx=None, init_name='xavier'):
+    """Initialise ``net.backbone`` (unless it holds ``pretrained`` weights, which only move to
+    ``ctx``) and the new ``head`` layer with :func:`initializers`; parameters that name their own
+    initializer keep it. Returns ``net``."""
+    backbone_init, head_init = initializers(init_name)
     if pretrained:
         if ctx is not None:
             net.backbone.collect_params().reset_ctx(ctx)
     else:
         net.backbone.initialize(backbone_init, ctx=ctx)
-    net.embed.initialize(embed_init, ctx=ctx)
+    head.initialize(head_init, ctx=ctx)
     return net

@@ -13,7 +13,7 @@ import numpy as np
 from mxnet import init
 from mxnet.gluon import nn, HybridBlock
 
-from . import get_backbone
+from . import get_backbone, initialize_with_head
 
 __all__ = ['HashNet', 'ScaleSchedule', 'get_hash_model', 'binarize']
 
@@ -47,7 +47,7 @@ class HashNet(HybridBlock):
         self.bits = int(bits)
         with self.name_scope():
             self.backbone = backbone
-            self.hash = nn.Dense(self.bits, flatten=True, weight_initializer=init.Xavier())
+            self.hash = nn.Dense(self.bits, flatten=True)
             self.scale = self.params.get('scale', shape=(1,), init=init.One(), grad_req='null',
                                          differentiable=False)
 
@@ -68,14 +68,8 @@ def get_hash_model(backbone, bits, pretrained=False, ctx=None):
     if bits < 1:
         raise ValueError('--bits must be a positive integer, got %s.' % bits)
     net = HashNet(get_backbone(backbone, pretrained), bits)
-    if pretrained:
-        net.hash.initialize(init.Xavier(), ctx=ctx)
-        net.scale.initialize(init.One(), ctx=ctx)
-        if ctx is not None:
-            net.backbone.collect_params().reset_ctx(ctx)
-    else:
-        net.initialize(init.Xavier(magnitude=2), ctx=ctx)
-    return net
+    net.scale.initialize(ctx=ctx)                      # its own initializer: 1
+    return initialize_with_head(net, net.hash, pretrained, ctx)
 
 
 def binarize(outputs):
