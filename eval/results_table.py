@@ -46,7 +46,8 @@ def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r')):
         if not log or log[-1]['epoch'] != args['epochs']:
             print('skipped (not finished): %s' % run, file=sys.stderr)
             continue
-        key = json.dumps({k: v for k, v in sorted(args.items()) if k not in _IGNORED}, default=str)
+        key = json.dumps({k: v for k, v in sorted(args.items())
+                          if k not in _IGNORED and v is not None}, default=str)  # None = a default
         groups.setdefault(key, []).append((args, log[-1]))
     rows = []
     for runs in groups.values():

@@ -29,6 +29,23 @@ def test_recipes_and_overrides():
     assert a.use_pretrained and a.use_viz and a.save_dir == 'r'
 
 
+def test_npair_method_defaults_over_the_recipe():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'train_npair', os.path.join(os.path.dirname(os.path.dirname(__file__)), 'train_npair.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def parse(*argv):
+        return cli.parse_args(cli.build_parser('t', default_loss='npair'), 'npair', list(argv),
+                              method_defaults=mod.npair_defaults)
+    a = parse('--data', 'omniglot')         # N-pair batches; lr chosen on validation classes
+    assert (a.batch_size, a.batch_k, a.pairs, a.lr, a.epochs) == (128, 2, 'paper', 2e-3, 30)
+    assert parse('--data', 'omniglot', '--lr', '1e-3').lr == 1e-3
+    a = parse('--data', 'fashion-mnist')
+    assert (a.batch_size, a.batch_k, a.lr) == (10, 2, 1e-3)
+
+
 @pytest.mark.parametrize('argv,message', [
     (['--batch-size', '50', '--batch-k', '12'], r'--batch-size \(50\) must be a multiple of --batch-k \(12\)'),
     (['--batch-size', '60', '--batch-k', '6'], r'fewer|classes'),
