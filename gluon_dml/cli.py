@@ -24,7 +24,7 @@ DEFAULTS = dict(
     data='digits', data_path=None, model='resnet50_v2', embed_dim=128, batch_size=70, batch_k=5,
     epochs=20, optimizer='adam', lr=1e-4, loss_lr=0.1, wd=1e-4, momentum=0.9, steps='12,14,16,18',
     factor=0.5, batches_per_epoch=None, seed=123, num_workers=0, log_interval=20,
-    eval_batch_size=256,
+    eval_batch_size=256, beta_per_class=False,
 )
 
 _SMALL = dict(model='smallconv', embed_dim=64, optimizer='adam', lr=1e-3, loss_lr=1e-2, wd=0.0,
@@ -33,8 +33,9 @@ _SMALL = dict(model='smallconv', embed_dim=64, optimizer='adam', lr=1e-3, loss_l
 RECIPES = {
     # The embedded default: open-set digits (train 0-4, test 5-9); a first run in about a minute.
     'digits': dict(_SMALL, batch_size=60, batch_k=12, epochs=10),
-    # The Omniglot open-set protocol stated in the README: batch 128 = 32 classes x 4, 30 epochs.
-    'omniglot': dict(_SMALL, batch_size=128, batch_k=4, epochs=30),
+    # The Omniglot open-set protocol stated in the README: batch 128 = 32 classes x 4, 30 epochs;
+    # the margin loss with one beta per class (chosen on validation classes, see the README).
+    'omniglot': dict(_SMALL, batch_size=128, batch_k=4, epochs=30, beta_per_class=True),
     # The Fashion-MNIST open-set protocol: batch 125 = 5 classes x 25, 5 epochs of 240 batches.
     'fashion-mnist': dict(_SMALL, batch_size=125, batch_k=25, epochs=5),
 }
@@ -183,7 +184,9 @@ def add_loss_flags(parser, default_loss):
     _flag(g, '--loss-optimizer', default=None,
           help='optimizer of the loss\'s own parameters; default: the loss\'s (the margin loss\'s '
                'beta: SGD with momentum 0.9, as in Wu et al.\'s code), else --optimizer')
-    _flag(g, '--beta-per-class', action='store_true', help='margin loss: one beta per training class')
+    _flag(g, '--beta-per-class', type=_str2bool, nargs='?', const=True, default=None,
+          help='margin loss: one beta per training class (Wu et al.), or one global beta; default: '
+               'per class on Omniglot (chosen on validation classes), global elsewhere')
     for opt, (kind, users) in sorted(loss_options().items()):
         helptext = '; '.join('%s: %s' % (n, d) for n, d in users)
         flag = '--' + opt.replace('_', '-')
@@ -248,11 +251,14 @@ def parse_args(parser, method, argv=None, method_defaults=None):
         method_defaults = method_defaults(args.data)
     from .data import is_image_dataset
     recipe = RECIPES.get(args.data, IMAGE_RECIPE if is_image_dataset(args.data) else {})
+    asked_beta_per_class = getattr(args, 'beta_per_class', None)
     layers = [method_defaults or {}, recipe, DEFAULTS]
     for layer in layers:
         for key, value in layer.items():
             if getattr(args, key, None) is None:
                 setattr(args, key, value)
+    if asked_beta_per_class is None and getattr(args, 'loss', None) != 'margin':
+        args.beta_per_class = False          # a recipe's margin-loss setting; other losses have no beta
     args.name = args.name or '%s-%s' % (method, args.data)
     args.save_dir = args.save_dir or os.path.join('runs', args.name)
     check_args(args)

@@ -29,6 +29,27 @@ def test_recipes_and_overrides():
     assert a.use_pretrained and a.use_viz and a.save_dir == 'r'
 
 
+def test_beta_per_class_is_the_omniglot_margin_default_only():
+    def _parse_margin(*argv):
+        return cli.parse_args(cli.build_parser('t', default_loss='margin'), 'margin', list(argv))
+
+    assert _parse_margin('--data', 'omniglot').beta_per_class is True
+    assert _parse_margin('--data', 'omniglot', '--beta-per-class', 'false').beta_per_class is False
+    assert _parse_margin('--data', 'fashion-mnist').beta_per_class is False
+    assert _parse_margin('--data', 'fashion-mnist', '--beta-per-class').beta_per_class is True
+    # other losses have no beta: the recipe's setting does not reach them, an explicit flag errors
+    a = _parse_margin('--data', 'omniglot', '--loss', 'contrastive')
+    assert a.beta_per_class is False
+    cli.build_loss(a, 183, 64)
+    a = _parse_margin('--data', 'omniglot', '--loss', 'contrastive', '--beta-per-class')
+    with pytest.raises(cli.UserError, match='--beta-per-class is an option of the margin loss'):
+        cli.build_loss(a, 183, 64)
+    # the margin loss gets one beta per training class
+    loss = cli.build_loss(_parse_margin('--data', 'omniglot'), 183, 64)
+    assert loss.beta.shape == (183,)
+    assert cli.build_loss(_parse_margin('--data', 'fashion-mnist'), 5, 64).beta.shape == (1,)
+
+
 def test_npair_method_defaults_over_the_recipe():
     import importlib.util
     spec = importlib.util.spec_from_file_location(
