@@ -49,14 +49,14 @@ def main(argv=None):
     from gluon_dml.engine import embed_dataset, get_contexts, load_trained_net
     from gluon_dml.metrics import evaluate_embeddings
 
+    if a.split == 'val' and not load_run_args(a.run_dir).get('val_classes'):
+        raise cli.UserError('%s was not trained with --val-classes, so it has no val split; use '
+                            '--split test or train.' % a.run_dir)
     ctx = get_contexts(a.gpus)
     args, net, params = load_trained_net(a.run_dir, ctx, a.checkpoint)
     data_path = a.data_path or args.get('data_path')
     options = cli.dataset_options(args, augment=False)
     if a.split == 'val':
-        if not args.get('val_classes'):
-            raise cli.UserError('%s was not trained with --val-classes, so it has no val split; '
-                                'use --split test or train.' % a.run_dir)
         from gluon_dml.data import split_validation
         train = get_dataset(args['data'], data_path, 'train', **options)
         dataset = split_validation(train, args['val_classes'])[1]

@@ -100,3 +100,12 @@ def test_bad_val_classes_is_one_sentence(tmp_path):
     assert proc.returncode == 2
     assert "no training class is named 'seven'" in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_evaluate_split_val_needs_a_validation_run(tmp_path):
+    (tmp_path / 'args.json').write_text(json.dumps({'data': 'digits', 'model': 'smallconv',
+                                                     'embed_dim': 8, 'method': 'margin'}))
+    proc = run_script('eval/evaluate.py', tmp_path, '--split', 'val')
+    assert proc.returncode == 2
+    assert 'was not trained with --val-classes, so it has no val split' in proc.stderr
+    assert 'Traceback' not in proc.stderr
