@@ -39,16 +39,23 @@ def _command(command):
 
 
 def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r')):
-    groups = {}
+    finished = []
     for run in run_dirs:
         args = load_run_args(run)
         log = read_log(run)
         if not log or log[-1]['epoch'] != args['epochs']:
             print('skipped (not finished): %s' % run, file=sys.stderr)
             continue
-        key = json.dumps({k: v for k, v in sorted(args.items())
-                          if k not in _IGNORED and v is not None}, default=str)  # None = a default
-        groups.setdefault(key, []).append((args, log[-1]))
+        finished.append((args, log[-1]))
+    # Runs group when every setting differs only in the seed. A setting that some run does not
+    # record (a flag added after it was made, whose default keeps the old behaviour) or records as
+    # None (unset) does not split groups.
+    shared = set.intersection(*[{k for k, v in a.items() if v is not None} for a, _ in finished]) \
+        if finished else set()
+    groups = {}
+    for args, last in finished:
+        key = json.dumps({k: args[k] for k in sorted(shared - _IGNORED)}, default=str)
+        groups.setdefault(key, []).append((args, last))
     rows = []
     for runs in groups.values():
         args = runs[0][0]

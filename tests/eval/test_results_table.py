@@ -1,0 +1,34 @@
+"""eval/results_table.py: grouping of runs by setting, means over seeds, the command shown."""
+import json
+
+from ..helpers import run_script
+
+
+def _run(folder, seed, final, **extra):
+    folder.mkdir()
+    args = {'data': 'omniglot', 'loss': 'margin', 'epochs': 2, 'seed': seed, 'lr': 0.001,
+            'command': 'train_margin.py --data omniglot --seed %d --save-dir %s --no-progress'
+                       % (seed, folder)}
+    args.update(extra)
+    (folder / 'args.json').write_text(json.dumps(args))
+    rows = [{'epoch': 0, 'recall@1': 0.1, 'nmi': 0.1, 'map@r': 0.1},
+            {'epoch': 1, 'recall@1': 0.5, 'nmi': 0.5, 'map@r': 0.5},
+            dict({'epoch': 2}, **final)]
+    (folder / 'log.jsonl').write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
+
+
+def test_rows_group_seeds_and_ignore_flags_added_later(tmp_path):
+    m = {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4}
+    _run(tmp_path / 'a1', 1, m)                                      # made before --init existed
+    _run(tmp_path / 'a2', 2, {'recall@1': 0.9, 'nmi': 0.8, 'map@r': 0.5}, init=None)
+    _run(tmp_path / 'b1', 1, m, lr=0.002)                            # another setting: own row
+    _run(tmp_path / 'd1', 1, m, epochs=3)                           # unfinished: left out
+    proc = run_script('eval/results_table.py', tmp_path / 'a1', tmp_path / 'a2', tmp_path / 'b1',
+                      tmp_path / 'd1', check=True)
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith('| omniglot')]
+    assert len(rows) == 2, proc.stdout
+    assert '| 1, 2 | **0.850** (0.800 / 0.900) | **0.750** (0.700 / 0.800) | **0.450** (0.400 / 0.500) |' \
+        in rows[0]
+    assert '`python train_margin.py --data omniglot --seed S`' in rows[0]
+    assert '| 1 | 0.800 | 0.700 | 0.400 |' in rows[1]
+    assert 'skipped (not finished)' in proc.stderr and 'd1' in proc.stderr
