@@ -33,15 +33,14 @@ def main(argv=None):
                    help='train_hash.py runs: write the packed binary codes of queries and database')
     a = p.parse_args(argv)
     from gluon_dml.engine import load_run_args
-    if load_run_args(a.run_dir).get('method') == 'hash':
+    run_args = load_run_args(a.run_dir)
+    if run_args.get('method') == 'hash':
         from gluon_dml.engine.hashing import evaluate_hash_main
         return evaluate_hash_main(a)
     if a.save_codes:
         raise cli.UserError('--save-codes is for train_hash.py runs; %s is not one (use '
                             '--save-embeddings).' % a.run_dir)
-
-    from gluon_dml.engine import load_run_args
-    if load_run_args(a.run_dir).get('method') == 'vse':     # train_vse.py runs: i2t / t2i recall
+    if run_args.get('method') == 'vse':     # train_vse.py runs: i2t / t2i recall
         from gluon_dml.engine.vse import evaluate_vse_run
         return evaluate_vse_run(a)
 
@@ -49,7 +48,7 @@ def main(argv=None):
     from gluon_dml.engine import embed_dataset, get_contexts, load_trained_net
     from gluon_dml.metrics import evaluate_embeddings
 
-    if a.split == 'val' and not load_run_args(a.run_dir).get('val_classes'):
+    if a.split == 'val' and not run_args.get('val_classes'):
         raise cli.UserError('%s was not trained with --val-classes, so it has no val split; use '
                             '--split test or train.' % a.run_dir)
     ctx = get_contexts(a.gpus)

@@ -182,8 +182,8 @@ def add_loss_flags(parser, default_loss):
           help='learning rate of the loss\'s own parameters (beta, proxies, centres, class '
                'weights); default: the recipe\'s, 1e-2 on the small datasets, 0.1 otherwise')
     _flag(g, '--loss-optimizer', default=None,
-          help='optimizer of the loss\'s own parameters; default: the loss\'s (the margin loss\'s '
-               'beta: SGD with momentum 0.9, as in Wu et al.\'s code), else --optimizer')
+          help='optimizer of the loss\'s own parameters (sgd / nag take --momentum); default: the '
+               'one the loss class names (param_optimizer), else --optimizer')
     _flag(g, '--beta-per-class', type=_str2bool, nargs='?', const=True, default=None,
           help='margin loss: one beta per training class (Wu et al.), or one global beta; default: '
                'per class on Omniglot (chosen on validation classes), global elsewhere')

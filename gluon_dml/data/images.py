@@ -167,6 +167,11 @@ class RGBTransform(object):
     def output_shape(self):
         return (3, self.image_size, self.image_size)
 
+    def for_testing(self):
+        """The test-time counterpart of this transform (same size, no augmentation)."""
+        return RGBTransform(self.image_size, self.resize, augment=False, scale=self.scale,
+                            ratio=self.ratio, color_jitter=self.color_jitter, flip=self.flip)
+
     def decode_size(self, width, height):
         """The smallest decoded size (w, h) that loses no resolution for this transform."""
         short = float(min(width, height))

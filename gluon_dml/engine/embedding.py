@@ -3,6 +3,8 @@
 ``train_margin.py`` and ``train_npair.py`` parse their flags and call :func:`run_embedding`; a
 method differs only in its default loss and batch shape.
 """
+import copy
+
 from .. import cli
 from .context import get_contexts, seed_everything
 from .evaluation import RetrievalEvaluator
@@ -29,11 +31,11 @@ def make_sampler(args, train_set):
 def _validation_split(args, train_set):
     """``--val-classes``: (training classes kept, held-out classes read with the test-time
     transform); the test split is not read at all."""
-    from ..data import get_dataset, is_image_dataset, split_validation
+    from ..data import ImageFileDataset, split_validation
     source = None
-    if is_image_dataset(args.data):
-        source = get_dataset(args.data, args.data_path, 'train',
-                             **cli.dataset_options(args, augment=False))
+    if isinstance(train_set, ImageFileDataset):   # image files: the same items, test transform
+        source = copy.copy(train_set)
+        source.transform = train_set.transform.for_testing()
     try:
         return split_validation(train_set, args.val_classes, source)
     except ValueError as err:
@@ -81,7 +83,8 @@ def run_embedding(args):
     engine = Engine(net, loss, train_set, sampler, evaluator, run_dir, ctx, args.epochs,
                     optimizer=args.optimizer, lr=args.lr, wd=args.wd, momentum=args.momentum,
                     steps=args.steps_list, factor=args.factor, loss_lr=args.loss_lr,
-                    loss_optimizer=getattr(args, 'loss_optimizer', None), seed=args.seed, logger=logger, hybridize=not args.disable_hybridize,
+                    loss_optimizer=getattr(args, 'loss_optimizer', None), seed=args.seed,
+                    logger=logger, hybridize=not args.disable_hybridize,
                     num_workers=args.num_workers, log_interval=args.log_interval,
                     progress=not args.no_progress, export_prefix=args.save_model_prefix)
     metrics = engine.fit(resume=args.resume)

@@ -102,8 +102,8 @@ class Engine:
         loss_params = self.loss.collect_params()
         self.loss_trainer = None
         if len(loss_params.keys()):
-            # The loss may name the optimizer its authors used for its parameters (the margin
-            # loss's beta: SGD with momentum); an explicit loss_optimizer wins, else the net's.
+            # An explicit loss_optimizer wins; else the one the loss class names for its
+            # parameters (``param_optimizer``, if any); else the network's.
             self.loss_optimizer = (loss_optimizer or getattr(loss, 'param_optimizer', None)
                                    or optimizer)
             loss_args = {'learning_rate': self.loss_lr, 'wd': 0.0}

@@ -109,3 +109,22 @@ def test_evaluate_split_val_needs_a_validation_run(tmp_path):
     assert proc.returncode == 2
     assert 'was not trained with --val-classes, so it has no val split' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_engine_holds_out_image_classes_with_the_test_transform(tmp_path):
+    import argparse
+    from PIL import Image
+    from gluon_dml.engine.embedding import _validation_split
+    paths = []
+    for c in range(4):
+        p = tmp_path / ('%d.png' % c)
+        Image.new('RGB', (30, 20), (50 * c, 0, 0)).save(p)
+        paths += [str(p)] * 2
+    aug = RGBTransform(16, resize=18, augment=True, color_jitter=0.3)
+    train = ImageFileDataset(paths, [0, 0, 1, 1, 2, 2, 3, 3], ['a/1', 'a/2', 'b/1', 'b/2'], aug)
+    rest, val = _validation_split(argparse.Namespace(val_classes='b'), train)
+    assert rest.transform is aug and val.transform is not aug
+    t = val.transform
+    assert (t.augment, t.image_size, t.resize) == (False, 16, 18)
+    np.testing.assert_array_equal(val[0][0], RGBTransform(16, resize=18)(Image.open(paths[4]).convert('RGB')))
+    assert train.transform is aug and len(train) == 8          # the training split is left as it was
