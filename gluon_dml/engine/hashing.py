@@ -164,16 +164,10 @@ def save_run_codes(net, run_dir, database, query, ctx, batch_size=256, progress=
 def load_hash_net(run_dir, ctx, which='best'):
     """The HashNet of a ``train_hash.py`` run folder with its ``best`` (or ``last``) parameters.
     Returns (args dict, net, path of the parameters)."""
-    from .run import load_run_args, trained_params_path
+    from .run import load_trained_net
     from ..models.hashing import get_hash_model
-    args = load_run_args(run_dir)
-    if args.get('method') != 'hash':
-        raise ValueError('%s is a %s run, not a train_hash.py run.' % (run_dir, args.get('method')))
-    params = trained_params_path(run_dir, which)
-    net = get_hash_model(args['model'], args['bits'], pretrained=False, ctx=ctx)
-    net.load_parameters(params, ctx=ctx)
-    net.hybridize(static_alloc=True)
-    return args, net, params
+    return load_trained_net(run_dir, ctx, which, method='hash', build=lambda args, ctx: (
+        get_hash_model(args['model'], args['bits'], pretrained=False, ctx=ctx)))
 
 
 def evaluate_hash_run(run_dir, ctx, which='best', data_path=None, batch_size=256, topk=(1000,),

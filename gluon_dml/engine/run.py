@@ -29,14 +29,26 @@ def trained_params_path(run_dir, which='best'):
                             % run_dir)
 
 
-def load_trained_net(run_dir, ctx, which='best'):
-    """The run's network with its ``best`` parameters (``last``: the newest checkpoint's).
-    Returns (args dict, net, path of the parameters used)."""
+def _embedding_net(args, ctx):
+    """The untrained embedding network of a train_margin.py / train_npair.py run's settings."""
     from ..models import get_model
+    return get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
+                     normalize=args.get('normalize_embeddings', True))
+
+
+def load_trained_net(run_dir, ctx, which='best', build=None, method=None):
+    """The run's network with its ``best`` parameters (``last``: the newest checkpoint's).
+
+    ``build(args, ctx)`` makes the untrained network from the run's settings (default: the
+    embedding network of ``train_margin.py`` / ``train_npair.py``); with ``method``, a run of
+    another method is refused with a clear error. Returns (args dict, net, path of the
+    parameters used)."""
     args = load_run_args(run_dir)
+    if method is not None and args.get('method') != method:
+        raise ValueError('%s is a %s run, not a train_%s.py run.'
+                         % (run_dir, args.get('method'), method))
     params = trained_params_path(run_dir, which)
-    net = get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
-                    normalize=args.get('normalize_embeddings', True))
+    net = (build or _embedding_net)(args, ctx)
     net.load_parameters(params, ctx=ctx)
     net.hybridize(static_alloc=True)
     return args, net, params

@@ -311,17 +311,17 @@ def load_vse_run(run_dir, ctx, which='best'):
     """(args dict, net, vocabulary, parameters path) of a VSE run folder."""
     from ..data.captions import Vocabulary
     from ..models.vse import get_vse_model
-    from .run import load_run_args, trained_params_path
-    args = load_run_args(run_dir)
-    params = trained_params_path(run_dir, which)
-    vocab = Vocabulary.load(os.path.join(run_dir, 'vocab.json'))
-    net = get_vse_model(args['model'], len(vocab), args['embed_dim'], args['word_dim'],
-                        bool(args.get('finetune')), False if args.get('finetune') else
-                        bool(args.get('use_pretrained')), bool(args.get('precomputed')),
-                        args.get('num_layers', 1), ctx=ctx)
-    net.load_parameters(params, ctx=ctx)
-    net.hybridize(static_alloc=True)
-    return args, net, vocab, params
+    from .run import load_trained_net
+    vocab = []
+
+    def build(args, ctx):
+        vocab.append(Vocabulary.load(os.path.join(run_dir, 'vocab.json')))
+        finetune = bool(args.get('finetune'))
+        return get_vse_model(args['model'], len(vocab[0]), args['embed_dim'], args['word_dim'],
+                             finetune, False if finetune else bool(args.get('use_pretrained')),
+                             bool(args.get('precomputed')), args.get('num_layers', 1), ctx=ctx)
+    args, net, params = load_trained_net(run_dir, ctx, which, build=build, method='vse')
+    return args, net, vocab[0], params
 
 
 def evaluate_vse_run(a):

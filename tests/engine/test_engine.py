@@ -1,5 +1,6 @@
 """The training loop: resuming is exact, signals save a checkpoint, NaN stops cleanly,
 checkpoints are atomic, the learning-rate schedule."""
+import json
 import os
 import signal
 import time
@@ -189,3 +190,17 @@ def test_a_loss_can_name_the_optimizer_of_its_parameters(tmp_path):
     assert type(engine.loss_trainer._optimizer).__name__ == 'SGD'
     engine = _engine(tmp_path / 'b', SGDMargin(), epochs=1, loss_optimizer='adam')
     assert type(engine.loss_trainer._optimizer).__name__ == 'Adam'
+
+
+def test_load_trained_net_checks_the_method_and_the_parameters(tmp_path):
+    from gluon_dml.engine.hashing import load_hash_net
+    from gluon_dml.engine.run import load_trained_net
+    from gluon_dml.engine.vse import load_vse_run
+    (tmp_path / 'args.json').write_text(json.dumps(
+        {'method': 'margin', 'model': 'smallconv', 'embed_dim': 8}))
+    with pytest.raises(ValueError, match='is a margin run, not a train_hash.py run'):
+        load_hash_net(str(tmp_path), [mx.cpu()])
+    with pytest.raises(ValueError, match='is a margin run, not a train_vse.py run'):
+        load_vse_run(str(tmp_path), [mx.cpu()])
+    with pytest.raises(FileNotFoundError, match='holds no trained parameters'):
+        load_trained_net(str(tmp_path), [mx.cpu()])
