@@ -1,0 +1,28 @@
+"""scripts/pml_reference.py: the export step writes the protocol's arrays, exactly our loader's."""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from gluon_dml.data import get_dataset
+
+from .helpers import OMNIGLOT, run_script
+
+
+@pytest.mark.skipif(not os.path.isdir(OMNIGLOT), reason='../shared/data/omniglot is not here')
+def test_export_writes_the_loaders_arrays(tmp_path):
+    out = tmp_path / 'omniglot.npz'
+    run_script('scripts/pml_reference.py', 'export', '--data-path', OMNIGLOT, '--out', out,
+               check=True)
+    with np.load(str(out)) as z:
+        assert z['Xtr'].shape == (3660, 1, 28, 28) and z['Xte'].shape == (1180, 1, 28, 28)
+        assert z['Xtr'].dtype == np.float32 and z['ytr'].dtype == np.int64
+        assert len(np.unique(z['ytr'])) == 183 and len(np.unique(z['yte'])) == 59
+        test = get_dataset('omniglot', root=OMNIGLOT, split='test')
+        for i in (0, 517, 1179):
+            np.testing.assert_array_equal(z['Xte'][i], test[i][0])
+            assert z['yte'][i] == test[i][1]
+    if importlib.util.find_spec('torch') is None:
+        proc = run_script('scripts/pml_reference.py', 'train', out)
+        assert proc.returncode == 1 and 'needs torch' in proc.stderr, proc.stderr[-500:]
