@@ -26,12 +26,18 @@ def main(argv=None):
                    help='where the dataset lives (default: the path the run used)')
     cli.add_trained_run_flags(p)
     p.add_argument('--ks', default='1,2,4,8', help='the K of Recall@K')
+    p.add_argument('--nmi-runs', type=int, default=None,
+                   help="k-means runs averaged for NMI (default: the run's setting, else 10; 1 "
+                        "when points x classes exceeds 1e7)")
     p.add_argument('--save-embeddings', '--save_embeddings', default=None, metavar='FILE.npz',
                    help='also write the embeddings (float32 N x D) and labels (int64 N)')
     p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
     p.add_argument('--save-codes', '--save_codes', default=None, metavar='FILE.npz',
                    help='train_hash.py runs: write the packed binary codes of queries and database')
     a = p.parse_args(argv)
+    if a.nmi_runs is not None and a.nmi_runs < 1:
+        raise cli.UserError('--nmi-runs must be at least 1 (k-means runs averaged), got %d.'
+                            % a.nmi_runs)
     from gluon_dml.engine import load_run_args
     run_args = load_run_args(a.run_dir)
     if run_args.get('method') == 'hash':
@@ -68,7 +74,9 @@ def main(argv=None):
         query = get_dataset(args['data'], data_path, 'query', **options)
         q_emb, q_labels = embed_dataset(net, query, ctx, a.batch_size, progress=True)
     ks = cli.parse_int_list(a.ks, '--ks', '1,2,4,8')
-    metrics = evaluate_embeddings(emb, labels, ks=ks, query_embeddings=q_emb, query_labels=q_labels)
+    nmi_runs = a.nmi_runs if a.nmi_runs is not None else args.get('nmi_runs')
+    metrics = evaluate_embeddings(emb, labels, ks=ks, query_embeddings=q_emb, query_labels=q_labels,
+                                  nmi_runs=nmi_runs)
     metrics.update(run_dir=a.run_dir, split=a.split, params=params, data=args['data'],
                    num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))
     out = a.out or os.path.join(a.run_dir, 'eval-%s.json' % a.split)

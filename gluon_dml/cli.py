@@ -133,6 +133,9 @@ def build_parser(description, method_flags=None, default_loss=None):
           help='test embeddings in the t-SNE and distance views (a class-balanced sample)')
     _flag(g, '--log-interval', type=int, default=None, help='iterations between loss points')
     _flag(g, '--eval-batch-size', type=int, default=None)
+    _flag(g, '--nmi-runs', type=int, default=None,
+          help='NMI is the mean over this many k-means runs (default: 10; 1 when points x '
+               'classes exceeds 1e7, as on SOP and In-Shop)')
     _flag(g, '--no-progress', action='store_true', help='no progress bars (logs stay)')
     return p
 
@@ -302,6 +305,9 @@ def check_args(args):
                         % (args.batch_size, args.batch_k, args.batch_k * max(1, args.batch_size // args.batch_k)))
     if args.lr <= 0:
         raise UserError('--lr must be positive, got %g.' % args.lr)
+    if getattr(args, 'nmi_runs', None) is not None and args.nmi_runs < 1:
+        raise UserError('--nmi-runs must be at least 1 (k-means runs averaged), got %d.'
+                        % args.nmi_runs)
     args.steps_list = parse_int_list(args.steps)
 
 

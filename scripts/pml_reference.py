@@ -74,12 +74,15 @@ def train(a):
                                         length_before_new_iter=len(ytr))
     calc = AccuracyCalculator(include=('precision_at_1', 'NMI', 'mean_average_precision_at_r'))
 
-    def evaluate():
+    def embed_test():
         trunk.eval()
         with torch.no_grad():
             e = torch.cat([embed(xte[i:i + 256]) for i in range(0, len(xte), 256)])
         trunk.train()
-        r = calc.get_accuracy(e, yte)
+        return e
+
+    def evaluate():
+        r = calc.get_accuracy(embed_test(), yte)
         return {'recall@1': r['precision_at_1'], 'nmi': r['NMI'],
                 'map@r': r['mean_average_precision_at_r']}
     log = open(a.log, 'w') if a.log else None
@@ -101,6 +104,9 @@ def train(a):
         if log:
             log.write(json.dumps(row) + '\n')
             log.flush()
+    if a.save_embeddings:
+        np.savez(a.save_embeddings, embeddings=embed_test().numpy().astype(np.float32),
+                 labels=yte.numpy().astype(np.int64))
     print('seed %d, %s beta, %.0f s: Recall@1 %.3f NMI %.3f MAP@R %.3f'
           % (a.seed, 'per-class' if a.beta_per_class else 'global', time.time() - start,
              row['recall@1'], row['nmi'], row['map@r']))
@@ -120,6 +126,8 @@ def main(argv=None):
     t.add_argument('--epochs', type=int, default=30)
     t.add_argument('--embed-dim', type=int, default=64)
     t.add_argument('--log', help='also write each epoch as a JSON line to this file')
+    t.add_argument('--save-embeddings', metavar='FILE.npz',
+                   help='write the final test embeddings and labels (eval/evaluate.py format)')
     a = p.parse_args(argv)
     (export if a.step == 'export' else train)(a)
 

@@ -77,6 +77,7 @@ def test_npair_method_defaults_over_the_recipe():
     (['--gpus', 'zero'], r'--gpus takes comma-separated GPU ids'),
     (['--model', 'smallconv', '--use-pretrained'], r'smallconv has no pretrained weights'),
     (['--loss', 'hashnet'], r'hashing loss over binary codes; train it with train_hash.py'),
+    (['--nmi-runs', '0'], r'--nmi-runs must be at least 1'),
 ])
 def test_bad_input_gives_one_clear_sentence(tmp_path, argv, message):
     proc = run_script('train_margin.py', *argv, '--epochs', '1', '--no-progress',
@@ -148,6 +149,15 @@ def test_evaluate_and_embed_a_run(tmp_path):
     assert z['labels'].dtype == np.int64 and set(z['labels']) == set(range(5))
     np.testing.assert_allclose(np.linalg.norm(z['embeddings'], axis=1), 1, rtol=1e-4)
     assert 'recall@1' in proc.stdout
+    # NMI: the mean of ten k-means runs by default, as in the training log; --nmi-runs 1: one run
+    assert metrics['num_nmi_runs'] == 10 and metrics['nmi'] == pytest.approx(best['nmi'], abs=1e-6)
+    run_script('eval/evaluate.py', run, '--nmi-runs', '1', '--out', tmp_path / 'one.json', check=True)
+    one = json.load(open(tmp_path / 'one.json'))
+    from gluon_dml.metrics import nmi
+    assert one['num_nmi_runs'] == 1
+    assert one['nmi'] == pytest.approx(nmi(z['embeddings'], z['labels'], runs=1), abs=1e-9)
+    bad = run_script('eval/evaluate.py', run, '--nmi-runs', '0')
+    assert bad.returncode == 2 and '--nmi-runs must be at least 1' in bad.stderr
 
     # embed: a folder of images drawn dark-on-light, written as real PNG files
     from PIL import Image

@@ -79,7 +79,8 @@ def run_embedding(args):
                     normalize=args.normalize_embeddings)
     loss.initialize(ctx=ctx[0])
     evaluator = RetrievalEvaluator(test_set, batch_size=args.eval_batch_size, logger=logger,
-                                   num_workers=args.num_workers, query_set=query_set)
+                                   num_workers=args.num_workers, query_set=query_set,
+                                   nmi_runs=getattr(args, 'nmi_runs', None))
     engine = Engine(net, loss, train_set, sampler, evaluator, run_dir, ctx, args.epochs,
                     optimizer=args.optimizer, lr=args.lr, wd=args.wd, momentum=args.momentum,
                     steps=args.steps_list, factor=args.factor, loss_lr=args.loss_lr,

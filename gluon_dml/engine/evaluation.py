@@ -10,11 +10,13 @@ class RetrievalEvaluator:
 
     With ``query_set`` given, the queries of ``query_set`` are searched in ``dataset`` (the
     gallery) instead of all-vs-all. ``logger`` (optional) receives the embeddings for plots.
+    ``nmi_runs``: k-means runs averaged for NMI (default: ``metrics.default_nmi_runs``).
     """
 
     def __init__(self, dataset, ks=(1, 2, 4, 8), batch_size=256, query_set=None, logger=None,
-                 num_workers=0, progress=False):
+                 num_workers=0, progress=False, nmi_runs=None):
         self.dataset, self.ks, self.batch_size = dataset, tuple(ks), batch_size
+        self.nmi_runs = nmi_runs
         self.query_set, self.logger = query_set, logger
         self.num_workers, self.progress = num_workers, progress
 
@@ -28,7 +30,7 @@ class RetrievalEvaluator:
         if self.query_set is not None:
             q_emb, q_labels = self.embed(net, ctx, self.query_set)
         metrics = evaluate_embeddings(emb, labels, ks=self.ks, query_embeddings=q_emb,
-                                      query_labels=q_labels)
+                                      query_labels=q_labels, nmi_runs=self.nmi_runs)
         if self.logger is not None:
             self.logger.log_embeddings(epoch, emb, labels, getattr(self.dataset, 'images', None))
         return metrics

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from gluon_dml.metrics import evaluate_embeddings, nmi, retrieval_metrics
+from gluon_dml.metrics import default_nmi_runs, evaluate_embeddings, nmi, retrieval_metrics
 from gluon_dml.metrics.clustering import kmeans_assign
 
 
@@ -49,7 +49,7 @@ def test_matches_sklearn_on_known_clusters():
     assert got == pytest.approx(expected, abs=1e-12)
     # with the default k = number of classes (3) the result is sklearn's score of
     # whatever clustering k-means found
-    got3 = nmi(x, labels, seed=1)
+    got3 = nmi(x, labels, seed=1, runs=1)
     assert got3 == pytest.approx(
         normalized_mutual_info_score(labels, kmeans_assign(x, 3, seed=1)), abs=1e-12)
 
@@ -93,7 +93,8 @@ def test_evaluate_embeddings_gallery_only():
     y = rng.randint(0, 20, size=200)
     res = evaluate_embeddings(x, y, ks=(1, 4))
     ret = retrieval_metrics(x, y, ks=(1, 4))
-    assert set(res) == set(ret) | {"nmi"}
+    assert set(res) == set(ret) | {"nmi", "num_nmi_runs"}
+    assert res["num_nmi_runs"] == 10
     for key, val in ret.items():
         assert res[key] == val
     assert res["nmi"] == nmi(x, y, seed=0)
@@ -131,5 +132,32 @@ def test_kmeans_with_sharded_index(monkeypatch):
     monkeypatch.setattr(neighbors, "PARALLEL_SHARDS", False)
     single = kmeans_assign(x, 40, seed=3, niter=10)
     np.testing.assert_array_equal(sharded, single)
-    assert nmi(x, y, seed=3, niter=10) == pytest.approx(
+    assert nmi(x, y, seed=3, niter=10, runs=1) == pytest.approx(
         normalized_mutual_info_score(y, single), abs=1e-12)
+
+
+def test_nmi_is_the_mean_over_kmeans_runs():
+    rng = np.random.RandomState(11)
+    centres = rng.randn(12, 16)
+    y = rng.randint(0, 12, size=300)
+    x = (centres[y] + 0.9 * rng.randn(300, 16)).astype(np.float32)
+    singles = [normalized_mutual_info_score(y, kmeans_assign(x, 12, seed=5 + r, niter=10))
+               for r in range(4)]
+    assert len(set(np.round(singles, 9))) > 1          # the draws differ: the mean is not one of them
+    assert nmi(x, y, seed=5, niter=10, runs=4) == pytest.approx(np.mean(singles), abs=1e-12)
+    assert nmi(x, y, seed=5, niter=10, runs=1) == pytest.approx(singles[0], abs=1e-12)
+    # the default for a small set: ten runs, seeds 0..9
+    ten = [normalized_mutual_info_score(y, kmeans_assign(x, 12, seed=r)) for r in range(10)]
+    assert nmi(x, y) == pytest.approx(np.mean(ten), abs=1e-12)
+    res = evaluate_embeddings(x, y, ks=(1,), nmi_runs=3)
+    assert res["num_nmi_runs"] == 3
+    assert res["nmi"] == pytest.approx(nmi(x, y, runs=3), abs=1e-12)
+    with pytest.raises(ValueError, match="runs must be"):
+        nmi(x, y, runs=0)
+
+
+def test_default_nmi_runs_is_one_for_the_largest_sets():
+    assert default_nmi_runs(1180, 59) == 10            # Omniglot test split
+    assert default_nmi_runs(10 ** 5, 100) == 10        # exactly the limit
+    assert default_nmi_runs(10 ** 5, 101) == 1
+    assert default_nmi_runs(60502, 11316) == 1         # Stanford Online Products test split
