@@ -6,6 +6,14 @@
 Runs are grouped by (dataset, loss, every setting except the seed, the name and the folder);
 each group gives one row with the mean (and each seed's value) of the final epoch's Recall@1,
 NMI and MAP@R, and the command of its first run with the seed shown as S.
+
+``--metrics-file eval-final.json`` takes each run's final metrics from that file in the run
+folder instead of its log: the final network re-scored with today's metrics by
+
+    python eval/evaluate.py RUN --checkpoint last --out RUN/eval-final.json
+
+(add ``--split val`` for a ``--val-classes`` run). The file must hold the final epoch's
+network: its Recall@1 must equal the log's last one, else the run is refused.
 """
 import argparse
 import json
@@ -38,7 +46,22 @@ def _command(command):
     return ' '.join(out)
 
 
-def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r')):
+def _final_metrics(run, last, metrics_file):
+    """The metrics of ``RUN/metrics_file``, checked to be those of the log's final network."""
+    path = os.path.join(run, metrics_file)
+    if not os.path.exists(path):
+        raise SystemExit('error: %s has no %s; write it with: python eval/evaluate.py %s '
+                         '--checkpoint last --out %s' % (run, metrics_file, run, path))
+    with open(path) as f:
+        scored = json.load(f)
+    if abs(scored['recall@1'] - last['recall@1']) > 1e-6:
+        raise SystemExit('error: %s is not the final network of %s (Recall@1 %.6f, the log\'s '
+                         'last epoch %.6f); evaluate it with --checkpoint last.'
+                         % (path, run, scored['recall@1'], last['recall@1']))
+    return scored
+
+
+def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r'), metrics_file=None):
     finished = []
     for run in run_dirs:
         args = load_run_args(run)
@@ -46,7 +69,8 @@ def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r')):
         if not log or log[-1]['epoch'] != args['epochs']:
             print('skipped (not finished): %s' % run, file=sys.stderr)
             continue
-        finished.append((args, log[-1]))
+        last = _final_metrics(run, log[-1], metrics_file) if metrics_file else log[-1]
+        finished.append((args, last))
     # Runs group when every setting differs only in the seed. A setting that some run does not
     # record (a flag added after it was made, whose default keeps the old behaviour) or records as
     # None (unset) does not split groups.
@@ -74,8 +98,11 @@ def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r')):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('runs', nargs='+')
+    p.add_argument('--metrics-file', default=None, metavar='FILE',
+                   help='read each run\'s final metrics from RUN/FILE (eval/evaluate.py RUN '
+                        '--checkpoint last --out RUN/FILE) instead of its log')
     a = p.parse_args(argv)
-    rows = summarise([r for r in a.runs if os.path.isdir(r)])
+    rows = summarise([r for r in a.runs if os.path.isdir(r)], metrics_file=a.metrics_file)
     print('| data | loss | seeds | Recall@1 | NMI | MAP@R | command |')
     print('| --- | --- | --- | --- | --- | --- | --- |')
     for r in rows:

@@ -9,7 +9,10 @@ makes, so that the two libraries differ only in their training code.
     # 1. in gluon-dml's environment: the protocol's arrays (28x28, inverted, [0, 1])
     python scripts/pml_reference.py export --data-path ../shared/data/omniglot --out omniglot.npz
     # 2. in an environment with torch and pytorch-metric-learning (and faiss-cpu, scikit-learn)
-    python scripts/pml_reference.py train omniglot.npz --seed 1 [--beta-per-class]
+    python scripts/pml_reference.py train omniglot.npz --seed 1 [--beta-per-class] \
+        --save-embeddings pml-s1.npz
+    # 3. in gluon-dml's environment: our metrics (NMI: the mean of ten k-means runs) on them
+    python scripts/pml_reference.py score pml-s1.npz
 
 Protocol (README, Protocols): batch 128 = 32 classes x 4, Adam lr 1e-3 for the net, beta 1.2
 learned with lr 1e-2 (Adam; ``--beta-optimizer sgd`` for plain SGD), margin 0.2, nu 0, cutoff 0.5,
@@ -33,6 +36,16 @@ def export(a):
         out['y' + key] = np.array([ds[i][1] for i in range(len(ds))], dtype=np.int64)
     np.savez(a.out, **out)
     print('wrote %s: train %s, test %s' % (a.out, out['Xtr'].shape, out['Xte'].shape))
+
+
+def score(a):
+    import numpy as np
+    from gluon_dml.metrics import evaluate_embeddings
+    for path in a.embeddings:
+        with np.load(path) as z:
+            m = evaluate_embeddings(z['embeddings'], z['labels'])
+        print('%s: Recall@1 %.4f NMI %.4f (mean of %d k-means runs) MAP@R %.4f'
+              % (path, m['recall@1'], m['nmi'], m['num_nmi_runs'], m['map@r']))
 
 
 def train(a):
@@ -128,8 +141,10 @@ def main(argv=None):
     t.add_argument('--log', help='also write each epoch as a JSON line to this file')
     t.add_argument('--save-embeddings', metavar='FILE.npz',
                    help='write the final test embeddings and labels (eval/evaluate.py format)')
+    s = sub.add_parser('score', help="our metrics on saved embeddings (gluon-dml environment)")
+    s.add_argument('embeddings', nargs='+', help='.npz files written by train --save-embeddings')
     a = p.parse_args(argv)
-    (export if a.step == 'export' else train)(a)
+    {'export': export, 'train': train, 'score': score}[a.step](a)
 
 
 if __name__ == '__main__':

@@ -26,3 +26,15 @@ def test_export_writes_the_loaders_arrays(tmp_path):
     if importlib.util.find_spec('torch') is None:
         proc = run_script('scripts/pml_reference.py', 'train', out)
         assert proc.returncode == 1 and 'needs torch' in proc.stderr, proc.stderr[-500:]
+
+
+def test_score_gives_our_metrics_of_saved_embeddings(tmp_path):
+    from gluon_dml.metrics import evaluate_embeddings
+    rng = np.random.RandomState(0)
+    y = np.repeat(np.arange(6), 10)
+    x = (rng.randn(6, 8)[y] + 0.7 * rng.randn(60, 8)).astype(np.float32)
+    np.savez(str(tmp_path / 'e.npz'), embeddings=x, labels=y)
+    proc = run_script('scripts/pml_reference.py', 'score', tmp_path / 'e.npz', check=True)
+    m = evaluate_embeddings(x, y)
+    assert 'Recall@1 %.4f NMI %.4f (mean of 10 k-means runs) MAP@R %.4f' % (
+        m['recall@1'], m['nmi'], m['map@r']) in proc.stdout, proc.stdout

@@ -33,7 +33,21 @@ def _embedding_net(args, ctx):
     """The untrained embedding network of a train_margin.py / train_npair.py run's settings."""
     from ..models import get_model
     return get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
-                     normalize=args.get('normalize_embeddings', True))
+                     normalize=embeddings_normalized(args))
+
+
+def embeddings_normalized(args):
+    """Whether the run's network L2-normalises its output: ``args.json`` says so; runs made
+    before it did are answered by their loss (lifted structure, NCA and N-pair train
+    unnormalised embeddings)."""
+    if args.get('normalize_embeddings') is not None:
+        return bool(args['normalize_embeddings'])
+    from ..losses import get_loss_class
+    try:
+        return bool(getattr(get_loss_class(args.get('loss') or 'margin'), 'normalize_embeddings',
+                            True))
+    except ValueError:
+        return True
 
 
 def load_trained_net(run_dir, ctx, which='best', build=None, method=None):

@@ -46,9 +46,14 @@ def list_losses():
     return sorted(_LOSSES)
 
 
-def get_loss(name, **kwargs):
-    """Build a loss by name, e.g. ``get_loss('margin', margin=0.2, beta=1.2)``."""
+def get_loss_class(name):
+    """The loss class registered as ``name`` (``-`` and ``_`` alike, any case)."""
     key = name.lower().replace('-', '_')
     if key not in _LOSSES:
         raise ValueError('Unknown loss %r; available losses: %s.' % (name, ', '.join(list_losses())))
-    return _LOSSES[key](**kwargs)
+    return _LOSSES[key]
+
+
+def get_loss(name, **kwargs):
+    """Build a loss by name, e.g. ``get_loss('margin', margin=0.2, beta=1.2)``."""
+    return get_loss_class(name)(**kwargs)

@@ -204,3 +204,12 @@ def test_load_trained_net_checks_the_method_and_the_parameters(tmp_path):
         load_vse_run(str(tmp_path), [mx.cpu()])
     with pytest.raises(FileNotFoundError, match='holds no trained parameters'):
         load_trained_net(str(tmp_path), [mx.cpu()])
+
+
+def test_runs_without_the_normalisation_setting_take_it_from_their_loss():
+    from gluon_dml.engine.run import embeddings_normalized
+    assert embeddings_normalized({'loss': 'lifted'}) is False        # trained unnormalised
+    assert embeddings_normalized({'loss': 'npair'}) is False
+    assert embeddings_normalized({'loss': 'margin'}) is True
+    assert embeddings_normalized({}) is True                         # the first runs: margin
+    assert embeddings_normalized({'loss': 'lifted', 'normalize_embeddings': True}) is True

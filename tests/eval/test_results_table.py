@@ -32,3 +32,22 @@ def test_rows_group_seeds_and_ignore_flags_added_later(tmp_path):
     assert '`python train_margin.py --data omniglot --seed S`' in rows[0]
     assert '| 1 | 0.800 | 0.700 | 0.400 |' in rows[1]
     assert 'skipped (not finished)' in proc.stderr and 'd1' in proc.stderr
+
+
+def test_metrics_file_rescores_the_final_network_and_is_checked(tmp_path):
+    _run(tmp_path / 'a1', 1, {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4})
+    _run(tmp_path / 'a2', 2, {'recall@1': 0.9, 'nmi': 0.8, 'map@r': 0.5})
+    for name, nmi in (('a1', 0.75), ('a2', 0.85)):
+        final = json.loads((tmp_path / name / 'log.jsonl').read_text().splitlines()[-1])
+        (tmp_path / name / 'eval-final.json').write_text(json.dumps(dict(final, nmi=nmi)))
+    proc = run_script('eval/results_table.py', tmp_path / 'a1', tmp_path / 'a2',
+                      '--metrics-file', 'eval-final.json', check=True)
+    assert '| **0.850** (0.800 / 0.900) | **0.800** (0.750 / 0.850) |' in proc.stdout
+    # a file of another network (the best epoch's, say) is refused
+    (tmp_path / 'a2' / 'eval-final.json').write_text(
+        json.dumps({'recall@1': 0.95, 'nmi': 0.9, 'map@r': 0.6}))
+    bad = run_script('eval/results_table.py', tmp_path / 'a1', tmp_path / 'a2',
+                     '--metrics-file', 'eval-final.json')
+    assert bad.returncode != 0 and 'is not the final network' in bad.stderr
+    missing = run_script('eval/results_table.py', tmp_path / 'a1', '--metrics-file', 'nothing.json')
+    assert missing.returncode != 0 and '--checkpoint last' in missing.stderr
