@@ -11,7 +11,8 @@ makes, so that the two libraries differ only in their training code.
     # 2. in an environment with torch and pytorch-metric-learning (and faiss-cpu, scikit-learn)
     python scripts/pml_reference.py train omniglot.npz --seed 1 [--beta-per-class] \
         --save-embeddings pml-s1.npz
-    # 3. in gluon-dml's environment: our metrics (NMI: the mean of ten k-means runs) on them
+    # 3. in gluon-dml's environment: our metrics (NMI: the mean of ten k-means runs) on them;
+    #    with --pml, in the torch environment: the library's own evaluation of any embeddings
     python scripts/pml_reference.py score pml-s1.npz
 
 Protocol (README, Protocols): batch 128 = 32 classes x 4, Adam lr 1e-3 for the net, beta 1.2
@@ -40,10 +41,24 @@ def export(a):
 
 def score(a):
     import numpy as np
-    from gluon_dml.metrics import evaluate_embeddings
     for path in a.embeddings:
         with np.load(path) as z:
-            m = evaluate_embeddings(z['embeddings'], z['labels'])
+            x, y = z['embeddings'], z['labels']
+        if a.pml:   # the library's own evaluation (torch environment)
+            try:
+                import torch
+                from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+            except ImportError as err:
+                sys.exit('error: score --pml needs torch, pytorch-metric-learning and faiss-cpu '
+                         '(%s); run it in the torch environment.' % err)
+            calc = AccuracyCalculator(include=('precision_at_1', 'NMI',
+                                               'mean_average_precision_at_r'))
+            r = calc.get_accuracy(torch.tensor(x), torch.tensor(y))
+            print('%s: Recall@1 %.4f NMI %.4f (pytorch-metric-learning, one k-means run) MAP@R %.4f'
+                  % (path, r['precision_at_1'], r['NMI'], r['mean_average_precision_at_r']))
+            continue
+        from gluon_dml.metrics import evaluate_embeddings
+        m = evaluate_embeddings(x, y)
         print('%s: Recall@1 %.4f NMI %.4f (mean of %d k-means runs) MAP@R %.4f'
               % (path, m['recall@1'], m['nmi'], m['num_nmi_runs'], m['map@r']))
 
@@ -142,7 +157,10 @@ def main(argv=None):
     t.add_argument('--save-embeddings', metavar='FILE.npz',
                    help='write the final test embeddings and labels (eval/evaluate.py format)')
     s = sub.add_parser('score', help="our metrics on saved embeddings (gluon-dml environment)")
-    s.add_argument('embeddings', nargs='+', help='.npz files written by train --save-embeddings')
+    s.add_argument('embeddings', nargs='+', help='.npz files with arrays embeddings and labels '
+                   '(train --save-embeddings, eval/evaluate.py --save-embeddings)')
+    s.add_argument('--pml', action='store_true',
+                   help="score with the library's AccuracyCalculator instead (torch environment)")
     a = p.parse_args(argv)
     {'export': export, 'train': train, 'score': score}[a.step](a)
 

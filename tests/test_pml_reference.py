@@ -38,3 +38,6 @@ def test_score_gives_our_metrics_of_saved_embeddings(tmp_path):
     m = evaluate_embeddings(x, y)
     assert 'Recall@1 %.4f NMI %.4f (mean of 10 k-means runs) MAP@R %.4f' % (
         m['recall@1'], m['nmi'], m['map@r']) in proc.stdout, proc.stdout
+    if importlib.util.find_spec('torch') is None:
+        proc = run_script('scripts/pml_reference.py', 'score', '--pml', tmp_path / 'e.npz')
+        assert proc.returncode == 1 and 'needs torch' in proc.stderr, proc.stderr[-500:]
