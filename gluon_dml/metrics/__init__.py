@@ -9,4 +9,5 @@ from .clustering import nmi, evaluate_embeddings, default_nmi_runs
 from .hashing import hamming_map, precision_within_radius, pr_curve
 
 __all__ = ["knn", "recall_at_k", "r_precision", "map_at_r", "retrieval_metrics", "nmi",
-           "default_nmi_runs", "evaluate_embeddings", "hamming_map", "precision_within_radius", "pr_curve"]
+           "default_nmi_runs", "evaluate_embeddings", "hamming_map", "precision_within_radius",
+           "pr_curve"]
