@@ -35,9 +35,7 @@ def main(argv=None):
     p.add_argument('--save-codes', '--save_codes', default=None, metavar='FILE.npz',
                    help='train_hash.py runs: write the packed binary codes of queries and database')
     a = p.parse_args(argv)
-    if a.nmi_runs is not None and a.nmi_runs < 1:
-        raise cli.UserError('--nmi-runs must be at least 1 (k-means runs averaged), got %d.'
-                            % a.nmi_runs)
+    cli.check_nmi_runs(a.nmi_runs)
     from gluon_dml.engine import load_run_args
     run_args = load_run_args(a.run_dir)
     if run_args.get('method') == 'hash':

@@ -305,10 +305,14 @@ def check_args(args):
                         % (args.batch_size, args.batch_k, args.batch_k * max(1, args.batch_size // args.batch_k)))
     if args.lr <= 0:
         raise UserError('--lr must be positive, got %g.' % args.lr)
-    if getattr(args, 'nmi_runs', None) is not None and args.nmi_runs < 1:
-        raise UserError('--nmi-runs must be at least 1 (k-means runs averaged), got %d.'
-                        % args.nmi_runs)
+    check_nmi_runs(getattr(args, 'nmi_runs', None))
     args.steps_list = parse_int_list(args.steps)
+
+
+def check_nmi_runs(value):
+    """``--nmi-runs``: None (the default) or a count of at least 1."""
+    if value is not None and value < 1:
+        raise UserError('--nmi-runs must be at least 1 (k-means runs averaged), got %d.' % value)
 
 
 def prepare_run(args):

@@ -312,16 +312,14 @@ def load_vse_run(run_dir, ctx, which='best'):
     from ..data.captions import Vocabulary
     from ..models.vse import get_vse_model
     from .run import load_trained_net
-    vocab = []
 
-    def build(args, ctx):
-        vocab.append(Vocabulary.load(os.path.join(run_dir, 'vocab.json')))
+    def build(args, ctx):   # args.json records the size of the run's vocab.json
         finetune = bool(args.get('finetune'))
-        return get_vse_model(args['model'], len(vocab[0]), args['embed_dim'], args['word_dim'],
+        return get_vse_model(args['model'], args['vocab_size'], args['embed_dim'], args['word_dim'],
                              finetune, False if finetune else bool(args.get('use_pretrained')),
                              bool(args.get('precomputed')), args.get('num_layers', 1), ctx=ctx)
     args, net, params = load_trained_net(run_dir, ctx, which, build=build, method='vse')
-    return args, net, vocab[0], params
+    return args, net, Vocabulary.load(os.path.join(run_dir, 'vocab.json')), params
 
 
 def evaluate_vse_run(a):
