@@ -13,12 +13,15 @@ if [ "${1:-}" = "--test" ]; then extras=cpu,test; fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-# visdom builds from source and its build imports pkg_resources: the constraint reaches pip's
-# isolated build environments through PIP_CONSTRAINT (and replaces any machine-wide constraint).
-export PIP_CONSTRAINT="$PWD/constraints.txt"
+# visdom is published as source only and its setup.py imports pkg_resources, which setuptools
+# dropped in version 70. pip builds a source package in an isolated environment with the newest
+# setuptools, and pip >= 26 no longer passes PIP_CONSTRAINT into that environment; so visdom is
+# built without isolation, against the setuptools<70 installed into the venv just before. This
+# works whatever pip the venv has and whatever its cache holds (checked: pip 23.2.1, 24.0, 26.3).
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 "$VENV/bin/python" -m pip install -q --upgrade pip 'setuptools<70' wheel
-"$VENV/bin/python" -m pip install -q -e ".[$extras]"
+"$VENV/bin/python" -m pip install -q -c constraints.txt --no-build-isolation "$(grep -E '^visdom' constraints.txt)"
+"$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$extras]"
 
 # The dashboard's web page files, from the npm registry (the page then renders without internet).
 if command -v npm >/dev/null; then
