@@ -16,6 +16,10 @@ setup(
     long_description=open(os.path.join(here, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['gluon_dml', 'gluon_dml.*']),
+    # The Omniglot small background archives (MIT licence, see their LICENSE): the embedded
+    # dataset of the default run.
+    package_data={'gluon_dml.data': ['omniglot/*.zip', 'omniglot/LICENSE', 'omniglot/README.md']},
+    include_package_data=False,
     # MXNet 1.9.1 needs numpy < 1.24, whose last releases support Python 3.8 - 3.11.
     python_requires='>=3.8,<3.12',
     install_requires=[
@@ -38,5 +42,5 @@ setup(
         'gpu': ['mxnet-cu112==1.9.1', 'faiss-gpu-cu11==1.11.0'],
         'test': ['pytest>=7', 'pytest-timeout'],
     },
-    scripts=['train_margin.py'],
+    entry_points={'console_scripts': ['gluon-dml=gluon_dml.commands:main']},
 )

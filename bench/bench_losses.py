@@ -16,16 +16,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gluon_dml import cli  # noqa: E402
+from gluon_dml.losses.factory import build_loss, loss_flags  # noqa: E402
 from gluon_dml.engine import get_contexts  # noqa: E402
 from gluon_dml.losses import list_losses  # noqa: E402
 
 
 def time_loss(name, batch, dim, ctx, repeat, extra=()):
-    parser = cli.build_parser('bench', default_loss=name)
-    args = cli.parse_args(parser, 'bench', ['--loss', name, '--batch-k', '4', '--batch-size', str(batch)]
-                          + list(extra))
-    loss = cli.build_loss(args, num_classes=batch // 4, embed_dim=dim)
+    extra = list(extra)
+    options, _ = loss_flags(name, dict(zip([e.lstrip('-').replace('-', '_') for e in extra[::2]],
+                                           extra[1::2])))
+    loss, _ = build_loss(name, options, num_classes=batch // 4, embed_dim=dim, batch_k=4)
     loss.initialize(ctx=ctx)
     loss.hybridize(static_alloc=True)
     rng = np.random.RandomState(0)

@@ -1,67 +1,8 @@
 #!/usr/bin/env python
-"""Search the images of a split with a sentence, using a train_vse.py run.
-
-    python eval/search_text.py runs/vsepp-fashion3 "a bag, then a shirt, then a sandal"
-    python eval/search_text.py RUN_DIR "a dog on a beach" --split test --top 10 --grid hits.png
-"""
-import argparse
-import sys
-
+"""Alias of ``gluon-dml search-text`` (the code: gluon_dml/commands/search_text.py)."""
 import _path  # noqa: F401  (source-checkout imports)
-import numpy as np
 
-from gluon_dml import cli
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('run_dir', help='a run folder written by train_vse.py')
-    p.add_argument('sentence', help='the query, in words')
-    p.add_argument('--split', default='test', help='the images searched: train, val or test')
-    p.add_argument('--data-path', '--data_path', default=None,
-                   help='where the dataset lives (default: the path the run used)')
-    p.add_argument('--top', type=int, default=5, help='how many images to print')
-    cli.add_trained_run_flags(p)
-    p.add_argument('--grid', default=None, metavar='FILE.png', help='also save the hits side by side')
-    a = p.parse_args(argv)
-    if a.top < 1:
-        raise cli.UserError('--top must be at least 1, got %d.' % a.top)
-
-    from gluon_dml.data.captions import tokenize
-    from gluon_dml.engine import get_contexts, load_run_args
-    from gluon_dml.engine.vse import (_load_split, data_root, embed_captions, embed_images,
-                                      load_vse_run)
-    if load_run_args(a.run_dir).get('method') != 'vse':
-        raise cli.UserError('%s is not a train_vse.py run; text search needs an image-caption '
-                            'embedding.' % a.run_dir)
-    tokens = tokenize(a.sentence)
-    if not tokens:
-        raise cli.UserError('The sentence %r has no words to search with.' % a.sentence)
-    ctx = get_contexts(a.gpus)
-    args, net, vocab, _ = load_vse_run(a.run_dir, ctx, a.checkpoint)
-    unknown = [t for t in tokens if t not in vocab]
-    if unknown:
-        print('note: words the run never learned (read as <unk>): %s' % ', '.join(unknown))
-    cset = _load_split(args, a.data_path or data_root(args), a.split)
-    img = embed_images(net, cset, ctx, a.batch_size, progress=True)
-    query = embed_captions(net, vocab, [tokens], ctx)[0]
-    scores = img @ query
-    order = np.argsort(-scores)[:a.top]
-    print('query: %s' % ' '.join(tokens))
-    for rank, i in enumerate(order, 1):
-        print('%2d. %.4f  %s  (captioned: "%s")' % (rank, scores[i], cset.image_ids[i],
-                                                  cset.raw[5 * i]))
-    if a.grid and not cset.precomputed:
-        from PIL import Image
-        pics = [cset.image(int(i)) for i in order]
-        pics = [np.clip(p * (0.229 if p.shape[0] == 3 else 1) + (0.45 if p.shape[0] == 3 else 0), 0, 1)
-                for p in pics]
-        row = np.concatenate([np.pad(p, ((0, 0), (2, 2), (2, 2)), constant_values=1) for p in pics], axis=2)
-        arr = (row.transpose(1, 2, 0) * 255).astype(np.uint8)
-        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(a.grid)
-        print('written: %s' % a.grid)
-    return [(cset.image_ids[i], float(scores[i])) for i in order]
-
+from gluon_dml.commands import alias
 
 if __name__ == '__main__':
-    cli.main_guard(main, sys.argv[1:])
+    alias('search-text')

@@ -1,2 +1,19 @@
 """gluon-dml: deep metric learning on MXNet/Gluon."""
-__version__ = "0.1.0"
+import os as _os
+
+__version__ = "0.2.0"
+
+
+def _use_every_core():
+    """MXNet 1.9 uses half the cores when OMP_NUM_THREADS is unset (it assumes hyper-threads):
+    set it to the cores this process may run on, unless the user chose. Must run before MXNet
+    loads, which importing any part of the package does."""
+    if 'OMP_NUM_THREADS' not in _os.environ:
+        try:
+            cores = len(_os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = _os.cpu_count() or 1
+        _os.environ['OMP_NUM_THREADS'] = str(max(1, cores))
+
+
+_use_every_core()

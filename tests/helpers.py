@@ -32,3 +32,21 @@ def popen_script(script, *args, env=None):
     cmd = [sys.executable, os.path.join(REPO, script)] + [str(a) for a in args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env or script_env(), cwd=REPO)
+
+
+def parse(method, *argv):
+    """``cli.parse`` of a method's flags (warnings go to a throwaway stream); run folders are
+    chosen under the current directory's ``runs/`` as for a user."""
+    import io
+    from gluon_dml import cli
+    return cli.parse(method, [str(a) for a in argv], stream=io.StringIO())
+
+
+def loss_from_args(args, num_classes, embed_dim):
+    """The loss a run of ``args`` builds (``args.loss_options`` filled as the run does)."""
+    from gluon_dml.losses.factory import build_loss, loss_family
+    loss, args.loss_options = build_loss(
+        args.loss, getattr(args, '_loss_kwargs', {}), num_classes=num_classes, embed_dim=embed_dim,
+        batch_k=args.batch_k, beta_per_class=getattr(args, 'beta_per_class', False),
+        family=loss_family(args.loss) if args.method == 'hash' else 'embedding')
+    return loss

@@ -7,11 +7,11 @@ import pytest
 
 from gluon_dml import cli
 
-from .helpers import OMNIGLOT, run_script
+from .helpers import OMNIGLOT, loss_from_args, parse, run_script
 
 
 def _parse(*argv):
-    return cli.parse_args(cli.build_parser('t'), 'margin', list(argv))
+    return parse('margin', *argv)
 
 
 def test_recipes_and_overrides():
@@ -30,8 +30,7 @@ def test_recipes_and_overrides():
 
 
 def test_beta_per_class_is_the_omniglot_margin_default_only():
-    def _parse_margin(*argv):
-        return cli.parse_args(cli.build_parser('t', default_loss='margin'), 'margin', list(argv))
+    _parse_margin = _parse
 
     assert _parse_margin('--data', 'omniglot').beta_per_class is True
     assert _parse_margin('--data', 'omniglot', '--beta-per-class', 'false').beta_per_class is False
@@ -40,30 +39,22 @@ def test_beta_per_class_is_the_omniglot_margin_default_only():
     # other losses have no beta: the recipe's setting does not reach them, an explicit flag errors
     a = _parse_margin('--data', 'omniglot', '--loss', 'contrastive')
     assert a.beta_per_class is False
-    cli.build_loss(a, 183, 64)
-    a = _parse_margin('--data', 'omniglot', '--loss', 'contrastive', '--beta-per-class')
+    loss_from_args(a, 183, 64)
     with pytest.raises(cli.UserError, match='--beta-per-class is an option of the margin loss'):
-        cli.build_loss(a, 183, 64)
+        _parse_margin('--data', 'omniglot', '--loss', 'contrastive', '--beta-per-class')
     # the margin loss gets one beta per training class
-    loss = cli.build_loss(_parse_margin('--data', 'omniglot'), 183, 64)
+    loss = loss_from_args(_parse_margin('--data', 'omniglot'), 183, 64)
     assert loss.beta.shape == (183,)
-    assert cli.build_loss(_parse_margin('--data', 'fashion-mnist'), 5, 64).beta.shape == (1,)
+    assert loss_from_args(_parse_margin('--data', 'fashion-mnist'), 5, 64).beta.shape == (1,)
 
 
 def test_npair_method_defaults_over_the_recipe():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'train_npair', os.path.join(os.path.dirname(os.path.dirname(__file__)), 'train_npair.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-
-    def parse(*argv):
-        return cli.parse_args(cli.build_parser('t', default_loss='npair'), 'npair', list(argv),
-                              method_defaults=mod.npair_defaults)
-    a = parse('--data', 'omniglot')         # N-pair batches; lr chosen on validation classes
+    def _npair(*argv):
+        return parse('npair', *argv)
+    a = _npair('--data', 'omniglot')         # N-pair batches; lr chosen on validation classes
     assert (a.batch_size, a.batch_k, a.pairs, a.lr, a.epochs) == (128, 2, 'paper', 2e-3, 30)
-    assert parse('--data', 'omniglot', '--lr', '1e-3').lr == 1e-3
-    a = parse('--data', 'fashion-mnist')
+    assert _npair('--data', 'omniglot', '--lr', '1e-3').lr == 1e-3
+    a = _npair('--data', 'fashion-mnist')
     assert (a.batch_size, a.batch_k, a.lr) == (10, 2, 1e-3)
 
 
@@ -80,6 +71,8 @@ def test_npair_method_defaults_over_the_recipe():
     (['--nmi-runs', '0'], r'--nmi-runs must be at least 1'),
 ])
 def test_bad_input_gives_one_clear_sentence(tmp_path, argv, message):
+    if '--data' not in argv:
+        argv = ['--data', 'digits'] + argv
     proc = run_script('train_margin.py', *argv, '--epochs', '1', '--no-progress',
                       '--save-dir', tmp_path / 'run', timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -104,20 +97,20 @@ def test_pretrained_weights_unreachable_names_the_cache(tmp_path):
 
 
 def test_gpu_asked_on_cpu_machine_warns_and_trains(tmp_path):
-    proc = run_script('train_margin.py', '--gpus', '0', '--epochs', '1', '--batches-per-epoch', '2',
-                      '--no-progress', '--save-dir', tmp_path, timeout=300)
+    proc = run_script('train_margin.py', '--data', 'digits', '--gpus', '0', '--epochs', '1',
+                      '--batches-per-epoch', '2', '--no-progress', '--save-dir', tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'TRAINING ON THE CPU INSTEAD' in proc.stderr
-    assert (tmp_path / 'best.params').exists()
+    assert (tmp_path / 'model-0000.params').exists()
 
 
-def test_default_run_prints_metrics_and_writes_the_run_folder(tmp_path):
-    # The README's first command on the embedded default (digits), shortened to 2 epochs.
+def test_digits_run_prints_metrics_and_writes_the_run_folder(tmp_path):
+    # The one-minute smoke test, shortened to 2 epochs, with the dashboard flag.
     import socket
     with socket.socket() as s:            # a free port where no dashboard listens
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    proc = run_script('train_margin.py', '--epochs', '2', '--use_viz', '--viz-port', port,
+    proc = run_script('train_margin.py', '--data', 'digits', '--epochs', '2', '--use_viz', '--viz-port', port,
                       '--save-dir', tmp_path, timeout=300, check=True)
     out = proc.stdout
     for key in ('loss=', 'recall@1=', 'recall@2=', 'recall@4=', 'recall@8=', 'nmi=', 'map@r='):
@@ -131,17 +124,22 @@ def test_default_run_prints_metrics_and_writes_the_run_folder(tmp_path):
     log = [json.loads(ln) for ln in open(tmp_path / 'log.jsonl')]
     assert [r['epoch'] for r in log] == [0, 1, 2]
     assert all(0 <= r['recall@1'] <= 1 and 0 <= r['nmi'] <= 1 and 0 <= r['map@r'] <= 1 for r in log)
-    for name in ('best.params', 'model-symbol.json', 'model-0000.params'):
+    for name in ('model-symbol.json', 'model-0000.params'):
         assert (tmp_path / name).exists()
+    # no validation classes: no epoch is chosen by a test metric, the final network is reported
+    assert not (tmp_path / 'best.params').exists() and not (tmp_path / 'best.json').exists()
+    assert 'summary: untrained -> trained on the unseen test classes' in out
 
 
 def test_evaluate_and_embed_a_run(tmp_path):
     run = tmp_path / 'run'
-    run_script('train_margin.py', '--epochs', '1', '--no-progress', '--save-dir', run, check=True)
+    run_script('train_margin.py', '--data', 'digits', '--epochs', '1', '--no-progress',
+               '--save-dir', run, check=True)
     npz = tmp_path / 'emb.npz'
     proc = run_script('eval/evaluate.py', run, '--split', 'test', '--save-embeddings', npz, check=True)
     metrics = json.load(open(run / 'eval-test.json'))
-    best = json.load(open(run / 'best.json'))
+    best = [json.loads(ln) for ln in open(run / 'log.jsonl')][-1]      # the final network's row
+    assert metrics['network'] == 'final network' and 'network: final network' in proc.stdout
     assert metrics['recall@1'] == pytest.approx(best['recall@1'], abs=1e-6)
     import numpy as np
     z = np.load(npz)
@@ -177,15 +175,15 @@ def test_evaluate_and_embed_a_run(tmp_path):
     run_script('eval/embed.py', run, '--images', listfile, '--out', out, check=True)
     assert np.load(out)['embeddings'].shape == (3, 64)
     bad = run_script('eval/embed.py', run, '--images', tmp_path / 'nothing', '--out', out)
-    assert bad.returncode == 2 and 'neither a folder nor a list file' in bad.stderr
+    assert bad.returncode == 2 and 'does not exist: give an image, a folder of images or a list' in bad.stderr
     notrun = run_script('eval/evaluate.py', tmp_path / 'imgs')
     assert notrun.returncode == 2 and 'is not a run folder' in notrun.stderr
 
 
 def test_npair_script_unnormalised_embeddings_evaluate_consistently(tmp_path):
     run = tmp_path / 'np'
-    proc = run_script('train_npair.py', '--epochs', '1', '--batches-per-epoch', '20', '--no-progress',
-                      '--save-dir', run, check=True)
+    proc = run_script('train_npair.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '20',
+                      '--no-progress', '--save-dir', run, check=True)
     args = json.load(open(run / 'args.json'))
     assert (args['loss'], args['batch_k'], args['batch_size'], args['normalize_embeddings']) == \
         ('npair', 2, 10, False)
@@ -196,7 +194,8 @@ def test_npair_script_unnormalised_embeddings_evaluate_consistently(tmp_path):
     norms = np.linalg.norm(np.load(tmp_path / 'e.npz')['embeddings'], axis=1)
     assert not np.allclose(norms, 1.0)               # the network's own (unnormalised) output
     metrics = json.load(open(run / 'eval-test.json'))
-    assert metrics['recall@1'] == pytest.approx(json.load(open(run / 'best.json'))['recall@1'], abs=1e-6)
+    final = [json.loads(ln) for ln in open(run / 'log.jsonl')][-1]
+    assert metrics['recall@1'] == pytest.approx(final['recall@1'], abs=1e-6)
 
 
 @pytest.mark.slow

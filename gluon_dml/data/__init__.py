@@ -14,7 +14,7 @@ from .datasets import (get_dataset, list_datasets, register_dataset, is_image_da
 from .images import BadImageError, ImageFileDataset, RGBTransform
 from .research import (IMAGE_OPTIONS, load_cars196, load_cub, load_folder, load_inshop,
                        load_lfw, load_list, load_sop)
-from .sampler import BalancedBatchSampler, SuperClassBatchSampler
+from .sampler import BalancedBatchSampler, ShuffledBatchSampler, SuperClassBatchSampler
 from .validation import split_validation, subset_classes, validation_classes
 from .transforms import (ImageTransform, get_transform, list_transforms,
                          register_transform, load_image)
@@ -23,7 +23,7 @@ __all__ = ['ArrayDataset', 'normalize_name', 'get_dataset', 'list_datasets',
            'register_dataset', 'is_image_dataset', 'dataset_sampling', 'has_query_split',
            'BadImageError', 'ImageFileDataset', 'RGBTransform', 'IMAGE_OPTIONS', 'load_cub',
            'load_cars196', 'load_sop', 'load_inshop', 'load_lfw', 'load_folder', 'load_list',
-           'SuperClassBatchSampler', 'load_digits', 'load_fashion_mnist', 'load_omniglot',
+           'SuperClassBatchSampler', 'ShuffledBatchSampler', 'load_digits', 'load_fashion_mnist', 'load_omniglot',
            'read_idx', 'SPLITS', 'FASHION_MNIST_CLASSES', 'OMNIGLOT_TRAIN_ALPHABETS',
            'OMNIGLOT_TEST_ALPHABETS', 'BalancedBatchSampler', 'ImageTransform',
            'get_transform', 'list_transforms', 'register_transform', 'load_image',

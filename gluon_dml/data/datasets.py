@@ -228,8 +228,13 @@ _OMNIGLOT_LAYOUT = ('a folder holding the official archives images_background_sm
                     'alphabet folders themselves')
 
 
+OMNIGLOT_PACKAGED = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'omniglot')
+"""The two small background archives (MIT licence, 2.9 MB) shipped inside the package."""
+
+
 def _omniglot_default_root():
-    return os.path.join(data_home(), 'datasets', 'omniglot')
+    """The packaged copy of the two small background archives."""
+    return OMNIGLOT_PACKAGED
 
 
 def _split_member(path):
@@ -309,7 +314,8 @@ def load_omniglot(root=None, split='train'):
     Korean, Latin (183 characters, 3,660 images), test = Sanskrit and Tagalog (59
     characters, 1,180 images).
 
-    ``root`` (default ``$MXNET_HOME/datasets/omniglot``) holds the official archives
+    ``root`` (default: the copy of the two small background archives shipped inside the
+    package, ``gluon_dml/data/omniglot``) holds the official archives
     (``images_background_small1.zip``, ``images_background_small2.zip``, or the full
     ``images_background.zip`` / ``images_evaluation.zip``; read in place, never extracted),
     their extracted folders, or the alphabet folders directly.  Images found several times

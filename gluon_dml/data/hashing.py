@@ -20,14 +20,13 @@ and a pair is similar when the label sets intersect.
 import os
 
 import numpy as np
-from mxnet.gluon.data import Dataset, Sampler
+from mxnet.gluon.data import Dataset
 
 from .base import ArrayDataset
 from .datasets import (FASHION_MNIST_CLASSES, FASHION_MNIST_DEBIAN_ROOT, _fashion_cache_dir,
                        _find_pair, read_idx)
 
-__all__ = ['get_hash_splits', 'list_hash_protocols', 'MultiLabelDataset', 'ShuffledBatchSampler',
-           'first_per_class']
+__all__ = ['get_hash_splits', 'list_hash_protocols', 'MultiLabelDataset', 'first_per_class']
 
 
 class MultiLabelDataset(Dataset):
@@ -51,31 +50,6 @@ class MultiLabelDataset(Dataset):
 
     def __len__(self):
         return len(self.images)
-
-
-class ShuffledBatchSampler(Sampler):
-    """Plain shuffled batches over ``n`` items (the batches of HashNet's training): a new
-    permutation each epoch from ``(seed, epoch)``, the last partial batch dropped."""
-
-    def __init__(self, n, batch_size, num_batches=None, seed=0):
-        if batch_size < 1 or n < batch_size:
-            raise ValueError('A batch of %d images needs at least that many training images (%d).'
-                             % (batch_size, n))
-        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 1
-        self.num_batches = num_batches or n // batch_size
-
-    def set_epoch(self, epoch):
-        self.epoch = int(epoch)
-
-    def __len__(self):
-        return self.num_batches
-
-    def __iter__(self):
-        rng = np.random.RandomState((self.seed * 7919 + self.epoch) % (2 ** 32))
-        need = self.num_batches * self.batch_size
-        order = np.concatenate([rng.permutation(self.n) for _ in range(-(-need // self.n))])
-        for b in range(self.num_batches):
-            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
 
 
 def first_per_class(labels, per_class):

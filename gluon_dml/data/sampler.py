@@ -1,10 +1,11 @@
-"""Class-balanced batches (P classes x K images) for metric learning losses."""
+"""Batch samplers: class-balanced batches (P classes x K images) for metric learning losses, and
+plain shuffled batches for the methods that need no class structure in a batch."""
 import collections
 import warnings
 
 import numpy as np
 
-__all__ = ["BalancedBatchSampler", "SuperClassBatchSampler"]
+__all__ = ["BalancedBatchSampler", "SuperClassBatchSampler", "ShuffledBatchSampler"]
 
 
 class BalancedBatchSampler(object):
@@ -223,3 +224,29 @@ def _next_distinct(stream, pool, want, rng):
         (deferred if c in chosen else chosen).append(c)
     stream.extendleft(reversed(deferred))
     return chosen
+
+
+class ShuffledBatchSampler(object):
+    """Plain shuffled batches over ``n`` items (HashNet's images, VSE's image-caption pairs): a
+    new permutation each epoch from ``(seed, epoch)``, the last partial batch dropped; with
+    ``num_batches`` above ``n // batch_size`` the next permutations continue the epoch."""
+
+    def __init__(self, n, batch_size, num_batches=None, seed=0):
+        if batch_size < 1 or n < batch_size:
+            raise ValueError('The training split has %d items, fewer than --batch-size %d: a batch '
+                             'needs at least that many.' % (n, batch_size))
+        self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 1
+        self.num_batches = num_batches or n // batch_size
+
+    def set_epoch(self, epoch):
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return self.num_batches
+
+    def __iter__(self):
+        rng = np.random.RandomState((self.seed * 7919 + self.epoch) % (2 ** 32))
+        need = self.num_batches * self.batch_size
+        order = np.concatenate([rng.permutation(self.n) for _ in range(-(-need // self.n))])
+        for b in range(self.num_batches):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()

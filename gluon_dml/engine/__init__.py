@@ -1,7 +1,8 @@
-"""The shared training loop, checkpoints, contexts and logging."""
+"""The one training loop, its configuration and hooks, checkpoints, the run folder, contexts
+and logging. The engine knows no method: methods plug in through its public hooks."""
 from .checkpoint import CheckpointManager, atomic_save, atomic_write_text
 from .context import batch_seed, get_contexts, seed_everything
 from .logger import Logger, format_metrics, read_log
-from .loop import Engine, NaNLossError, TrainingInterrupted, embed_dataset
+from .loop import Engine, EngineConfig, NaNLossError, TrainingInterrupted, embed_dataset
 from .evaluation import RetrievalEvaluator
-from .run import load_run_args, load_trained_net
+from .rundir import load_run_args, trained_params_path

@@ -10,6 +10,8 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import mxnet as mx
 import numpy as np
@@ -18,7 +20,7 @@ from mxnet import autograd, gluon
 from .checkpoint import CheckpointManager, atomic_save, atomic_write_text
 from .context import batch_seed
 
-__all__ = ['Engine', 'TrainingInterrupted', 'NaNLossError', 'embed_dataset']
+__all__ = ['Engine', 'EngineConfig', 'TrainingInterrupted', 'NaNLossError', 'embed_dataset']
 
 
 class TrainingInterrupted(Exception):
@@ -69,54 +71,153 @@ class _ListSampler(gluon.data.Sampler):
         return len(self._batches)
 
 
+@dataclass
+class EngineConfig:
+    """How the engine trains: the optimisation, the schedule, and what it does around the steps.
+
+    ``select_best``: keep ``best.params`` (by ``best_metric``, higher is better) because the
+    evaluation split is validation data; when False (the evaluation split is the test split)
+    the reported network is the final one and no checkpoint is chosen by a test metric."""
+    epochs: int = 1
+    optimizer: str = 'adam'
+    lr: float = 1e-3
+    wd: float = 0.0
+    momentum: float = 0.9
+    steps: Sequence[int] = ()
+    factor: float = 0.1
+    loss_optimizer: Optional[str] = None
+    loss_lr: Optional[float] = None
+    seed: int = 0
+    best_metric: str = 'recall@1'
+    select_best: bool = False
+    hybridize: bool = True
+    num_workers: int = 0
+    log_interval: int = 20
+    progress: bool = True
+    export_prefix: str = 'model'
+    eval_untrained: bool = True
+    eval_interval: int = 1
+
+    @classmethod
+    def from_args(cls, args, **overrides):
+        """The config of a run's settings (an ``argparse.Namespace`` of ``train_*.py``)."""
+        fields = dict(
+            epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, wd=args.wd,
+            momentum=args.momentum, steps=tuple(args.steps_list), factor=args.factor,
+            loss_optimizer=getattr(args, 'loss_optimizer', None),
+            loss_lr=getattr(args, 'loss_lr', None), seed=args.seed,
+            hybridize=not args.disable_hybridize, num_workers=args.num_workers,
+            log_interval=args.log_interval, progress=not args.no_progress,
+            export_prefix=args.save_model_prefix,
+            eval_interval=getattr(args, 'eval_interval', 1) or 1)
+        fields.update(overrides)
+        return cls(**fields)
+
+
 class Engine:
     """Trains ``net`` with ``loss`` on batches of ``train_set`` drawn by ``sampler``.
 
-    ``evaluate(net, ctx, epoch) -> dict`` is called after every epoch (and once before training, logged as
-    epoch 0); ``best_metric`` (higher is better) selects ``best.params``. ``loss`` parameters
-    (margin beta, proxies ...) get their own optimizer with ``loss_lr``. ``loss_inputs(embeddings,
-    labels)`` may be overridden by a method whose loss takes other inputs.
+    ``evaluate(net, ctx, epoch) -> dict`` is called after every epoch (and once before
+    training, logged as epoch 0). ``loss`` parameters (margin beta, proxies ...) get their own
+    optimizer with ``config.loss_lr``.
+
+    A method changes what a step does through the public hooks, never the loop itself:
+    :meth:`forward_batch` (batch -> network outputs, under ``autograd.record``),
+    :meth:`compute_loss` (outputs and labels -> loss), :meth:`clip_gradients`,
+    :meth:`extra_metrics` (values logged each epoch), :meth:`state` / :meth:`load_state` (what
+    a checkpoint keeps beyond the parameters) and :meth:`export` (the deployment files).
+    ``self.epoch`` and ``self.iteration`` (steps taken) are public.
     """
 
-    def __init__(self, net, loss, train_set, sampler, evaluate, run_dir, ctx, epochs,
-                 optimizer='adam', lr=1e-3, wd=0.0, momentum=0.9, steps=(), factor=0.1,
-                 loss_optimizer=None, loss_lr=None, seed=0, logger=None, best_metric='recall@1',
-                 hybridize=True, num_workers=0, log_interval=20, progress=True,
-                 export_prefix='model', eval_untrained=True, extra_state=None):
+    def __init__(self, net, loss, train_set, sampler, evaluate, run_dir, ctx, config, logger=None):
         self.net, self.loss, self.train_set, self.sampler = net, loss, train_set, sampler
-        self.evaluate, self.run_dir = evaluate, run_dir
+        self.evaluate, self.run_dir, self.config, self.logger = evaluate, run_dir, config, logger
         self.ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
-        self.epochs, self.lr, self.steps, self.factor = int(epochs), float(lr), sorted(steps), factor
-        self.seed, self.logger, self.best_metric = seed, logger, best_metric
-        self.hybridize, self.num_workers, self.log_interval = hybridize, num_workers, log_interval
-        self.progress, self.export_prefix, self.eval_untrained = progress, export_prefix, eval_untrained
-        self.extra_state = extra_state or (lambda: {})
+        self.epochs, self.lr = int(config.epochs), float(config.lr)
+        self.steps, self.factor = sorted(config.steps), config.factor
+        self.seed, self.best_metric = config.seed, config.best_metric
+        self.epoch, self.iteration = 0, 0
         os.makedirs(run_dir, exist_ok=True)
         self.ckpt = CheckpointManager(run_dir)
-        opt_args = {'learning_rate': lr, 'wd': wd}
-        if optimizer in ('sgd', 'nag'):
-            opt_args['momentum'] = momentum
-        self.trainer = gluon.Trainer(net.collect_params(), optimizer, opt_args)
-        self.loss_lr = loss_lr if loss_lr is not None else lr
+        opt_args = {'learning_rate': config.lr, 'wd': config.wd}
+        if config.optimizer in ('sgd', 'nag'):
+            opt_args['momentum'] = config.momentum
+        self.trainer = gluon.Trainer(net.collect_params(), config.optimizer, opt_args)
+        self.loss_lr = config.loss_lr if config.loss_lr is not None else config.lr
         self.loss.collect_params().reset_ctx(self.ctx[0])
         loss_params = self.loss.collect_params()
         self.loss_trainer = None
         if len(loss_params.keys()):
             # An explicit loss_optimizer wins; else the one the loss class names for its
             # parameters (``param_optimizer``, if any); else the network's.
-            self.loss_optimizer = (loss_optimizer or getattr(loss, 'param_optimizer', None)
-                                   or optimizer)
+            self.loss_optimizer = (config.loss_optimizer or getattr(loss, 'param_optimizer', None)
+                                   or config.optimizer)
             loss_args = {'learning_rate': self.loss_lr, 'wd': 0.0}
             if self.loss_optimizer in ('sgd', 'nag'):
-                loss_args['momentum'] = momentum
+                loss_args['momentum'] = config.momentum
             self.loss_trainer = gluon.Trainer(loss_params, self.loss_optimizer, loss_args,
                                               kvstore=None)
         self.best = -math.inf
         self._stop_signal = None
 
-    # -- pieces a method may override ---------------------------------------------------------
-    def loss_inputs(self, embeddings, labels):
-        return (embeddings, labels)
+    # -- the hooks a method may override ------------------------------------------------------
+    def forward_batch(self, data, label):
+        """The network's outputs for one batch (called under ``autograd.record``): the batch is
+        split over the contexts and the embeddings gathered on the first one."""
+        parts = gluon.utils.split_and_load(data, self.ctx, even_split=False)
+        embs = [self.net(p) for p in parts]
+        return embs[0] if len(embs) == 1 else mx.nd.concat(
+            *[e.as_in_context(self.ctx[0]) for e in embs], dim=0)
+
+    def compute_loss(self, outputs, label):
+        """The loss of one batch from :meth:`forward_batch`'s outputs and the batch's labels."""
+        return self.loss(outputs, label.as_in_context(self.ctx[0]))
+
+    def clip_gradients(self):
+        """Change the gradients before the update (default: nothing)."""
+
+    def extra_metrics(self):
+        """Values logged with every epoch's metrics: the loss's own parameters (mean of each)."""
+        out = {}
+        for name, p in self.loss.collect_params().items():
+            short = name.split('_', 1)[-1] if '_' in name else name
+            v = p.data(self.ctx[0]).asnumpy()
+            out['loss_' + short] = float(v.mean())
+        return out
+
+    def state(self):
+        """What a checkpoint keeps beyond the parameters and optimizer states (JSON-able)."""
+        return {'iteration': self.iteration}
+
+    def load_state(self, meta):
+        """Restore :meth:`state` from a checkpoint's ``meta.json``."""
+        self.iteration = int(meta.get('iteration', 0))
+
+    def export(self):
+        """Write the deployment files of the reported network: ``PREFIX-symbol.json`` and
+        ``PREFIX-0000.params`` (a hybridized network only)."""
+        prefix = self.config.export_prefix
+        shape = (1,) + tuple(self.train_set[0][0].shape)
+        self.net(mx.nd.zeros(shape, ctx=self.ctx[0]))
+        self.net.export(os.path.join(self.run_dir, prefix))
+        return ['%s-symbol.json' % prefix, '%s-0000.params' % prefix]
+
+    def train_step(self, data, label):
+        """One optimisation step; returns the batch's loss (the update is skipped when it is not
+        finite)."""
+        with autograd.record():
+            outputs = self.forward_batch(data, label)
+            loss = self.compute_loss(outputs, label)
+        loss.backward()
+        value = float(loss.mean().asscalar())
+        if not math.isfinite(value):
+            return value
+        self.clip_gradients()
+        self.trainer.step(1)
+        if self.loss_trainer is not None:
+            self.loss_trainer.step(1)
+        self.iteration += 1
+        return value
 
     # -- learning rate --------------------------------------------------------------------------
     def lr_at(self, epoch):
@@ -140,7 +241,7 @@ class Engine:
             writers['loss_trainer.states'] = self.loss_trainer.save_states
         meta = {'best': self.best if math.isfinite(self.best) else None,
                 'best_metric': self.best_metric, 'time': time.time()}
-        meta.update(self.extra_state())
+        meta.update(self.state())
         meta.update(extra or {})
         return self.ckpt.save(epoch, batch, writers, meta)
 
@@ -152,6 +253,7 @@ class Engine:
             self.loss_trainer.load_states(os.path.join(path, 'loss_trainer.states'))
         meta = CheckpointManager.meta(path)
         self.best = meta['best'] if meta.get('best') is not None else -math.inf
+        self.load_state(meta)
         return meta
 
     # -- signals --------------------------------------------------------------------------------
@@ -164,41 +266,16 @@ class Engine:
                              '(press Ctrl-C again to abort without saving).' % self._stop_signal)
 
     # -- the loop -------------------------------------------------------------------------------
-    def _step(self, data, label):
-        parts = gluon.utils.split_and_load(data, self.ctx, even_split=False)
-        label = label.as_in_context(self.ctx[0])
-        with autograd.record():
-            embs = [self.net(p) for p in parts]
-            emb = embs[0] if len(embs) == 1 else mx.nd.concat(
-                *[e.as_in_context(self.ctx[0]) for e in embs], dim=0)
-            loss = self.loss(*self.loss_inputs(emb, label))
-        loss.backward()
-        value = float(loss.mean().asscalar())
-        if not math.isfinite(value):
-            return value
-        self.trainer.step(1)
-        if self.loss_trainer is not None:
-            self.loss_trainer.step(1)
-        return value
-
     def _run_evaluation(self, epoch):
         t0 = time.time()
         metrics = self.evaluate(self.net, self.ctx, epoch)
         metrics['eval_time'] = time.time() - t0
         return metrics
 
-    def _loss_param_summary(self):
-        out = {}
-        for name, p in self.loss.collect_params().items():
-            short = name.split('_', 1)[-1] if '_' in name else name
-            v = p.data(self.ctx[0]).asnumpy()
-            out['loss_' + short] = float(v.mean())
-        return out
-
     def fit(self, resume=False):
         """Train; returns the last epoch's metrics. Raises TrainingInterrupted / NaNLossError."""
         start_epoch, start_batch = 1, 0
-        if self.hybridize:
+        if self.config.hybridize:
             self.net.hybridize(static_alloc=True)
             self.loss.hybridize(static_alloc=True)
         last = self.ckpt.latest() if resume else None
@@ -212,9 +289,9 @@ class Engine:
                 self.logger.info('Resumed from %s (epoch %d, batch %d).' % (last, start_epoch, start_batch))
         if self.logger:
             self.logger.truncate(start_epoch)
-        if last is None and self.eval_untrained and self.logger:
+        if last is None and self.config.eval_untrained and self.logger:
             metrics = self._run_evaluation(0)
-            metrics.update(self._loss_param_summary())
+            metrics.update(self.extra_metrics())
             self.logger.log_epoch(0, metrics)
 
         handlers = {}
@@ -234,6 +311,7 @@ class Engine:
         return metrics
 
     def _train_epoch(self, epoch, first_batch):
+        self.epoch = epoch
         self._set_lr(epoch)
         self.sampler.set_epoch(epoch)
         if hasattr(self.train_set, 'set_epoch'):      # per-epoch random augmentation
@@ -241,15 +319,17 @@ class Engine:
         batches = list(self.sampler)
         # Worker threads, not processes: decoding (PIL) releases the GIL, and forked workers of
         # a multi-threaded MXNet process were seen to hang.
+        workers = self.config.num_workers
         loader = gluon.data.DataLoader(self.train_set, batch_sampler=_ListSampler(batches[first_batch:]),
-                                       num_workers=self.num_workers, thread_pool=self.num_workers > 0)
+                                       num_workers=workers, thread_pool=workers > 0)
         t0, n_images, losses = time.time(), 0, []
         bar = _progress(loader, len(batches) - first_batch,
-                        'epoch %d/%d' % (epoch, self.epochs), self.progress)
+                        'epoch %d/%d' % (epoch, self.epochs), self.config.progress)
         b = first_batch
+        log_interval = self.config.log_interval
         for data, label in bar:
             mx.random.seed(batch_seed(self.seed, epoch, b))
-            value = self._step(data, label)
+            value = self.train_step(data, label)
             if not math.isfinite(value):
                 last = self.ckpt.latest()
                 raise NaNLossError(
@@ -260,8 +340,8 @@ class Engine:
             n_images += data.shape[0]
             b += 1
             step = (epoch - 1) * len(batches) + b
-            if self.log_interval and b % self.log_interval == 0 and self.logger:
-                recent = float(np.mean(losses[-self.log_interval:]))
+            if log_interval and b % log_interval == 0 and self.logger:
+                recent = float(np.mean(losses[-log_interval:]))
                 self.logger.log_iter(step, {'loss': recent, 'lr': self.lr_at(epoch)})
             if hasattr(bar, 'set_postfix'):
                 bar.set_postfix(loss='%.4f' % float(np.mean(losses[-20:])), refresh=False)
@@ -272,33 +352,42 @@ class Engine:
         metrics = {'loss': float(np.mean(losses)) if losses else float('nan'),
                    'lr': self.lr_at(epoch), 'train_time': train_time,
                    'images_per_sec': n_images / max(train_time, 1e-9)}
-        metrics.update(self._loss_param_summary())
-        metrics.update(self._run_evaluation(epoch))
+        metrics.update(self.extra_metrics())
+        if epoch % max(1, self.config.eval_interval) == 0 or epoch == self.epochs:
+            metrics.update(self._run_evaluation(epoch))
         if self.logger:
             self.logger.log_epoch(epoch, metrics)
         score = metrics.get(self.best_metric)
-        if score is not None and math.isfinite(score) and score > self.best:
+        if self.config.select_best and score is not None and math.isfinite(score) and score > self.best:
             self.best = score
             atomic_save(os.path.join(self.run_dir, 'best.params'), self.net.save_parameters)
             if self.loss_trainer is not None:
                 atomic_save(os.path.join(self.run_dir, 'best.loss.params'), self.loss.save_parameters)
-            atomic_write_text(os.path.join(self.run_dir, 'best.json'),
-                              json.dumps(dict(metrics, epoch=epoch), indent=1))
+            atomic_write_text(os.path.join(self.run_dir, 'best.json'), json.dumps(
+                dict(metrics, epoch=epoch, selected_on='validation', selected_by=self.best_metric),
+                indent=1))
         path = self._save_checkpoint(
             epoch + 1, 0, extra={'interrupted': self._stop_signal} if self._stop_signal else None)
         if self._stop_signal is not None:
             raise TrainingInterrupted(self._stop_signal, path)
         return metrics
 
-    def _finish(self):
-        """Export the best model (symbol + params) for deployment."""
+    def reported_params(self):
+        """The parameters the run reports: ``best.params`` when the best epoch is chosen on
+        validation data, else the final network (the newest checkpoint)."""
         best = os.path.join(self.run_dir, 'best.params')
-        if not self.hybridize or not os.path.exists(best):
+        if self.config.select_best and os.path.exists(best):
+            return best
+        return None
+
+    def _finish(self):
+        """Load the reported network (best on validation, else the final one) and export it."""
+        best = self.reported_params()
+        if best is not None:
+            self.net.load_parameters(best, ctx=self.ctx)
+        if not self.config.hybridize:
             return
-        self.net.load_parameters(best, ctx=self.ctx)
-        shape = (1,) + tuple(self.train_set[0][0].shape)
-        self.net(mx.nd.zeros(shape, ctx=self.ctx[0]))
-        self.net.export(os.path.join(self.run_dir, self.export_prefix))
+        written = self.export()
         if self.logger:
-            self.logger.info('Exported %s-symbol.json / %s-0000.params in %s'
-                             % (self.export_prefix, self.export_prefix, self.run_dir))
+            self.logger.info('Exported %s (%s network) in %s' % (
+                ' / '.join(written), 'best-on-validation' if best else 'final', self.run_dir))

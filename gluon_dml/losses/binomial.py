@@ -6,6 +6,7 @@ from mxnet import gluon
 
 from .base import label_masks, pairwise_similarity, safe_divide
 from .npair import softplus
+from .options import Option
 
 __all__ = ['BinomialDevianceLoss']
 
@@ -40,6 +41,14 @@ class BinomialDevianceLoss(gluon.HybridBlock):
     """
 
     normalize_embeddings = True
+
+    options = {
+        'alpha': Option(float, 'alpha, scale of the similarity inside the softplus'),
+        'beta': Option(float, 'beta, the similarity boundary'),
+        'neg_cost': Option(float, 'C, the weight of the negative pairs'),
+        'mining': Option((None, 'epsilon'), 'pair mining: none, or epsilon (pairs harder than the hardest of the other kind, within --epsilon)'),
+        'epsilon': Option(float, 'epsilon of --mining epsilon'),
+    }
 
     def __init__(self, alpha=2.0, beta=0.5, neg_cost=25.0, mining=None, epsilon=0.1, **kwargs):
         super().__init__(**kwargs)

@@ -7,6 +7,7 @@ import math
 from mxnet import gluon, init
 
 from .base import pairwise_sq_distance
+from .options import Option
 
 __all__ = ['TripletCenterLoss']
 
@@ -42,6 +43,10 @@ class TripletCenterLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, embed_dim); ``labels`` (B,). Output: scalar loss, shape (1,).
     """
     normalize_embeddings = True
+
+    options = {
+        'margin': Option(float, "margin between a sample's own centre and the nearest other centre"),
+    }
 
     def __init__(self, num_classes, embed_dim, margin=0.5, **kwargs):
         super().__init__(**kwargs)

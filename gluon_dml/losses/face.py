@@ -9,6 +9,7 @@ import math
 from mxnet import gluon, init
 
 from .base import pairwise_similarity
+from .options import Option
 
 __all__ = ['ArcFaceLoss', 'CosFaceLoss']
 
@@ -73,6 +74,12 @@ class ArcFaceLoss(_MarginSoftmax):
     ids 0..num_classes-1. Output: (1,).
     """
 
+    options = {
+        'scale': Option(float, 's, the logit scale'),
+        'margin': Option(float, 'm, the additive angular margin (radians)'),
+        'easy_margin': Option(bool, 'apply the margin only where the angle is below pi/2 - m'),
+    }
+
     def __init__(self, num_classes, embed_dim, scale=64.0, margin=0.5, easy_margin=False, **kwargs):
         if not 0 <= margin < math.pi / 2:
             raise ValueError('margin must be an angle in [0, pi/2) radians, got %r.' % (margin,))
@@ -99,6 +106,11 @@ class CosFaceLoss(_MarginSoftmax):
     (num_classes, embed_dim), trained with the network (same learning rate). Inputs:
     ``embeddings`` (B, D); ``labels`` (B,) class ids 0..num_classes-1. Output: (1,).
     """
+
+    options = {
+        'scale': Option(float, 's, the logit scale'),
+        'margin': Option(float, 'm, the additive cosine margin'),
+    }
 
     def __init__(self, num_classes, embed_dim, scale=64.0, margin=0.35, **kwargs):
         super().__init__(num_classes, embed_dim, scale, margin, **kwargs)

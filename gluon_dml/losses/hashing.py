@@ -7,6 +7,7 @@ indices). A pair (i, j), i != j, is *similar* (``s_ij = 1``) when the label sets
 the batch are used, with masked dense operations: no loop over the batch, no host sync.
 """
 from mxnet.gluon import HybridBlock
+from .options import Option
 
 __all__ = ['HashNetLoss', 'DSHLoss', 'DCHLoss', 'hash_pair_masks']
 
@@ -46,6 +47,11 @@ class HashNetLoss(HybridBlock):
     finite and exact for any inner product (the authors' code switches to ``x`` above 15).
     """
 
+    family = 'hashing'          # a loss over binary codes: train_hash.py
+    options = {
+        'alpha_bits': Option(float, "alpha = alpha_bits / bits, the sigmoid's slope on the inner product"),
+    }
+
     def __init__(self, embed_dim, alpha_bits=10.0, **kwargs):
         super().__init__(**kwargs)
         if embed_dim < 1 or alpha_bits <= 0:
@@ -74,6 +80,12 @@ class DSHLoss(HybridBlock):
     y = 0 for similar pairs; here s = 1 means similar.) The paper's head is linear; here it is the
     shared tanh head, whose outputs already lie in [-1, 1].
     """
+
+    family = 'hashing'          # a loss over binary codes: train_hash.py
+    options = {
+        'margin_scale': Option(float, "m = margin_scale * bits, the dissimilar pairs' margin"),
+        'alpha': Option(float, 'alpha, the weight of the binarisation regulariser'),
+    }
 
     def __init__(self, embed_dim, margin_scale=2.0, alpha=0.01, **kwargs):
         super().__init__(**kwargs)
@@ -108,6 +120,12 @@ class DCHLoss(HybridBlock):
     (mean over similar plus mean over dissimilar pairs), plus the Cauchy quantisation loss
     ``lambda mean_i log(1 + d(|h_i|, 1) / gamma)`` (eq. 9). Defaults gamma 20, lambda 0.1.
     """
+
+    family = 'hashing'          # a loss over binary codes: train_hash.py
+    options = {
+        'gamma': Option(float, 'gamma, the Cauchy scale'),
+        'lam': Option(float, 'lambda, the weight of the Cauchy quantisation loss'),
+    }
 
     def __init__(self, embed_dim, gamma=20.0, lam=0.1, **kwargs):
         super().__init__(**kwargs)

@@ -7,6 +7,7 @@ Person Re-Identification", arXiv 2017.
 from mxnet import gluon
 
 from .base import label_masks, masked_logsumexp, pairwise_distance, safe_divide
+from .options import Option
 
 __all__ = ['LiftedStructureLoss']
 
@@ -50,6 +51,13 @@ class LiftedStructureLoss(gluon.HybridBlock):
     """
 
     normalize_embeddings = False
+
+    options = {
+        'margin': Option(float, "alpha, the negatives' margin (smooth variant)"),
+        'variant': Option(('smooth', 'modified'), "smooth (the paper's eq. 4) or modified (generalised lifted structure: separate margins)"),
+        'pos_margin': Option(float, "modified variant: the positives' margin"),
+        'neg_margin': Option(float, "modified variant: the negatives' margin"),
+    }
 
     def __init__(self, margin=1.0, variant='smooth', pos_margin=0.0, neg_margin=1.0, **kwargs):
         super().__init__(**kwargs)

@@ -5,6 +5,7 @@ Wu, Manmatha, Smola, Kraehenbuehl, "Sampling Matters in Deep Embedding Learning"
 from mxnet import gluon, init
 
 from .base import label_masks, pairwise_distance, safe_divide
+from .options import Option
 
 __all__ = ['MarginLoss', 'distance_log_weights']
 
@@ -54,6 +55,14 @@ class MarginLoss(gluon.HybridBlock):
     ``labels`` (B,). Output: scalar loss, shape (1,). Sampling uses ``F.random``: seed MXNet's
     generator (``mx.random.seed``) for a repeatable draw.
     """
+
+    options = {
+        'margin': Option(float, 'alpha, the margin around the boundary beta'),
+        'beta': Option(float, 'beta(0), the initial boundary (learnable)'),
+        'nu': Option(float, 'nu, the regulariser on beta'),
+        'cutoff': Option(float, 'lower cutoff of the distance in the sampling weights'),
+        'nonzero_loss_cutoff': Option(float, 'negatives farther than this are not sampled'),
+    }
 
     def __init__(self, margin=0.2, beta=1.2, nu=0.0, cutoff=0.5, nonzero_loss_cutoff=1.4,
                  num_classes=None, negatives_per_anchor=4, **kwargs):

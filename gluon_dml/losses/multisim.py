@@ -6,6 +6,7 @@ Learning", CVPR 2019.
 from mxnet import gluon
 
 from .base import label_masks, masked_logsumexp, pairwise_similarity
+from .options import Option
 
 __all__ = ['MultiSimilarityLoss']
 
@@ -39,6 +40,14 @@ class MultiSimilarityLoss(gluon.HybridBlock):
     """
 
     normalize_embeddings = True
+
+    options = {
+        'alpha': Option(float, "alpha, the positives' scale"),
+        'beta': Option(float, "beta, the negatives' scale"),
+        'lam': Option(float, 'lambda, the similarity offset'),
+        'epsilon': Option(float, 'epsilon of the pair mining'),
+        'mining': Option(bool, "mine informative pairs (the paper's step 1)"),
+    }
 
     def __init__(self, alpha=2.0, beta=50.0, lam=0.5, epsilon=0.1, mining=True, **kwargs):
         super().__init__(**kwargs)

@@ -5,6 +5,7 @@ Goldberger, Roweis, Hinton, Salakhutdinov, "Neighbourhood Components Analysis", 
 from mxnet import gluon
 
 from .base import label_masks, masked_logsumexp, pairwise_sq_distance, safe_divide
+from .options import Option
 
 __all__ = ['NCALoss']
 
@@ -33,6 +34,11 @@ class NCALoss(gluon.HybridBlock):
     """
 
     normalize_embeddings = False
+
+    options = {
+        'temperature': Option(float, 'softmax temperature on the negative squared distances'),
+        'scale': Option(float, 'the inverse of --temperature (give one of the two)'),
+    }
 
     def __init__(self, temperature=1.0, scale=None, **kwargs):
         super().__init__(**kwargs)

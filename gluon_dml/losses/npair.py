@@ -5,6 +5,7 @@ Sohn, "Improved Deep Metric Learning with Multi-class N-pair Loss Objective", Ne
 from mxnet import gluon
 
 from .base import label_masks, masked_logsumexp, pairwise_similarity, safe_divide
+from .options import Option
 
 __all__ = ['NPairLoss', 'softplus']
 
@@ -52,6 +53,12 @@ class NPairLoss(gluon.HybridBlock):
     """
 
     normalize_embeddings = False
+
+    options = {
+        'l2_reg': Option(float, "lambda, the L2 penalty on the embeddings' norms"),
+        'normalize': Option(bool, 'L2-normalise inside the loss for the similarities'),
+        'pairs': Option(('all', 'paper'), "paper: eq. 3 (each class's first image the anchor); all: every pair"),
+    }
 
     def __init__(self, l2_reg=0.002, normalize=False, pairs='all', **kwargs):
         super().__init__(**kwargs)

@@ -5,6 +5,7 @@ Hadsell, Chopra, LeCun, "Dimensionality Reduction by Learning an Invariant Mappi
 from mxnet import gluon
 
 from .base import label_masks, pairwise_distance, safe_divide
+from .options import Option
 
 __all__ = ['ContrastiveLoss']
 
@@ -38,6 +39,13 @@ class ContrastiveLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D), L2-normalised; ``labels`` (B,). Output: scalar loss, shape (1,).
     """
     normalize_embeddings = True
+
+    options = {
+        'pos_margin': Option(float, 'positives closer than this give no loss'),
+        'neg_margin': Option(float, 'negatives farther than this give no loss'),
+        'squared': Option(bool, "the paper's squared hinge on Euclidean distances"),
+        'reduction': Option(('nonzero', 'all'), 'average over the non-zero terms or over all pairs'),
+    }
 
     def __init__(self, pos_margin=0.0, neg_margin=0.5, squared=False, reduction='nonzero', **kwargs):
         super().__init__(**kwargs)

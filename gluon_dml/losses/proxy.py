@@ -6,6 +6,7 @@ ICCV 2017 (Proxy-NCA); Kim, Kim, Cho, Kwak, "Proxy Anchor Loss for Deep Metric L
 from mxnet import gluon, init
 
 from .base import masked_logsumexp, pairwise_similarity, pairwise_sq_distance, safe_divide
+from .options import Option
 
 __all__ = ['ProxyNCALoss', 'ProxyAnchorLoss']
 
@@ -45,6 +46,10 @@ class ProxyNCALoss(gluon.HybridBlock):
     """
 
     normalize_embeddings = True
+
+    options = {
+        'scale': Option(float, 'scale of the normalised embeddings and proxies'),
+    }
 
     def __init__(self, num_classes, embed_dim, scale=3.0, **kwargs):
         super().__init__(**kwargs)
@@ -88,6 +93,11 @@ class ProxyAnchorLoss(gluon.HybridBlock):
     """
 
     normalize_embeddings = True
+
+    options = {
+        'alpha': Option(float, 'alpha, the scale'),
+        'delta': Option(float, 'delta, the margin'),
+    }
 
     def __init__(self, num_classes, embed_dim, alpha=32.0, delta=0.1, **kwargs):
         super().__init__(**kwargs)

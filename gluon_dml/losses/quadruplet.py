@@ -6,6 +6,7 @@ re-identification", CVPR 2017.
 from mxnet import gluon
 
 from .base import batch_distance, label_masks, safe_divide
+from .options import Option
 
 __all__ = ['QuadrupletLoss']
 
@@ -49,6 +50,12 @@ class QuadrupletLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D), L2-normalised; ``labels`` (B,). Output: scalar loss, shape (1,).
     """
     normalize_embeddings = True
+
+    options = {
+        'margin1': Option(float, "alpha1, the triplet term's margin"),
+        'margin2': Option(float, "alpha2, the second (pair-pair) term's margin"),
+        'squared': Option(bool, 'squared Euclidean distances'),
+    }
 
     def __init__(self, margin1=1.0, margin2=0.5, squared=True, **kwargs):
         super().__init__(**kwargs)

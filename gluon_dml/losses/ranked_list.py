@@ -5,6 +5,7 @@ Wang, Hua, Kodirov, Hu, Garnier, Robertson, "Ranked List Loss for Deep Metric Le
 from mxnet import gluon
 
 from .base import label_masks, pairwise_distance, safe_divide
+from .options import Option
 
 __all__ = ['RankedListLoss']
 
@@ -52,6 +53,15 @@ class RankedListLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D), L2-normalised; ``labels`` (B,). Output: scalar loss, shape (1,).
     """
     normalize_embeddings = True
+
+    options = {
+        'margin': Option(float, 'm, the gap between positives and negatives'),
+        'boundary': Option(float, "alpha, the negatives' boundary"),
+        'temperature_neg': Option(float, "T_n, the negatives' weighting temperature"),
+        'temperature_pos': Option(float, "T_p, the positives' weighting temperature (0: uniform)"),
+        'neg_weight': Option(float, 'lambda, the weight of the negative term'),
+        'detach_weights': Option(bool, 'no gradient through the weights'),
+    }
 
     def __init__(self, margin=0.4, boundary=1.2, temperature_neg=10.0, temperature_pos=0.0,
                  neg_weight=1.0, detach_weights=True, **kwargs):

@@ -7,6 +7,7 @@ arXiv:1703.07737, 2017.
 from mxnet import gluon
 
 from .base import batch_distance, label_masks, safe_divide
+from .options import Option
 
 __all__ = ['TripletLoss']
 
@@ -45,6 +46,12 @@ class TripletLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D), L2-normalised; ``labels`` (B,). Output: scalar loss, shape (1,).
     """
     normalize_embeddings = True
+
+    options = {
+        'margin': Option(float, 'the triplet margin'),
+        'mining': Option(('all', 'semihard', 'batch_hard', 'batch_hard_soft'), 'which triplets: all, semihard (FaceNet), batch_hard, batch_hard_soft (Hermans et al.)'),
+        'squared': Option(bool, 'squared Euclidean distances'),
+    }
 
     def __init__(self, margin=0.1, mining='all', squared=False, **kwargs):
         super().__init__(**kwargs)

@@ -1,6 +1,5 @@
 """Caption data: the vocabulary, padding, the Karpathy JSON and precomputed-feature readers on
 fixture folders written in each layout, and the fashion3 example set."""
-import importlib.util
 import json
 import os
 
@@ -10,7 +9,7 @@ from PIL import Image
 
 from gluon_dml.data.captions import (CaptionPairs, GreyTransform, Vocabulary, load_caption_set,
                                      pad_captions, read_karpathy, tokenize)
-from tests.helpers import FASHION, REPO
+from tests.helpers import FASHION
 
 
 def test_vocabulary_keeps_words_seen_at_least_four_times():
@@ -110,11 +109,8 @@ def test_precomputed_layout(tmp_path):
 
 
 def _example_module():
-    path = os.path.join(REPO, 'examples', 'make_fashion_captions.py')
-    spec = importlib.util.spec_from_file_location('make_fashion_captions', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from gluon_dml.data import fashion3
+    return fashion3
 
 
 _WORD_CLASS = {'t-shirt': 0, 'top': 0, 'trousers': 1, 'pants': 1, 'pullover': 2, 'sweater': 2,

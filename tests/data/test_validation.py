@@ -112,9 +112,8 @@ def test_evaluate_split_val_needs_a_validation_run(tmp_path):
 
 
 def test_engine_holds_out_image_classes_with_the_test_transform(tmp_path):
-    import argparse
     from PIL import Image
-    from gluon_dml.engine.embedding import _validation_split
+    from gluon_dml.methods.embedding import validation_split
     paths = []
     for c in range(4):
         p = tmp_path / ('%d.png' % c)
@@ -122,7 +121,7 @@ def test_engine_holds_out_image_classes_with_the_test_transform(tmp_path):
         paths += [str(p)] * 2
     aug = RGBTransform(16, resize=18, augment=True, color_jitter=0.3)
     train = ImageFileDataset(paths, [0, 0, 1, 1, 2, 2, 3, 3], ['a/1', 'a/2', 'b/1', 'b/2'], aug)
-    rest, val = _validation_split(argparse.Namespace(val_classes='b'), train)
+    rest, val = validation_split('b', train)
     assert rest.transform is aug and val.transform is not aug
     t = val.transform
     assert (t.augment, t.image_size, t.resize) == (False, 16, 18)

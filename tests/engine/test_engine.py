@@ -11,8 +11,8 @@ import pytest
 from mxnet import gluon
 
 from gluon_dml.data import BalancedBatchSampler, get_dataset
-from gluon_dml.engine import (CheckpointManager, Engine, Logger, NaNLossError, RetrievalEvaluator,
-                              read_log)
+from gluon_dml.engine import (CheckpointManager, Engine, EngineConfig, Logger, NaNLossError,
+                              RetrievalEvaluator, read_log)
 from gluon_dml.losses import MarginLoss
 from gluon_dml.models import get_model
 
@@ -59,7 +59,7 @@ def test_resume_after_sigterm_ends_with_the_same_parameters(tmp_path):
     # the log has each epoch exactly once, 0 (untrained) to 6
     assert [r['epoch'] for r in read_log(str(part))] == list(range(7))
     assert [r['epoch'] for r in read_log(str(full))] == list(range(7))
-    for name in ('best.params', 'best.json', 'model-symbol.json', 'model-0000.params', 'args.json'):
+    for name in ('model-symbol.json', 'model-0000.params', 'args.json'):
         assert (part / name).exists(), name
 
 
@@ -93,8 +93,9 @@ def _engine(tmp_path, loss, epochs=2, **kw):
     net = get_model('smallconv', 16)
     loss.initialize()
     sampler = BalancedBatchSampler(train.labels, 20, 4, num_batches=4, seed=0)
+    config = EngineConfig(**dict(dict(epochs=epochs, lr=1e-3, progress=False), **kw))
     return Engine(net, loss, train, sampler, RetrievalEvaluator(test), str(tmp_path), mx.cpu(),
-                  epochs, lr=1e-3, logger=Logger(str(tmp_path)), progress=False, **kw)
+                  config, logger=Logger(str(tmp_path)))
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
@@ -165,7 +166,7 @@ def _one_step_of_beta(tmp_path, **kw):
     label = mx.nd.array(engine.train_set.labels[batch])
     before = engine.loss.beta.data().asnumpy().copy()
     mx.random.seed(1)
-    engine._step(data, label)
+    engine.train_step(data, label)
     grad = engine.loss.beta.grad().asnumpy()
     assert np.all(grad != 0)
     return engine, before, engine.loss.beta.data().asnumpy(), grad
@@ -192,22 +193,21 @@ def test_a_loss_can_name_the_optimizer_of_its_parameters(tmp_path):
     assert type(engine.loss_trainer._optimizer).__name__ == 'Adam'
 
 
-def test_load_trained_net_checks_the_method_and_the_parameters(tmp_path):
-    from gluon_dml.engine.hashing import load_hash_net
-    from gluon_dml.engine.run import load_trained_net
-    from gluon_dml.engine.vse import load_vse_run
+def test_open_run_checks_the_method_and_the_parameters(tmp_path):
+    from gluon_dml.errors import UserError
+    from gluon_dml.methods import open_run
     (tmp_path / 'args.json').write_text(json.dumps(
         {'method': 'margin', 'model': 'smallconv', 'embed_dim': 8}))
-    with pytest.raises(ValueError, match='is a margin run, not a train_hash.py run'):
-        load_hash_net(str(tmp_path), [mx.cpu()])
-    with pytest.raises(ValueError, match='is a margin run, not a train_vse.py run'):
-        load_vse_run(str(tmp_path), [mx.cpu()])
+    with pytest.raises(UserError, match='is a margin run, not a hash run'):
+        open_run(str(tmp_path), [mx.cpu()], method='hash')
+    with pytest.raises(UserError, match='is a margin run, not a vse run'):
+        open_run(str(tmp_path), [mx.cpu()], method='vse')
     with pytest.raises(FileNotFoundError, match='holds no trained parameters'):
-        load_trained_net(str(tmp_path), [mx.cpu()])
+        open_run(str(tmp_path), [mx.cpu()])
 
 
 def test_runs_without_the_normalisation_setting_take_it_from_their_loss():
-    from gluon_dml.engine.run import embeddings_normalized
+    from gluon_dml.methods.embedding import embeddings_normalized
     assert embeddings_normalized({'loss': 'lifted'}) is False        # trained unnormalised
     assert embeddings_normalized({'loss': 'npair'}) is False
     assert embeddings_normalized({'loss': 'margin'}) is True

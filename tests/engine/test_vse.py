@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from gluon_dml.engine.vse import ShuffleBatchSampler, vse_defaults
+from gluon_dml.data import ShuffledBatchSampler as ShuffleBatchSampler
+from gluon_dml.methods import get_method
 from tests.helpers import FASHION, run_script
 
 
@@ -27,7 +28,7 @@ def test_shuffle_batch_sampler_is_a_deterministic_partition():
 
 
 def test_defaults_are_the_papers_recipe():
-    d = vse_defaults('f30k')
+    d = get_method('vse').recipe('f30k')
     assert (d['embed_dim'], d['batch_size'], d['lr'], d['epochs'], d['steps'], d['factor']) == \
         (1024, 128, 2e-4, 30, '15', 0.1)
     assert d['max_violation'] is True and d['finetune'] is False and d['warmup_epochs'] == 0
@@ -37,14 +38,9 @@ def test_defaults_are_the_papers_recipe():
 def f3_root(tmp_path_factory):
     if not os.path.isdir(FASHION):
         pytest.skip('Fashion-MNIST not installed')
-    import importlib.util
-    from tests.helpers import REPO
-    spec = importlib.util.spec_from_file_location(
-        'make_fashion_captions', os.path.join(REPO, 'examples', 'make_fashion_captions.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from gluon_dml.data.fashion3 import build
     root = str(tmp_path_factory.mktemp('fashion3'))
-    mod.build(root, num_train=3000, seed=0)
+    build(root, num_train=3000, seed=0)
     return root
 
 
@@ -111,7 +107,8 @@ def test_frozen_backbone_step_trains_only_the_heads(tmp_path):
     its running statistics, as the loss value shows); its weights and statistics stay as they were,
     while the projection and the text encoder learn."""
     import mxnet as mx
-    from gluon_dml.engine.vse import VSEEngine
+    from gluon_dml.engine import EngineConfig
+    from gluon_dml.methods.vse import VSEEngine
     from gluon_dml.losses.vse import VSELoss
     from gluon_dml.models.vse import get_vse_model
     net = get_vse_model('mobilenet0.25', 20, embed_size=8, word_dim=4, finetune=True)
@@ -124,10 +121,11 @@ def test_frozen_backbone_step_trains_only_the_heads(tmp_path):
     net.image(images), net.text(tokens, lengths)          # finish the deferred initialisation
     before = {k: v.data().asnumpy().copy() for k, v in net.collect_params().items()}
     engine = VSEEngine(net, VSELoss(0.2, True), None, ShuffleBatchSampler(8, 8), None,
-                       str(tmp_path), mx.cpu(), 1, lr=0.01, hybridize=False, progress=False)
+                       str(tmp_path), mx.cpu(), EngineConfig(epochs=1, lr=0.01, hybridize=False,
+                                                             progress=False))
     # inference-mode features (batch norm with its running statistics) give the step's loss
     expected = float(VSELoss(0.2, True)(net.image(images), net.text(tokens, lengths)).mean().asscalar())
-    value = engine._step(images, [tokens, lengths])
+    value = engine.train_step(images, [tokens, lengths])
     assert value == pytest.approx(expected, rel=1e-5)
     after = {k: v.data().asnumpy() for k, v in net.collect_params().items()}
     backbone = set(net.image.backbone.collect_params().keys())

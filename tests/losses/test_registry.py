@@ -10,7 +10,7 @@ from gluon_dml import cli
 from gluon_dml.engine import CheckpointManager
 from gluon_dml.losses import get_loss, list_losses
 
-from ..helpers import run_script
+from ..helpers import loss_from_args, parse, run_script
 
 EXPECTED = {'arcface', 'binomial', 'contrastive', 'cosface', 'lifted', 'margin', 'multi_similarity',
             'nca', 'npair', 'proxy_anchor', 'proxy_nca', 'quadruplet', 'ranked_list', 'triplet',
@@ -18,8 +18,7 @@ EXPECTED = {'arcface', 'binomial', 'contrastive', 'cosface', 'lifted', 'margin',
 
 
 def _args(*argv):
-    parser = cli.build_parser('t', default_loss='margin')
-    return cli.parse_args(parser, 'margin', list(argv))
+    return parse('margin', '--data', 'digits', *argv)
 
 
 def test_every_loss_of_the_issue_is_registered():
@@ -29,7 +28,7 @@ def test_every_loss_of_the_issue_is_registered():
 @pytest.mark.parametrize('name', sorted(EXPECTED))
 def test_build_from_flags_and_train_step_hybridized(name):
     args = _args('--loss', name, '--batch-k', '4', '--batch-size', '16')
-    loss = cli.build_loss(args, num_classes=4, embed_dim=8)
+    loss = loss_from_args(args, num_classes=4, embed_dim=8)
     assert isinstance(args.loss_options, dict) and args.loss_options   # recorded in args.json
     loss.initialize()
     loss.hybridize()
@@ -47,24 +46,24 @@ def test_build_from_flags_and_train_step_hybridized(name):
 
 def test_loss_options_from_the_command_line():
     args = _args('--loss', 'triplet', '--mining', 'semihard', '--margin', '0.3')
-    loss = cli.build_loss(args, 4, 8)
+    loss = loss_from_args(args, 4, 8)
     assert args.loss_options['mining'] == 'semihard' and args.loss_options['margin'] == 0.3
     assert type(loss).__name__ == 'TripletLoss'
     args = _args('--loss', 'multi_similarity')
-    cli.build_loss(args, 4, 8)
+    loss_from_args(args, 4, 8)
     assert (args.loss_options['alpha'], args.loss_options['beta'], args.loss_options['lam'],
             args.loss_options['epsilon']) == (2.0, 50.0, 0.5, 0.1)
     args = _args('--loss', 'npair')
-    cli.build_loss(args, 4, 8)
+    loss_from_args(args, 4, 8)
     assert args.loss_options['l2_reg'] == 0.002
     with pytest.raises(cli.UserError, match='--beta-per-class is an option of the margin loss'):
-        cli.build_loss(_args('--loss', 'triplet', '--beta-per-class'), 4, 8)
+        _args('--loss', 'triplet', '--beta-per-class')
     with pytest.raises(ValueError, match='Unknown loss'):
         get_loss('no_such_loss')
 
 
 def test_loss_parameters_are_trained_and_checkpointed(tmp_path):
-    run_script('train_margin.py', '--loss', 'proxy_anchor', '--epochs', '2', '--batches-per-epoch',
+    run_script('train_margin.py', '--data', 'digits', '--loss', 'proxy_anchor', '--epochs', '2', '--batches-per-epoch',
                '5', '--no-progress', '--save-dir', tmp_path, check=True)
     mgr = CheckpointManager(str(tmp_path))
     names = sorted(n for n in os.listdir(mgr.dir) if n.startswith('e'))

@@ -1,0 +1,81 @@
+"""``gluon-dml COMMAND ...``: every entry point of the toolkit, installed as one console script.
+
+=================  ==========================================================================
+command            what it does
+=================  ==========================================================================
+train-margin       train an embedding: margin loss + distance-weighted sampling, or any loss
+train-npair        train an embedding with the multi-class N-pair loss
+train-hash         train binary codes: HashNet, DSH, DCH
+train-vse          train a joint image-caption embedding: VSE++ / VSE0
+evaluate           a run's metrics on a split
+embed              embed images (one, a folder, a list file) or captions with a run
+tsne               a t-SNE map of a run's embeddings
+results-table      a markdown table of finished runs (mean over seeds)
+replay-viz         replay a run folder onto a Visdom dashboard
+search-codes       Hamming search with faiss over a hashing run's codes
+search-text        search a split's images with a sentence (VSE runs)
+hash-baselines     LSH and ITQ codes on raw pixels
+make-fashion3      build the fashion3 image-caption set
+download           fetch a public dataset into its official layout
+visdom-server      the Visdom server, offline
+=================  ==========================================================================
+
+The ``train_*.py`` scripts and the ``eval/`` scripts of a source checkout are aliases of these.
+"""
+import importlib
+import sys
+
+__all__ = ['COMMANDS', 'main']
+
+# command -> (module, function), imported only when run (so ``--threads`` reaches MXNet)
+COMMANDS = {
+    'train-margin': ('gluon_dml.commands.train', 'margin'),
+    'train-npair': ('gluon_dml.commands.train', 'npair'),
+    'train-hash': ('gluon_dml.commands.train', 'hash'),
+    'train-vse': ('gluon_dml.commands.train', 'vse'),
+    'evaluate': ('gluon_dml.commands.evaluate', 'main'),
+    'embed': ('gluon_dml.commands.embed', 'main'),
+    'tsne': ('gluon_dml.commands.tsne', 'main'),
+    'results-table': ('gluon_dml.commands.results_table', 'main'),
+    'replay-viz': ('gluon_dml.commands.replay_viz', 'main'),
+    'search-codes': ('gluon_dml.commands.search_codes', 'main'),
+    'search-text': ('gluon_dml.commands.search_text', 'main'),
+    'hash-baselines': ('gluon_dml.commands.hash_baselines', 'main'),
+    'make-fashion3': ('gluon_dml.data.fashion3', 'main'),
+    'download': ('gluon_dml.data.download', 'main'),
+    'visdom-server': ('gluon_dml.viz.server', 'main'),
+}
+
+
+def _usage():
+    lines = __doc__.split('\n')
+    return 'usage: gluon-dml COMMAND [options]   (gluon-dml COMMAND --help for its options)\n\n' + \
+        '\n'.join(lines[2:lines.index('', 3) + 1 if '' in lines[3:] else None]).rstrip() + '\n'
+
+
+def command(name):
+    """The function behind command ``name`` (it takes argv)."""
+    module, attr = COMMANDS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def main(argv=None):
+    """The ``gluon-dml`` console script."""
+    from ..cli import main_guard
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help', 'help'):
+        print(_usage())
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print('error: unknown command %r; the commands are: %s.' % (name, ', '.join(COMMANDS)),
+              file=sys.stderr)
+        return 2
+    main_guard(lambda rest: command(name)(rest), argv[1:])
+    return 0
+
+
+def alias(name):
+    """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias)."""
+    from ..cli import main_guard
+    main_guard(lambda rest: command(name)(rest), sys.argv[1:])

@@ -1,0 +1,86 @@
+"""Embed your own images (and, with a VSE run, captions) with a trained run.
+
+    gluon-dml embed runs/margin-omniglot --images my_drawings/ --out emb.npz   # a folder
+    gluon-dml embed RUN_DIR --images one_image.png --out emb.npz              # one image
+    gluon-dml embed RUN_DIR --images list.txt --out emb.npz                   # a list file
+    gluon-dml embed runs/vsepp-fashion3 --captions caps.txt --images pics/ --out both.npz
+
+``--images`` takes one image file, a folder (searched recursively) or a list file with one
+image per line, either ``path`` or the training format ``path label [split]`` (labels are kept
+when every line has one). Images get the run's test-time preprocessing. Writes ``embeddings``
+(float32, N x D; hashing runs: ``codes`` in {-1, +1}, N x bits) and ``paths`` (and ``labels``);
+VSE runs write ``image_embeddings`` / ``image_files`` and ``caption_embeddings`` / ``captions``
+(one row per non-empty line of ``--captions``), rows L2-normalised.
+"""
+import argparse
+import os
+
+import numpy as np
+
+from .. import cli
+from ..errors import UserError
+
+__all__ = ['main']
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='gluon-dml embed', description=__doc__.splitlines()[0])
+    p.add_argument('run_dir', help='a run folder written by train_*.py')
+    p.add_argument('--images', default=None,
+                   help='one image, a folder (searched recursively) or a list file')
+    p.add_argument('--captions', default=None, help='VSE runs: a text file, one caption per line')
+    p.add_argument('--out', required=True, metavar='FILE.npz')
+    p.add_argument('--skip-bad-images', action='store_true',
+                   help='leave out (and count) images that cannot be read instead of stopping')
+    cli.add_trained_run_flags(p)
+    return p
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    if not a.captions and not a.images:
+        raise UserError('Nothing to embed: pass --images (an image, a folder or a list file) '
+                        'and/or --captions FILE.')
+    from ..data.captions import tokenize
+    from ..data.sources import list_images
+    from ..engine import get_contexts
+    from ..methods import open_run
+
+    trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint)
+    enc = trained.encoders()
+    vse = enc.text is not None
+    out = {}
+    if a.captions:
+        if not vse:
+            raise UserError('--captions needs a train_vse.py run; %s is a %s run.'
+                            % (a.run_dir, trained.args.get('method')))
+        if not os.path.isfile(a.captions):
+            raise FileNotFoundError('--captions %s does not exist.' % a.captions)
+        with open(a.captions, encoding='utf-8') as f:
+            lines = [ln.strip() for ln in f if tokenize(ln)]
+        if not lines:
+            raise ValueError('%s holds no caption (no line with a word).' % a.captions)
+        out['caption_embeddings'] = np.concatenate(
+            [enc.text(lines[s:s + a.batch_size]) for s in range(0, len(lines), a.batch_size)])
+        out['captions'] = np.array(lines)
+    if a.images:
+        if trained.args.get('precomputed'):
+            raise UserError('This run embeds precomputed CNN features, not image files.')
+        paths, labels = list_images(a.images)
+        emb, kept, bad = enc.embed_paths(paths, a.batch_size, progress=True,
+                                         skip_bad=a.skip_bad_images)
+        for path, why in bad:
+            print('skipped: %s (%s)' % (path, why))
+        if not kept:
+            raise ValueError('None of the %d image(s) of %s could be read.' % (len(paths), a.images))
+        key = 'image_embeddings' if vse else ('codes' if enc.kind == 'binary' else 'embeddings')
+        out[key] = emb
+        out['image_files' if vse else 'paths'] = np.array(kept)
+        if labels is not None:
+            keep = set(kept)
+            out['labels'] = np.array([lab for p, lab in zip(paths, labels) if p in keep])
+    np.savez(a.out, **out)
+    for k, v in out.items():
+        print('%-20s %s' % (k, v.shape))
+    print('embedded with %s (%s): %s' % (a.run_dir, trained.params_label, a.out))
+    return out

@@ -1,0 +1,53 @@
+"""Evaluate a run folder of any method on a split.
+
+    gluon-dml evaluate runs/margin-omniglot                       # the test classes
+    gluon-dml evaluate RUN_DIR --save-embeddings emb.npz
+    gluon-dml evaluate runs/hash-fashion-mnist-hashnet-48 --save-codes codes.npz   # hashing run
+    gluon-dml evaluate runs/vsepp-fashion3 --split test                            # VSE run
+
+Embedding runs: Recall@K, NMI, R-precision, MAP@R; hashing runs: mAP, mAP@1000, precision
+within Hamming radius 2, the precision-recall curve; VSE runs: image-to-text and text-to-image
+recall. The network is the one the run reports (the final one, or the best on validation
+classes for a run trained with them); ``--checkpoint best|last`` picks another.
+"""
+import argparse
+
+from .. import cli, config
+
+__all__ = ['main']
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='gluon-dml evaluate', description=__doc__.splitlines()[0])
+    p.add_argument('run_dir', help='a run folder written by train_*.py')
+    p.add_argument('--split', default='test',
+                   help='train or test (In-Shop and query/gallery folders: test = query vs '
+                        'gallery); val = the classes a --val-classes run held out (VSE: its val '
+                        'split)')
+    p.add_argument('--data-path', '--data_path', default=None,
+                   help='where the dataset lives (default: the path the run used)')
+    cli.add_trained_run_flags(p)
+    p.add_argument('--ks', default='1,2,4,8', help='the K of Recall@K')
+    p.add_argument('--nmi-runs', type=int, default=None,
+                   help="k-means runs averaged for NMI (default: the run's setting, else 10; 1 "
+                        "when points x classes exceeds 1e7)")
+    p.add_argument('--save-embeddings', '--save_embeddings', default=None, metavar='FILE.npz',
+                   help='also write the embeddings (float32 N x D) and labels (int64 N)')
+    p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
+    p.add_argument('--save-codes', '--save_codes', default=None, metavar='FILE.npz',
+                   help='train_hash.py runs: write the packed binary codes of queries and database')
+    return p
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    config.check_nmi_runs(a.nmi_runs)
+    from ..engine import get_contexts
+    from ..methods import open_run
+    trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint)
+    print('network: %s (%s)' % (trained.params_label, trained.params))
+    metrics, written, digits = trained.method.evaluate_run(trained, a)
+    cli.print_metrics(metrics, digits=digits, skip=('pr_curve',))
+    for path in written:
+        print('written: %s' % path)
+    return metrics

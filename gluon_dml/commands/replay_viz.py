@@ -1,0 +1,63 @@
+"""Push a finished (or running) run's curves and plots to a Visdom server, after the fact.
+
+    gluon-dml replay-viz runs/margin-digits                      # http://localhost:8097
+    gluon-dml replay-viz runs/margin-omniglot --viz-port 8098 --viz-env omniglot-seed1
+    gluon-dml replay-viz runs/margin-omniglot --follow           # keep it updated while it trains
+
+The windows are the live ones (``--use_viz``): the loss every ``--log-interval`` iterations
+(``iterations.jsonl``), one window per ``log.jsonl`` value per epoch, and the latest t-SNE,
+retrieval and distance views (``plots/views_epochNNN.npz``). The environment defaults to the
+one the run streamed to (its ``--viz-env``, else its name).
+"""
+import argparse
+import os
+import time
+
+
+from .. import cli
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='gluon-dml replay-viz', description=__doc__.splitlines()[0])
+    p.add_argument('run_dir')
+    p.add_argument('--viz-server', '--viz_server', default='http://localhost')
+    p.add_argument('--viz-port', '--viz_port', type=int, default=8097)
+    p.add_argument('--viz-env', '--viz_env', default=None,
+                   help='Visdom environment (default: the run\'s own, i.e. its --viz-env or name)')
+    p.add_argument('--follow', nargs='?', type=float, const=10.0, default=None, metavar='SECONDS',
+                   help='keep pushing what the run adds, every SECONDS (default 10), until Ctrl-C')
+    a = p.parse_args(argv)
+
+    from ..engine import load_run_args
+    from ..viz import RunState, env_name
+    from ..viz.dashboard import Dashboard, connect
+
+    run_args = load_run_args(a.run_dir)          # a clear error when this is not a run folder
+    env = env_name(a.viz_env or run_args.get('viz_env') or run_args.get('name')
+                   or os.path.basename(os.path.normpath(a.run_dir)))
+    url = '%s:%s' % (a.viz_server.rstrip('/'), a.viz_port)
+    try:
+        vis = connect(a.viz_server, a.viz_port, env)
+    except Exception as err:  # noqa: BLE001 - ConnectionError, timeouts
+        raise cli.UserError('cannot reach the Visdom server at %s (%s); start one with: python -m '
+                            'gluon_dml.viz.server -port %d' % (url, type(err).__name__, a.viz_port)) from None
+    dash = Dashboard(vis, env, run_args.get('log_interval'))
+    while True:
+        state = RunState.from_run_dir(a.run_dir)
+        dash.log_interval = state.log_interval
+        try:
+            dash.draw_all(state)
+        except OSError as err:
+            raise cli.UserError('lost the Visdom server at %s (%s).' % (url, type(err).__name__)) from None
+        views = state.latest_views()
+        print('%s -> %s env %r: %d loss points, %d epochs, %s'
+              % (a.run_dir, url, env, len(state.loss_points()), len(state.epoch_records()),
+                 'views of epoch %d' % int(views['epoch']) if views is not None else
+                 'no t-SNE / retrieval views (the run was not started with --use_viz)'), flush=True)
+        if a.follow is None:
+            return env
+        try:
+            time.sleep(max(1.0, a.follow))
+        except KeyboardInterrupt:
+            return env
+

@@ -1,0 +1,108 @@
+"""Summarise finished runs as a markdown table: final-epoch metrics, mean over seeds, commands.
+
+    gluon-dml results-table runs/om-margin-s1 runs/om-margin-s2 runs/om-margin-s3 ...
+
+Runs are grouped by (dataset, loss, every setting except the seed, the name and the folder);
+each group gives one row with the mean (and each seed's value) of the final epoch's Recall@1,
+NMI and MAP@R, and the command of its first run with the seed shown as S.
+
+``--metrics-file eval-final.json`` takes each run's final metrics from that file in the run
+folder instead of its log: the final network re-scored with today's metrics by
+
+    gluon-dml evaluate RUN --checkpoint last --out RUN/eval-final.json
+
+(add ``--split val`` for a ``--val-classes`` run). The file must hold the final epoch's
+network: its Recall@1 must equal the log's last one, else the run is refused.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from ..engine import load_run_args, read_log
+
+_IGNORED = {'seed', 'name', 'save_dir', 'command', 'started', 'resume', 'no_progress', 'steps_list'}
+
+
+def _command(command):
+    """The run's command without its run-folder flags, the seed written as S."""
+    words, out, skip = command.split(), [], False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        flag = w.split('=')[0].replace('_', '-')
+        if flag in ('--name', '--save-dir', '--seed'):
+            skip = '=' not in w
+            if flag == '--seed':
+                out.append('--seed S')
+            continue
+        if flag != '--no-progress':
+            out.append(w)
+    return ' '.join(out)
+
+
+def _final_metrics(run, last, metrics_file):
+    """The metrics of ``RUN/metrics_file``, checked to be those of the log's final network."""
+    path = os.path.join(run, metrics_file)
+    if not os.path.exists(path):
+        raise SystemExit('error: %s has no %s; write it with: gluon-dml evaluate %s '
+                         '--checkpoint last --out %s' % (run, metrics_file, run, path))
+    with open(path) as f:
+        scored = json.load(f)
+    if abs(scored['recall@1'] - last['recall@1']) > 1e-6:
+        raise SystemExit('error: %s is not the final network of %s (Recall@1 %.6f, the log\'s '
+                         'last epoch %.6f); evaluate it with --checkpoint last.'
+                         % (path, run, scored['recall@1'], last['recall@1']))
+    return scored
+
+
+def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r'), metrics_file=None):
+    finished = []
+    for run in run_dirs:
+        args = load_run_args(run)
+        log = read_log(run)
+        if not log or log[-1]['epoch'] != args['epochs']:
+            print('skipped (not finished): %s' % run, file=sys.stderr)
+            continue
+        last = _final_metrics(run, log[-1], metrics_file) if metrics_file else log[-1]
+        finished.append((args, last))
+    # Runs group when every setting differs only in the seed. A setting that some run does not
+    # record (a flag added after it was made, whose default keeps the old behaviour) or records as
+    # None (unset) does not split groups.
+    shared = set.intersection(*[{k for k, v in a.items() if v is not None} for a, _ in finished]) \
+        if finished else set()
+    groups = {}
+    for args, last in finished:
+        key = json.dumps({k: args[k] for k in sorted(shared - _IGNORED)}, default=str)
+        groups.setdefault(key, []).append((args, last))
+    rows = []
+    for runs in groups.values():
+        args = runs[0][0]
+        seeds = [a['seed'] for a, _ in runs]
+        cells = []
+        for m in metrics:
+            vals = [last[m] for _, last in runs]
+            each = ' / '.join('%.3f' % v for v in vals)
+            cells.append('**%.3f** (%s)' % (np.mean(vals), each) if len(vals) > 1 else '%.3f' % vals[0])
+        cmd = _command(args['command'])
+        rows.append([args['data'], args.get('loss', args.get('method')), ', '.join(map(str, seeds))]
+                    + cells + ['`python %s`' % cmd])
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='gluon-dml results-table', description=__doc__.splitlines()[0])
+    p.add_argument('runs', nargs='+')
+    p.add_argument('--metrics-file', default=None, metavar='FILE',
+                   help='read each run\'s final metrics from RUN/FILE (eval/evaluate.py RUN '
+                        '--checkpoint last --out RUN/FILE) instead of its log')
+    a = p.parse_args(argv)
+    rows = summarise([r for r in a.runs if os.path.isdir(r)], metrics_file=a.metrics_file)
+    print('| data | loss | seeds | Recall@1 | NMI | MAP@R | command |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for r in rows:
+        print('| ' + ' | '.join(str(c) for c in r) + ' |')
+

@@ -1,0 +1,109 @@
+"""Hamming search with faiss binary indexes over a hashing run's codes.
+
+    gluon-dml search-codes runs/hash-fashion-mnist-hashnet-48                     # flat, queries split
+    gluon-dml search-codes RUN_DIR --db database --queries query --index ivf --nprobe 8 --k 100
+    gluon-dml search-codes RUN_DIR --db codes.npz --queries codes.npz --index hash  # codes of a file
+    gluon-dml search-codes RUN_DIR --queries my_images/ --k 5 --out hits.npz       # your own images
+
+The database is a split of the run's protocol (``database``, ``query`` or ``train``), encoded with
+the run's network, packed, and added to a faiss ``IndexBinaryFlat``, ``IndexBinaryIVF`` or
+``IndexBinaryHash``. The queries are a split, a ``.npz`` with ``query_codes`` (packed, as
+written by ``eval/evaluate.py --save-codes``), or images (a folder or a list file). Prints the
+index's size, queries per second and, for labelled queries, precision@k and the mAP of the
+returned lists; ``--out`` writes the neighbours' ids and Hamming distances.
+"""
+import argparse
+import time
+
+import numpy as np
+
+from .. import cli
+
+
+def _encode_split(net, splits, name, ctx, batch_size):
+    from ..methods.hashing import encode
+    from ..models.hashing import binarize
+    if name not in splits:
+        raise cli.UserError('Unknown split %r; this protocol has: %s.' % (name, ', '.join(sorted(splits))))
+    out, labels = encode(net, splits[name], ctx, batch_size, progress=True, desc='encode ' + name)
+    return binarize(out), labels
+
+
+def _encode_images(trained, source, batch_size):
+    from ..data.sources import list_images
+    paths, _ = list_images(source)
+    codes, _, _ = trained.encoders().embed_paths(paths, batch_size, skip_bad=False)
+    return codes, None
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='gluon-dml search-codes', description=__doc__.splitlines()[0])
+    p.add_argument('run_dir', help='a run folder written by train_hash.py')
+    p.add_argument('--db', default='database',
+                   help='the database split (database, query, train) or a codes .npz (db_codes)')
+    p.add_argument('--queries', default='query',
+                   help='a split name, a codes .npz (query_codes) or images (folder / list file)')
+    p.add_argument('--index', choices=['flat', 'ivf', 'hash'], default='flat')
+    p.add_argument('--k', type=int, default=100, help='neighbours per query')
+    p.add_argument('--nlist', type=int, default=None, help='IVF lists (default ~ 4 sqrt(N))')
+    p.add_argument('--nprobe', type=int, default=8,
+                   help='IVF: lists visited; hash: bit flips explored around each query')
+    p.add_argument('--hash-bits', '--hash_bits', type=int, default=None,
+                   help='hash index: bits of the bucket key (default min(bits, 16))')
+    cli.add_trained_run_flags(p)
+    p.add_argument('--data-path', '--data_path', default=None)
+    p.add_argument('--out', default=None, metavar='FILE.npz', help='write ids and distances')
+    a = p.parse_args(argv)
+    if a.k < 1:
+        raise cli.UserError('--k must be a positive integer, got %d.' % a.k)
+
+    from ..data.hashing import get_hash_splits
+    from ..engine import get_contexts
+    from ..methods import open_run
+    from ..index import build_binary_index, index_bytes, load_codes, search
+    from ..metrics.hashing import relevance, to_pm1
+
+    ctx = get_contexts(a.gpus)
+    trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash')
+    args, net = trained.args, trained.net
+    splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
+    if a.db.endswith('.npz'):
+        c = load_codes(a.db)
+        db_codes, db_labels = to_pm1(c['db_codes'], c['bits']), c.get('db_labels')
+    else:
+        db_codes, db_labels = _encode_split(net, splits, a.db, ctx, a.batch_size)
+    if a.queries.endswith('.npz'):
+        c = load_codes(a.queries)
+        if c['bits'] != args['bits']:
+            raise cli.UserError('%s holds %d-bit codes but the run makes %d-bit codes.'
+                                % (a.queries, c['bits'], args['bits']))
+        q_codes, q_labels = to_pm1(c['query_codes'], c['bits']), c.get('query_labels')
+    elif a.queries in splits:
+        q_codes, q_labels = _encode_split(net, splits, a.queries, ctx, a.batch_size)
+    else:
+        q_codes, q_labels = _encode_images(trained, a.queries, a.batch_size)
+
+    t0 = time.time()
+    index = build_binary_index(db_codes, a.index, nlist=a.nlist, nprobe=a.nprobe, hash_bits=a.hash_bits)
+    build = time.time() - t0
+    t0 = time.time()
+    dist, ids = search(index, q_codes, a.k)
+    took = time.time() - t0
+    print('%s index over %d %d-bit codes: %.1f MB (float32 vectors: %.1f MB), built in %.2f s'
+          % (a.index, len(db_codes), args['bits'], index_bytes(index) / 2 ** 20,
+             len(db_codes) * args['bits'] * 4 / 2 ** 20, build))
+    print('%d queries, k=%d: %.4f s, %.0f queries/s' % (len(q_codes), a.k, took, len(q_codes) / max(took, 1e-9)))
+    if q_labels is not None and db_labels is not None:
+        found = ids >= 0
+        hits = np.zeros(ids.shape, bool)
+        for i in range(len(ids)):
+            hits[i, found[i]] = relevance(q_labels[i:i + 1], db_labels[ids[i][found[i]]])[0]
+        cum = np.cumsum(hits, axis=1)
+        ap = (hits * cum / np.arange(1, a.k + 1)).sum(1) / np.maximum(cum[:, -1], 1)
+        print('precision@%d %.4f  mAP@%d %.4f  queries with fewer than k results: %d'
+              % (a.k, hits.mean(), a.k, ap.mean(), int((~found).any(axis=1).sum())))
+    if a.out:
+        np.savez(a.out, ids=ids, distances=dist)
+        print('written: %s' % a.out)
+    return dist, ids
+

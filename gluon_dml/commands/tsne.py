@@ -1,0 +1,60 @@
+"""A t-SNE map (PNG) of a trained run's embeddings of one split, coloured by class.
+
+    gluon-dml tsne runs/margin-digits                        # test split -> RUN/plots/tsne_test.png
+    gluon-dml tsne runs/margin-omniglot --split train --points 2000 --out train.png
+    gluon-dml tsne runs/margin-digits --thumbnails           # images instead of dots
+"""
+import argparse
+import os
+
+import numpy as np
+
+from .. import cli
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='gluon-dml tsne', description=__doc__.splitlines()[0])
+    p.add_argument('run_dir')
+    p.add_argument('--split', default='test', help='train or test (default: test)')
+    p.add_argument('--out', default=None, metavar='PNG',
+                   help='output file (default: RUN_DIR/plots/tsne_SPLIT.png)')
+    p.add_argument('--thumbnails', action='store_true',
+                   help='draw a framed image thumbnail for (up to 300 of) the points')
+    p.add_argument('--points', type=int, default=1000,
+                   help='embed and map at most this many images (class-balanced sample)')
+    cli.add_trained_run_flags(p)
+    p.add_argument('--perplexity', type=float, default=30.0)
+    p.add_argument('--seed', type=int, default=0)
+    a = p.parse_args(argv)
+    if a.points < 3:
+        raise cli.UserError('--points must be at least 3, got %d.' % a.points)
+
+    from ..data import get_dataset
+    from ..engine import embed_dataset, get_contexts
+    from ..methods import open_run
+    from ..viz import plots, views
+
+    ctx = get_contexts(a.gpus)
+    trained = open_run(a.run_dir, ctx, a.checkpoint)
+    args, net, params = trained.args, trained.net, trained.params
+    dataset = get_dataset(args['data'], args.get('data_path'), a.split)
+    idx = views.sample_indices(dataset.labels, a.points, a.seed)
+    if len(idx) == len(dataset):
+        subset, images = dataset, dataset.images
+    else:
+        from mxnet.gluon.data import ArrayDataset
+        images = dataset.images[idx]
+        subset = ArrayDataset(images, dataset.labels[idx])
+    emb, labels = embed_dataset(net, subset, ctx, a.batch_size)
+    xy = views.tsne_2d(emb, seed=a.seed, perplexity=a.perplexity)
+    if not a.thumbnails:
+        images = None
+    names = getattr(dataset, 'class_names', None)
+    out = a.out or os.path.join(a.run_dir, 'plots', 'tsne_%s.png' % a.split)
+    title = 't-SNE of %d %s embeddings - %s (%s)' % (len(xy), a.split, args.get('name', a.run_dir),
+                                                     os.path.basename(params))
+    plots.plot_tsne(xy, labels, out, title=title, class_names=names, images=images)
+    print('t-SNE of %d %s images of %s (%d classes): %s'
+          % (len(xy), a.split, a.run_dir, len(np.unique(labels)), out))
+    return out
+

@@ -1,0 +1,202 @@
+"""Settings of a training run: the defaults, the per-dataset recipes, and the checks.
+
+A run's settings come from four layers, first match wins: the command line, the method's own
+settings for the dataset (``Method.recipe``: N-pair's two images per class, HashNet's plain
+batches), the dataset's recipe (:data:`RECIPES`, :data:`IMAGE_RECIPE`), then :data:`DEFAULTS`
+(the original research scripts' settings: CUB-200-2011 with a ResNet-50, Wu et al. 2017).
+:func:`resolve` applies them; :func:`check` refuses what cannot train; :func:`flag_warnings` names
+the flags that the chosen combination ignores. Nothing here parses argv or prints.
+"""
+import os
+
+from .errors import UserError
+
+__all__ = ['DEFAULTS', 'RECIPES', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
+           'flag_warnings', 'default_rule', 'dataset_options', 'parse_int_list', 'check_nmi_runs',
+           'IN_MEMORY_DATASETS']
+
+DEFAULTS = dict(
+    data='omniglot', data_path=None, model='resnet50_v2', embed_dim=128, batch_size=70, batch_k=5,
+    epochs=20, optimizer='adam', lr=1e-4, loss_lr=0.1, wd=1e-4, momentum=0.9, steps='12,14,16,18',
+    factor=0.5, batches_per_epoch=None, seed=123, num_workers=0, log_interval=20,
+    eval_batch_size=256, beta_per_class=False,
+)
+
+_SMALL = dict(model='smallconv', embed_dim=64, optimizer='adam', lr=1e-3, loss_lr=1e-2, wd=0.0,
+              steps='')
+
+RECIPES = {
+    # The Omniglot open-set protocol (the embedded default; the two small background archives
+    # ship inside the package): batch 128 = 32 classes x 4, 30 epochs; the margin loss with one
+    # beta per class (chosen on validation classes, docs/results.md).
+    'omniglot': dict(_SMALL, batch_size=128, batch_k=4, epochs=30, beta_per_class=True),
+    # Open-set digits (train 0-4, test 5-9): the one-minute smoke test.
+    'digits': dict(_SMALL, batch_size=60, batch_k=12, epochs=10),
+    # The Fashion-MNIST open-set protocol: batch 125 = 5 classes x 25, 5 epochs of 240 batches.
+    'fashion-mnist': dict(_SMALL, batch_size=125, batch_k=25, epochs=5),
+}
+
+# The photo datasets (CUB_200_2011, Cars196, SOP / EbayInClass / EbayCrossClass, InShop, LFW,
+# folder, list) use DEFAULTS, the research scripts' settings, plus parallel decoding.
+IMAGE_RECIPE = dict(num_workers=min(4, os.cpu_count() or 1), image_size=224, color_jitter=0.0)
+
+# Datasets held in memory; digits ships with scikit-learn and reads no folder.
+IN_MEMORY_DATASETS = ('omniglot', 'digits', 'fashion-mnist')
+
+_ALIASES = {'fashion_mnist': 'fashion-mnist', 'fashionmnist': 'fashion-mnist',
+            'fmnist': 'fashion-mnist'}
+
+
+def canonical_data_name(name):
+    key = name.strip().lower().replace('_', '-')
+    return _ALIASES.get(key.replace('-', '_'), _ALIASES.get(key, key))
+
+
+def _dataset_recipe(data):
+    from .data import is_image_dataset
+    return RECIPES.get(data, IMAGE_RECIPE if is_image_dataset(data) else {})
+
+
+def resolve(args, method):
+    """Fill every setting of ``args`` not given on the command line (None) from the layers, name
+    the run, and check the result. ``method``: a :class:`gluon_dml.methods.Method`."""
+    args.method = method.name
+    args.data = canonical_data_name(args.data or method.default_data)
+    asked_beta_per_class = getattr(args, 'beta_per_class', None)
+    for layer in (method.recipe(args.data), _dataset_recipe(args.data), DEFAULTS):
+        for key, value in layer.items():
+            if getattr(args, key, None) is None:
+                setattr(args, key, value)
+    if asked_beta_per_class is None and getattr(args, 'loss', None) != 'margin':
+        args.beta_per_class = False          # a recipe's margin-loss setting; other losses have no beta
+    method.setup(args)
+    check(args)
+    return args
+
+
+def check(args):
+    """Refuse settings that cannot train, with one sentence each."""
+    for key in ('batch_size', 'batch_k', 'epochs', 'embed_dim', 'eval_batch_size'):
+        v = getattr(args, key, None)
+        if v is not None and v < 1:
+            raise UserError('--%s must be a positive integer, got %s.' % (key.replace('_', '-'), v))
+    if args.batch_size % args.batch_k:
+        raise UserError('--batch-size (%d) must be a multiple of --batch-k (%d): a batch is P classes '
+                        'x K images; try --batch-size %d.'
+                        % (args.batch_size, args.batch_k, args.batch_k * max(1, args.batch_size // args.batch_k)))
+    if args.lr <= 0:
+        raise UserError('--lr must be positive, got %g.' % args.lr)
+    check_nmi_runs(getattr(args, 'nmi_runs', None))
+    if getattr(args, 'eval_interval', 1) < 1:
+        raise UserError('--eval-interval must be at least 1 (epochs between evaluations), got %d.'
+                        % args.eval_interval)
+    args.steps_list = parse_int_list(args.steps)
+    threads = getattr(args, 'threads', None)
+    if threads is not None and threads < 1:
+        raise UserError('--threads must be at least 1, got %d.' % threads)
+
+
+def check_nmi_runs(value):
+    """``--nmi-runs``: None (the default) or a count of at least 1."""
+    if value is not None and value < 1:
+        raise UserError('--nmi-runs must be at least 1 (k-means runs averaged), got %d.' % value)
+
+
+def parse_int_list(text, flag='--steps', example='12,14'):
+    """Comma-separated integers (``--steps``, ``--ks``); empty text gives []."""
+    if text is None or str(text).strip() == '':
+        return []
+    try:
+        return [int(s) for s in str(text).split(',') if s.strip()]
+    except ValueError:
+        raise UserError('%s takes comma-separated integers such as "%s", got %r.'
+                        % (flag, example, text)) from None
+
+
+def dataset_options(args, augment=None):
+    """Keyword options of ``get_dataset`` for the run's dataset (``args``: a namespace or the
+    dict of ``args.json``): the photo datasets take the image size, augmentation, box crops,
+    bad-image skipping and class split; the in-memory ones take none. ``augment=False`` forces
+    the test transform (evaluating the training split)."""
+    from .data import IMAGE_OPTIONS, is_image_dataset
+    get = args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
+    if not is_image_dataset(get('data')):
+        return {}
+    opts = {k: get(k) for k in IMAGE_OPTIONS if k != 'augment' and get(k) is not None}
+    if augment is not None:
+        opts['augment'] = augment
+    return opts
+
+
+# ---------------------------------------------------------------------------------------------
+# flags that the chosen combination ignores
+# ---------------------------------------------------------------------------------------------
+
+_PHOTO_FLAGS = ('image_size', 'resize', 'color_jitter', 'crop_boxes', 'skip_bad_images')
+_VIZ_FLAGS = ('viz_server', 'viz_port', 'viz_env', 'tsne_interval', 'tsne_points')
+
+
+def _flag(dest):
+    return '--' + dest.replace('_', '-')
+
+
+def flag_warnings(args, given, method):
+    """One sentence for each flag in ``given`` (the dests typed on the command line) that has no
+    effect with the other settings of ``args``."""
+    from .data import is_image_dataset
+    out = []
+    for dest, reason in method.ignored_flags.items():
+        if dest in given:
+            out.append('%s has no effect with %s: %s.' % (_flag(dest), method.script, reason))
+    if 'data_path' in given and args.data == 'digits':
+        out.append('--data-path has no effect with --data digits: the digits ship with '
+                   'scikit-learn.')
+    if not is_image_dataset(args.data):
+        for dest in _PHOTO_FLAGS + ('split_classes',):
+            if dest in given and dest not in method.ignored_flags:
+                out.append('%s has no effect with --data %s: it is an option of the photo '
+                           'datasets (read from image files).' % (_flag(dest), args.data))
+    else:
+        from .data import normalize_name
+        key = normalize_name(args.data)
+        if 'crop_boxes' in given and key not in ('cub2002011', 'cub', 'cars196', 'cars'):
+            out.append('--crop-boxes has no effect with --data %s: only CUB-200-2011 and Cars196 '
+                       'have bounding boxes.' % args.data)
+        if 'split_classes' in given and key not in ('folder', 'list', 'lfw'):
+            out.append('--split-classes has no effect with --data %s: its class split is the '
+                       'official one.' % args.data)
+    if not getattr(args, 'use_viz', False):
+        for dest in _VIZ_FLAGS:
+            if dest in given:
+                out.append('%s has no effect without --use_viz.' % _flag(dest))
+    if 'momentum' in given and args.optimizer not in ('sgd', 'nag') and \
+            getattr(args, 'loss_optimizer', None) not in ('sgd', 'nag'):
+        out.append('--momentum has no effect with --optimizer %s (only sgd and nag take it).'
+                   % args.optimizer)
+    if 'factor' in given and not args.steps_list:
+        out.append('--factor has no effect without --steps (the epochs where the rate drops).')
+    out.extend(getattr(args, '_loss_flag_warnings', []))
+    return out
+
+
+def default_rule(key, method):
+    """The default of setting ``key`` for ``method`` as a person reads it: one value, or the
+    rule by dataset (``omniglot: 30, digits: 10, fashion-mnist: 5, photo datasets: 20``)."""
+    groups = {}
+    for label, data in method.help_datasets:
+        layers = [method.recipe(data), _dataset_recipe(data), DEFAULTS]
+        value = next((layer[key] for layer in layers if layer.get(key) is not None), None)
+        groups.setdefault(_show(value), []).append(label)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return ', '.join('%s: %s' % (', '.join(names), value) for value, names in groups.items())
+
+
+def _show(value):
+    if value is None:
+        return 'none'
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value == '':
+        return '""'
+    return str(value)

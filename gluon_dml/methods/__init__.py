@@ -1,0 +1,48 @@
+"""The training methods, one module each, and the registry every entry point asks.
+
+=========  =================  ===============================================================
+name       script             what it trains
+=========  =================  ===============================================================
+margin     train_margin.py    an embedding with the margin loss, or any loss of the zoo
+npair      train_npair.py     an embedding with the multi-class N-pair loss (N x 2 batches)
+hash       train_hash.py      binary codes: HashNet, DSH, DCH
+vse        train_vse.py       a joint image-caption embedding: VSE++ / VSE0
+=========  =================  ===============================================================
+
+``run(get_method('margin'), args)`` trains; ``open_run(run_dir)`` opens a run folder of any
+method (its network with the reported parameters) and ``open_run(run_dir).encoders()`` gives the
+callables that embed images (and captions) with it. Adding a method is one module with a
+:class:`~gluon_dml.methods.base.Method` subclass and one :func:`register_method` line
+(``docs/extending.md``).
+"""
+from .base import Encoders, Method, TrainedRun, open_run, run, summary_line, viz_sinks
+from .embedding import EmbeddingMethod, NPairMethod
+from .hashing import HashMethod
+from .vse import VSEMethod
+
+__all__ = ['METHODS', 'register_method', 'get_method', 'list_methods', 'Method', 'run',
+           'open_run', 'TrainedRun', 'Encoders', 'summary_line', 'viz_sinks']
+
+METHODS = {}
+
+
+def register_method(method, overwrite=False):
+    """Add a :class:`Method` instance to the registry under ``method.name``."""
+    if method.name in METHODS and not overwrite:
+        raise ValueError('A method named %r is already registered.' % method.name)
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name):
+    if name not in METHODS:
+        raise ValueError('Unknown method %r; registered methods: %s.' % (name, ', '.join(sorted(METHODS))))
+    return METHODS[name]
+
+
+def list_methods():
+    return sorted(METHODS)
+
+
+for _m in (EmbeddingMethod(), NPairMethod(), HashMethod(), VSEMethod()):
+    register_method(_m)

@@ -1,0 +1,260 @@
+"""What a method is, and the one function that trains any of them.
+
+A :class:`Method` supplies the pieces: its recipe, data, sampler, network, loss, evaluator, the
+engine class with its hooks, what happens after training, and a loader that turns a run folder
+into encoders. :func:`run` does the rest for every method: the run folder, logging, devices,
+seeding, the engine, the summary line.
+"""
+import json
+import os
+
+from ..engine import EngineConfig, Logger, get_contexts, seed_everything
+from ..engine.loop import Engine, embed_dataset
+from ..engine.rundir import load_run_args, prepare_run, trained_params_path, write_args
+from ..errors import UserError
+
+__all__ = ['Method', 'run', 'TrainedRun', 'Encoders', 'viz_sinks', 'summary_line']
+
+
+class Method(object):
+    """One training method. Subclasses set the attributes and implement the ``build_*`` steps.
+
+    Attributes: ``name`` (recorded in ``args.json`` as ``method``), ``script``,
+    ``description``, ``default_loss`` (``None``: the method takes no ``--loss``),
+    ``loss_family`` (``'embedding'`` or ``'hashing'``), ``default_data``, ``help_datasets``
+    (``(label, dataset)`` pairs the ``--help`` text states the recipe defaults for),
+    ``ignored_flags`` ({flag dest: why it has no effect}), ``best_metric``,
+    ``summary_metrics`` (the metrics of the summary line), ``engine_class``.
+    """
+    name = None
+    script = None
+    description = ''
+    default_loss = None
+    loss_family = 'embedding'
+    default_data = 'omniglot'
+    help_datasets = (('omniglot', 'omniglot'), ('digits', 'digits'),
+                     ('fashion-mnist', 'fashion-mnist'), ('photo datasets', 'CUB_200_2011'))
+    ignored_flags = {}
+    best_metric = 'recall@1'
+    summary_metrics = ('recall@1', 'map@r', 'nmi')
+    engine_class = Engine
+    data_path_help = ('omniglot: the copy inside the package; fashion-mnist: '
+                      '/usr/share/datasets/fashion-mnist or $MXNET_HOME/datasets/fashion-mnist; '
+                      'digits: none, it ships with scikit-learn; photo datasets: '
+                      '$MXNET_HOME/datasets/NAME')
+    name_help = 'METHOD-DATA'
+
+    def dataset_names(self):
+        """The ``--data`` names this method trains on."""
+        from ..data import list_datasets
+        return list_datasets()
+
+    # -- settings -----------------------------------------------------------------------------
+    def add_flags(self, parser):
+        """Add the method's own argparse group (the CLI calls this)."""
+
+    def recipe(self, data):
+        """The method's own settings for dataset ``data`` (over the dataset's recipe)."""
+        return {}
+
+    def default_name(self, args):
+        return '%s-%s' % (self.name, args.data)
+
+    def setup(self, args):
+        """Check and complete the settings before anything is written (may raise UserError)."""
+
+    def selects_on_validation(self, args):
+        """Whether the evaluation split is validation data (then the best epoch is kept)."""
+        return False
+
+    def evaluation_split(self, args):
+        """How the summary line names the evaluation split."""
+        return 'validation classes' if self.selects_on_validation(args) else 'unseen test classes'
+
+    # -- the pieces of a run ----------------------------------------------------------------------
+    def build_data(self, args, logger):
+        """``{'train': dataset, ...}`` plus whatever the evaluator needs."""
+        raise NotImplementedError
+
+    def build_sampler(self, args, data):
+        raise NotImplementedError
+
+    def build_loss(self, args, data):
+        raise NotImplementedError
+
+    def build_network(self, args, data, ctx):
+        raise NotImplementedError
+
+    def build_evaluator(self, args, data, logger):
+        raise NotImplementedError
+
+    def engine_options(self, args, data):
+        """Keyword arguments of ``engine_class`` beyond the shared ones."""
+        return {}
+
+    def finish(self, args, engine, data, ctx, logger):
+        """After training: anything more to compute or write; returns the final metrics (or
+        None to keep the last epoch's)."""
+        return None
+
+    # -- a trained run ----------------------------------------------------------------------------
+    def network_for_run(self, args, ctx):
+        """The untrained network of a run's settings (``args``: the dict of ``args.json``)."""
+        raise NotImplementedError
+
+    def encoders(self, trained):
+        """:class:`Encoders` of a :class:`TrainedRun` of this method."""
+        raise NotImplementedError
+
+    def evaluate_run(self, trained, a):
+        """``gluon-dml evaluate`` on a run of this method (``a``: the parsed flags)."""
+        raise NotImplementedError
+
+
+def viz_sinks(args):
+    """The dashboard sinks for ``--use_viz``: a :class:`gluon_dml.viz.VisdomSink` streaming to
+    ``--viz-server:--viz-port`` (environment ``--viz-env``, default the run name) and writing the
+    same plots into the run folder. It never blocks: an unreachable server is one warning."""
+    if not getattr(args, 'use_viz', False):
+        return []
+    port = getattr(args, 'viz_port', 8097)
+    if not 0 < port < 65536:
+        raise UserError('--viz-port must be a port number (1-65535), got %s.' % port)
+    if getattr(args, 'tsne_interval', 1) < 0 or getattr(args, 'tsne_points', 1000) < 3:
+        raise UserError('--tsne-interval must be >= 0 (0: no t-SNE) and --tsne-points >= 3.')
+    try:
+        import matplotlib  # noqa: F401  (the sink's threads import them: fail here, clearly)
+        import sklearn  # noqa: F401
+        import visdom  # noqa: F401
+        from ..viz import VisdomSink, env_name
+    except ImportError as err:
+        raise UserError('--use_viz needs visdom, matplotlib and scikit-learn (pip install -e '
+                        '".[cpu]"): %s.' % err) from None
+    return [VisdomSink(args.save_dir, env=env_name(getattr(args, 'viz_env', None) or args.name),
+                       server=getattr(args, 'viz_server', 'http://localhost'), port=port,
+                       tsne_interval=getattr(args, 'tsne_interval', 1),
+                       tsne_points=getattr(args, 'tsne_points', 1000), last_epoch=args.epochs,
+                       log_interval=args.log_interval, seed=args.seed, name=args.name,
+                       command=getattr(args, 'command', None))]
+
+
+def summary_line(method, args, untrained, trained, run_dir):
+    """``untrained -> trained`` for the method's summary metrics, and where the run is."""
+    parts = []
+    for key in method.summary_metrics:
+        if trained.get(key) is None:
+            continue
+        before = untrained.get(key)
+        parts.append('%s %s -> %.3f' % (_metric_name(key), '%.3f' % before if before is not None
+                                        else 'n/a', trained[key]))
+    return ('summary: untrained -> trained on the %s (%s, %s network): %s; run folder %s'
+            % (method.evaluation_split(args), args.data,
+               'best-on-validation' if method.selects_on_validation(args) else 'final',
+               ', '.join(parts), run_dir))
+
+
+def _metric_name(key):
+    return {'recall@1': 'Recall@1', 'map@r': 'MAP@R', 'nmi': 'NMI', 'map': 'mAP',
+            'rsum': 'rsum'}.get(key, key)
+
+
+def run(method, args):
+    """Train (or resume) the run ``args`` describes with ``method``; returns (engine, final
+    metrics). The summary line compares the untrained network (epoch 0) with the result."""
+    from ..engine.logger import read_log
+    run_dir = prepare_run(args)
+    logger = Logger(run_dir, sinks=viz_sinks(args))
+    ctx = get_contexts(args.gpus)
+    seed_everything(args.seed)
+    data = method.build_data(args, logger)
+    sampler = method.build_sampler(args, data)
+    loss = method.build_loss(args, data)
+    write_args(args)
+    net = method.build_network(args, data, ctx)
+    loss.initialize(ctx=ctx[0])
+    evaluator = method.build_evaluator(args, data, logger)
+    config = EngineConfig.from_args(args, best_metric=method.best_metric,
+                                    select_best=method.selects_on_validation(args))
+    engine = method.engine_class(net, loss, data['train'], sampler, evaluator, run_dir, ctx,
+                                 config, logger=logger, **method.engine_options(args, data))
+    metrics = engine.fit(resume=args.resume)
+    logger.close()
+    final = method.finish(args, engine, data, ctx, logger) or metrics
+    rows = read_log(run_dir)
+    untrained = next((r for r in rows if r.get('epoch') == 0), {})
+    reported = final
+    if engine.reported_params() is not None:              # the best epoch on validation data
+        with open(os.path.join(run_dir, 'best.json')) as f:
+            reported = json.load(f)
+    logger.info(summary_line(method, args, untrained, reported, run_dir))
+    return engine, final
+
+
+class Encoders(object):
+    """What a trained run turns inputs into: ``image(batch)`` (N, C, H, W) -> (N, D) numpy,
+    ``preprocess(path or PIL image)`` -> (C, H, W) (the run's test-time preprocessing), and for
+    cross-modal runs ``text(list of str)`` -> (M, D). ``kind``: ``'float'`` or ``'binary'``
+    (hashing: ``image`` returns {-1, +1} codes of ``dim`` bits); ``normalized``: unit-length
+    float embeddings (search by inner product)."""
+
+    def __init__(self, image, preprocess, dim, kind='float', normalized=True, text=None, ctx=None):
+        self.image, self.preprocess, self.text = image, preprocess, text
+        self.dim, self.kind, self.normalized, self.ctx = int(dim), kind, bool(normalized), ctx
+
+    def embed_paths(self, paths, batch_size=64, progress=False, skip_bad=True):
+        """Embeddings of image files, in batches: ``(embeddings (n, D), kept paths, [(path,
+        reason)] of the images that could not be read)``."""
+        import numpy as np
+        from ..engine.loop import _progress
+        out, kept, bad = [], [], []
+        starts = range(0, len(paths), batch_size)
+        for s in _progress(starts, len(starts), 'embed', progress):
+            arrays, names = [], []
+            for p in paths[s:s + batch_size]:
+                try:
+                    arrays.append(self.preprocess(p))
+                    names.append(p)
+                except (OSError, ValueError) as err:
+                    if not skip_bad:
+                        raise
+                    bad.append((p, str(err)))
+            if arrays:
+                out.append(self.image(np.stack(arrays)))
+                kept.extend(names)
+        emb = np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        return emb, kept, bad
+
+
+class TrainedRun(object):
+    """A run folder opened for use: ``args`` (its ``args.json``), ``method``, ``net`` with the
+    reported parameters (``params``, described by ``params_label``) on ``ctx``."""
+
+    def __init__(self, run_dir, args, method, net, params, params_label, ctx):
+        self.run_dir, self.args, self.method, self.net = run_dir, args, method, net
+        self.params, self.params_label, self.ctx = params, params_label, ctx
+
+    def encoders(self):
+        return self.method.encoders(self)
+
+    def embed(self, dataset, batch_size=256, num_workers=0, progress=False, desc='embed'):
+        """(N, D) outputs and (N,) labels of a dataset, in order."""
+        return embed_dataset(self.net, dataset, self.ctx, batch_size, num_workers,
+                             progress=progress, desc=desc)
+
+
+def open_run(run_dir, ctx=None, which=None, method=None):
+    """Open a run folder of any method: its settings, its method from the registry, its network
+    with the reported parameters (``which``: None, ``'best'`` or ``'last'``, see
+    :func:`gluon_dml.engine.rundir.trained_params_path`). ``method`` (a name) refuses a run of
+    another method with a clear error."""
+    from . import get_method
+    args = load_run_args(run_dir)
+    if method is not None and args.get('method') != method:
+        raise UserError('%s is a %s run, not a %s run.' % (run_dir, args.get('method'), method))
+    m = get_method(args.get('method') or 'margin')
+    ctx = ctx if ctx is not None else get_contexts('')
+    params, label = trained_params_path(run_dir, which)
+    net = m.network_for_run(args, ctx)
+    net.load_parameters(params, ctx=ctx)
+    net.hybridize(static_alloc=True)
+    return TrainedRun(os.path.normpath(run_dir), args, m, net, params, label, ctx)
