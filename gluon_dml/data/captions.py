@@ -118,49 +118,9 @@ def pad_captions(encoded, max_len=None):
     return tokens, lengths
 
 
-# ---------------------------------------------------------------------------------------------
-# image preprocessing
-# ---------------------------------------------------------------------------------------------
-
-class GreyTransform(object):
-    """Image file -> float32 (1, H, W) in [0, 1] (the fashion3 pictures, unresized)."""
-
-    def __call__(self, path, train=False, rng=None):
-        from PIL import Image
-        with Image.open(path) as img:
-            return np.asarray(img.convert('L'), dtype=np.float32)[None] / np.float32(255.0)
-
-
-class ImageNetTransform(object):
-    """Image file -> float32 (3, size, size), normalised with the ImageNet mean and standard
-    deviation (what GluonCV's pretrained backbones expect). Evaluation: resize the shorter side
-    to 256, centre crop 224; training: a random crop and a horizontal flip (as VSE++)."""
-
-    MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-    STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
-
-    def __init__(self, size=224, resize=256):
-        self.size, self.resize = size, resize
-
-    def __call__(self, path, train=False, rng=None):
-        from PIL import Image
-        with Image.open(path) as img:
-            img = img.convert('RGB')
-            w, h = img.size
-            s = self.resize / float(min(w, h))
-            img = img.resize((max(self.size, int(round(w * s))), max(self.size, int(round(h * s)))),
-                             Image.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
-        H, W = arr.shape[:2]
-        if train:
-            rng = rng or np.random
-            top, left = rng.randint(H - self.size + 1), rng.randint(W - self.size + 1)
-        else:
-            top, left = (H - self.size) // 2, (W - self.size) // 2
-        arr = arr[top:top + self.size, left:left + self.size].transpose(2, 0, 1)
-        if train and rng.rand() < 0.5:
-            arr = arr[:, :, ::-1]
-        return np.ascontiguousarray((arr - self.MEAN) / self.STD, dtype=np.float32)
+# image preprocessing: GreyTransform (fashion3) and ImageNetTransform live with every other
+# transform in gluon_dml.data.transforms
+from .transforms import GreyTransform, ImageNetTransform  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,3 +303,23 @@ def load_caption_set(data, root, split, transform=None, in_memory=False):
     transform = transform or ImageNetTransform()
     cset = CaptionSet(paths, tokens, raw, ids, transform=transform, name=data, split=split)
     return cset.load_images() if in_memory else cset
+
+
+def _caption_loader(name):
+    def load(root=None, split='train', transform=None, in_memory=False):
+        return load_caption_set(name, root, split, transform, in_memory)
+    load.__name__ = 'load_%s' % name
+    return load
+
+
+def _register_caption_datasets():
+    from .registry import register_dataset
+    for name in sorted(KARPATHY_FILES):
+        register_dataset(name, _caption_loader(name), protocol='captions',
+                         splits=('train', 'val', 'dev', 'test', 'restval'))
+        if name != 'fashion3':
+            register_dataset(name + '_precomp', _caption_loader(name + '_precomp'),
+                             protocol='captions', splits=('train', 'val', 'dev', 'test'))
+
+
+_register_caption_datasets()

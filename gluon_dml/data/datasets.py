@@ -33,6 +33,7 @@ import zlib
 import numpy as np
 
 from .base import ArrayDataset, data_home, normalize_name
+from .registry import get_dataset, list_datasets, register_dataset
 from .transforms import get_transform
 
 __all__ = ['get_dataset', 'list_datasets', 'register_dataset', 'is_image_dataset',
@@ -408,48 +409,6 @@ def _open_png(data, member, archive):
 # registry
 # ----------------------------------------------------------------------------------------
 
-_DATASETS = {}
-_DISPLAY = {}
-
-
-def register_dataset(name, fn, overwrite=False):
-    """Make ``get_dataset(name, root, split)`` call ``fn(root=root, split=split)``.
-
-    ``name`` is matched ignoring case, ``-``, ``_`` and spaces.  Registering a name twice
-    raises ``ValueError`` unless ``overwrite=True``."""
-    if not callable(fn):
-        raise TypeError('register_dataset(%r, fn): fn must be callable, got %r.' % (name, fn))
-    key = normalize_name(name)
-    if key in _DATASETS and not overwrite:
-        raise ValueError('A dataset named %r is already registered (as %r); pass '
-                         'overwrite=True to replace it.' % (name, _DISPLAY[key]))
-    _DATASETS[key] = fn
-    _DISPLAY[key] = name
-
-
-def list_datasets():
-    """Names of the registered datasets."""
-    return sorted(_DISPLAY.values())
-
-
-def get_dataset(name, root=None, split='train', **kwargs):
-    """The ``split`` of dataset ``name``: ``'train'`` or ``'test'``, and for datasets searched
-    query-against-gallery (In-Shop, a folder with query/ and gallery/) ``'query'`` and
-    ``'gallery'`` (``'test'`` is then the gallery).
-
-    The in-memory datasets (digits, fashion-mnist, omniglot) return an ArrayDataset; the image
-    datasets (:mod:`gluon_dml.data.research`) an ImageFileDataset, and take the keyword options
-    of :data:`gluon_dml.data.research.IMAGE_OPTIONS` (image size, augmentation, box crops,
-    skipping bad images, the class split). ``root=None`` uses the dataset's default location."""
-    key = normalize_name(name)
-    if key not in _DATASETS:
-        raise ValueError('Unknown dataset %r; valid names: %s.'
-                         % (name, ', '.join(list_datasets())))
-    if key not in _IMAGE_KEYS:
-        _check_split(split)
-    return _DATASETS[key](root=root, split=split, **kwargs)
-
-
 def is_image_dataset(name):
     """True for the datasets read from image files (they take the image options)."""
     return normalize_name(name) in _IMAGE_KEYS
@@ -486,9 +445,8 @@ _IMAGE_KEYS = {}
 
 
 def _register_image_datasets():
-    from .images import PhotoTransform
-    from .research import IMAGE_DATASETS
-    from .transforms import register_transform
+    from .research import IMAGE_DATASETS, QUERY_GALLERY_DATASETS
+    from .transforms import PhotoTransform, register_transform
 
     def factory(name):
         def make(image_size=224, resize=None, **_):
@@ -496,7 +454,9 @@ def _register_image_datasets():
         return make
 
     for name, (fn, sampling) in IMAGE_DATASETS.items():
-        register_dataset(name, fn)
+        register_dataset(name, fn, splits=('train', 'test', 'query', 'gallery')
+                         if name in QUERY_GALLERY_DATASETS or name in ('folder', 'list') else
+                         ('train', 'test'))
         register_transform(name, factory(name))
         _IMAGE_KEYS[normalize_name(name)] = sampling
 

@@ -17,12 +17,14 @@ digits          scikit-learn digits less the      the first 30 images of each di
 Multi-label data (NUS-WIDE, COCO) use :class:`MultiLabelDataset`: labels are multi-hot (N, C)
 and a pair is similar when the label sets intersect.
 """
+import functools
 import os
 
 import numpy as np
 from mxnet.gluon.data import Dataset
 
 from .base import ArrayDataset
+from .registry import get_dataset, list_datasets, register_dataset
 from .datasets import (FASHION_MNIST_CLASSES, FASHION_MNIST_DEBIAN_ROOT, _fashion_cache_dir,
                        _find_pair, read_idx)
 
@@ -102,18 +104,28 @@ def _digits(root):
             'query': ArrayDataset(x[q], y[q], names, name='digits', split='query')}
 
 
-_PROTOCOLS = {'fashion-mnist': _fashion_mnist, 'digits': _digits}
+@functools.lru_cache(maxsize=4)
+def _splits(protocol, root):
+    return {'fashion-mnist': _fashion_mnist, 'digits': _digits}[protocol](root)
+
+
+def _loader(name):
+    def load(root=None, split='train'):
+        return _splits(name, root)[split]
+    load.__name__ = 'load_%s_hashing' % name.replace('-', '_')
+    return load
+
+
+for _name in ('fashion-mnist', 'digits'):
+    register_dataset(_name, _loader(_name), protocol='hashing')
 
 
 def list_hash_protocols():
-    return sorted(_PROTOCOLS)
+    """The datasets of the hashing protocol (``list_datasets('hashing')``)."""
+    return list_datasets('hashing')
 
 
 def get_hash_splits(name, root=None):
     """``{'train', 'database', 'query'}`` datasets of the closed-set hashing protocol ``name``."""
-    key = name.lower().replace('_', '-')
-    key = {'fashionmnist': 'fashion-mnist', 'fmnist': 'fashion-mnist'}.get(key, key)
-    if key not in _PROTOCOLS:
-        raise ValueError('No hashing protocol for dataset %r; train_hash.py knows: %s.'
-                         % (name, ', '.join(list_hash_protocols())))
-    return _PROTOCOLS[key](root)
+    return {split: get_dataset(name, root, split, protocol='hashing')
+            for split in ('train', 'database', 'query')}

@@ -1,4 +1,14 @@
-"""Test-time preprocessing of each dataset, applicable to any image file.
+"""Image preprocessing, all of it: the grey small-image datasets, photographs, caption images.
+
+* :class:`ImageTransform` (grey, small: digits, Fashion-MNIST, Omniglot) and the registry
+  ``get_transform(name)`` of each dataset's test-time preprocessing (below);
+* :class:`RGBTransform` (photographs: random resized crop / flip / jitter in training, resize
+  and centre crop at test time, ImageNet normalisation), :class:`PhotoTransform` (its test-time
+  form for any path or PIL image), :func:`open_image` / :func:`to_rgb` (decoding);
+* the caption datasets' :class:`GreyTransform` (fashion3) and :class:`ImageNetTransform`
+  (Flickr30K / COCO: VSE++'s random crop and flip in training).
+
+Test-time preprocessing of each dataset, applicable to any image file:
 
 ``get_transform(name)`` returns a callable that maps a PIL image (or a path to an image
 file) to a float32 array of shape ``(C, H, W)`` with values in [0, 1], preprocessed exactly
@@ -26,15 +36,23 @@ Every option can be overridden: ``get_transform('digits', invert=False)`` for im
 already show bright strokes on a dark background.  Images with transparency are composited
 onto white first.
 """
+import math
 import os
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 
 from .base import normalize_name
 
 __all__ = ['ImageTransform', 'get_transform', 'list_transforms', 'register_transform',
-           'load_image']
+           'load_image', 'IMAGENET_MEAN', 'IMAGENET_STD', 'BadImageError', 'to_rgb', 'open_image',
+           'RGBTransform', 'PhotoTransform', 'GreyTransform', 'ImageNetTransform']
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+_BILINEAR = getattr(getattr(Image, 'Resampling', Image), 'BILINEAR')
+_FLIP = getattr(getattr(Image, 'Transpose', Image), 'FLIP_LEFT_RIGHT')
 
 _RESAMPLE = {
     'lanczos': 'LANCZOS',
@@ -205,3 +223,212 @@ register_transform('fashion-mnist', _factory('fashion-mnist', size=(28, 28), inv
                                              resample='lanczos'))
 register_transform('omniglot', _factory('omniglot', size=(28, 28), invert=True,
                                         resample='lanczos'))
+
+
+# ---------------------------------------------------------------------------------------------
+# photographs
+# ---------------------------------------------------------------------------------------------
+
+class BadImageError(ValueError):
+    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+
+
+def to_rgb(img):
+    """``img`` as an 8-bit RGB image: grey, palette, CMYK, 16-bit and float images are converted;
+    transparent areas are composited onto white."""
+    if img.mode in ('RGBA', 'LA', 'PA') or (img.mode == 'P' and 'transparency' in img.info):
+        rgba = img.convert('RGBA')
+        background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert('RGB')
+    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size and arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), 'L')
+    if img.mode != 'RGB':
+        img = img.convert('RGB')
+    return img
+
+
+def open_image(path, min_size=None):
+    """Decode ``path`` to an RGB PIL image. ``min_size=(w, h)`` lets a JPEG decode at a reduced
+    scale that still covers that size (much faster on large photographs). Returns
+    ``(image, scale)``, ``scale`` being decoded size / file size (for bounding boxes).
+
+    Raises :class:`BadImageError` naming the file when it cannot be decoded."""
+    try:
+        with open(path, 'rb') as handle:
+            img = Image.open(handle)
+            full = img.size
+            if min_size is not None and img.format == 'JPEG':
+                need = min_size(*full) if callable(min_size) else min_size
+                img.draft('RGB', (int(need[0]), int(need[1])))
+            img.load()
+    except FileNotFoundError:
+        raise FileNotFoundError('The image file %s does not exist; the dataset\'s annotation files '
+                                'list it, so the image folder is incomplete.' % path) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise BadImageError('Cannot decode the image %s (%s); replace or delete the file, or pass '
+                            '--skip-bad-images to leave unreadable images out.' % (path, err)) from None
+    scale = (img.size[0] / float(full[0]), img.size[1] / float(full[1]))
+    return to_rgb(img), scale
+
+
+def _random_resized_box(width, height, rng, scale, ratio):
+    """A crop box covering ``scale`` of the area with aspect ratio in ``ratio`` (10 tries, then
+    the largest centred box with a valid ratio), as (left, top, right, bottom)."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            left = int(rng.integers(0, width - w + 1))
+            top = int(rng.integers(0, height - h + 1))
+            return left, top, left + w, top + h
+    in_ratio = width / float(height)
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        w, h = int(round(height * ratio[1])), height
+    else:
+        w, h = width, height
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+class RGBTransform(object):
+    """PIL RGB image -> float32 array ``(3, image_size, image_size)``, ImageNet-normalised.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the output (224 in the papers).
+    resize : int or None
+        Test time: the shorter side is resized to this before the centre crop; default
+        ``round(image_size * 8 / 7)`` (256 for 224).
+    augment : bool
+        Training transform (random resized crop, flip, jitter) instead of the test transform.
+    scale, ratio : (float, float)
+        Area fraction and aspect-ratio range of the random resized crop.
+    color_jitter : float
+        Brightness, contrast and saturation each scaled by a factor drawn in
+        ``[1 - color_jitter, 1 + color_jitter]`` (training only; 0 = off).
+    """
+
+    def __init__(self, image_size=224, resize=None, augment=False, scale=(0.16, 1.0),
+                 ratio=(3. / 4., 4. / 3.), color_jitter=0.0, flip=True):
+        self.image_size = int(image_size)
+        self.resize = int(resize) if resize else int(round(self.image_size * 8 / 7.))
+        if self.image_size < 1 or self.resize < self.image_size:
+            raise ValueError('--image-size must be positive and --resize (%s) at least --image-size '
+                             '(%s).' % (self.resize, self.image_size))
+        if not 0 <= color_jitter < 1:
+            raise ValueError('--color-jitter must be in [0, 1), got %s.' % color_jitter)
+        self.augment, self.scale, self.ratio = bool(augment), tuple(scale), tuple(ratio)
+        self.color_jitter, self.flip = float(color_jitter), bool(flip)
+
+    @property
+    def output_shape(self):
+        return (3, self.image_size, self.image_size)
+
+    def for_testing(self):
+        """The test-time counterpart of this transform (same size, no augmentation)."""
+        return RGBTransform(self.image_size, self.resize, augment=False, scale=self.scale,
+                            ratio=self.ratio, color_jitter=self.color_jitter, flip=self.flip)
+
+    def decode_size(self, width, height):
+        """The smallest decoded size (w, h) that loses no resolution for this transform."""
+        short = float(min(width, height))
+        need = self.resize if not self.augment else self.image_size / math.sqrt(self.scale[0])
+        factor = min(1.0, need / short)
+        return int(math.ceil(width * factor)), int(math.ceil(height * factor))
+
+    def __call__(self, img, rng=None):
+        size = self.image_size
+        if self.augment:
+            rng = rng if rng is not None else np.random.default_rng()
+            box = _random_resized_box(img.size[0], img.size[1], rng, self.scale, self.ratio)
+            img = img.resize((size, size), _BILINEAR, box=box)
+            if self.flip and rng.random() < 0.5:
+                img = img.transpose(_FLIP)
+            if self.color_jitter > 0:
+                j = self.color_jitter
+                for which in rng.permutation(3):
+                    enhancer = (ImageEnhance.Brightness, ImageEnhance.Contrast,
+                                ImageEnhance.Color)[which]
+                    img = enhancer(img).enhance(rng.uniform(1 - j, 1 + j))
+        else:
+            w, h = img.size
+            factor = self.resize / float(min(w, h))
+            nw, nh = max(size, int(round(w * factor))), max(size, int(round(h * factor)))
+            if (nw, nh) != (w, h):
+                img = img.resize((nw, nh), _BILINEAR)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+        arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+        arr = (arr - IMAGENET_MEAN) / IMAGENET_STD
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+    def __repr__(self):
+        return ('RGBTransform(image_size=%d, resize=%d, augment=%s, scale=%s, color_jitter=%g)'
+                % (self.image_size, self.resize, self.augment, self.scale, self.color_jitter))
+
+
+class PhotoTransform(object):
+    """Test-time preprocessing of a photo dataset for any image (a path or a PIL image): RGB,
+    resize, centre crop, ImageNet normalisation — what ``eval/embed.py`` applies to a user's
+    images with a run trained on CUB, Cars196, SOP, In-Shop, LFW or a folder."""
+
+    def __init__(self, image_size=224, resize=None, name=None):
+        self.transform = RGBTransform(image_size=image_size, resize=resize, augment=False)
+        self.name = name
+
+    def __call__(self, image):
+        if isinstance(image, Image.Image):
+            return self.transform(to_rgb(image))
+        return self.transform(open_image(image, min_size=self.transform.decode_size)[0])
+
+    def __repr__(self):
+        return 'PhotoTransform(name=%r, %r)' % (self.name, self.transform)
+
+
+# ---------------------------------------------------------------------------------------------
+# caption datasets' images
+# ---------------------------------------------------------------------------------------------
+
+class GreyTransform(object):
+    """Image file -> float32 (1, H, W) in [0, 1] (the fashion3 pictures, unresized)."""
+
+    def __call__(self, path, train=False, rng=None):
+        with Image.open(path) as img:
+            return np.asarray(img.convert('L'), dtype=np.float32)[None] / np.float32(255.0)
+
+
+class ImageNetTransform(RGBTransform):
+    """Image file -> float32 (3, size, size), ImageNet-normalised (what GluonCV's pretrained
+    backbones expect). Evaluation: :class:`RGBTransform`'s resize of the shorter side to 256 and
+    centre crop 224; training (``train=True``): VSE++'s random crop of the resized image and a
+    horizontal flip, drawn from ``rng`` (a ``numpy.random.RandomState``)."""
+
+    def __init__(self, size=224, resize=256):
+        super().__init__(image_size=size, resize=resize, augment=False)
+        self.size = self.image_size
+
+    def __call__(self, path, train=False, rng=None):
+        img = to_rgb(load_image(path))
+        if not train:
+            return RGBTransform.__call__(self, img)
+        w, h = img.size
+        s = self.resize / float(min(w, h))
+        img = img.resize((max(self.size, int(round(w * s))), max(self.size, int(round(h * s)))),
+                         _BILINEAR)
+        arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+        rng = rng or np.random
+        top, left = rng.randint(arr.shape[0] - self.size + 1), rng.randint(arr.shape[1] - self.size + 1)
+        arr = arr[top:top + self.size, left:left + self.size]
+        if rng.rand() < 0.5:
+            arr = arr[:, ::-1]
+        arr = (arr - IMAGENET_MEAN) / IMAGENET_STD
+        return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)

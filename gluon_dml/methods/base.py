@@ -20,7 +20,8 @@ class Method(object):
     """One training method. Subclasses set the attributes and implement the ``build_*`` steps.
 
     Attributes: ``name`` (recorded in ``args.json`` as ``method``), ``script``,
-    ``description``, ``default_loss`` (``None``: the method takes no ``--loss``),
+    ``description``, ``protocol`` (the dataset registry's protocol its ``--data`` names are
+    of), ``default_loss`` (``None``: the method takes no ``--loss``),
     ``loss_family`` (``'embedding'`` or ``'hashing'``), ``default_data``, ``help_datasets``
     (``(label, dataset)`` pairs the ``--help`` text states the recipe defaults for),
     ``ignored_flags`` ({flag dest: why it has no effect}), ``best_metric``,
@@ -32,6 +33,7 @@ class Method(object):
     default_loss = None
     loss_family = 'embedding'
     default_data = 'omniglot'
+    protocol = 'open-set'
     help_datasets = (('omniglot', 'omniglot'), ('digits', 'digits'),
                      ('fashion-mnist', 'fashion-mnist'), ('photo datasets', 'CUB_200_2011'))
     ignored_flags = {}
@@ -45,9 +47,9 @@ class Method(object):
     name_help = 'METHOD-DATA'
 
     def dataset_names(self):
-        """The ``--data`` names this method trains on."""
+        """The ``--data`` names this method trains on: the datasets of its protocol."""
         from ..data import list_datasets
-        return list_datasets()
+        return list_datasets(self.protocol)
 
     # -- settings -----------------------------------------------------------------------------
     def add_flags(self, parser):

@@ -105,6 +105,7 @@ class HashMethod(Method):
     default_loss = 'hashnet'
     loss_family = 'hashing'
     default_data = 'fashion-mnist'
+    protocol = 'hashing'
     help_datasets = (('fashion-mnist', 'fashion-mnist'), ('digits', 'digits'))
     ignored_flags = {
         'batch_k': 'hashing batches are plain shuffled batches, not P classes x K images',
@@ -119,10 +120,6 @@ class HashMethod(Method):
     data_path_help = ('fashion-mnist: /usr/share/datasets/fashion-mnist or '
                       '$MXNET_HOME/datasets/fashion-mnist; digits: none')
     name_help = 'hash-DATA-LOSS-BITS'
-
-    def dataset_names(self):
-        from ..data.hashing import list_hash_protocols
-        return list_hash_protocols()
     flags = (
         ('--bits', dict(type=int, default=48, help='code length (default 48)')),
         ('--init-scale', dict(type=float, default=1.0,
@@ -148,6 +145,11 @@ class HashMethod(Method):
 
     def setup(self, args):
         from ..config import parse_int_list
+        from ..data import dataset_splits
+        try:
+            dataset_splits(args.data, self.protocol)
+        except ValueError as err:
+            raise UserError(str(err)) from None
         if args.bits < 1:
             raise UserError('--bits must be a positive integer, got %d.' % args.bits)
         args.topk_list = parse_int_list(args.topk, '--topk', '1000')

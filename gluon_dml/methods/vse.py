@@ -166,9 +166,10 @@ def image_transform(data):
 
 
 def load_split(args, root, split):
-    from ..data.captions import load_caption_set
+    from ..data import get_dataset
     data = _get(args, 'data')
-    return load_caption_set(data, root, split, image_transform(data), in_memory=data == _FASHION3)
+    return get_dataset(data, root, split, protocol='captions', transform=image_transform(data),
+                       in_memory=data == _FASHION3)
 
 
 def _is_coco(data):
@@ -181,6 +182,7 @@ class VSEMethod(Method):
     description = ('VSE++ image-caption joint embedding and cross-modal retrieval (Faghri, '
                    'Fleet, Kiros, Fidler, BMVC 2018).')
     default_data = _FASHION3
+    protocol = 'captions'
     help_datasets = (('fashion3', _FASHION3), ('f30k, coco and their _precomp forms', 'f30k'))
     ignored_flags = {
         'batch_k': 'VSE batches are image-caption pairs, not P classes x K images',

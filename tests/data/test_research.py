@@ -374,7 +374,7 @@ def test_test_transform_resize_and_centre_crop():
 
 
 def test_random_resized_crop_stays_inside_the_image():
-    from gluon_dml.data.images import _random_resized_box
+    from gluon_dml.data.transforms import _random_resized_box
     rng = np.random.default_rng(0)
     for w, h in ((50, 30), (30, 200), (500, 375)):
         for _ in range(50):
