@@ -108,6 +108,10 @@ class Method(object):
         """:class:`Encoders` of a :class:`TrainedRun` of this method."""
         raise NotImplementedError
 
+    def check_evaluation(self, args, a):
+        """Refuse ``gluon-dml evaluate`` flags that do not fit a run of this method (``args``:
+        its ``args.json``), before anything is loaded."""
+
     def evaluate_run(self, trained, a):
         """``gluon-dml evaluate`` on a run of this method (``a``: the parsed flags)."""
         raise NotImplementedError

@@ -139,17 +139,19 @@ class EmbeddingMethod(Method):
         return Encoders(image, self.preprocess(trained.args), trained.args['embed_dim'],
                         normalized=embeddings_normalized(trained.args), ctx=ctx)
 
-    def evaluate_run(self, trained, a):
-        """Recall@K, NMI, R-precision, MAP@R of a split; ``--save-embeddings`` writes them."""
-        from ..data import get_dataset, has_query_split, split_validation
-        from ..metrics import evaluate_embeddings
-        args = trained.args
+    def check_evaluation(self, args, a):
         if a.save_codes:
             raise UserError('--save-codes is for train_hash.py runs; %s is not one (use '
                             '--save-embeddings).' % a.run_dir)
         if a.split == 'val' and not args.get('val_classes'):
             raise UserError('%s was not trained with --val-classes, so it has no val split; use '
                             '--split test or train.' % a.run_dir)
+
+    def evaluate_run(self, trained, a):
+        """Recall@K, NMI, R-precision, MAP@R of a split; ``--save-embeddings`` writes them."""
+        from ..data import get_dataset, has_query_split, split_validation
+        from ..metrics import evaluate_embeddings
+        args = trained.args
         data_path = a.data_path or args.get('data_path')
         options = config.dataset_options(args, augment=False)
         if a.split == 'val':

@@ -216,6 +216,10 @@ class HashMethod(Method):
         return Encoders(image, get_transform(trained.args['data']), trained.args['bits'],
                         kind='binary', normalized=False, ctx=ctx)
 
+    def check_evaluation(self, args, a):
+        if a.save_embeddings:
+            raise UserError('%s is a hashing run: use --save-codes FILE.npz.' % a.run_dir)
+
     def evaluate_run(self, trained, a):
         """mAP (whole database), mAP@top-K, precision within Hamming radius 2 and the
         precision-recall points of the protocol's queries; ``--save-codes`` writes the packed
@@ -224,8 +228,6 @@ class HashMethod(Method):
         from ..index import save_codes
         from ..metrics.hashing import hashing_metrics, pr_curve
         from ..models.hashing import binarize
-        if a.save_embeddings:
-            raise UserError('%s is a hashing run: use --save-codes FILE.npz.' % a.run_dir)
         args = trained.args
         splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
         db_out, db_labels = trained.embed(splits['database'], a.batch_size, progress=True,

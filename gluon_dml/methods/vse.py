@@ -355,12 +355,14 @@ class VSEMethod(Method):
         return Encoders(image, image_transform(trained.args['data']), trained.args['embed_dim'],
                         normalized=True, text=text, ctx=ctx)
 
+    def check_evaluation(self, args, a):
+        if a.save_codes:
+            raise UserError('--save-codes is for train_hash.py runs; %s is a VSE run.' % a.run_dir)
+
     def evaluate_run(self, trained, a):
         """i2t / t2i recall of a split; ``--save-embeddings`` writes image_embeddings (N, D),
         caption_embeddings (5N, D, in image order) and image_ids."""
         from ..metrics.crossmodal import crossmodal_metrics
-        if a.save_codes:
-            raise UserError('--save-codes is for train_hash.py runs; %s is a VSE run.' % a.run_dir)
         args = trained.args
         root = a.data_path or data_root(args)
         split = a.split if a.split != 'val' else args.get('val_split', 'val')

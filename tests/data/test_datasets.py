@@ -136,8 +136,8 @@ def test_register_dataset_adds_one_line_datasets():
         with pytest.raises(ValueError, match='already registered'):
             register_dataset('tiny_set', tiny)
     finally:
-        datasets_module._DATASETS.pop('tinyset', None)
-        datasets_module._DISPLAY.pop('tinyset', None)
+        from gluon_dml.data import registry
+        registry._DATASETS.pop(('open-set', 'tinyset'), None)
     assert 'tiny-set' not in list_datasets()
 
 

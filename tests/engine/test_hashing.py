@@ -21,7 +21,7 @@ def test_bad_flags_are_clear_errors(tmp_path):
     from gluon_dml.errors import UserError
     with pytest.raises(UserError, match='train_hash.py trains a hashing loss'):
         train('hash', TINY + ['--loss', 'margin', '--save-dir', str(tmp_path / 'a')])
-    with pytest.raises(ValueError, match='Unknown dataset .omniglot. for the hashing protocol'):
+    with pytest.raises(UserError, match='Unknown dataset .omniglot. for the hashing protocol'):
         train('hash', ['--data', 'omniglot', '--save-dir', str(tmp_path / 'b')])
     with pytest.raises(UserError, match='--bits must be a positive integer'):
         train('hash', TINY + ['--bits', '0', '--save-dir', str(tmp_path / 'c')])
