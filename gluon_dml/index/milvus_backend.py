@@ -144,7 +144,10 @@ class MilvusIndex(Index):
         exp = self.params['expected_size']
         if self.index_type == 'auto' and exp:
             self.index_type = self._auto_type(int(exp))
-        if self.index_type != 'auto':
+        # IVF lists depend on the catalogue size: without nlist or expected_size the collection
+        # is created by the first add (or train), like an 'auto' one
+        sized = self.index_type in ('ivf_flat', 'ivf_pq', 'ivf') and not (self.params['nlist'] or exp)
+        if self.index_type != 'auto' and not sized:
             self._create_collection(int(exp or 0))
         os.makedirs(self.path, exist_ok=True)
         self._save()
