@@ -75,7 +75,8 @@ faiss float: ``'flat'`` (exact: ``IndexFlatIP`` / ``IndexFlatL2`` in an ``IndexI
 ``'ivf_flat'`` (``IndexIVFFlat``), ``'ivf_pq'`` (OPQ rotation + ``IndexIVFPQ``), ``'hnsw'``
 (``IndexHNSWFlat`` in an ``IndexIDMap2``), ``'factory:SPEC'`` (any ``faiss.index_factory``
 string for experts, e.g. ``'factory:OPQ16,IVF1024,PQ16'``; wrapped in ``IndexIDMap2`` unless it
-is an IVF index, which takes ids itself). faiss binary: ``'flat'`` (``IndexBinaryFlat``),
+is an IVF index, which takes ids itself; its search parameters are faiss's defaults, e.g.
+``nprobe`` 1, unless ``nprobe`` is given). faiss binary: ``'flat'`` (``IndexBinaryFlat``),
 ``'ivf'`` (``IndexBinaryIVF``), ``'hash'`` (``IndexBinaryHash``). Milvus: ``'flat'``,
 ``'ivf_flat'``, and on a server ``'hnsw'``, ``'ivf_pq'``, binary ``'ivf'`` (Milvus Lite has
 only FLAT, IVF_FLAT and BIN_FLAT and the others are refused with a ``ValueError``).

@@ -8,7 +8,7 @@ import shutil
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Union
 
 import numpy as np
 
@@ -121,9 +121,6 @@ def commit_version(path, write_files, manifest):
     no pointer at all); leftovers of an interrupted save are removed by the next one."""
     path = str(path)
     os.makedirs(path, exist_ok=True)
-    current = None
-    if is_catalog(path):
-        current = read_catalog(path)[0]['current']
     tmp = os.path.join(path, '.tmp-%s' % uuid.uuid4().hex[:12])
     os.makedirs(tmp)
     write_files(tmp)

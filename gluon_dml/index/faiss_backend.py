@@ -33,8 +33,8 @@ import os
 
 import numpy as np
 
-from .core import (AUTO_BINARY_EXACT_MAX, AUTO_EXACT_MAX, AUTO_IVF_PQ_MIN, MANIFEST_FILE,
-                   Index, UnknownIdError, commit_version, matches)
+from .core import (AUTO_BINARY_EXACT_MAX, AUTO_EXACT_MAX, AUTO_IVF_PQ_MIN, Index, commit_version,
+                   matches)
 
 FLOAT_TYPES = ('flat', 'ivf_flat', 'ivf_pq', 'hnsw')
 BINARY_TYPES = ('flat', 'ivf', 'hash')
@@ -557,9 +557,16 @@ class FaissIndex(Index):
                'memory_bytes': 0, 'tombstones': int(len(self._tomb)),
                'metadata_entries': len(self._meta)}
         if self._index is not None:
-            out['memory_bytes'] = _count_bytes(self._index, self.kind == 'binary')
-            if self._shadow is not None:
-                out['memory_bytes'] += _count_bytes(self._shadow, True)
+            # serialising a large index takes a while: counted once per state of the index
+            key = (id(self._index), int(self._index.ntotal), len(self._idset), len(self._tomb),
+                   int(self._idset.sum()) if len(self._idset) else 0)
+            cached = getattr(self, '_bytes_cache', None)
+            if cached is None or cached[0] != key:
+                size = _count_bytes(self._index, self.kind == 'binary')
+                if self._shadow is not None:
+                    size += _count_bytes(self._shadow, True)
+                self._bytes_cache = cached = (key, size)
+            out['memory_bytes'] = cached[1]
             out['faiss_class'] = type(self._index).__name__
         return out
 

@@ -464,3 +464,10 @@ def test_threads_share_one_index(data):
     for t in threads:
         t.join()
     assert not errors and len(idx) == 2500
+
+
+def test_missing_pymilvus_names_the_extra(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'pymilvus', None)        # as if it were not installed
+    with pytest.raises(ValueError, match=r'pip install -e "\.\[milvus\]"'):
+        create_index('milvus', 'float', dim=8, index_type='flat', path=str(tmp_path))
