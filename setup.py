@@ -41,6 +41,12 @@ setup(
         # numpy 2 and fails to import with numpy 1.23.
         'gpu': ['mxnet-cu112==1.9.1', 'faiss-gpu-cu11==1.11.0'],
         'test': ['pytest>=7', 'pytest-timeout'],
+        # The Milvus index backend (gluon_dml/index/MILVUS.md). Checked with pip's resolver beside
+        # numpy 1.23.5 on Python 3.11: pymilvus 3.0.2 + milvus-lite 2.5.1; milvus-lite 3.x
+        # needs numpy >= 1.24, hence < 3.
+        'milvus': ['pymilvus==3.0.2', 'milvus-lite>=2.5.1,<3'],
+        # The HTTP search service.
+        'serve': ['fastapi', 'uvicorn', 'python-multipart'],
     },
     entry_points={'console_scripts': ['gluon-dml=gluon_dml.commands:main']},
 )
