@@ -60,7 +60,9 @@ class GeM(gluon.HybridBlock):
     over the H*W activations of channel ``k``, each first clamped at ``eps`` (1e-6) so that the
     power of a zero or negative activation is defined. ``p`` = 1 is average pooling, ``p`` -> inf
     max pooling. ``p`` is one learnable scalar shared by all channels, initialised to 3 (the
-    paper's initialisation; ``learn_p=False`` keeps it fixed). Output (N, C).
+    paper's initialisation; ``learn_p=False`` keeps it fixed). ``p`` has no weight decay
+    (``wd_mult`` 0): the network's decay would pull it towards 0, i.e. away from max pooling.
+    Output (N, C).
     """
 
     def __init__(self, channels=None, p=3.0, eps=1e-6, learn_p=True, **kwargs):
@@ -70,7 +72,7 @@ class GeM(gluon.HybridBlock):
         self.output_dim = channels
         self._eps = float(eps)
         with self.name_scope():
-            self.p = self.params.get('p', shape=(1,), init=init.Constant(float(p)),
+            self.p = self.params.get('p', shape=(1,), init=init.Constant(float(p)), wd_mult=0.0,
                                      grad_req='write' if learn_p else 'null')
 
     def hybrid_forward(self, F, x, p):

@@ -107,7 +107,7 @@ def test_gem_hand_worked_and_limits():
     assert _block('gem', 1, p=60.0)(x).asscalar() == pytest.approx(4 * 0.25 ** (1 / 60.), rel=1e-4)
     assert _block('gem', 1)(-mx.nd.ones((1, 1, 2, 2))).asscalar() == pytest.approx(1e-6, rel=1e-3)
     gem = _block('gem', 1)
-    assert gem.p.data().asscalar() == 3.0 and gem.p.grad_req == 'write'
+    assert gem.p.data().asscalar() == 3.0 and gem.p.grad_req == 'write' and gem.p.wd_mult == 0
     assert _block('gem', 1, learn_p=False).p.grad_req == 'null'
 
 
