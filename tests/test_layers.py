@@ -12,9 +12,9 @@ LAYERS = {
     'data': 1, 'models': 1, 'losses': 1, 'metrics': 1, 'viz': 1,
     'config': 2, 'engine': 2, 'index': 2,
     'methods': 3,
-    'serve': 4, 'launch': 4,
-    'cli': 5,
-    'commands': 6,
+    'catalog': 4, 'export': 4, 'serve': 5, 'launch': 4,
+    'cli': 6,
+    'commands': 7,
 }
 
 

@@ -9,6 +9,9 @@ train-hash         train binary codes: HashNet, DSH, DCH
 train-vse          train a joint image-caption embedding: VSE++ / VSE0
 evaluate           a run's metrics on a split
 embed              embed images (one, a folder, a list file) or captions with a run
+index              embed a collection with a run and index it: a catalogue (faiss or Milvus)
+search             search a catalogue by image, vector, text or id
+serve              an HTTP service and a web page over a catalogue
 tsne               a t-SNE map of a run's embeddings
 results-table      a markdown table of finished runs (mean over seeds)
 replay-viz         replay a run folder onto a Visdom dashboard
@@ -35,6 +38,9 @@ COMMANDS = {
     'train-vse': ('gluon_dml.commands.train', 'vse'),
     'evaluate': ('gluon_dml.commands.evaluate', 'main'),
     'embed': ('gluon_dml.commands.embed', 'main'),
+    'index': ('gluon_dml.commands.index', 'main'),
+    'search': ('gluon_dml.commands.search', 'main'),
+    'serve': ('gluon_dml.commands.serve', 'main'),
     'tsne': ('gluon_dml.commands.tsne', 'main'),
     'results-table': ('gluon_dml.commands.results_table', 'main'),
     'replay-viz': ('gluon_dml.commands.replay_viz', 'main'),

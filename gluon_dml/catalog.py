@@ -1,0 +1,297 @@
+"""A catalogue: the items of a collection embedded by a trained run, in an index, searchable.
+
+A catalogue folder holds the index (:mod:`gluon_dml.index`: faiss files, or a Milvus Lite
+``.db``, or the address of a Milvus server) and ``catalog.json``, which names the run that
+embedded it (its folder, its method, which parameters, the embedding kind and size). Opening a
+catalogue reopens both: queries are embedded by the same network with the same preprocessing.
+
+    cat = build_catalog('runs/faces', 'photos/', 'catalog/')          # embed, index, save
+    cat = open_catalog('catalog/')
+    cat.search_images(['query.jpg'], k=10)        # [[Hit(id, score, distance, metadata)]]
+    cat.search_text(['a red bag on the left'])    # a VSE run's catalogue
+    cat.add_images(['new.jpg'], [{'sku': 'A-17'}]); cat.remove([12]); cat.save()
+
+Each item's metadata is its ``path`` (absolute), its ``label`` when known (the list file's label
+column, or the name of the class folder the image sits in) and any user fields.
+
+Embedding is resumable: the vectors are written in parts under ``catalog/.embedding/`` as they
+are made, and a new ``build_catalog`` over the same images takes the parts already written;
+the parts are removed once the index is saved. Images that cannot be read are skipped and
+counted.
+"""
+import glob
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from .errors import UserError
+
+__all__ = ['Catalog', 'build_catalog', 'open_catalog', 'hit_record', 'CATALOG_FILE']
+
+CATALOG_FILE = 'catalog.json'
+_PENDING = '.embedding'
+
+
+def hit_record(hit):
+    """A hit as JSON: ``{'id', 'path', 'score', 'distance', 'label', 'metadata'}``."""
+    meta = dict(hit.metadata or {})
+    return {'id': int(hit.id), 'path': meta.get('path'), 'score': float(hit.score),
+            'distance': float(hit.distance), 'label': meta.get('label'), 'metadata': meta}
+
+
+def _label_of(path, root):
+    """The class-folder name of an image under a folder ``root``: ``root/CLASS/x.jpg`` -> CLASS."""
+    rel = os.path.relpath(path, root)
+    parts = rel.split(os.sep)
+    return parts[-2] if len(parts) >= 2 else None
+
+
+def _write_json(path, obj):
+    tmp = '%s.tmp-%d' % (path, os.getpid())
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Catalog(object):
+    """An opened catalogue: ``index`` (an :class:`gluon_dml.index.Index`), ``source`` (the
+    content of ``catalog.json``) and, loaded on first use, the run's ``encoders``."""
+
+    def __init__(self, path, index, source, ctx=None):
+        self.path, self.index, self.source, self._ctx = path, index, source, ctx
+        self._encoders = None
+
+    # -- the run ------------------------------------------------------------------------------
+    @property
+    def encoders(self):
+        if self._encoders is None:
+            from .engine import get_contexts
+            from .methods import open_run
+            run_dir = self.source['run_dir']
+            if not os.path.isdir(run_dir):
+                raise UserError('The run folder %s that embedded the catalogue %s is gone; queries '
+                                'by image or text need it (search by vector or id still works).'
+                                % (run_dir, self.path))
+            trained = open_run(run_dir, self._ctx or get_contexts(''), self.source.get('which'))
+            self._encoders = trained.encoders()
+        return self._encoders
+
+    @property
+    def kind(self):
+        return self.source['kind']
+
+    @property
+    def dim(self):
+        return int(self.source['dim'])
+
+    # -- embedding ----------------------------------------------------------------------------
+    def embed_images(self, images, batch_size=64):
+        """Vectors of images given as paths, PIL images or decoded arrays (C, H, W)."""
+        enc = self.encoders
+        arrays = [img if isinstance(img, np.ndarray) else enc.preprocess(img) for img in images]
+        out = [enc.image(np.stack(arrays[s:s + batch_size])) for s in range(0, len(arrays), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def embed_text(self, texts):
+        enc = self.encoders
+        if enc.text is None:
+            raise UserError('Search by text needs a catalogue embedded by a train_vse.py run; this '
+                            'one was embedded by a %s run.' % self.source.get('method'))
+        return enc.text(list(texts))
+
+    # -- search -------------------------------------------------------------------------------
+    def check_vectors(self, vectors):
+        v = np.asarray(vectors)
+        if v.ndim == 1:
+            v = v[None]
+        width = self.dim if self.kind == 'float' or v.dtype != np.uint8 else self.dim // 8
+        if v.ndim != 2 or v.shape[1] != width:
+            raise ValueError('A query vector of this catalogue has %d values (%s); got shape %s.'
+                             % (width, 'float' if self.kind == 'float' else 'bits', v.shape))
+        return v
+
+    def search_vectors(self, vectors, k=10, filter=None):
+        return self.index.search(self.check_vectors(vectors), k=k, filter=filter)
+
+    def search_images(self, images, k=10, filter=None):
+        return self.search_vectors(self.embed_images(images), k, filter)
+
+    def search_text(self, texts, k=10, filter=None):
+        return self.search_vectors(self.embed_text(texts), k, filter)
+
+    def search_id(self, id, k=10, filter=None):
+        return self.index.search_by_id(int(id), k=k, filter=filter)
+
+    # -- changes ------------------------------------------------------------------------------
+    def add_vectors(self, vectors, metadata, ids=None):
+        return self.index.add(self.check_vectors(vectors), ids=ids, metadata=metadata)
+
+    def add_images(self, images, metadata=None, ids=None):
+        """Embed and add images (paths, or arrays with their metadata); returns their ids."""
+        metadata = metadata or [{'path': os.path.abspath(p)} if isinstance(p, str) else {}
+                                for p in images]
+        return self.add_vectors(self.embed_images(images), metadata, ids)
+
+    def remove(self, ids):
+        return self.index.remove(ids)
+
+    def save(self):
+        self.index.save()
+        self.source['count'] = len(self.index)
+        self.source['updated'] = time.strftime('%Y-%m-%d %H:%M:%S')
+        _write_json(os.path.join(self.path, CATALOG_FILE), self.source)
+        return self.path
+
+    def info(self):
+        """The catalogue's description: the run, the method, the dimension, the index."""
+        idx = self.index.info()
+        return {'catalog': os.path.abspath(self.path), 'run_dir': self.source['run_dir'],
+                'method': self.source.get('method'), 'data': self.source.get('data'),
+                'network': self.source.get('network'), 'kind': self.kind, 'dim': self.dim,
+                'metric': idx.get('metric'), 'backend': idx.get('backend'),
+                'index_type': idx.get('index_type'), 'count': len(self.index),
+                'memory_bytes': idx.get('memory_bytes'), 'text_queries': self.source.get('method') == 'vse'}
+
+    def close(self):
+        self.index.close()
+
+
+def open_catalog(path, ctx=None, uri=None):
+    """Open a catalogue folder written by :func:`build_catalog`."""
+    from .index import open_index
+    cat_file = os.path.join(str(path), CATALOG_FILE)
+    if not os.path.isfile(cat_file):
+        raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
+                        '--images DIR --out %s).' % (path, CATALOG_FILE, path))
+    try:
+        with open(cat_file) as f:
+            source = json.load(f)
+    except ValueError as err:
+        raise UserError('%s is damaged (%s).' % (cat_file, err)) from None
+    index = open_index(str(path), **({'uri': uri} if uri else {}))
+    return Catalog(str(path), index, source, ctx)
+
+
+def _pending_parts(out):
+    return sorted(glob.glob(os.path.join(out, _PENDING, 'part-*.npz')))
+
+
+def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log):
+    """Embed ``paths`` in parts of ``chunk`` images, each saved as it is done; parts saved by an
+    earlier, interrupted call over the same paths are reused. Returns (vectors, kept, bad)."""
+    from .engine.checkpoint import atomic_save
+    folder = os.path.join(out, _PENDING)
+    os.makedirs(folder, exist_ok=True)
+    vecs, kept, bad = [], [], []
+    starts = list(range(0, len(paths), chunk))
+    for n, s in enumerate(starts):
+        part = os.path.join(folder, 'part-%06d.npz' % n)
+        want = paths[s:s + chunk]
+        if os.path.exists(part):
+            with np.load(part, allow_pickle=False) as z:
+                if list(z['asked']) == want:
+                    vecs.append(z['vectors'])
+                    kept.extend(z['kept'].tolist())
+                    bad.extend(zip(z['bad_paths'].tolist(), z['bad_why'].tolist()))
+                    log('embedding: part %d/%d was done before, reused' % (n + 1, len(starts)))
+                    continue
+        v, k, b = enc.embed_paths(want, batch_size, progress=progress, skip_bad=True)
+
+        def write(tmp, v=v, k=k, b=b, want=want):
+            with open(tmp, 'wb') as f:
+                np.savez(f, vectors=v, kept=np.array(k, dtype=str), asked=np.array(want, dtype=str),
+                         bad_paths=np.array([p for p, _ in b], dtype=str),
+                         bad_why=np.array([w for _, w in b], dtype=str))
+        atomic_save(part, write)
+        vecs.append(v)
+        kept.extend(k)
+        bad.extend(b)
+        log('embedding: %d/%d images' % (min(s + chunk, len(paths)), len(paths)))
+    vectors = np.concatenate(vecs) if vecs else np.zeros((0, enc.dim), np.float32)
+    return vectors, kept, bad
+
+
+def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=None, add=False,
+                  batch_size=64, chunk=2048, which=None, ctx=None, progress=False, log=None,
+                  **index_params):
+    """Embed the images of ``images`` (one image, a folder or a list file: see
+    :func:`gluon_dml.data.sources.list_images`) with the run in ``run_dir`` and index them in the
+    catalogue folder ``out`` (``add=True``: into the existing catalogue ``out``; images whose
+    path it already holds are skipped). Returns ``(catalog, report)``; ``report`` has the counts,
+    the times and the index's size."""
+    from .data.sources import list_images
+    from .engine import get_contexts
+    from .index import create_index
+    from .methods import open_run
+    log = log or (lambda msg: None)
+    t0 = time.time()
+    paths, labels = list_images(images)
+    root = os.path.abspath(images) if os.path.isdir(images) else None
+    paths = [os.path.abspath(p) for p in paths]
+    if add:
+        cat = open_catalog(out, ctx, uri)
+        if os.path.abspath(cat.source['run_dir']) != os.path.abspath(run_dir):
+            raise UserError('%s was embedded by %s, not %s: a catalogue holds one run\'s vectors.'
+                            % (out, cat.source['run_dir'], run_dir))
+        have = {m.get('path') for m in (cat.index.get(i) for i in cat.index.ids())}
+        keep = [i for i, p in enumerate(paths) if p not in have]
+        skipped_known = len(paths) - len(keep)
+        paths = [paths[i] for i in keep]
+        labels = [labels[i] for i in keep] if labels is not None else None
+        trained_enc = cat.encoders
+    else:
+        if os.path.isfile(os.path.join(out, CATALOG_FILE)):
+            raise UserError('%s already holds a catalogue; add to it with --add, or choose another '
+                            '--out.' % out)
+        skipped_known = 0
+        trained = open_run(run_dir, ctx or get_contexts(''), which)
+        trained_enc = trained.encoders()
+    os.makedirs(out, exist_ok=True)
+    vectors, kept, bad = _embed_resumable(trained_enc, paths, out, batch_size, chunk, progress, log)
+    t_embed = time.time() - t0
+    label_of = dict(zip(paths, labels)) if labels is not None else {}
+    metadata = []
+    for p in kept:
+        meta = {'path': p}
+        label = label_of.get(p) if labels is not None else (_label_of(p, root) if root else None)
+        if label is not None:
+            meta['label'] = label
+        metadata.append(meta)
+    t1 = time.time()
+    if add:
+        if len(kept):
+            cat.add_vectors(vectors, metadata)
+    else:
+        if not len(kept):
+            raise UserError('None of the %d image(s) of %s could be read.' % (len(paths), images))
+        kind = trained_enc.kind
+        metric = 'hamming' if kind == 'binary' else ('ip' if trained_enc.normalized else 'l2')
+        params = dict(index_params)
+        if uri:
+            params['uri'] = uri
+        params.setdefault('expected_size', len(kept))
+        index = create_index(backend=backend, kind=kind, dim=trained_enc.dim, metric=metric,
+                             index_type=index_type, path=out, **params)
+        args = trained.args
+        source = {'run_dir': os.path.abspath(run_dir), 'method': args.get('method'),
+                  'data': args.get('data'), 'loss': args.get('loss'), 'which': which,
+                  'network': trained.params_label, 'params': os.path.abspath(trained.params),
+                  'kind': kind, 'dim': trained_enc.dim, 'normalized': trained_enc.normalized,
+                  'images': os.path.abspath(images), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
+        cat = Catalog(out, index, source, ctx)
+        cat._encoders = trained_enc
+        cat.add_vectors(vectors, metadata)
+    cat.save()
+    shutil.rmtree(os.path.join(out, _PENDING), ignore_errors=True)
+    t_index = time.time() - t1
+    info = cat.info()
+    report = {'added': len(kept), 'skipped_unreadable': len(bad), 'unreadable': bad[:10],
+              'skipped_already_there': skipped_known, 'count': len(cat.index),
+              'embed_seconds': t_embed, 'index_seconds': t_index, 'memory_bytes': info['memory_bytes'],
+              'index_type': info['index_type'], 'backend': info['backend']}
+    return cat, report

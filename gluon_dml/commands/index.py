@@ -1,0 +1,75 @@
+"""Embed a collection of images with a trained run and index it: a catalogue to search and serve.
+
+    gluon-dml index runs/faces --images photos/ --out catalog/             # faiss, chosen by size
+    gluon-dml index runs/faces --images more/ --out catalog/ --add         # add to it
+    gluon-dml index runs/faces --images photos/ --out catalog/ --backend milvus          # Milvus Lite
+    gluon-dml index runs/faces --images photos/ --out catalog/ --backend milvus --uri http://milvus-host:19530
+    gluon-dml index runs/hash-fashion-mnist-hashnet-48 --images pics/ --out codes/  # binary codes
+
+``--images``: one image, a folder (searched recursively; the name of the folder an image sits
+in becomes its label) or a list file (``path`` or ``path label [split]`` per line). Embedding
+goes in batches with a progress bar and is resumable: run the same command again after an
+interruption and the parts already embedded are reused. Unreadable images are skipped and
+counted. Prints the catalogue's size, memory and build time.
+"""
+import argparse
+
+from .. import cli
+
+__all__ = ['main']
+
+INDEX_TYPES = ('auto', 'flat', 'ivf_flat', 'ivf_pq', 'hnsw', 'ivf', 'hash')
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog='gluon-dml index', description=__doc__.splitlines()[0])
+    p.add_argument('run_dir', help='the run folder whose network embeds the images')
+    p.add_argument('--images', required=True, help='one image, a folder or a list file')
+    p.add_argument('--out', required=True, help='the catalogue folder')
+    p.add_argument('--add', action='store_true', help='add to the existing catalogue --out')
+    p.add_argument('--backend', choices=['faiss', 'milvus'], default='faiss',
+                   help='faiss (files in the catalogue folder) or Milvus (default faiss)')
+    p.add_argument('--uri', default=None,
+                   help='Milvus: a server or cluster, http://host:19530 (default: Milvus Lite, a '
+                        '.db file in the catalogue folder)')
+    p.add_argument('--index-type', '--index_type', default='auto', metavar='TYPE',
+                   help='auto (by catalogue size), flat, ivf_flat, ivf_pq, hnsw; binary codes: '
+                        'flat, ivf, hash; or factory:SPEC (a faiss index_factory string) '
+                        '(default auto)')
+    p.add_argument('--nlist', type=int, default=None, help='IVF lists (default ~ 4 sqrt(N))')
+    p.add_argument('--nprobe', type=int, default=None, help='IVF lists searched per query')
+    p.add_argument('--chunk', type=int, default=2048,
+                   help='images per saved part of the resumable embedding (default 2048)')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    cli.add_trained_run_flags(p)
+    p.set_defaults(batch_size=64)
+    return p
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    if not (a.index_type in INDEX_TYPES or a.index_type.startswith('factory:')):
+        raise cli.UserError('--index-type must be one of %s or factory:SPEC, got %r.'
+                            % (', '.join(INDEX_TYPES), a.index_type))
+    if a.batch_size < 1 or a.chunk < 1:
+        raise cli.UserError('--batch-size and --chunk must be positive.')
+    from ..catalog import build_catalog
+    from ..engine import get_contexts
+    params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
+    cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend,
+                                index_type=a.index_type, uri=a.uri, add=a.add,
+                                batch_size=a.batch_size, chunk=a.chunk, which=a.checkpoint,
+                                ctx=get_contexts(a.gpus), progress=not a.no_progress,
+                                log=lambda msg: print(msg, flush=True), **params)
+    info = cat.info()
+    for path, why in report['unreadable']:
+        print('skipped: %s (%s)' % (path, why))
+    print('%s %s index (%s, %d x %s): %d items (%d added, %d unreadable skipped%s); %.1f MB; '
+          'embedded in %.1f s, indexed in %.2f s; catalogue %s'
+          % (info['backend'], info['index_type'], info['metric'], info['dim'],
+             'bits' if info['kind'] == 'binary' else 'floats', report['count'], report['added'],
+             report['skipped_unreadable'], ', %d already there' % report['skipped_already_there']
+             if a.add else '', (report['memory_bytes'] or 0) / 2 ** 20, report['embed_seconds'],
+             report['index_seconds'], a.out))
+    cat.close()
+    return report
