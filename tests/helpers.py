@@ -50,3 +50,14 @@ def loss_from_args(args, num_classes, embed_dim):
         batch_k=args.batch_k, beta_per_class=getattr(args, 'beta_per_class', False),
         family=loss_family(args.loss) if args.method == 'hash' else 'embedding')
     return loss
+
+
+def run_command(*args, timeout=600, env=None, check=False):
+    """Run ``gluon-dml COMMAND ...`` (as ``python -m gluon_dml``) in a subprocess."""
+    cmd = [sys.executable, '-m', 'gluon_dml'] + [str(a) for a in args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=env or script_env(), cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError('gluon-dml %s failed (%d):\n%s\n%s' % (
+            args[0], proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+    return proc

@@ -1,0 +1,153 @@
+"""gluon-dml index and search: a real run embeds real image files into a real faiss index (and an
+embedded Milvus Lite file), searched from the command line; resumable embedding."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gluon_dml.catalog import build_catalog, open_catalog
+
+from .helpers import run_command, run_script
+
+
+@pytest.fixture(scope='module')
+def digits_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp('run') / 'r'
+    run_script('train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '6',
+               '--no-progress', '--save-dir', run, check=True)
+    return run
+
+
+@pytest.fixture(scope='module')
+def image_folder(tmp_path_factory):
+    """120 scikit-learn digits as PNG files in class folders, dark ink on light paper, and one
+    file that is not an image."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    root = tmp_path_factory.mktemp('images') / 'digits'
+    d = load_digits()
+    for i in range(120):
+        folder = root / str(d.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        img = (255 - d.images[i] * 16).clip(0, 255).astype('uint8')
+        Image.fromarray(img).resize((32, 32)).save(folder / ('%03d.png' % i))
+    (root / '5' / 'broken.png').write_bytes(b'not a png at all')
+    return root
+
+
+def _gluon_dml(*argv, check=True):
+    return run_command(*argv, check=check)
+
+
+def test_index_and_search_from_the_command_line(digits_run, image_folder, tmp_path):
+    cat = tmp_path / 'cat'
+    proc = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--no-progress')
+    assert 'faiss flat index (ip, 64 x floats): 120 items (120 added, 1 unreadable skipped)' in proc.stdout
+    assert 'skipped: %s' % (image_folder / '5' / 'broken.png') in proc.stdout
+    assert not (cat / '.embedding').exists()                 # the resumable parts are cleaned up
+    source = json.load(open(cat / 'catalog.json'))
+    assert source['run_dir'] == str(digits_run) and source['network'] == 'final network'
+    assert (source['kind'], source['dim'], source['count']) == ('float', 64, 120)
+
+    query = image_folder / '3' / '003.png'
+    proc = _gluon_dml('search', cat, '--image', query, '-k', '5', '--json')
+    hits = json.loads(proc.stdout)
+    assert [h['path'] for h in hits][0] == str(query)                 # the image finds itself
+    assert hits[0]['score'] == pytest.approx(1.0, abs=1e-4) and hits[0]['label'] == '3'
+    assert all(set(h) == {'id', 'path', 'score', 'distance', 'label', 'metadata'} for h in hits)
+    assert [h['score'] for h in hits] == sorted((h['score'] for h in hits), reverse=True)
+    assert 'search' in proc.stderr and 'ms' in proc.stderr
+
+    # the same answer by vector and by id; a filter keeps one label
+    c = open_catalog(str(cat))
+    v = c.embed_images([str(query)])
+    np.save(tmp_path / 'q.npy', v[0])
+    by_vector = json.loads(_gluon_dml('search', cat, '--vector', tmp_path / 'q.npy', '--json').stdout)
+    assert [h['id'] for h in by_vector] == [h['id'] for h in
+                                            json.loads(_gluon_dml('search', cat, '--image', query,
+                                                                  '--json').stdout)]
+    by_id = json.loads(_gluon_dml('search', cat, '--id', hits[0]['id'], '-k', '4', '--json',
+                                  '--filter', 'label=7').stdout)
+    assert len(by_id) == 4 and {h['label'] for h in by_id} == {'7'}
+    # precision of the neighbours against the folder labels: the run learned something
+    labels = {i: c.index.get(i)['label'] for i in c.index.ids()}
+    found = c.search_id(hits[0]['id'], k=10)
+    assert sum(labels[h.id] == '3' for h in found) >= 5
+
+    bad = _gluon_dml('search', cat, '--vector', tmp_path / 'q.npy', '-k', '0', check=False)
+    assert bad.returncode == 2 and '-k must be a positive integer' in bad.stderr
+    np.save(tmp_path / 'wrong.npy', np.zeros(7, np.float32))
+    bad = _gluon_dml('search', cat, '--vector', tmp_path / 'wrong.npy', check=False)
+    assert bad.returncode == 2 and 'has 64 values' in bad.stderr
+    bad = _gluon_dml('search', cat, '--text', 'a red bag', check=False)
+    assert bad.returncode == 2 and 'Search by text needs a catalogue embedded by a train_vse.py run' in bad.stderr
+    again = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, check=False)
+    assert again.returncode == 2 and 'already holds a catalogue; add to it with --add' in again.stderr
+
+
+def test_add_takes_only_new_images_and_persists(digits_run, image_folder, tmp_path):
+    cat = str(tmp_path / 'cat')
+    first = [str(image_folder / '0' / f) for f in sorted(os.listdir(image_folder / '0'))]
+    listing = tmp_path / 'some.txt'
+    listing.write_text('\n'.join(first[:5]) + '\n')
+    c, report = build_catalog(str(digits_run), str(listing), cat)
+    assert (report['added'], len(c.index)) == (5, 5) and 'label' not in c.index.get(c.index.ids()[0])
+    c.close()
+    listing.write_text('\n'.join('%s zero' % p for p in first[:8]) + '\n')   # 5 known + 3 new
+    c, report = build_catalog(str(digits_run), str(listing), cat, add=True)
+    assert (report['added'], report['skipped_already_there'], len(c.index)) == (3, 5, 8)
+    c.close()
+    c = open_catalog(cat)
+    assert len(c.index) == 8 and sorted(m['path'] for m in map(c.index.get, c.index.ids())) == sorted(first[:8])
+    assert [c.index.get(i).get('label') for i in c.index.ids()].count('zero') == 3
+
+
+def test_embedding_resumes_from_its_saved_parts(digits_run, image_folder, tmp_path):
+    """An embedding interrupted after two parts: the next build reuses them and embeds the rest."""
+    from gluon_dml.catalog import _embed_resumable
+    from gluon_dml.methods import open_run
+    enc = open_run(str(digits_run)).encoders()
+    paths = sorted(str(p) for p in image_folder.glob('*/*.png'))
+    calls = []
+    real = enc.embed_paths
+
+    class Killed(Exception):
+        pass
+
+    def interrupted(batch, *a, **kw):
+        calls.append(len(batch))
+        if len(calls) == 3 and not log:
+            raise Killed('the third part never finishes')
+        return real(batch, *a, **kw)
+    enc.embed_paths = interrupted
+    out = str(tmp_path / 'cat')
+    log = []
+    with pytest.raises(Killed):
+        _embed_resumable(enc, paths, out, 16, 30, False, lambda m: None)
+    assert len(os.listdir(os.path.join(out, '.embedding'))) == 2
+    calls.clear()
+    vectors, kept, bad = _embed_resumable(enc, paths, out, 16, 30, False, log.append)
+    assert len(paths) == 121 and calls == [30, 30, 1]          # parts 3, 4 and 5 only
+    assert sum('reused' in m for m in log) == 2
+    enc.embed_paths = real
+    ref, ref_kept, _ = real(paths, 16)
+    assert kept == ref_kept and len(bad) == 1
+    np.testing.assert_allclose(vectors, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_a_milvus_lite_catalogue_gives_the_faiss_answers(digits_run, image_folder, tmp_path):
+    pytest.importorskip('pymilvus', reason='the milvus extra is not installed (pip install -e ".[milvus]")')
+    listing = tmp_path / 'l.txt'
+    listing.write_text('\n'.join(sorted(str(p) for p in image_folder.glob('[0-4]/*.png'))) + '\n')
+    faiss_cat, _ = build_catalog(str(digits_run), str(listing), str(tmp_path / 'f'))
+    milvus_cat, _ = build_catalog(str(digits_run), str(listing), str(tmp_path / 'm'), backend='milvus')
+    assert milvus_cat.info()['backend'] == 'milvus'
+    queries = faiss_cat.embed_images(sorted(str(p) for p in image_folder.glob('[5-9]/*.png'))[:10])
+    for a, b in zip(faiss_cat.search_vectors(queries, k=5), milvus_cat.search_vectors(queries, k=5)):
+        np.testing.assert_allclose([h.score for h in a], [h.score for h in b], rtol=1e-4, atol=1e-5)
+        assert [h.metadata['path'] for h in a] == [h.metadata['path'] for h in b]
+    milvus_cat.close()
+    again = open_catalog(str(tmp_path / 'm'))
+    assert len(again.index) == len(faiss_cat.index)
+    again.close()
