@@ -27,7 +27,12 @@ import time
 
 import numpy as np
 
+from .data.sources import list_images
+from .engine import get_contexts
+from .engine.checkpoint import atomic_save
 from .errors import UserError
+from .index import create_index, open_index
+from .methods import open_run
 
 __all__ = ['Catalog', 'build_catalog', 'open_catalog', 'hit_record', 'CATALOG_FILE']
 
@@ -70,8 +75,6 @@ class Catalog(object):
     @property
     def encoders(self):
         if self._encoders is None:
-            from .engine import get_contexts
-            from .methods import open_run
             run_dir = self.source['run_dir']
             if not os.path.isdir(run_dir):
                 raise UserError('The run folder %s that embedded the catalogue %s is gone; queries '
@@ -163,7 +166,6 @@ class Catalog(object):
 
 def open_catalog(path, ctx=None, uri=None):
     """Open a catalogue folder written by :func:`build_catalog`."""
-    from .index import open_index
     cat_file = os.path.join(str(path), CATALOG_FILE)
     if not os.path.isfile(cat_file):
         raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
@@ -184,7 +186,6 @@ def _pending_parts(out):
 def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log):
     """Embed ``paths`` in parts of ``chunk`` images, each saved as it is done; parts saved by an
     earlier, interrupted call over the same paths are reused. Returns (vectors, kept, bad)."""
-    from .engine.checkpoint import atomic_save
     folder = os.path.join(out, _PENDING)
     os.makedirs(folder, exist_ok=True)
     vecs, kept, bad = [], [], []
@@ -224,10 +225,6 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
     catalogue folder ``out`` (``add=True``: into the existing catalogue ``out``; images whose
     path it already holds are skipped). Returns ``(catalog, report)``; ``report`` has the counts,
     the times and the index's size."""
-    from .data.sources import list_images
-    from .engine import get_contexts
-    from .index import create_index
-    from .methods import open_run
     log = log or (lambda msg: None)
     t0 = time.time()
     paths, labels = list_images(images)

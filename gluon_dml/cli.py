@@ -64,9 +64,8 @@ def build_parser(method):
     p = argparse.ArgumentParser(
         prog=m.script, usage='%(prog)s [options]', formatter_class=_HelpFormatter,
         allow_abbrev=False,
-        description=m.description + ' Flags take - or _ (--batch-size, --batch_size); yes/no '
-        'options take true/false, 1/0 or yes/no. Defaults that depend on the dataset are given '
-        'per dataset.')
+        description=m.description + ' Flags take - or _; yes/no options take true/false, 1/0 or '
+        'yes/no; defaults that depend on the dataset are given per dataset.')
     g = p.add_argument_group('data')
     _flag(g, '--data', default=None, metavar='NAME',
           help='dataset: %s (default %s)' % (', '.join(m.dataset_names()), m.default_data))
@@ -81,25 +80,22 @@ def build_parser(method):
     _flag(g, '--num-workers', type=int, default=None, metavar='N',
           help='data loading threads (default %s)' % rule('num_workers'))
     _flag(g, '--image-size', type=int, default=None, metavar='PX',
-          help='photo datasets: side of the (random resized / centre) crop fed to the net '
-               '(default 224)')
+          help='photo datasets: side of the crop fed to the net (default 224)')
     _flag(g, '--resize', type=int, default=None, metavar='PX',
-          help='photo datasets: test-time shorter side before the centre crop (default '
-               'image-size * 8/7)')
+          help='photo datasets: test-time shorter side before the centre crop (default 8/7 of '
+               '--image-size)')
     _flag(g, '--color-jitter', type=float, default=None, metavar='X',
-          help='photo datasets: brightness/contrast/saturation jitter in training (default 0: off)')
+          help='photo datasets: colour jitter in training (default 0: off)')
     _flag(g, '--crop-boxes', action='store_true',
           help='CUB / Cars196: crop every image to its bounding box')
     _flag(g, '--skip-bad-images', action='store_true',
-          help='leave out (and count) missing, corrupt or truncated image files instead of stopping')
+          help='leave out (and count) unreadable image files instead of stopping')
     _flag(g, '--split-classes', default=None, metavar='X',
-          help='folder / list / LFW: open-set class split, a training fraction (0.5) or a number '
-               'of training classes (default 0.5)')
+          help='folder / list / LFW: training classes, a fraction or a count (default 0.5)')
     _flag(g, '--val-classes', default=None, metavar='X',
-          help='hold out training classes and evaluate on them instead of the test classes, and '
-               'keep the best epoch on them (choose settings without looking at the test '
-               'classes): a fraction (0.3) or class names / name prefixes (Korean,Early_Aramaic); '
-               'default: none, the test classes are evaluated and the final epoch reported')
+          help='evaluate on held-out training classes, a fraction (0.3) or names '
+               '(Korean,Early_Aramaic), and keep the best epoch on them (default: none; the test '
+               'classes are evaluated and the final epoch is reported)')
 
     g = p.add_argument_group('model')
     _flag(g, '--model', default=None, metavar='NAME',

@@ -9,6 +9,7 @@ the flags that the chosen combination ignores. Nothing here parses argv or print
 """
 import os
 
+from .data import IMAGE_OPTIONS, is_image_dataset, normalize_name
 from .errors import UserError
 
 __all__ = ['DEFAULTS', 'RECIPES', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
@@ -53,7 +54,6 @@ def canonical_data_name(name):
 
 
 def _dataset_recipe(data):
-    from .data import is_image_dataset
     return RECIPES.get(data, IMAGE_RECIPE if is_image_dataset(data) else {})
 
 
@@ -62,6 +62,9 @@ def resolve(args, method):
     the run, and check the result. ``method``: a :class:`gluon_dml.methods.Method`."""
     args.method = method.name
     args.data = canonical_data_name(args.data or method.default_data)
+    for dest in method.ignored_flags:        # no effect with this method: its recipe value stays
+        if hasattr(args, dest):
+            setattr(args, dest, None)
     asked_beta_per_class = getattr(args, 'beta_per_class', None)
     for layer in (method.recipe(args.data), _dataset_recipe(args.data), DEFAULTS):
         for key, value in layer.items():
@@ -118,7 +121,6 @@ def dataset_options(args, augment=None):
     dict of ``args.json``): the photo datasets take the image size, augmentation, box crops,
     bad-image skipping and class split; the in-memory ones take none. ``augment=False`` forces
     the test transform (evaluating the training split)."""
-    from .data import IMAGE_OPTIONS, is_image_dataset
     get = args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
     if not is_image_dataset(get('data')):
         return {}
@@ -143,7 +145,6 @@ def _flag(dest):
 def flag_warnings(args, given, method):
     """One sentence for each flag in ``given`` (the dests typed on the command line) that has no
     effect with the other settings of ``args``."""
-    from .data import is_image_dataset
     out = []
     for dest, reason in method.ignored_flags.items():
         if dest in given:
@@ -157,7 +158,6 @@ def flag_warnings(args, given, method):
                 out.append('%s has no effect with --data %s: it is an option of the photo '
                            'datasets (read from image files).' % (_flag(dest), args.data))
     else:
-        from .data import normalize_name
         key = normalize_name(args.data)
         if 'crop_boxes' in given and key not in ('cub2002011', 'cub', 'cars196', 'cars'):
             out.append('--crop-boxes has no effect with --data %s: only CUB-200-2011 and Cars196 '

@@ -35,7 +35,7 @@ def test_every_flag_has_a_help_line_and_no_default_none(method):
     assert '(default: None)' not in text
     assert text.splitlines()[0] == 'usage: %s [options]' % parser.prog      # no 40-line usage block
     # each flag listed once: the "_" twins are accepted but not shown
-    assert '--batch_size' not in text and '--batch-size N' in text
+    assert not re.search(r'^\s+--batch_size', text, re.M) and '  --batch-size N' in text
 
 
 def test_help_groups_in_order_and_the_first_forty_lines_show_usage_and_the_first_groups():
@@ -91,7 +91,7 @@ def _warnings(method, *argv):
     ('margin', ['--momentum', '0.5'], '--momentum has no effect with --optimizer adam'),
     ('margin', ['--factor', '0.1'], '--factor has no effect without --steps'),
     ('margin', ['--data', 'CUB_200_2011', '--data-path', '/x', '--split-classes', '0.5'],
-     '--split-classes has no effect with --data cub_200_2011'),
+     '--split-classes has no effect with --data cub-200-2011'),
 ])
 def test_a_flag_without_effect_gets_one_warning_naming_it(tmp_path, monkeypatch, method, argv, expected):
     monkeypatch.chdir(tmp_path)
@@ -237,7 +237,8 @@ def test_best_epoch_is_chosen_on_validation_classes_only(tmp_path, digits_run):
     assert not (digits_run / 'best.params').exists()      # no validation classes: the final net
     run = tmp_path / 'val'
     proc = run_script('train_margin.py', '--data', 'digits', '--epochs', '2', '--batches-per-epoch',
-                      '3', '--val-classes', '0.4', '--no-progress', '--save-dir', run, check=True)
+                      '3', '--val-classes', '0.4', '--batch-size', '36', '--no-progress',
+                      '--save-dir', run, check=True)
     best = json.load(open(run / 'best.json'))
     assert best['selected_on'] == 'validation' and best['selected_by'] == 'recall@1'
     log = [json.loads(ln) for ln in open(run / 'log.jsonl')]

@@ -18,7 +18,11 @@ import os
 import numpy as np
 
 from .. import cli
+from ..data.captions import tokenize
+from ..data.sources import list_images
+from ..engine import get_contexts
 from ..errors import UserError
+from ..methods import open_run
 
 __all__ = ['main']
 
@@ -41,10 +45,6 @@ def main(argv=None):
     if not a.captions and not a.images:
         raise UserError('Nothing to embed: pass --images (an image, a folder or a list file) '
                         'and/or --captions FILE.')
-    from ..data.captions import tokenize
-    from ..data.sources import list_images
-    from ..engine import get_contexts
-    from ..methods import open_run
 
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint)
     enc = trained.encoders()

@@ -13,6 +13,8 @@ classes for a run trained with them); ``--checkpoint best|last`` picks another.
 import argparse
 
 from .. import cli, config
+from ..engine import get_contexts, load_run_args
+from ..methods import get_method, open_run
 
 __all__ = ['main']
 
@@ -42,8 +44,6 @@ def build_parser():
 def main(argv=None):
     a = build_parser().parse_args(argv)
     config.check_nmi_runs(a.nmi_runs)
-    from ..engine import get_contexts, load_run_args
-    from ..methods import get_method, open_run
     run_args = load_run_args(a.run_dir)
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint)

@@ -10,8 +10,10 @@ import argparse
 import json
 import time
 
-
 from .. import config
+from ..data.hashing import get_hash_splits
+from ..index.baselines import get_baseline
+from ..metrics.hashing import hashing_metrics
 
 
 def main(argv=None):
@@ -24,9 +26,6 @@ def main(argv=None):
     p.add_argument('--out', default=None, metavar='FILE.json')
     a = p.parse_args(argv)
 
-    from ..data.hashing import get_hash_splits
-    from ..index.baselines import get_baseline
-    from ..metrics.hashing import hashing_metrics
 
     splits = get_hash_splits(a.data, a.data_path)
     db, q = splits['database'], splits['query']

@@ -15,6 +15,8 @@ counted. Prints the catalogue's size, memory and build time.
 import argparse
 
 from .. import cli
+from ..catalog import build_catalog
+from ..engine import get_contexts
 
 __all__ = ['main']
 
@@ -53,8 +55,6 @@ def main(argv=None):
                             % (', '.join(INDEX_TYPES), a.index_type))
     if a.batch_size < 1 or a.chunk < 1:
         raise cli.UserError('--batch-size and --chunk must be positive.')
-    from ..catalog import build_catalog
-    from ..engine import get_contexts
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
     cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend,
                                 index_type=a.index_type, uri=a.uri, add=a.add,

@@ -13,8 +13,10 @@ import argparse
 import os
 import time
 
-
 from .. import cli
+from ..engine import load_run_args
+from ..viz import RunState, env_name
+from ..viz.dashboard import Dashboard, connect
 
 
 def main(argv=None):
@@ -28,9 +30,6 @@ def main(argv=None):
                    help='keep pushing what the run adds, every SECONDS (default 10), until Ctrl-C')
     a = p.parse_args(argv)
 
-    from ..engine import load_run_args
-    from ..viz import RunState, env_name
-    from ..viz.dashboard import Dashboard, connect
 
     run_args = load_run_args(a.run_dir)          # a clear error when this is not a run folder
     env = env_name(a.viz_env or run_args.get('viz_env') or run_args.get('name')

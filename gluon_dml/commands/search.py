@@ -17,6 +17,8 @@ import time
 import numpy as np
 
 from .. import cli
+from ..catalog import hit_record, open_catalog
+from ..engine import get_contexts
 
 __all__ = ['main']
 
@@ -63,8 +65,6 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     if a.k < 1:
         raise cli.UserError('-k must be a positive integer, got %d.' % a.k)
-    from ..catalog import hit_record, open_catalog
-    from ..engine import get_contexts
     cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
     flt = parse_filter(a.filter)
     queries = a.image or a.text or ([a.vector] if a.vector else ['id %d' % a.id])

@@ -18,11 +18,17 @@ import time
 import numpy as np
 
 from .. import cli
+from ..data.hashing import get_hash_splits
+from ..data.sources import list_images
+from ..engine import get_contexts
+from ..index import build_binary_index, index_bytes, load_codes, search
+from ..methods import open_run
+from ..methods.hashing import encode
+from ..metrics.hashing import relevance, to_pm1
+from ..models.hashing import binarize
 
 
 def _encode_split(net, splits, name, ctx, batch_size):
-    from ..methods.hashing import encode
-    from ..models.hashing import binarize
     if name not in splits:
         raise cli.UserError('Unknown split %r; this protocol has: %s.' % (name, ', '.join(sorted(splits))))
     out, labels = encode(net, splits[name], ctx, batch_size, progress=True, desc='encode ' + name)
@@ -30,7 +36,6 @@ def _encode_split(net, splits, name, ctx, batch_size):
 
 
 def _encode_images(trained, source, batch_size):
-    from ..data.sources import list_images
     paths, _ = list_images(source)
     codes, _, _ = trained.encoders().embed_paths(paths, batch_size, skip_bad=False)
     return codes, None
@@ -57,11 +62,6 @@ def main(argv=None):
     if a.k < 1:
         raise cli.UserError('--k must be a positive integer, got %d.' % a.k)
 
-    from ..data.hashing import get_hash_splits
-    from ..engine import get_contexts
-    from ..methods import open_run
-    from ..index import build_binary_index, index_bytes, load_codes, search
-    from ..metrics.hashing import relevance, to_pm1
 
     ctx = get_contexts(a.gpus)
     trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash')

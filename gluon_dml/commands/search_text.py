@@ -8,6 +8,10 @@ import argparse
 import numpy as np
 
 from .. import cli
+from ..data.captions import tokenize
+from ..engine import get_contexts, load_run_args
+from ..methods import open_run
+from ..methods.vse import data_root, embed_captions, embed_images, load_split
 
 
 def main(argv=None):
@@ -24,10 +28,6 @@ def main(argv=None):
     if a.top < 1:
         raise cli.UserError('--top must be at least 1, got %d.' % a.top)
 
-    from ..data.captions import tokenize
-    from ..engine import get_contexts, load_run_args
-    from ..methods import open_run
-    from ..methods.vse import data_root, embed_captions, embed_images, load_split
     if load_run_args(a.run_dir).get('method') != 'vse':
         raise cli.UserError('%s is not a train_vse.py run; text search needs an image-caption '
                             'embedding.' % a.run_dir)

@@ -10,6 +10,10 @@ import os
 import numpy as np
 
 from .. import cli
+from ..data import get_dataset
+from ..engine import embed_dataset, get_contexts
+from ..methods import open_run
+from ..viz import plots, views
 
 
 def main(argv=None):
@@ -29,10 +33,6 @@ def main(argv=None):
     if a.points < 3:
         raise cli.UserError('--points must be at least 3, got %d.' % a.points)
 
-    from ..data import get_dataset
-    from ..engine import embed_dataset, get_contexts
-    from ..methods import open_run
-    from ..viz import plots, views
 
     ctx = get_contexts(a.gpus)
     trained = open_run(a.run_dir, ctx, a.checkpoint)

@@ -195,7 +195,7 @@ class CaptionPairs(Dataset):
 # ---------------------------------------------------------------------------------------------
 
 def is_precomputed(root, data=''):
-    return str(data).endswith('_precomp') or bool(
+    return str(data).replace('-', '_').endswith('_precomp') or bool(
         root and glob.glob(os.path.join(root, '*_ims.npy')))
 
 

@@ -8,6 +8,7 @@ every option the loss really used, defaults included.
 """
 import inspect
 
+from . import get_loss_class, list_losses
 from ..errors import UserError
 from .options import loss_options, option_users
 
@@ -19,7 +20,6 @@ FILLED_BY_RUN = ('num_classes', 'embed_dim', 'negatives_per_anchor')
 
 def loss_family(name):
     """``'hashing'`` for the losses over binary codes (train_hash.py), else ``'embedding'``."""
-    from . import get_loss_class
     return getattr(get_loss_class(name), 'family', 'embedding')
 
 
@@ -48,7 +48,6 @@ def build_loss(name, options=None, num_classes=None, embed_dim=None, batch_k=Non
                beta_per_class=False, family='embedding'):
     """(loss block, {option: value used}) for loss ``name`` with ``options`` (typed, see
     :func:`loss_flags`); the other constructor arguments come from the run."""
-    from . import get_loss_class
     try:
         cls = get_loss_class(name)
     except ValueError as err:
@@ -74,7 +73,6 @@ def build_loss(name, options=None, num_classes=None, embed_dim=None, batch_k=Non
 
 def check_loss(name, family='embedding', beta_per_class=False):
     """Refuse a loss of the other family, or --beta-per-class for a loss without beta."""
-    from . import get_loss_class
     try:
         get_loss_class(name)
     except ValueError as err:
@@ -90,5 +88,4 @@ def check_loss(name, family='embedding', beta_per_class=False):
 
 
 def _family_members(family):
-    from . import list_losses
     return [n for n in list_losses() if loss_family(n) == family]

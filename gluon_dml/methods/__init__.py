@@ -18,31 +18,11 @@ callables that embed images (and captions) with it. Adding a method is one modul
 from .base import Encoders, Method, TrainedRun, open_run, run, summary_line, viz_sinks
 from .embedding import EmbeddingMethod, NPairMethod
 from .hashing import HashMethod
+from .registry import METHODS, get_method, list_methods, register_method
 from .vse import VSEMethod
 
 __all__ = ['METHODS', 'register_method', 'get_method', 'list_methods', 'Method', 'run',
            'open_run', 'TrainedRun', 'Encoders', 'summary_line', 'viz_sinks']
-
-METHODS = {}
-
-
-def register_method(method, overwrite=False):
-    """Add a :class:`Method` instance to the registry under ``method.name``."""
-    if method.name in METHODS and not overwrite:
-        raise ValueError('A method named %r is already registered.' % method.name)
-    METHODS[method.name] = method
-    return method
-
-
-def get_method(name):
-    if name not in METHODS:
-        raise ValueError('Unknown method %r; registered methods: %s.' % (name, ', '.join(sorted(METHODS))))
-    return METHODS[name]
-
-
-def list_methods():
-    return sorted(METHODS)
-
 
 for _m in (EmbeddingMethod(), NPairMethod(), HashMethod(), VSEMethod()):
     register_method(_m)

@@ -8,10 +8,14 @@ seeding, the engine, the summary line.
 import json
 import os
 
+from ..data import list_datasets
 from ..engine import EngineConfig, Logger, get_contexts, seed_everything
-from ..engine.loop import Engine, embed_dataset
+from ..engine.logger import read_log
+from ..engine.loop import Engine, _progress, embed_dataset
 from ..engine.rundir import load_run_args, prepare_run, trained_params_path, write_args
 from ..errors import UserError
+from ..viz import VisdomSink, env_name
+from .registry import get_method
 
 __all__ = ['Method', 'run', 'TrainedRun', 'Encoders', 'viz_sinks', 'summary_line']
 
@@ -40,15 +44,12 @@ class Method(object):
     best_metric = 'recall@1'
     summary_metrics = ('recall@1', 'map@r', 'nmi')
     engine_class = Engine
-    data_path_help = ('omniglot: the copy inside the package; fashion-mnist: '
-                      '/usr/share/datasets/fashion-mnist or $MXNET_HOME/datasets/fashion-mnist; '
-                      'digits: none, it ships with scikit-learn; photo datasets: '
-                      '$MXNET_HOME/datasets/NAME')
+    data_path_help = ('omniglot: the copy in the package; fashion-mnist: '
+                      '/usr/share/datasets/fashion-mnist; photo datasets: $MXNET_HOME/datasets/NAME')
     name_help = 'METHOD-DATA'
 
     def dataset_names(self):
         """The ``--data`` names this method trains on: the datasets of its protocol."""
-        from ..data import list_datasets
         return list_datasets(self.protocol)
 
     # -- settings -----------------------------------------------------------------------------
@@ -132,7 +133,6 @@ def viz_sinks(args):
         import matplotlib  # noqa: F401  (the sink's threads import them: fail here, clearly)
         import sklearn  # noqa: F401
         import visdom  # noqa: F401
-        from ..viz import VisdomSink, env_name
     except ImportError as err:
         raise UserError('--use_viz needs visdom, matplotlib and scikit-learn (pip install -e '
                         '".[cpu]"): %s.' % err) from None
@@ -167,7 +167,6 @@ def _metric_name(key):
 def run(method, args):
     """Train (or resume) the run ``args`` describes with ``method``; returns (engine, final
     metrics). The summary line compares the untrained network (epoch 0) with the result."""
-    from ..engine.logger import read_log
     run_dir = prepare_run(args)
     logger = Logger(run_dir, sinks=viz_sinks(args))
     ctx = get_contexts(args.gpus)
@@ -211,7 +210,6 @@ class Encoders(object):
         """Embeddings of image files, in batches: ``(embeddings (n, D), kept paths, [(path,
         reason)] of the images that could not be read)``."""
         import numpy as np
-        from ..engine.loop import _progress
         out, kept, bad = [], [], []
         starts = range(0, len(paths), batch_size)
         for s in _progress(starts, len(starts), 'embed', progress):
@@ -253,7 +251,6 @@ def open_run(run_dir, ctx=None, which=None, method=None):
     with the reported parameters (``which``: None, ``'best'`` or ``'last'``, see
     :func:`gluon_dml.engine.rundir.trained_params_path`). ``method`` (a name) refuses a run of
     another method with a clear error."""
-    from . import get_method
     args = load_run_args(run_dir)
     if method is not None and args.get('method') != method:
         raise UserError('%s is a %s run, not a %s run.' % (run_dir, args.get('method'), method))

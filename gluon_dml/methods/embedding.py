@@ -13,8 +13,14 @@ import os
 import numpy as np
 
 from .. import config
+from ..data import (BalancedBatchSampler, ImageFileDataset, SuperClassBatchSampler,
+                    dataset_sampling, get_dataset, get_transform, has_query_split, split_validation)
 from ..engine.evaluation import RetrievalEvaluator
 from ..errors import UserError
+from ..losses import get_loss_class
+from ..losses.factory import build_loss
+from ..metrics import evaluate_embeddings
+from ..models import get_model
 from .base import Encoders, Method
 
 __all__ = ['EmbeddingMethod', 'NPairMethod', 'make_sampler', 'validation_split',
@@ -24,7 +30,6 @@ __all__ = ['EmbeddingMethod', 'NPairMethod', 'make_sampler', 'validation_split',
 def make_sampler(args, train_set):
     """P x K class-balanced batches; for ``--data EbayInClass`` every batch from one SOP
     super-class (hard negatives), as the original scripts sampled it."""
-    from ..data import BalancedBatchSampler, SuperClassBatchSampler, dataset_sampling
     if dataset_sampling(args.data) == 'in-superclass':
         if getattr(train_set, 'super_labels', None) is None:
             raise UserError('--data %s samples within super-classes, but this dataset has none.'
@@ -38,7 +43,6 @@ def make_sampler(args, train_set):
 def validation_split(val_classes, train_set):
     """``--val-classes``: (training classes kept, held-out classes read with the test-time
     transform); the test split is not read at all."""
-    from ..data import ImageFileDataset, split_validation
     source = None
     if isinstance(train_set, ImageFileDataset):   # image files: the same items, test transform
         source = copy.copy(train_set)
@@ -55,7 +59,6 @@ def embeddings_normalized(args):
     unnormalised embeddings)."""
     if args.get('normalize_embeddings') is not None:
         return bool(args['normalize_embeddings'])
-    from ..losses import get_loss_class
     try:
         return bool(getattr(get_loss_class(args.get('loss') or 'margin'), 'normalize_embeddings',
                             True))
@@ -74,7 +77,6 @@ class EmbeddingMethod(Method):
         return bool(getattr(args, 'val_classes', None))
 
     def build_data(self, args, logger):
-        from ..data import get_dataset, has_query_split
         options = config.dataset_options(args)
         train = get_dataset(args.data, args.data_path, 'train', **options)
         query = None
@@ -99,7 +101,6 @@ class EmbeddingMethod(Method):
         return make_sampler(args, data['train'])
 
     def build_loss(self, args, data):
-        from ..losses.factory import build_loss
         loss, args.loss_options = build_loss(
             args.loss, getattr(args, '_loss_kwargs', {}), num_classes=data['train'].num_classes,
             embed_dim=args.embed_dim, batch_k=args.batch_k, beta_per_class=args.beta_per_class,
@@ -108,7 +109,6 @@ class EmbeddingMethod(Method):
         return loss
 
     def build_network(self, args, data, ctx):
-        from ..models import get_model
         return get_model(args.model, args.embed_dim, pretrained=args.use_pretrained, ctx=ctx,
                          init_name=getattr(args, 'init', None) or 'xavier',
                          normalize=args.normalize_embeddings)
@@ -120,13 +120,11 @@ class EmbeddingMethod(Method):
 
     # -- a trained run ----------------------------------------------------------------------------
     def network_for_run(self, args, ctx):
-        from ..models import get_model
         return get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
                          normalize=embeddings_normalized(args))
 
     def preprocess(self, args):
         """The run's test-time preprocessing of one image (a path or a PIL image)."""
-        from ..data import get_transform
         opts = config.dataset_options(args, augment=False)
         return get_transform(args['data'], **{k: opts[k] for k in ('image_size', 'resize') if k in opts})
 
@@ -149,8 +147,6 @@ class EmbeddingMethod(Method):
 
     def evaluate_run(self, trained, a):
         """Recall@K, NMI, R-precision, MAP@R of a split; ``--save-embeddings`` writes them."""
-        from ..data import get_dataset, has_query_split, split_validation
-        from ..metrics import evaluate_embeddings
         args = trained.args
         data_path = a.data_path or args.get('data_path')
         options = config.dataset_options(args, augment=False)

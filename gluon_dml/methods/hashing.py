@@ -14,8 +14,15 @@ import os
 import mxnet as mx
 import numpy as np
 
+from ..config import parse_int_list
+from ..data import ShuffledBatchSampler, dataset_splits, get_transform
+from ..data.hashing import get_hash_splits
 from ..engine.loop import Engine, embed_dataset
 from ..errors import UserError
+from ..index import save_codes
+from ..losses.factory import build_loss
+from ..metrics.hashing import hashing_metrics, pr_curve
+from ..models.hashing import ScaleSchedule, binarize, get_hash_model
 from .base import Encoders, Method
 
 __all__ = ['HashMethod', 'HashEngine', 'HashEvaluator', 'encode', 'save_run_codes']
@@ -38,8 +45,6 @@ class HashEvaluator:
         self.num_workers, self.progress = num_workers, progress
 
     def __call__(self, net, ctx, epoch=None):
-        from ..metrics.hashing import hashing_metrics
-        from ..models.hashing import binarize
         db_out, db_labels = encode(net, self.database, ctx, self.batch_size, self.num_workers,
                                    self.progress, 'encode database')
         q_out, q_labels = encode(net, self.query, ctx, self.batch_size, self.num_workers,
@@ -87,8 +92,6 @@ class HashEngine(Engine):
 def save_run_codes(net, run_dir, database, query, ctx, batch_size=256, progress=False):
     """Encode the database and the queries with the network and write them packed
     (``np.packbits``) with their ids: ``RUN_DIR/codes.npz``."""
-    from ..index import save_codes
-    from ..models.hashing import binarize
     db_out, db_labels = encode(net, database, ctx, batch_size, progress=progress, desc='encode database')
     q_out, q_labels = encode(net, query, ctx, batch_size, progress=progress, desc='encode queries')
     path = os.path.join(run_dir, 'codes.npz')
@@ -144,8 +147,6 @@ class HashMethod(Method):
         return 'hash-%s-%s-%d' % (args.data, args.loss, args.bits)
 
     def setup(self, args):
-        from ..config import parse_int_list
-        from ..data import dataset_splits
         try:
             dataset_splits(args.data, self.protocol)
         except ValueError as err:
@@ -159,7 +160,6 @@ class HashMethod(Method):
         return 'queries searched in the database'
 
     def build_data(self, args, logger):
-        from ..data.hashing import get_hash_splits
         splits = get_hash_splits(args.data, args.data_path)
         train, database, query = splits['train'], splits['database'], splits['query']
         logger.info('%s hashing protocol: train %d, database %d, queries %d, %d classes; %s, %d bits; '
@@ -168,12 +168,10 @@ class HashMethod(Method):
         return splits
 
     def build_sampler(self, args, data):
-        from ..data import ShuffledBatchSampler
         return ShuffledBatchSampler(len(data['train']), args.batch_size, args.batches_per_epoch,
                                     seed=args.seed)
 
     def build_loss(self, args, data):
-        from ..losses.factory import build_loss
         loss, args.loss_options = build_loss(
             args.loss, getattr(args, '_loss_kwargs', {}), num_classes=data['train'].num_classes,
             embed_dim=args.bits, batch_k=args.batch_k, family=self.loss_family)
@@ -181,7 +179,6 @@ class HashMethod(Method):
         return loss
 
     def build_network(self, args, data, ctx):
-        from ..models.hashing import get_hash_model
         return get_hash_model(args.model, args.bits, pretrained=args.use_pretrained, ctx=ctx)
 
     def build_evaluator(self, args, data, logger):
@@ -190,7 +187,6 @@ class HashMethod(Method):
                              num_workers=args.num_workers)
 
     def engine_options(self, args, data):
-        from ..models.hashing import ScaleSchedule
         return dict(schedule=ScaleSchedule(args.init_scale, args.scale_gamma, args.scale_power,
                                            args.scale_step),
                     num_classes=data['train'].num_classes)
@@ -203,12 +199,9 @@ class HashMethod(Method):
 
     # -- a trained run ----------------------------------------------------------------------------
     def network_for_run(self, args, ctx):
-        from ..models.hashing import get_hash_model
         return get_hash_model(args['model'], args['bits'], pretrained=False, ctx=ctx)
 
     def encoders(self, trained):
-        from ..data import get_transform
-        from ..models.hashing import binarize
         net, ctx = trained.net, trained.ctx
 
         def image(batch):
@@ -224,10 +217,6 @@ class HashMethod(Method):
         """mAP (whole database), mAP@top-K, precision within Hamming radius 2 and the
         precision-recall points of the protocol's queries; ``--save-codes`` writes the packed
         codes."""
-        from ..data.hashing import get_hash_splits
-        from ..index import save_codes
-        from ..metrics.hashing import hashing_metrics, pr_curve
-        from ..models.hashing import binarize
         args = trained.args
         splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
         db_out, db_labels = trained.embed(splits['database'], a.batch_size, progress=True,

@@ -12,13 +12,21 @@ import json
 import os
 
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon
+import numpy as np
 
+from ..data import ShuffledBatchSampler, get_dataset
+from ..data.base import data_home
+from ..data.captions import (KARPATHY_FILES, CaptionPairs, GreyTransform, ImageNetTransform,
+                             Vocabulary, is_precomputed, pad_captions, tokenize)
+from ..data.fashion3 import build
 from ..engine.checkpoint import atomic_write_text
 from ..engine.loop import Engine, _progress
 from ..errors import UserError
 from ..losses.options import str2bool
+from ..losses.vse import VSELoss
+from ..metrics.crossmodal import crossmodal_metrics
+from ..models.vse import get_vse_model
 from .base import Encoders, Method
 
 __all__ = ['VSEMethod', 'VSEEngine', 'CrossModalEvaluator', 'embed_images', 'embed_captions',
@@ -37,7 +45,6 @@ class VSEEngine(Engine):
         self.grad_clip, self.warmup_epochs = grad_clip, int(warmup_epochs)
         self.warmup_loss = None
         if self.warmup_epochs and getattr(self.loss, 'max_violation', False):
-            from ..losses.vse import VSELoss
             self.warmup_loss = VSELoss(self.loss.margin, max_violation=False)
             if self.config.hybridize:
                 self.warmup_loss.hybridize(static_alloc=True)
@@ -107,7 +114,6 @@ def embed_images(net, cset, ctx, batch_size=256, progress=False):
 
 def embed_captions(net, vocab, token_lists, ctx, batch_size=256, progress=False):
     """(M, D) float32 embeddings of captions given as token lists, in order."""
-    from ..data.captions import pad_captions
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     out, m = [], len(token_lists)
     for a in _progress(range(0, m, batch_size), (m + batch_size - 1) // batch_size, 'captions', progress):
@@ -130,7 +136,6 @@ class CrossModalEvaluator(object):
                 embed_captions(net, self.vocab, self.cset.captions, ctx, self.batch_size, self.progress))
 
     def __call__(self, net, ctx, epoch=None):
-        from ..metrics.crossmodal import crossmodal_metrics
         img, cap = self.embed(net, ctx)
         return crossmodal_metrics(img, cap, coco_folds=self.coco_folds)
 
@@ -152,8 +157,6 @@ def data_root(args):
         raise UserError('--data %s needs --data-path DIR: the folder holding the Karpathy '
                         'split file (e.g. dataset_flickr30k.json) and the images, or '
                         '{split}_ims.npy + {split}_caps.txt.' % _get(args, 'data'))
-    from ..data.base import data_home
-    from ..data.fashion3 import build
     n, seed = int(_get(args, 'fashion3_train', 10000)), int(_get(args, 'fashion3_seed', 0))
     root = os.path.join(data_home(), 'datasets', 'fashion3-train%d-seed%d' % (n, seed))
     build(root, n, seed)
@@ -161,12 +164,10 @@ def data_root(args):
 
 
 def image_transform(data):
-    from ..data.captions import GreyTransform, ImageNetTransform
     return GreyTransform() if data == _FASHION3 else ImageNetTransform()
 
 
 def load_split(args, root, split):
-    from ..data import get_dataset
     data = _get(args, 'data')
     return get_dataset(data, root, split, protocol='captions', transform=image_transform(data),
                        in_memory=data == _FASHION3)
@@ -200,7 +201,6 @@ class VSEMethod(Method):
     name_help = 'vsepp-DATA (vse0-DATA with --max-violation false)'
 
     def dataset_names(self):
-        from ..data.captions import KARPATHY_FILES
         names = sorted(KARPATHY_FILES)
         return names + ['%s_precomp' % n for n in names if n != _FASHION3]
     flags = (
@@ -258,7 +258,6 @@ class VSEMethod(Method):
         return '%s split' % args.val_split
 
     def setup(self, args):
-        from ..data.captions import is_precomputed
         if args.warmup_epochs < 0 or args.grad_clip < 0 or args.margin < 0:
             raise UserError('--warmup-epochs, --grad-clip and --margin must not be negative.')
         root = data_root(args)
@@ -271,7 +270,6 @@ class VSEMethod(Method):
                             'and/or --finetune.' % args.model)
 
     def build_data(self, args, logger):
-        from ..data.captions import CaptionPairs, Vocabulary
         train, val = load_split(args, args.data_path, 'train'), load_split(args, args.data_path, args.val_split)
         vocab_path = os.path.join(args.save_dir, 'vocab.json')
         if args.resume and os.path.exists(vocab_path):
@@ -289,16 +287,13 @@ class VSEMethod(Method):
         return {'train': pairs, 'val': val, 'vocab': vocab}
 
     def build_sampler(self, args, data):
-        from ..data import ShuffledBatchSampler
         return ShuffledBatchSampler(len(data['train']), args.batch_size, args.batches_per_epoch,
                                     seed=args.seed)
 
     def build_loss(self, args, data):
-        from ..losses.vse import VSELoss
         return VSELoss(args.margin, args.max_violation)
 
     def build_network(self, args, data, ctx):
-        from ..models.vse import get_vse_model
         try:
             return get_vse_model(args.model, len(data['vocab']), args.embed_dim, args.word_dim,
                                  args.finetune, args.use_pretrained, args.precomputed,
@@ -333,18 +328,15 @@ class VSEMethod(Method):
     # -- a trained run ----------------------------------------------------------------------------
     def network_for_run(self, args, ctx):
         """The two encoders of a run (``args.json`` records the size of its ``vocab.json``)."""
-        from ..models.vse import get_vse_model
         finetune = bool(args.get('finetune'))
         return get_vse_model(args['model'], args['vocab_size'], args['embed_dim'], args['word_dim'],
                              finetune, False if finetune else bool(args.get('use_pretrained')),
                              bool(args.get('precomputed')), args.get('num_layers', 1), ctx=ctx)
 
     def vocabulary(self, trained):
-        from ..data.captions import Vocabulary
         return Vocabulary.load(os.path.join(trained.run_dir, 'vocab.json'))
 
     def encoders(self, trained):
-        from ..data.captions import tokenize
         net, ctx, vocab = trained.net, trained.ctx, self.vocabulary(trained)
 
         def image(batch):
@@ -362,7 +354,6 @@ class VSEMethod(Method):
     def evaluate_run(self, trained, a):
         """i2t / t2i recall of a split; ``--save-embeddings`` writes image_embeddings (N, D),
         caption_embeddings (5N, D, in image order) and image_ids."""
-        from ..metrics.crossmodal import crossmodal_metrics
         args = trained.args
         root = a.data_path or data_root(args)
         split = a.split if a.split != 'val' else args.get('val_split', 'val')
