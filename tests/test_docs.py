@@ -160,6 +160,15 @@ def _code(text):
     return fenced + re.findall(r'`([^`\n]+)`', rest)
 
 
+@pytest.mark.parametrize('page', PAGES, ids=lambda p: os.path.relpath(p, REPO))
+def test_pages_with_commands_say_which_python(page):
+    text = _read(page)
+    if any(re.search(r'(^|\s)(gluon-dml|python) ', code) for code in _code(text)):
+        assert '`. .venv/bin/activate`' in text, \
+            '%s shows commands without saying they assume the virtual environment ' \
+            '(". .venv/bin/activate", or prefix .venv/bin/)' % os.path.relpath(page, REPO)
+
+
 def test_every_gluon_dml_command_named_exists():
     from gluon_dml.commands import COMMANDS
     unknown = set()
