@@ -30,14 +30,14 @@ setup(
         'matplotlib',
         'Pillow',
         'tqdm',
-        # A source-only package whose build imports pkg_resources: install with the constraint file
-        # constraints.txt (setuptools<70) given through PIP_CONSTRAINT, as scripts/bootstrap.sh does.
+        # A source-only package whose build imports pkg_resources (gone from setuptools>=70):
+        # scripts/bootstrap.sh builds it with --no-build-isolation against setuptools<70.
         'visdom',
     ],
     extras_require={
         'cpu': ['mxnet==1.9.1', 'faiss-cpu'],
         # Checked with pip's resolver beside numpy<1.24: mxnet-cu112 1.9.1 + faiss-gpu-cu11 1.11.0
-        # (README, "GPU install"). Unpinned, the resolver picks 1.12.0, which is built against
+        # (docs/install.md, "GPU install"). Unpinned, the resolver picks 1.12.0, which is built against
         # numpy 2 and fails to import with numpy 1.23.
         'gpu': ['mxnet-cu112==1.9.1', 'faiss-gpu-cu11==1.11.0'],
         'test': ['pytest>=7', 'pytest-timeout'],

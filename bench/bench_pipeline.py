@@ -2,7 +2,7 @@
 conversion, random resized crop + flip (+ jitter), ImageNet normalisation, batching, through the
 same DataLoader (worker threads) the engine uses.
 
-    python bench/bench_pipeline.py                                  # ../shared/data/cub100
+    python bench/bench_pipeline.py --data-path CUB_DIR              # a CUB_200_2011 folder
     python bench/bench_pipeline.py --data CUB_200_2011 --data-path ~/data --workers 0,2,4
 """
 import argparse
@@ -12,8 +12,6 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_ROOT = os.path.join(os.path.dirname(REPO), 'shared', 'data', 'cub100')
 
 
 def measure(dataset, batch_size, workers, images):
@@ -34,7 +32,7 @@ def measure(dataset, batch_size, workers, images):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--data', default='CUB_200_2011')
-    p.add_argument('--data-path', default=DEFAULT_ROOT)
+    p.add_argument('--data-path', required=True, help='the dataset folder (CUB_200_2011 layout)')
     p.add_argument('--sizes', default='224,96', help='image sizes (crop side) to measure')
     p.add_argument('--workers', default='0,1,2', help='DataLoader worker threads to measure')
     p.add_argument('--batch-size', type=int, default=60)

@@ -13,8 +13,7 @@ from .data import IMAGE_OPTIONS, is_image_dataset, normalize_name
 from .errors import UserError
 
 __all__ = ['DEFAULTS', 'RECIPES', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
-           'flag_warnings', 'default_rule', 'dataset_options', 'parse_int_list', 'check_nmi_runs',
-           'IN_MEMORY_DATASETS']
+           'flag_warnings', 'default_rule', 'dataset_options', 'parse_int_list', 'check_nmi_runs']
 
 DEFAULTS = dict(
     data='omniglot', data_path=None, model='resnet50_v2', embed_dim=128, batch_size=70, batch_k=5,
@@ -40,9 +39,6 @@ RECIPES = {
 # The photo datasets (CUB_200_2011, Cars196, SOP / EbayInClass / EbayCrossClass, InShop, LFW,
 # folder, list) use DEFAULTS, the research scripts' settings, plus parallel decoding.
 IMAGE_RECIPE = dict(num_workers=min(4, os.cpu_count() or 1), image_size=224, color_jitter=0.0)
-
-# Datasets held in memory; digits ships with scikit-learn and reads no folder.
-IN_MEMORY_DATASETS = ('omniglot', 'digits', 'fashion-mnist')
 
 _ALIASES = {'fashion_mnist': 'fashion-mnist', 'fashionmnist': 'fashion-mnist',
             'fmnist': 'fashion-mnist'}

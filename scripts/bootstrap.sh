@@ -26,7 +26,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # The dashboard's web page files, from the npm registry (the page then renders without internet).
 if command -v npm >/dev/null; then
   "$VENV/bin/python" -m gluon_dml.viz.server --install-assets-only >/dev/null || \
-    echo "warning: could not install the Visdom page files from npm; see README, Live dashboard" >&2
+    echo "warning: could not install the Visdom page files from npm; see docs/dashboard.md" >&2
 fi
 
 if [ "$extras" = "cpu,test" ]; then

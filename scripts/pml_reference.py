@@ -7,7 +7,7 @@ Not part of the toolkit: a yardstick. It trains the issue's small conv net with 
 makes, so that the two libraries differ only in their training code.
 
     # 1. in gluon-dml's environment: the protocol's arrays (28x28, inverted, [0, 1])
-    python scripts/pml_reference.py export --data-path ../shared/data/omniglot --out omniglot.npz
+    python scripts/pml_reference.py export --out omniglot.npz
     # 2. in an environment with torch and pytorch-metric-learning (and faiss-cpu, scikit-learn)
     python scripts/pml_reference.py train omniglot.npz --seed 1 [--beta-per-class] \
         --save-embeddings pml-s1.npz
@@ -144,7 +144,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest='step', required=True)
     e = sub.add_parser('export', help='write the protocol arrays (gluon-dml environment)')
-    e.add_argument('--data-path', default='../shared/data/omniglot')
+    e.add_argument('--data-path', default=None, help='Omniglot archives (default: the copy in the package)')
     e.add_argument('--out', default='omniglot.npz')
     t = sub.add_parser('train', help='train and evaluate with PML (torch environment)')
     t.add_argument('arrays', help='the .npz written by the export step')

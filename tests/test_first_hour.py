@@ -269,8 +269,11 @@ def _readme_commands():
 
 def test_readme_starts_with_the_two_commands():
     first, second = _readme_commands()[:2]
-    assert first == 'bash scripts/bootstrap.sh && .venv/bin/python train_margin.py'
+    assert first in ('bash scripts/bootstrap.sh && .venv/bin/gluon-dml train-margin',
+                     'bash scripts/bootstrap.sh && .venv/bin/python train_margin.py')
     assert second == 'bash scripts/bootstrap.sh --test && .venv/bin/python -m pytest -q -rs tests'
+    assert open(os.path.join(REPO, '.ci', 'run')).read().rstrip().endswith(
+        second.replace('.venv/bin/python -m pytest -q -rs tests', '.venv/bin/python -m pytest -q -rs tests'))
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ train-margin       train an embedding: margin loss + distance-weighted sampling,
 train-npair        train an embedding with the multi-class N-pair loss
 train-hash         train binary codes: HashNet, DSH, DCH
 train-vse          train a joint image-caption embedding: VSE++ / VSE0
+train              train METHOD: any registered method, a plug-in's too
 evaluate           a run's metrics on a split
 embed              embed images (one, a folder, a list file) or captions with a run
 index              embed a collection with a run and index it: a catalogue (faiss or Milvus)
@@ -24,6 +25,8 @@ visdom-server      the Visdom server, offline
 =================  ==========================================================================
 
 The ``train_*.py`` scripts and the ``eval/`` scripts of a source checkout are aliases of these.
+``GLUON_DML_PLUGINS=mod1,mod2`` imports those modules first: the losses, datasets and methods
+they register are then known to every command (``docs/extending.md``).
 """
 import importlib
 import sys
@@ -36,6 +39,7 @@ COMMANDS = {
     'train-npair': ('gluon_dml.commands.train', 'npair'),
     'train-hash': ('gluon_dml.commands.train', 'hash'),
     'train-vse': ('gluon_dml.commands.train', 'vse'),
+    'train': ('gluon_dml.commands.train', 'any_method'),
     'evaluate': ('gluon_dml.commands.evaluate', 'main'),
     'embed': ('gluon_dml.commands.embed', 'main'),
     'index': ('gluon_dml.commands.index', 'main'),
@@ -59,6 +63,17 @@ def _usage():
         '\n'.join(lines[2:lines.index('', 3) + 1 if '' in lines[3:] else None]).rstrip() + '\n'
 
 
+def load_plugins():
+    """Import the modules named in ``GLUON_DML_PLUGINS`` (comma-separated)."""
+    import os
+    from ..errors import UserError
+    for name in filter(None, (n.strip() for n in os.environ.get('GLUON_DML_PLUGINS', '').split(','))):
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise UserError('GLUON_DML_PLUGINS names %s, which cannot be imported (%s).' % (name, err)) from None
+
+
 def command(name):
     """The function behind command ``name`` (it takes argv)."""
     module, attr = COMMANDS[name]
@@ -77,11 +92,11 @@ def main(argv=None):
         print('error: unknown command %r; the commands are: %s.' % (name, ', '.join(COMMANDS)),
               file=sys.stderr)
         return 2
-    main_guard(lambda rest: command(name)(rest), argv[1:])
+    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], argv[1:])
     return 0
 
 
 def alias(name):
     """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias)."""
     from ..cli import main_guard
-    main_guard(lambda rest: command(name)(rest), sys.argv[1:])
+    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], sys.argv[1:])

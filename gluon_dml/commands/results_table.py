@@ -89,7 +89,7 @@ def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r'), metrics_file=None)
             cells.append('**%.3f** (%s)' % (np.mean(vals), each) if len(vals) > 1 else '%.3f' % vals[0])
         cmd = _command(args['command'])
         rows.append([args['data'], args.get('loss', args.get('method')), ', '.join(map(str, seeds))]
-                    + cells + ['`python %s`' % cmd])
+                    + cells + ['`%s`' % (('python ' + cmd) if cmd.split()[0].endswith('.py') else cmd)])
     return rows
 
 

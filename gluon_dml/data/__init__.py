@@ -1,7 +1,7 @@
 """Data: open-set datasets, class-balanced batch sampling and test-time transforms.
 
 >>> from gluon_dml.data import get_dataset, BalancedBatchSampler
->>> train = get_dataset('omniglot', root='../shared/data/omniglot', split='train')
+>>> train = get_dataset('omniglot', split='train')          # the copy in the package
 >>> sampler = BalancedBatchSampler(train.labels, batch_size=128, batch_k=4)
 >>> loader = mxnet.gluon.data.DataLoader(train, batch_sampler=sampler)
 """

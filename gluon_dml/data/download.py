@@ -118,7 +118,7 @@ def download_dataset(name, root, urls=None, progress=True, keep_archives=False):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog='gluon-dml download', description=__doc__.splitlines()[0])
     p.add_argument('name', help=', '.join(sorted(DOWNLOADS)))
     p.add_argument('--root', required=True, help='folder to unpack into (then --data-path ROOT)')
     p.add_argument('--keep-archives', action='store_true')

@@ -169,7 +169,7 @@ def build(out_dir, num_train=10000, seed=0, fashion_root=FASHION_ROOT, progress=
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog='gluon-dml make-fashion3', description=__doc__.splitlines()[0])
     p.add_argument('out_dir')
     p.add_argument('--train', type=int, default=10000, help='number of training pictures')
     p.add_argument('--seed', type=int, default=0)

@@ -29,7 +29,9 @@ class Method(object):
     ``loss_family`` (``'embedding'`` or ``'hashing'``), ``default_data``, ``help_datasets``
     (``(label, dataset)`` pairs the ``--help`` text states the recipe defaults for),
     ``ignored_flags`` ({flag dest: why it has no effect}), ``best_metric``,
-    ``summary_metrics`` (the metrics of the summary line), ``engine_class``.
+    ``summary_metrics`` (the metrics of the summary line), ``engine_class``, ``flags`` and
+    ``flag_group`` (the method's own flags: ``(name, argparse keyword arguments)`` pairs, shown
+    as their own group of ``--help``), ``data_path_help`` and ``name_help`` (help text).
     """
     name = None
     script = None
@@ -44,6 +46,8 @@ class Method(object):
     best_metric = 'recall@1'
     summary_metrics = ('recall@1', 'map@r', 'nmi')
     engine_class = Engine
+    flags = ()
+    flag_group = None
     data_path_help = ('omniglot: the copy in the package; fashion-mnist: '
                       '/usr/share/datasets/fashion-mnist; photo datasets: $MXNET_HOME/datasets/NAME')
     name_help = 'METHOD-DATA'
@@ -53,9 +57,6 @@ class Method(object):
         return list_datasets(self.protocol)
 
     # -- settings -----------------------------------------------------------------------------
-    def add_flags(self, parser):
-        """Add the method's own argparse group (the CLI calls this)."""
-
     def recipe(self, data):
         """The method's own settings for dataset ``data`` (over the dataset's recipe)."""
         return {}

@@ -179,6 +179,7 @@ def allow_visdom_user_css():
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(
+        prog='gluon-dml visdom-server',
         description='Start a Visdom server without downloading its web assets (they come from '
                     'the npm registry instead). Other options go to visdom\'s server: -port, '
                     '--hostname, -env_path, -bind_local, -logging_level, ...', add_help=True)
