@@ -15,6 +15,7 @@ LAYERS = {
     'catalog': 4, 'export': 4, 'serve': 5, 'launch': 4,
     'cli': 6,
     'commands': 7,
+    '__main__': 8,
 }
 
 

@@ -8,7 +8,8 @@ import pytest
 from gluon_dml.losses.base import label_masks, pairwise_distance, safe_divide
 from gluon_dml.losses.pair import ContrastiveLoss
 from gluon_dml.models import get_backbone
-from gluon_dml.models.hdc import HDCLoss, HDCNet, get_hdc_model, hdc_stages, level_slices
+from gluon_dml.losses.hdc import HDCLoss
+from gluon_dml.models.hdc import HDCNet, get_hdc_model, hdc_stages, level_slices
 from gluon_dml.models.pooling import spatial_features
 
 from .reference_hdc import cascade_pairs, hdc_loss
