@@ -150,6 +150,7 @@ def build_parser(method):
     _flag(g, '--nmi-runs', type=int, default=None, metavar='N',
           help='NMI is the mean over this many k-means runs (default 10; 1 when points x '
                'classes exceeds 1e7, as on SOP and In-Shop)')
+    add_few_shot_flags(g)
 
     g = p.add_argument_group('run folder')
     _flag(g, '--name', default=None, metavar='NAME',
@@ -181,6 +182,27 @@ def build_parser(method):
           help='test embeddings in the t-SNE and distance views, a class-balanced sample '
                '(default 1000)')
     return p
+
+
+def add_few_shot_flags(group):
+    """``--episodes`` (off by default), ``--way``, ``--shot``, ``--episode-queries``."""
+    _flag(group, '--episodes', type=int, default=0, metavar='N',
+          help='also report N-way K-shot accuracy (class prototypes and nearest neighbour, with a '
+               '95%% interval) over N seeded episodes of the evaluation classes (default 0: off)')
+    _flag(group, '--way', type=int, default=20, metavar='N', help='classes per episode (default 20)')
+    _flag(group, '--shot', type=int, default=1, metavar='K', help='support images per class (default 1)')
+    _flag(group, '--episode-queries', type=int, default=5, metavar='Q',
+          help='query images per class in an episode (default 5)')
+
+
+def few_shot_setting(args):
+    """The ``few_shot`` argument of the evaluators (None when ``--episodes`` is 0)."""
+    if not getattr(args, 'episodes', 0):
+        return None
+    for flag in ('episodes', 'way', 'shot', 'episode_queries'):
+        if getattr(args, flag) < 1:
+            raise UserError('--%s must be at least 1, got %d.' % (flag.replace('_', '-'), getattr(args, flag)))
+    return dict(way=args.way, shot=args.shot, queries=args.episode_queries, episodes=args.episodes)
 
 
 def _cores():
@@ -251,6 +273,7 @@ def parse(method, argv=None, stream=None):
     args = parser.parse_args(argv)
     given = given_dests(parser, argv)
     config.resolve(args, m)
+    args.few_shot = few_shot_setting(args)
     if m.default_loss is not None:
         _loss_kwargs(args, given)
     if args.name is None and args.save_dir is None:

@@ -38,12 +38,14 @@ def build_parser():
     p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
     p.add_argument('--save-codes', '--save_codes', default=None, metavar='FILE.npz',
                    help='train_hash.py runs: write the packed binary codes of queries and database')
+    cli.add_few_shot_flags(p)
     return p
 
 
 def main(argv=None):
     a = build_parser().parse_args(argv)
     config.check_nmi_runs(a.nmi_runs)
+    a.few_shot = cli.few_shot_setting(a)
     run_args = load_run_args(a.run_dir)
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint)

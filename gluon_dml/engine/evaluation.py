@@ -1,5 +1,5 @@
 """Per-epoch evaluation: embed a held-out split and compute the retrieval and clustering metrics."""
-from ..metrics import evaluate_embeddings
+from ..metrics import evaluate_embeddings, few_shot_metrics
 from .loop import embed_dataset
 
 __all__ = ['RetrievalEvaluator']
@@ -11,11 +11,14 @@ class RetrievalEvaluator:
     With ``query_set`` given, the queries of ``query_set`` are searched in ``dataset`` (the
     gallery) instead of all-vs-all. ``logger`` (optional) receives the embeddings for plots.
     ``nmi_runs``: k-means runs averaged for NMI (default: ``metrics.default_nmi_runs``).
+    ``few_shot``: ``{'way', 'shot', 'queries', 'episodes'}`` adds the few-shot accuracies of
+    :func:`gluon_dml.metrics.few_shot_metrics` (episodes from the evaluation split's classes).
     """
 
     def __init__(self, dataset, ks=(1, 2, 4, 8), batch_size=256, query_set=None, logger=None,
-                 num_workers=0, progress=False, nmi_runs=None):
+                 num_workers=0, progress=False, nmi_runs=None, few_shot=None):
         self.dataset, self.ks, self.batch_size = dataset, tuple(ks), batch_size
+        self.few_shot = few_shot
         self.nmi_runs = nmi_runs
         self.query_set, self.logger = query_set, logger
         self.num_workers, self.progress = num_workers, progress
@@ -31,6 +34,8 @@ class RetrievalEvaluator:
             q_emb, q_labels = self.embed(net, ctx, self.query_set)
         metrics = evaluate_embeddings(emb, labels, ks=self.ks, query_embeddings=q_emb,
                                       query_labels=q_labels, nmi_runs=self.nmi_runs)
+        if self.few_shot:
+            metrics.update(few_shot_metrics(emb, labels, **self.few_shot))
         if self.logger is not None:
             self.logger.log_embeddings(epoch, emb, labels, getattr(self.dataset, 'images', None))
         return metrics

@@ -19,7 +19,7 @@ from ..engine.evaluation import RetrievalEvaluator
 from ..errors import UserError
 from ..losses import get_loss_class
 from ..losses.factory import build_loss
-from ..metrics import evaluate_embeddings
+from ..metrics import evaluate_embeddings, few_shot_metrics
 from ..models import get_model
 from .base import Encoders, Method
 
@@ -116,7 +116,8 @@ class EmbeddingMethod(Method):
     def build_evaluator(self, args, data, logger):
         return RetrievalEvaluator(data['eval'], batch_size=args.eval_batch_size, logger=logger,
                                   num_workers=args.num_workers, query_set=data['query'],
-                                  nmi_runs=getattr(args, 'nmi_runs', None))
+                                  nmi_runs=getattr(args, 'nmi_runs', None),
+                                  few_shot=args.few_shot)
 
     # -- a trained run ----------------------------------------------------------------------------
     def network_for_run(self, args, ctx):
@@ -165,6 +166,8 @@ class EmbeddingMethod(Method):
         nmi_runs = a.nmi_runs if a.nmi_runs is not None else args.get('nmi_runs')
         metrics = evaluate_embeddings(emb, labels, ks=ks, query_embeddings=q_emb,
                                       query_labels=q_labels, nmi_runs=nmi_runs)
+        if a.few_shot:
+            metrics.update(few_shot_metrics(emb, labels, **a.few_shot))
         metrics.update(run_dir=a.run_dir, split=a.split, params=trained.params,
                        network=trained.params_label, data=args['data'],
                        num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))

@@ -32,7 +32,8 @@ import numpy as np
 
 from .neighbors import _as_embeddings, _as_labels, _positive_int
 
-__all__ = ['sample_episodes', 'classify_episode', 'few_shot_accuracy', 'METHODS', 'METRICS']
+__all__ = ['sample_episodes', 'classify_episode', 'few_shot_accuracy', 'few_shot_metrics', 'METHODS',
+           'METRICS']
 
 METHODS = ('prototype', 'nearest')
 METRICS = ('euclidean', 'cosine')
@@ -150,3 +151,16 @@ def few_shot_accuracy(embeddings, labels, way=20, shot=1, queries=5, episodes=10
             'episode_accuracies': acc, 'way': way, 'shot': shot, 'queries': queries,
             'episodes': episodes, 'method': method, 'metric': metric, 'seed': seed,
             'num_classes': int(len(np.unique(labels)) - skipped), 'skipped_classes': skipped}
+
+
+def few_shot_metrics(embeddings, labels, way=20, shot=1, queries=5, episodes=1000, seed=0):
+    """The values an evaluation logs: ``fs_proto`` / ``fs_nn`` (class-prototype and
+    nearest-neighbour accuracy over the same seeded episodes), their ``_ci95`` half-widths, and
+    ``fs_setting`` ("20-way 1-shot, 5 queries, 1000 episodes")."""
+    out = {}
+    for key, method in (('fs_proto', 'prototype'), ('fs_nn', 'nearest')):
+        r = few_shot_accuracy(embeddings, labels, way=way, shot=shot, queries=queries,
+                              episodes=episodes, method=method, seed=seed)
+        out[key], out[key + '_ci95'] = r['accuracy'], float(r['ci95'])
+    out['fs_setting'] = '%d-way %d-shot, %d queries, %d episodes' % (way, shot, queries, episodes)
+    return out

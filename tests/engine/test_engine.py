@@ -12,7 +12,7 @@ from mxnet import gluon
 
 from gluon_dml.data import BalancedBatchSampler, get_dataset
 from gluon_dml.engine import (CheckpointManager, Engine, EngineConfig, Logger, NaNLossError,
-                              RetrievalEvaluator, read_log)
+                              RetrievalEvaluator, embed_dataset, read_log)
 from gluon_dml.losses import MarginLoss
 from gluon_dml.models import get_model
 
@@ -213,3 +213,20 @@ def test_runs_without_the_normalisation_setting_take_it_from_their_loss():
     assert embeddings_normalized({'loss': 'margin'}) is True
     assert embeddings_normalized({}) is True                         # the first runs: margin
     assert embeddings_normalized({'loss': 'lifted', 'normalize_embeddings': True}) is True
+
+
+def test_the_evaluator_adds_few_shot_accuracy_when_asked():
+    from gluon_dml.metrics import few_shot_metrics
+    test = get_dataset('digits', split='test')
+    mx.random.seed(0)
+    net = get_model('smallconv', 16)
+    plain = RetrievalEvaluator(test)(net, [mx.cpu()])
+    assert not any(k.startswith('fs_') for k in plain)
+    setting = dict(way=5, shot=1, queries=3, episodes=50)
+    got = RetrievalEvaluator(test, few_shot=setting)(net, [mx.cpu()])
+    emb, labels = embed_dataset(net, test, [mx.cpu()])
+    want = few_shot_metrics(emb, labels, **setting)
+    assert got['fs_setting'] == '5-way 1-shot, 3 queries, 50 episodes'
+    for key in ('fs_proto', 'fs_proto_ci95', 'fs_nn', 'fs_nn_ci95'):
+        assert got[key] == pytest.approx(want[key], abs=1e-9)
+    assert 0.2 < got['fs_proto'] <= 1.0          # well above chance (0.2) for five digit classes
