@@ -103,6 +103,9 @@ def build_parser(method):
     _flag(g, '--embed-dim', type=int, default=None, metavar='D',
           help='embedding dimension (default %s)' % rule('embed_dim'))
     _flag(g, '--use-pretrained', action='store_true', help='start from GluonCV ImageNet weights')
+    _flag(g, '--pool', default='avg', choices=['avg', 'gem', 'rmac', 'netvlad'],
+          help='global pooling of the feature map: avg (the backbone\'s own), gem (learnable p), '
+               'rmac, netvlad (default avg)')
     _flag(g, '--init', default=None, choices=['xavier', 'fan-in'],
           help="initialisation of the new layers: xavier, or fan-in (uniform +-1/sqrt(fan_in), "
                "PyTorch's default) (default xavier)")

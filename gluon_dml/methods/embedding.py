@@ -111,7 +111,7 @@ class EmbeddingMethod(Method):
     def build_network(self, args, data, ctx):
         return get_model(args.model, args.embed_dim, pretrained=args.use_pretrained, ctx=ctx,
                          init_name=getattr(args, 'init', None) or 'xavier',
-                         normalize=args.normalize_embeddings)
+                         normalize=args.normalize_embeddings, pool=args.pool)
 
     def build_evaluator(self, args, data, logger):
         return RetrievalEvaluator(data['eval'], batch_size=args.eval_batch_size, logger=logger,
@@ -122,7 +122,7 @@ class EmbeddingMethod(Method):
     # -- a trained run ----------------------------------------------------------------------------
     def network_for_run(self, args, ctx):
         return get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
-                         normalize=embeddings_normalized(args))
+                         normalize=embeddings_normalized(args), pool=args.get('pool') or 'avg')
 
     def preprocess(self, args):
         """The run's test-time preprocessing of one image (a path or a PIL image)."""

@@ -190,6 +190,7 @@ class VSEMethod(Method):
         'val_classes': 'the caption datasets have their own val split (--val-split)',
         'nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'episodes': 'VSE runs report cross-modal recall, not few-shot accuracy',
+        'pool': 'the image encoder takes the backbone\'s own pooling',
         'split_classes': 'the caption datasets have their own splits',
     }
     best_metric = 'rsum'

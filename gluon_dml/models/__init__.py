@@ -12,6 +12,7 @@ from mxnet import gluon, init
 from mxnet.gluon import nn
 
 __all__ = ['SmallConvNet', 'EmbeddingNet', 'get_backbone', 'get_model', 'pretrained_cache_dir',
+           'feature_channels', 'pooled_backbone',
            'initializers', 'initialize_with_head', 'INITS',
            'PretrainedUnavailableError']
 
@@ -124,11 +125,55 @@ def initializers(name='xavier'):
     raise ValueError('Unknown initialisation %r; valid: %s.' % (name, ', '.join(INITS)))
 
 
-def get_model(backbone, embed_dim, pretrained=False, normalize=True, ctx=None, init_name='xavier'):
+def feature_channels(features):
+    """The depth C of the feature map a backbone's layers end with: the output channels of its
+    last convolution or batch norm whose size is known (None when none is)."""
+    channels = None
+    for block in _leaves(features):
+        if isinstance(block, nn.Conv2D):
+            channels = block._channels
+        elif isinstance(block, nn.BatchNorm) and block.gamma.shape and block.gamma.shape[0] > 0:
+            channels = block.gamma.shape[0]
+    return channels
+
+
+def _leaves(block):
+    children = list(block._children.values())
+    if not children:
+        yield block
+    for child in children:
+        yield from _leaves(child)
+
+
+def pooled_backbone(features, pool, **opts):
+    """``features`` with its global average pooling replaced by the pooling head ``pool``
+    (``gem``, ``rmac``, ``netvlad``: :mod:`gluon_dml.models.pooling`)."""
+    from .pooling import get_pooling, spatial_features
+    spatial = spatial_features(features)
+    channels = feature_channels(spatial)
+    if pool == 'netvlad' and not channels:
+        raise ValueError('--pool netvlad needs the depth of the feature map, which this backbone '
+                         'does not state before training; pick a ResNet, MobileNet or smallconv.')
+    head = nn.HybridSequential(prefix='')
+    head.add(spatial, get_pooling(pool, channels, **opts))
+    return head
+
+
+def get_model(backbone, embed_dim, pretrained=False, normalize=True, ctx=None, init_name='xavier',
+              pool='avg', pool_options=None):
     """An initialised :class:`EmbeddingNet`. With ``pretrained`` the backbone keeps its GluonCV
-    weights and only the new layers are initialised (``init_name``: see :func:`initializers`)."""
-    net = EmbeddingNet(get_backbone(backbone, pretrained), embed_dim, normalize=normalize)
-    return initialize_with_head(net, net.embed, pretrained, ctx, init_name)
+    weights and only the new layers are initialised (``init_name``: see :func:`initializers`).
+    ``pool``: the global pooling of the feature map, ``avg`` (the backbone's own) or a pooling
+    head, ``gem``, ``rmac``, ``netvlad``."""
+    features = get_backbone(backbone, pretrained)
+    if pool != 'avg':
+        features = pooled_backbone(features, pool, **(pool_options or {}))
+    net = EmbeddingNet(features, embed_dim, normalize=normalize)
+    initialize_with_head(net, net.embed, pretrained, ctx, init_name)
+    if pretrained and pool != 'avg':
+        _, head_init = initializers(init_name)
+        net.backbone[1].initialize(head_init, ctx=ctx)       # the new pooling head
+    return net
 
 
 def initialize_with_head(net, head, pretrained=False, ctx=None, init_name='xavier'):
