@@ -415,8 +415,9 @@ def _validation_sentence(exc, service):
     if loc and loc[0] == 'item_id':
         return 'An item id is an integer; got %r.' % str(err.get('input'))[:40]
     msg = str(err.get('msg', 'is not valid')).rstrip('.')
-    return '%s: %s (got %s).' % (' '.join(loc) or 'The request', msg[:1].lower() + msg[1:],
-                                 json.dumps(err.get('input'), default=str)[:40])
+    return '%s: %s; got %s.' % ('Parameter %r' % '.'.join(loc) if loc else 'The request',
+                                msg[:1].lower() + msg[1:],
+                                json.dumps(err.get('input'), default=str)[:40])
 
 
 # ---------------------------------------------------------------------------------------------
