@@ -89,11 +89,13 @@ def listen(host, port):
 def main(argv=None):
     a = build_parser().parse_args(argv)
     _check(a)
+    sock = listen(a.host, a.port)            # a busy port fails at once, before anything loads
     try:
         import fastapi  # noqa: F401
         import python_multipart  # noqa: F401
         import uvicorn
     except ImportError as err:
+        sock.close()
         raise cli.UserError('gluon-dml serve needs FastAPI, uvicorn and python-multipart: '
                             'pip install -e ".[serve]" (%s).' % err) from None
     import warnings
@@ -102,8 +104,11 @@ def main(argv=None):
     from ..engine import get_contexts
     from ..serve import Limits, Service, create_app
 
-    sock = listen(a.host, a.port)                       # a busy port fails before the model loads
-    cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
+    try:
+        cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
+    except BaseException:
+        sock.close()
+        raise
     limits = Limits(max_k=a.max_k, default_k=min(10, a.max_k),
                     max_upload_bytes=int(a.max_upload_mb * 2 ** 20), max_pixels=a.max_pixels,
                     max_items=a.max_items)

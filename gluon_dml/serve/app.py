@@ -539,9 +539,12 @@ def create_app(service):
             vector = [1 if x > 0 else -1 for x in vector]
         return JSONResponse({'vector': vector, 'dim': len(vector), 'kind': service.catalog.kind})
 
-    @app.get('/items', response_model=ItemsPage, summary='Items of the catalogue, by id')
-    async def items(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000)):
-        return JSONResponse(await run_in_threadpool(service.list_items, offset, limit))
+    @app.get('/items', response_model=ItemsPage,
+             summary='Items of the catalogue, by id from offset; or a random sample')
+    async def items(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=1000),
+                    sample: Optional[int] = Query(None, ge=1, le=1000,
+                                                  description='n items drawn at random instead')):
+        return JSONResponse(await run_in_threadpool(service.list_items, offset, limit, sample))
 
     @app.post('/items', status_code=201, responses={**_ERRORS, 201: {'model': AddResponse}},
               openapi_extra={'requestBody': {'required': True, 'content': {

@@ -25,8 +25,8 @@ PAGE = r"""<!doctype html>
   .panel { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px; }
   h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted);
        margin: 0 0 10px; }
-  #drop { border: 2px dashed var(--line); border-radius: 8px; padding: 14px; text-align: center;
-          cursor: pointer; color: var(--muted); }
+  #drop { display: block; border: 2px dashed var(--line); border-radius: 8px; padding: 14px;
+          text-align: center; cursor: pointer; color: var(--muted); }
   #drop.over { border-color: var(--accent); background: #f0f5ff; }
   #drop input { display: none; }
   #drop b { color: var(--accent); }
@@ -193,9 +193,7 @@ function searchId(id) {
 
 async function loadPicks() {
   const picks = $("#picks");
-  const count = info ? info.count : 0;
-  const offset = Math.floor(Math.random() * Math.max(1, count - 12));
-  const page = await api("/items?offset=" + offset + "&limit=12");
+  const page = await api("/items?sample=12");
   picks.innerHTML = "";
   page.items.filter((item) => item.path).forEach((item) => {
     const img = document.createElement("img");

@@ -265,9 +265,15 @@ class Service(object):
         except UnknownIdError:
             raise ServeError(404, 'The catalogue holds no item with id %d.' % id) from None
 
-    def list_items(self, offset=0, limit=50):
+    def list_items(self, offset=0, limit=50, sample=None):
+        """Items by id from ``offset``, at most ``limit``; or (``sample=n``) n items drawn at
+        random (in id order)."""
         ids = self.catalog.index.ids()
-        page = ids[offset:offset + limit]
+        if sample:
+            page = np.sort(np.random.default_rng().choice(ids, min(int(sample), len(ids)), replace=False))
+            offset = 0
+        else:
+            page = ids[offset:offset + limit]
         items = []
         for i in page:
             try:

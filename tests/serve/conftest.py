@@ -146,9 +146,9 @@ def serve(tmp_path):
         server.kill()
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def shared_server(digits_catalog, tmp_path_factory):
-    """One server for the read-only tests of a module: a copy of the catalogue, a 1 MiB body
+    """One server for the tests that change nothing: a copy of the catalogue, a 1 MiB body
     limit (the 413 test stays cheap) and a 40 ms batching delay (concurrent queries batch)."""
     folder = tmp_path_factory.mktemp('shared')
     cat = folder / 'catalog'

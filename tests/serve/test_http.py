@@ -125,6 +125,8 @@ def test_search_by_upload_base64_bytes_vector_and_id(shared_server, digits_catal
     assert Image.open(io.BytesIO(thumb.content)).size == (16, 16)
     page = requests.get(url + '/items', params={'offset': 10, 'limit': 5}, timeout=30).json()
     assert page['count'] == CATALOG_IMAGES and [i['id'] for i in page['items']] == list(range(10, 15))
+    sample = requests.get(url + '/items', params={'sample': 6}, timeout=30).json()['items']
+    assert len({i['id'] for i in sample}) == 6 and all(i['path'] for i in sample)
 
 
 def test_concurrent_queries_are_batched_and_answer_as_alone(shared_server, digits_catalog):
@@ -261,7 +263,7 @@ def test_changes_are_saved_and_survive_a_restart(catalog_copy, serve, digits_cat
     assert 'stopped (SIGTERM); the catalogue %s is saved (%d items).' % (catalog_copy, CATALOG_IMAGES + 1) \
         in server.stdout(), server.stdout() + server.stderr()
 
-    again = serve(catalog_copy)
+    again = serve(catalog_copy, '--save-delay', '3600')
     url = again.url
     assert requests.get(url + '/health', timeout=30).json()['count'] == CATALOG_IMAGES + 1
     assert requests.get('%s/items/%d' % (url, added[0]['id']), timeout=30).json() == added[0]
@@ -274,13 +276,11 @@ def test_changes_are_saved_and_survive_a_restart(catalog_copy, serve, digits_cat
     assert [h['id'] for h in hits] == [added[0]['id']]
     r = requests.post(url + '/items', files={'image': blobs[3]}, timeout=60)
     assert r.json()['items'][0]['id'] == third['id'] + 1                 # ids are not reused
+    # with --save-delay, changes are saved every S seconds and when the service stops
+    r = requests.post(url + '/items', json={'vector': [0.125] * 64, 'metadata': {'kind': 'vector'}}, timeout=60)
+    vec_id = r.json()['items'][0]['id']
     assert again.stop(signal.SIGINT) == 0 and 'stopped (SIGINT)' in again.stdout()
 
-    # with --save-delay, the changes not yet saved are saved when the service stops
-    lazy = serve(catalog_copy, '--save-delay', '3600')
-    r = requests.post(lazy.url + '/items', json={'vector': [0.125] * 64, 'metadata': {'kind': 'vector'}}, timeout=60)
-    vec_id = r.json()['items'][0]['id']
-    assert lazy.stop(signal.SIGTERM) == 0
     last = serve(catalog_copy)
     item = requests.get('%s/items/%d' % (last.url, vec_id), timeout=30).json()
     assert item['metadata'] == {'kind': 'vector'} and item['path'] is None
@@ -303,10 +303,14 @@ def test_command_line_errors_are_one_line(digits_catalog, tmp_path):
     finally:
         busy.close()
     assert proc.returncode == 2 and 'Cannot listen on 127.0.0.1 port' in proc.stderr, proc.stderr
-    proc = serve_cmd(digits_catalog[2], '--max-batch', '0')
-    assert proc.returncode == 2 and '--max-batch must be >= 1' in proc.stderr
-    proc = serve_cmd('--help')
-    assert proc.returncode == 0 and '--max-delay-ms' in proc.stdout and '--max-batch' in proc.stdout
+    from gluon_dml.commands import serve as command
+    from gluon_dml.errors import UserError
+    with pytest.raises(UserError, match='--max-batch must be >= 1'):
+        command.main([str(digits_catalog[2]), '--max-batch', '0'])
+    with pytest.raises(UserError, match='--port must be 0-65535'):
+        command.main([str(digits_catalog[2]), '--port', '70000'])
+    text = command.build_parser().format_help()
+    assert '--max-delay-ms' in text and '--max-batch' in text and '--save-delay' in text
 
 
 @pytest.mark.parametrize('max_delay_ms', [0, 20])
