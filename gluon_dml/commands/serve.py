@@ -72,7 +72,8 @@ def listen(host, port):
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
-        raise cli.UserError('--host %s is not an address of this machine (%s).' % (host, err.strerror)) from None
+        raise cli.UserError('--host %s is not an address of this machine (%s).'
+                            % (host, err.strerror)) from None
     family, _, _, _, address = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

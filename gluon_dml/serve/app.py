@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
 from .errors import ServeError
 from .images import decode_base64
 from .page import PAGE
@@ -427,6 +426,7 @@ def _validation_sentence(exc, service):
 def create_app(service):
     """The FastAPI application serving ``service``; its shutdown closes the service (the
     catalogue is saved)."""
+    import gluon_dml
     limits = service.limits
 
     @contextlib.asynccontextmanager
@@ -435,7 +435,7 @@ def create_app(service):
         await run_in_threadpool(service.close)
 
     app = FastAPI(
-        title='gluon-dml search service', version=__version__, lifespan=lifespan,
+        title='gluon-dml search service', version=gluon_dml.__version__, lifespan=lifespan,
         description='Search a catalogue made by `gluon-dml index` by image, vector, text or item '
                     'id; embed; add and remove items. Every refusal is a 4xx answer '
                     '`{"error": "one sentence"}`. The page to try it is at `/`.')
