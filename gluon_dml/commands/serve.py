@@ -74,8 +74,10 @@ def listen(host, port):
     except socket.gaierror as err:
         raise cli.UserError('--host %s is not an address of this machine (%s).'
                             % (host, err.strerror)) from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, kind, proto, _, address = infos[0]
+    # the protocol number matters: asyncio sets TCP_NODELAY only on sockets whose proto is TCP,
+    # and without it every keep-alive answer waits ~40 ms (Nagle + delayed ACK)
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -64,6 +65,24 @@ def test_health_info_page_and_openapi(shared_server):
     assert {'multipart/form-data', 'application/json', 'image/*'} <= set(body)
     assert 'SearchRequest' in schema['components']['schemas']
     assert '/docs' in shared_server.stdout()
+
+
+def test_keep_alive_answers_do_not_wait_for_delayed_acks(shared_server):
+    """The listening socket is a TCP one, so asyncio sets TCP_NODELAY on each connection:
+    without it every answer on a kept-alive connection waited ~40 ms (Nagle's algorithm
+    holding the body until the client's delayed ACK of the headers)."""
+    from gluon_dml.commands.serve import listen
+    sock = listen('127.0.0.1', 0)
+    assert sock.proto == socket.IPPROTO_TCP
+    sock.close()
+    with requests.Session() as session:
+        session.get(shared_server.url + '/health', timeout=30)
+        took = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            assert session.post(shared_server.url + '/search', json={'id': 1, 'k': 3}, timeout=30).ok
+            took.append(time.perf_counter() - t0)
+    assert np.median(took) < 0.025, took
 
 
 def test_search_by_upload_base64_bytes_vector_and_id(shared_server, digits_catalog):
