@@ -309,21 +309,20 @@ def test_changes_are_saved_and_survive_a_restart(catalog_copy, serve, digits_cat
 
 
 def test_command_line_errors_are_one_line(digits_catalog, tmp_path):
-    def serve_cmd(*args):
-        return subprocess.run(gluon_dml('serve', *args), cwd=REPO, capture_output=True, text=True,
-                              timeout=120, env=script_env(OMP_NUM_THREADS='1'))
-    proc = serve_cmd(tmp_path)
-    assert proc.returncode == 2 and 'is not a catalogue' in proc.stderr
+    proc = subprocess.run(gluon_dml('serve', tmp_path, '--port', 0), cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=script_env(OMP_NUM_THREADS='1'))
+    assert proc.returncode == 2 and proc.stderr.count('\n') == 1, proc.stderr
+    assert proc.stderr.startswith('error: %s is not a catalogue' % tmp_path), proc.stderr
+    from gluon_dml.commands import serve as command
+    from gluon_dml.errors import UserError
     busy = socket.socket()
     busy.bind(('127.0.0.1', 0))
     busy.listen(1)
     try:
-        proc = serve_cmd(digits_catalog[2], '--port', busy.getsockname()[1])
+        with pytest.raises(UserError, match='Cannot listen on 127.0.0.1 port %d' % busy.getsockname()[1]):
+            command.main([str(digits_catalog[2]), '--port', str(busy.getsockname()[1])])
     finally:
         busy.close()
-    assert proc.returncode == 2 and 'Cannot listen on 127.0.0.1 port' in proc.stderr, proc.stderr
-    from gluon_dml.commands import serve as command
-    from gluon_dml.errors import UserError
     with pytest.raises(UserError, match='--max-batch must be >= 1'):
         command.main([str(digits_catalog[2]), '--max-batch', '0'])
     with pytest.raises(UserError, match='--port must be 0-65535'):
@@ -356,3 +355,28 @@ def test_micro_batcher_batches_and_isolates_a_failing_query(max_delay_ms):
     batcher.close()
     with pytest.raises(BatcherClosed):
         batcher.submit('num', 1)
+
+
+def test_a_catalogue_whose_run_is_gone_is_served_by_vector_and_id(catalog_copy):
+    """In-process: the service over a catalogue whose run folder was deleted answers vector and
+    id queries, and refuses image and text queries with a 503 that says why."""
+    from gluon_dml.catalog import CATALOG_FILE, open_catalog
+    from gluon_dml.serve import ServeError, Service
+    meta = json.loads((catalog_copy / CATALOG_FILE).read_text())
+    meta['run_dir'] = str(catalog_copy / 'deleted-run')
+    (catalog_copy / CATALOG_FILE).write_text(json.dumps(meta))
+    service = Service(open_catalog(str(catalog_copy)))
+    try:
+        assert 'is gone' in service.encoder_error and service.info()['image_queries'] is False
+        hits = service.search_id(3, 4)
+        assert len(hits) == 4 and all(set(h) == HIT_KEYS for h in hits)
+        vector = service.stored_vector(3)
+        assert service.search_vector(vector, 1)[0]['id'] == 3
+        with pytest.raises(ServeError) as err:
+            service.prepare_image(b'\x89PNG')
+        assert err.value.status == 503 and 'is gone' in err.value.message
+        with pytest.raises(ServeError) as err:
+            service.submit_text('a seven')
+        assert err.value.status == 503
+    finally:
+        service.close()
