@@ -260,7 +260,11 @@ def main(argv=None):
         body = r.json()
         if set(body) != {'error'} or not body['error'].endswith('.'):
             raise requests.RequestException('not a one-sentence JSON error: %r' % body)
-    took, results = hammer(url, jobs, a.concurrency, check_bad)
+    half = len(jobs) // 2                   # memory after each half: does it keep growing?
+    took1, results = hammer(url, jobs[:half], a.concurrency, check_bad)
+    mem_half = memory(pid) if pid else None
+    took2, rest = hammer(url, jobs[half:], a.concurrency, check_bad)
+    took, results = took1 + took2, results + rest
     by_kind = collections.defaultdict(collections.Counter)
     kind_ms = collections.defaultdict(list)
     for kind, status, latency in results:
@@ -280,7 +284,8 @@ def main(argv=None):
     if pid:
         mem2 = memory(pid)
         print('server memory (VmRSS): %.1f MiB after warm-up, %.1f MiB after the searches, %.1f MiB '
-              'after the bad requests (peak VmHWM %.1f MiB)' % (mem0[0], mem1[0], mem2[0], mem2[1]))
+              'after %d bad requests, %.1f MiB after %d (peak VmHWM %.1f MiB)'
+              % (mem0[0], mem1[0], mem_half[0], half, mem2[0], len(jobs), mem2[1]))
     print('after: health %s (%d items); load average %s'
           % ('ok' if alive else 'FAILED', health.json().get('count', -1) if alive else -1, load_average()))
     if server is not None:
