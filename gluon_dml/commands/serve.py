@@ -92,13 +92,33 @@ def listen(host, port):
 def main(argv=None):
     a = build_parser().parse_args(argv)
     _check(a)
-    sock = listen(a.host, a.port)            # a busy port fails at once, before anything loads
+    # SIGINT / SIGTERM from now on stop the service cleanly: while it loads they are noted (it
+    # stops once loaded, without serving); uvicorn handles them while it serves (a graceful
+    # stop), then raises them again against these handlers, so the command ends normally
+    stop = {'signals': [], 'server': None}
+
+    def on_signal(signum, frame):
+        stop['signals'].append(signum)
+        if stop['server'] is not None:
+            stop['server'].should_exit = True
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sock = listen(a.host, a.port)        # a busy port fails at once, before anything loads
+        try:
+            return _serve(a, sock, stop)
+        finally:
+            sock.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(a, sock, stop):
     try:
         import fastapi  # noqa: F401
         import python_multipart  # noqa: F401
         import uvicorn
     except ImportError as err:
-        sock.close()
         raise cli.UserError('gluon-dml serve needs FastAPI, uvicorn and python-multipart: '
                             'pip install -e ".[serve]" (%s).' % err) from None
     import warnings
@@ -107,11 +127,7 @@ def main(argv=None):
     from ..engine import get_contexts
     from ..serve import Limits, Service, create_app
 
-    try:
-        cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
-    except BaseException:
-        sock.close()
-        raise
+    cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
     limits = Limits(max_k=a.max_k, default_k=min(10, a.max_k),
                     max_upload_bytes=int(a.max_upload_mb * 2 ** 20), max_pixels=a.max_pixels,
                     max_items=a.max_items)
@@ -123,25 +139,21 @@ def main(argv=None):
                   file=sys.stderr)
         # the service checks --max-pixels itself, before decoding; PIL's warning is noise here
         warnings.filterwarnings('ignore', category=Image.DecompressionBombWarning)
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(service), log_level='warning', access_log=a.access_log, lifespan='on',
-            limit_concurrency=a.max_connections, timeout_graceful_shutdown=10, server_header=False))
-        # uvicorn handles SIGINT / SIGTERM (a graceful stop), then raises the signal again
-        # against the handlers it found: these record it, so the command ends after the save
-        stopped_by = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, frame: stopped_by.append(signum))
-        port = sock.getsockname()[1]
-        host = '[%s]' % a.host if ':' in a.host else a.host
-        url = 'http://%s:%d' % (host, port)
-        info = service.info()
-        print('serving %s (%d items; %s run, %d-d %s, %s %s index) at %s/ (API: %s/docs)'
-              % (a.catalog, info['count'], info['method'], info['dim'], info['kind'],
-                 info['backend'], info['index_type'], url, url), flush=True)
-        server.run(sockets=[sock])
+        stop['server'] = uvicorn.Server(uvicorn.Config(
+            create_app(service), log_level='info' if a.access_log else 'warning',
+            access_log=a.access_log, lifespan='on', limit_concurrency=a.max_connections,
+            timeout_graceful_shutdown=10, server_header=False))
+        if not stop['signals']:
+            port = sock.getsockname()[1]
+            host = '[%s]' % a.host if ':' in a.host else a.host
+            url = 'http://%s:%d' % (host, port)
+            info = service.info()
+            print('serving %s (%d items; %s run, %d-d %s, %s %s index) at %s/ (API: %s/docs)'
+                  % (a.catalog, info['count'], info['method'], info['dim'], info['kind'],
+                     info['backend'], info['index_type'], url, url), flush=True)
+            stop['server'].run(sockets=[sock])
     finally:
         count = len(cat.index)
         service.close()
-        sock.close()
-    why = ' (%s)' % signal.Signals(stopped_by[0]).name if stopped_by else ''
+    why = ' (%s)' % signal.Signals(stop['signals'][0]).name if stop['signals'] else ''
     print('stopped%s; the catalogue %s is saved (%d items).' % (why, a.catalog, count), flush=True)

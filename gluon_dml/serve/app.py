@@ -355,8 +355,8 @@ def items_of(body, service):
                 raise ServeError(400, 'Give either "items" or one item\'s fields, not both.')
             entries = f['items']
             if not isinstance(entries, list) or not entries:
-                raise ServeError(400, '"items" must be a non-empty list of {"image" or "vector", '
-                                      '"metadata"} objects.')
+                raise ServeError(400, 'The field "items" must be a non-empty list of {"image" or '
+                                      '"vector", "metadata"} objects.')
         else:
             entries = [f]
         if len(entries) > limits.max_items:

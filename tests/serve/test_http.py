@@ -308,13 +308,43 @@ def test_changes_are_saved_and_survive_a_restart(catalog_copy, serve, digits_cat
     assert last.stop() == 0
 
 
-def test_command_line_errors_are_one_line(digits_catalog, tmp_path):
-    proc = subprocess.run(gluon_dml('serve', tmp_path, '--port', 0), cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env=script_env(OMP_NUM_THREADS='1'))
-    assert proc.returncode == 2 and proc.stderr.count('\n') == 1, proc.stderr
-    assert proc.stderr.startswith('error: %s is not a catalogue' % tmp_path), proc.stderr
+def test_a_signal_while_loading_stops_it_cleanly(digits_catalog, tmp_path):
+    """SIGTERM once the port is open but before the network is loaded: the command finishes
+    loading, does not serve, says why it stopped and exits 0."""
+    probe = socket.socket()
+    probe.bind(('127.0.0.1', 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    with open(tmp_path / 'out', 'w') as out:
+        proc = subprocess.Popen(gluon_dml('serve', digits_catalog[2], '--port', port), cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT, env=script_env(OMP_NUM_THREADS='1'))
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection(('127.0.0.1', port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / 'out').read_text()
+    assert 'stopped (SIGTERM); the catalogue' in text and 'serving' not in text, text
+
+
+def test_command_errors_are_one_sentence(digits_catalog, tmp_path):
+    """UserErrors, which gluon-dml prints as one line (exit code 2); the handlers of SIGINT and
+    SIGTERM are given back."""
+    import signal as signals
     from gluon_dml.commands import serve as command
     from gluon_dml.errors import UserError
+    handlers = signals.getsignal(signals.SIGINT), signals.getsignal(signals.SIGTERM)
+    with pytest.raises(UserError, match='is not a catalogue: it has no catalog.json'):
+        command.main([str(tmp_path), '--port', '0'])
+    assert (signals.getsignal(signals.SIGINT), signals.getsignal(signals.SIGTERM)) == handlers
     busy = socket.socket()
     busy.bind(('127.0.0.1', 0))
     busy.listen(1)
@@ -378,5 +408,28 @@ def test_a_catalogue_whose_run_is_gone_is_served_by_vector_and_id(catalog_copy):
         with pytest.raises(ServeError) as err:
             service.submit_text('a seven')
         assert err.value.status == 503
+    finally:
+        service.close()
+
+
+def test_a_binary_catalogue_takes_and_gives_codes(tmp_path):
+    """In-process, a hashing run's kind of catalogue (packed binary codes, Hamming search): a
+    query vector is +-1 codes of the catalogue's bits, stored vectors come back as +-1."""
+    from gluon_dml.catalog import Catalog
+    from gluon_dml.index import create_index
+    from gluon_dml.serve import ServeError, Service
+    codes = np.random.RandomState(0).choice([-1, 1], size=(50, 32))
+    index = create_index(backend='faiss', kind='binary', dim=32, path=str(tmp_path / 'codes'))
+    index.add(codes, metadata=[{'label': str(i % 5)} for i in range(50)])
+    source = {'run_dir': str(tmp_path / 'no-run'), 'kind': 'binary', 'dim': 32, 'method': 'hash'}
+    service = Service(Catalog(str(tmp_path / 'codes'), index, source))
+    try:
+        hits = service.search_vector(service.check_vector([float(x) for x in codes[7]]), 3,
+                                     service.check_filter({'label': 2}))
+        assert hits[0]['id'] == 7 and hits[0]['score'] == 1.0 and hits[0]['distance'] == 0
+        assert {h['label'] for h in hits} == {'2'}
+        assert service.stored_vector(7).tolist() == codes[7].tolist()
+        with pytest.raises(ServeError, match='has 4 values'):
+            service.check_vector([1.0, -1.0, 1.0, 1.0])
     finally:
         service.close()
