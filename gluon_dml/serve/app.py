@@ -202,7 +202,7 @@ def _json_value(text, what):
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        raise ServeError(400, 'Multipart field %r is not valid JSON.' % what) from None
+        raise ServeError(400, 'Field %r is not valid JSON.' % what) from None
 
 
 def filter_from_strings(items):
@@ -315,8 +315,8 @@ def query_of(body, allowed, what='a query'):
         kv = {}
         if 'id' in f:
             text = _single(f, 'id').strip()
-            if not text.isdigit():
-                raise ServeError(400, 'id must be an integer, got %r.' % text[:40])
+            if not text.isdigit() or len(text) > 19:
+                raise ServeError(400, 'id must be an integer from 0 to 2^63 - 1, got %r.' % text[:40])
             kv['id'] = int(text)
         if 'vector' in f:
             kv['vector'] = _json_value(_single(f, 'vector'), 'vector')
@@ -331,7 +331,7 @@ def query_of(body, allowed, what='a query'):
         k = f.get('k')
         flt = f.get('filter')
     if len(body.images) > 1:
-        raise ServeError(400, 'Give one image a query, got %d.' % len(body.images))
+        raise ServeError(400, 'Give one image per query, got %d.' % len(body.images))
     if body.images:
         kv['image'] = body.images[0]
     given = [key for key in allowed if key in kv]

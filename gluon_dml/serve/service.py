@@ -108,7 +108,7 @@ class Service(object):
         """``k`` (None: the default) as an int in [1, max_k]; else 422."""
         if k is None:
             return self.limits.default_k
-        if isinstance(k, str) and k.strip().lstrip('+').isdigit():
+        if isinstance(k, str) and k.strip().lstrip('+').isdigit() and len(k) < 19:
             k = int(k)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.limits.max_k:
             raise ServeError(422, 'k must be an integer from 1 to %d; got %s.'
@@ -155,7 +155,7 @@ class Service(object):
                              % (what, len(v), self.catalog.dim))
         return v.astype(np.float32)
 
-    def check_metadata(self, meta, what='metadata'):
+    def check_metadata(self, meta, what='The metadata'):
         """User metadata of a new item: a JSON object without ``path`` (the service sets it), at
         most ``max_metadata_bytes`` as JSON."""
         if meta is None:
@@ -165,7 +165,11 @@ class Service(object):
         if 'path' in meta:
             raise ServeError(400, '%s may not set "path": the service stores the image and sets '
                                   'it.' % what)
-        size = len(json.dumps(meta))
+        try:
+            size = len(json.dumps(meta, allow_nan=False))
+        except ValueError:
+            raise ServeError(400, '%s holds NaN or infinite numbers, which JSON answers cannot '
+                                  'carry.' % what) from None
         if size > self.limits.max_metadata_bytes:
             raise ServeError(413, '%s is %d bytes as JSON, more than %d.'
                              % (what, size, self.limits.max_metadata_bytes))

@@ -227,6 +227,9 @@ def _bad_requests(url, data, truncated):
         ('item that sets path', 400, lambda: post(url + '/items', json={'vector': vec, 'metadata': {'path': '/etc/passwd'}})),
         ('item without image or vector', 400, lambda: post(url + '/items', json={'metadata': {'a': 1}})),
         ('items of a wrong count of metadata', 400, lambda: post(url + '/items', files=[('image', data), ('image', data)], data={'metadata': ['{}', '{}', '{}']})),
+        ('metadata with NaN', 400, lambda: post(url + '/items', data='{"vector": [0.1%s], "metadata": {"x": NaN}}' % (', 0.1' * 63), headers={'Content-Type': 'application/json'})),
+        ('multipart k of 5000 digits', 422, lambda: post(url + '/search', files={'image': data}, data={'k': '9' * 5000})),
+        ('multipart id of 5000 digits', 400, lambda: post(url + '/search', files={'id': (None, '9' * 5000)})),
         ('too many items', 413, lambda: post(url + '/items', json={'items': [{'vector': vec}] * 65})),
         ('thumbnail size 0', 422, lambda: requests.get(url + '/items/3/image?size=0')),
     ]
