@@ -17,18 +17,19 @@ __all__ = ['decode_image', 'decode_base64', 'image_extension', 'thumbnail_bytes'
            'MIME']
 
 # formats every browser shows as they are; the others are converted to PNG when served
-BROWSER_FORMATS = {'PNG': 'image/png', 'JPEG': 'image/jpeg', 'GIF': 'image/gif',
-                   'WEBP': 'image/webp', 'BMP': 'image/bmp'}
+BROWSER_FORMATS = {'PNG': 'image/png', 'JPEG': 'image/jpeg', 'MPO': 'image/jpeg',
+                   'GIF': 'image/gif', 'WEBP': 'image/webp', 'BMP': 'image/bmp'}
 MIME = BROWSER_FORMATS
-_EXTENSIONS = {'JPEG': '.jpg', 'TIFF': '.tif', 'PPM': '.ppm', 'JPEG2000': '.jp2'}
+_EXTENSIONS = {'JPEG': '.jpg', 'MPO': '.jpg', 'TIFF': '.tif', 'PPM': '.ppm', 'JPEG2000': '.jp2'}
 _DATA_URL = re.compile(r'^data:[\w/+.-]*(;[\w=-]+)*;base64,', re.I)
 
 
-def decode_image(data, max_pixels, what='The upload'):
+def decode_image(data, max_pixels, what='The upload', draft=None):
     """``data`` (bytes) as a loaded PIL image (the first frame of an animation).
 
     :class:`ServeError` 400 for empty bytes, bytes that are not an image PIL can read, or a
-    truncated or damaged image; 413 for an image of more than ``max_pixels`` pixels."""
+    truncated or damaged image; 413 for an image of more than ``max_pixels`` pixels.
+    ``draft=N``: a JPEG may be decoded at a reduced scale, no smaller than N x N (thumbnails)."""
     if not data:
         raise ServeError(400, '%s is empty (0 bytes).' % what)
     try:
@@ -48,6 +49,8 @@ def decode_image(data, max_pixels, what='The upload'):
         raise ServeError(400, '%s has no pixels (%d x %d).' % (what, width, height))
     try:
         img.seek(0)
+        if draft and img.format in ('JPEG', 'MPO'):
+            img.draft(img.mode, (int(draft), int(draft)))
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as err:
         raise ServeError(400, '%s is truncated or damaged (%s).'

@@ -112,8 +112,8 @@ class Service(object):
             k = int(k)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= self.limits.max_k:
             raise ServeError(422, 'k must be an integer from 1 to %d; got %s.'
-                             % (self.limits.max_k, json.dumps(k) if not isinstance(k, str)
-                                else repr(k)[:40]))
+                             % (self.limits.max_k, json.dumps(k)[:40] if not isinstance(k, str)
+                                else repr(k[:30] + ('...' if len(k) > 30 else ''))))
         return k
 
     @staticmethod
@@ -306,7 +306,8 @@ class Service(object):
             with open(path, 'rb') as f:
                 data = f.read()
             with self._decode_slots:
-                img = decode_image(data, self.limits.max_pixels, 'The image of item %d' % item['id'])
+                img = decode_image(data, self.limits.max_pixels, 'The image of item %d' % item['id'],
+                                   draft=size)
                 data, media = thumbnail_bytes(img, size)
             return 'bytes', data, media
         except ServeError:
