@@ -45,8 +45,9 @@ setup(
         # numpy 1.23.5 on Python 3.11: pymilvus 3.0.2 + milvus-lite 2.5.1; milvus-lite 3.x
         # needs numpy >= 1.24, hence < 3.
         'milvus': ['pymilvus==3.0.2', 'milvus-lite>=2.5.1,<3'],
-        # The HTTP search service.
-        'serve': ['fastapi', 'uvicorn', 'python-multipart'],
+        # The HTTP search service (gluon-dml serve, docs/serve.md). Checked with pip's resolver
+        # beside numpy 1.23.5 on Python 3.11 (they need no numpy): the versions tested.
+        'serve': ['fastapi==0.165.0', 'uvicorn==0.54.0', 'python-multipart==0.0.34'],
     },
     entry_points={'console_scripts': ['gluon-dml=gluon_dml.commands:main']},
 )
