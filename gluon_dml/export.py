@@ -25,6 +25,7 @@ extra (``pip install -e ".[onnx]"``: the versions checked beside numpy < 1.24 ar
 ``docs/export.md``).
 """
 import contextlib
+import io
 import json
 import os
 import tempfile
@@ -92,7 +93,13 @@ def exported_files(run_dir, part=None):
 def _load_params(params_path):
     """{name: NDArray} of an exported params file (the ``arg:`` / ``aux:`` prefixes dropped)."""
     import mxnet as mx
-    return {k.split(':', 1)[-1]: v for k, v in mx.nd.load(params_path).items()}
+    loaded = mx.nd.load(params_path)
+    if isinstance(loaded, list):       # a network without parameters saves an empty list
+        if loaded:
+            raise UserError('%s holds unnamed arrays, not the parameters of an exported network.'
+                            % params_path)
+        loaded = {}
+    return {k.split(':', 1)[-1]: v for k, v in loaded.items()}
 
 
 def _input_names(sym_path, params_path):
@@ -299,18 +306,26 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     shape = tuple(int(s) for s in (input_shape or _input_shape(run_dir, args, part)))
     fixed = (int(batch_size) if batch_size else 1,) + shape
     current = []
+    shapes = {k: v.shape for k, v in params.items() if k in sym.list_inputs()}
+    shapes[inputs[0]] = fixed
     try:
-        out_shape = sym.infer_shape(**{inputs[0]: fixed})[1][0]
+        with contextlib.redirect_stdout(io.StringIO()):     # MXNet prints every shape on failure
+            out_shape = sym.infer_shape(**shapes)[1][0]
     except mx.base.MXNetError as err:
         raise UserError('The exported network of %s does not take input shape %s (%s).' % (
             run_dir, '(N, %s)' % ', '.join(map(str, shape)),
-            str(err).strip().splitlines()[0][:200])) from None
+            _mxnet_reason(err))) from None
     try:
         with _converters(opset, current) as graph_cls:
             graph = graph_cls().create_onnx_graph_proto(
                 sym, params, [fixed], [TensorProto.FLOAT], opset_version=opset,
                 dynamic=batch_size is None,
                 dynamic_input_shapes=[(None,) + shape] if batch_size is None else None)
+    except onnx.checker.ValidationError as err:    # MXNet checks the graph it wrote
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise UserError('%s cannot be exported to ONNX: the graph MXNet\'s exporter wrote fails '
+                        'the onnx checker: %s' % (run_dir, ' '.join(lines[:1] + [
+                            ln for ln in lines[1:] if ln.startswith('==>')])[:300])) from None
     except (AttributeError, NotImplementedError, ValueError, KeyError, AssertionError) as err:
         where = 'operator %s (node %s)' % tuple(current) if current else 'the network'
         raise UserError('%s cannot be exported to ONNX: MXNet\'s exporter failed on %s: %s'
@@ -327,6 +342,13 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
         tmp.write(model.SerializeToString())
     os.replace(tmp.name, out)
     return out
+
+
+def _mxnet_reason(err):
+    """The sentence of an MXNetError, without its C++ location."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = text.replace('MXNetError: ', '', 1)
+    return text.split(': ', 1)[-1] if text.startswith('Error in operator') else text
 
 
 def _finish_model(onnx, helper, graph, input_name, opset, args, part, shape, batch_size,
@@ -352,8 +374,9 @@ def _finish_model(onnx, helper, graph, input_name, opset, args, part, shape, bat
                 d.dim_value = int(size)
     graph.name = 'gluon_dml_%s' % (args.get('method') or 'margin')
     kind, meaning = _output_kind(args)
-    from . import __version__
-    model = helper.make_model(graph, producer_name='gluon-dml', producer_version=__version__,
+    import gluon_dml
+    model = helper.make_model(graph, producer_name='gluon-dml',
+                              producer_version=gluon_dml.__version__,
                               opset_imports=[helper.make_opsetid('', opset)])
     model.ir_version = _IR_VERSION[opset]
     meta = {'gluon_dml.method': args.get('method') or 'margin',
