@@ -45,6 +45,11 @@ setup(
         # numpy 1.23.5 on Python 3.11: pymilvus 3.0.2 + milvus-lite 2.5.1; milvus-lite 3.x
         # needs numpy >= 1.24, hence < 3.
         'milvus': ['pymilvus==3.0.2', 'milvus-lite>=2.5.1,<3'],
+        # ONNX export (docs/export.md, "Versions checked"). Checked beside numpy 1.23.5 on Python
+        # 3.11 with pip's resolver and the conversion of real runs: onnxruntime 1.15 - 1.18.0
+        # require numpy >= 1.24.2, 1.18.1 - 1.20.1 work; onnx 1.14.1 - 1.18.0 work with MXNet
+        # 1.9.1's exporter, 1.19 removed onnx.mapping, which it imports.
+        'onnx': ['onnx==1.17.0', 'onnxruntime==1.20.1'],
         # The HTTP search service.
         'serve': ['fastapi', 'uvicorn', 'python-multipart'],
     },
