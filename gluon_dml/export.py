@@ -140,7 +140,7 @@ def _require_onnx(runtime=False):
                         % (onnx.__version__, ONNX_EXTRA))
     if runtime:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401  (only whether it imports)
         except ImportError as err:
             raise UserError('Running an ONNX model needs onnxruntime, which is not installed '
                             '(%s): install the onnx extra, %s.' % (err, ONNX_EXTRA)) from None
@@ -214,7 +214,9 @@ def unsupported_operators(sym_path, opset=DEFAULT_OPSET):
     missing = {}
     for n in nodes:
         op = n['op']
-        if op != 'null' and op not in _OUR_CONVERTERS and _mxnet_converter(graph_cls, op, opset) is None:
+        if op == 'null' or op in _OUR_CONVERTERS:
+            continue
+        if _mxnet_converter(graph_cls, op, opset) is None:
             missing.setdefault(op, n['name'])
     return missing
 
@@ -271,11 +273,12 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     """Convert a run's exported image network to ONNX; returns the path written (default
     ``RUN/PREFIX.onnx``, VSE runs ``RUN/PREFIX-image.onnx``).
 
-    ``batch_size``: None for a free batch size, else fixed. ``opset``: 13, the opset of MXNet
-    1.9.1's newest converters (its opset-12 ones do not pass the checks of current onnx). ``input_shape``: (C, H, W), by default the shape of one test
-    image of the run's dataset. The output is ``embedding`` (hashing runs: the continuous head
-    output, the codes are its sign). Raises :class:`UserError` when the run has no export,
-    onnx is missing, or an operator cannot be converted (naming it)."""
+    ``batch_size``: None for a free batch size, else fixed. ``opset``: 13, the opset MXNet
+    1.9.1's newest converters are written for (the only one offered). ``input_shape``: (C, H,
+    W), by default the shape of one test image of the run's dataset. The output is
+    ``embedding`` (hashing runs: the continuous head output, the codes are its sign). Raises
+    :class:`UserError` when the run has no export, onnx is missing, or an operator cannot be
+    converted (naming it)."""
     import mxnet as mx
     args = _run_args(run_dir)
     if args.get('method') == 'vse':
@@ -287,10 +290,11 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     onnx = _require_onnx()
     from onnx import TensorProto, checker, helper
     if opset not in _IR_VERSION:
-        raise UserError('opset must be %s (the opset MXNet 1.9.1\'s converters are written for), got %r.'
-                        % (', '.join(map(str, sorted(_IR_VERSION))), opset))
+        raise UserError('opset must be %s (the opset MXNet 1.9.1\'s converters are written '
+                        'for), got %r.' % (', '.join(map(str, sorted(_IR_VERSION))), opset))
     if batch_size is not None and int(batch_size) < 1:
-        raise UserError('batch_size must be a positive integer or None (free), got %r.' % batch_size)
+        raise UserError('batch_size must be a positive integer or None (free), got %r.'
+                        % batch_size)
     missing = unsupported_operators(sym_path, opset)
     if missing:
         raise UserError('%s cannot be exported to ONNX: MXNet 1.9.1\'s exporter has no converter '
@@ -302,7 +306,8 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     inputs = [n for n in sym.list_inputs() if n not in params]
     if len(inputs) != 1:
         raise UserError('The exported network of %s takes %d inputs (%s); ONNX export handles '
-                        'image networks with one input.' % (run_dir, len(inputs), ', '.join(inputs)))
+                        'image networks with one input.'
+                        % (run_dir, len(inputs), ', '.join(inputs)))
     shape = tuple(int(s) for s in (input_shape or _input_shape(run_dir, args, part)))
     fixed = (int(batch_size) if batch_size else 1,) + shape
     current = []
@@ -419,7 +424,9 @@ def onnx_session(path, threads=None):
 
 def run_onnx(session_or_path, images):
     """The ONNX model's output for a batch (N, C, H, W) of preprocessed images."""
-    sess = session_or_path if not isinstance(session_or_path, str) else onnx_session(session_or_path)
+    sess = session_or_path
+    if isinstance(sess, str):
+        sess = onnx_session(sess)
     feed = {sess.get_inputs()[0].name: np.ascontiguousarray(images, dtype=np.float32)}
     return sess.run(None, feed)[0]
 

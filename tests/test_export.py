@@ -169,7 +169,8 @@ def test_onnx_of_a_hashing_run_gives_the_same_outputs_and_codes(hash_run, tmp_pa
     assert meta['gluon_dml.kind'] == 'binary' and 'sign' in meta['gluon_dml.output']
     # a fixed batch size
     fixed = export_onnx(hash_run, str(tmp_path / 'hash8.onnx'), batch_size=8)
-    assert [d.dim_value for d in onnx.load(fixed).graph.input[0].type.tensor_type.shape.dim] == [8, 1, 8, 8]
+    dims = onnx.load(fixed).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [8, 1, 8, 8]
     assert np.abs(run_onnx(fixed, images[:8]) - ref[:8]).max() <= TOL
     res = verify(hash_run, images, onnx_path=path)
     assert res['symbolblock'] <= TOL and res['onnxruntime'] <= TOL and res['code_bits_differ'] == 0
@@ -294,7 +295,6 @@ def test_missing_onnx_names_the_extra(margin_run, monkeypatch):
 
 def test_an_operator_without_converter_is_named(tmp_path):
     _need_onnx()
-    import mxnet as mx
     from mxnet import gluon
     from gluon_dml.errors import UserError
     from gluon_dml.export import export_onnx
@@ -311,7 +311,8 @@ def test_an_operator_without_converter_is_named(tmp_path):
     net = SignCodes()
     net.initialize()
     run = _fake_run(str(tmp_path / 'sign'), net, (1, 8, 8), method='hash')
-    with pytest.raises(UserError, match=r'no converter for operator sign \(node signcodes0_sign0\)'):
+    with pytest.raises(UserError,
+                       match=r'no converter for operator sign \(node signcodes0_sign0\)'):
         export_onnx(run, input_shape=(1, 8, 8))
     assert not os.path.exists(os.path.join(run, 'model.onnx'))
 
@@ -321,7 +322,8 @@ def test_the_command_refuses_what_it_cannot_do(margin_run, capsys):
     from gluon_dml.commands.export import main
     for argv, message in (([margin_run, '--onnx', 'x.onnx', '--input-shape', '1,8'],
                            '--input-shape takes three positive integers'),
-                          ([margin_run, '--check', '--images', '0'], '--images must be at least 1')):
+                          ([margin_run, '--check', '--images', '0'],
+                           '--images must be at least 1')):
         with pytest.raises(SystemExit) as exit_:
             main_guard(main, argv)
         assert exit_.value.code == 2
