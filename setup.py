@@ -48,6 +48,11 @@ setup(
         # The HTTP search service (gluon-dml serve, docs/serve.md). Checked with pip's resolver
         # beside numpy 1.23.5 on Python 3.11 (they need no numpy): the versions tested.
         'serve': ['fastapi==0.165.0', 'uvicorn==0.54.0', 'python-multipart==0.0.34'],
+        # ONNX export (docs/export.md, "Versions checked"). Checked beside numpy 1.23.5 on Python
+        # 3.11 with pip's resolver and the conversion of real runs: onnxruntime 1.15 - 1.18.0
+        # require numpy >= 1.24.2, 1.18.1 - 1.20.1 work; onnx 1.14.1 - 1.18.0 work with MXNet
+        # 1.9.1's exporter, 1.19 removed onnx.mapping, which it imports.
+        'onnx': ['onnx==1.17.0', 'onnxruntime==1.20.1'],
     },
     entry_points={'console_scripts': ['gluon-dml=gluon_dml.commands:main']},
 )

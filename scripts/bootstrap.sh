@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Set up gluon-dml on a fresh Linux machine with Python 3.11:
-#   bash scripts/bootstrap.sh          a virtual environment .venv with the package and its CPU extra
-#   bash scripts/bootstrap.sh --test   the same plus the test extra and the test data (Fashion-MNIST)
+#   bash scripts/bootstrap.sh          a virtual environment .venv with the package and the extras of
+#                                      the whole product: cpu (MXNet, faiss), serve (the HTTP
+#                                      service), milvus (Milvus Lite / pymilvus), onnx (export)
+#   bash scripts/bootstrap.sh --test   the same plus the test extra and the test data (Fashion-MNIST,
+#                                      Chromium)
 # VENV=path overrides the environment's folder; PYTHON=python3.11 picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
-extras=cpu
-if [ "${1:-}" = "--test" ]; then extras=cpu,test; fi
+extras=cpu,serve,milvus,onnx
+if [ "${1:-}" = "--test" ]; then extras=$extras,test; fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
@@ -29,7 +32,7 @@ if command -v npm >/dev/null; then
     echo "warning: could not install the Visdom page files from npm; see docs/dashboard.md" >&2
 fi
 
-if [ "$extras" = "cpu,test" ]; then
+if [ "${1:-}" = "--test" ]; then
   # Real test data and tools from Debian: the Fashion-MNIST IDX files in
   # /usr/share/datasets/fashion-mnist, and Chromium for the dashboard screenshot test.
   need=""
