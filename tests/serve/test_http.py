@@ -67,22 +67,32 @@ def test_health_info_page_and_openapi(shared_server):
     assert '/docs' in shared_server.stdout()
 
 
-def test_keep_alive_answers_do_not_wait_for_delayed_acks(shared_server):
-    """The listening socket is a TCP one, so asyncio sets TCP_NODELAY on each connection:
-    without it every answer on a kept-alive connection waited ~40 ms (Nagle's algorithm
-    holding the body until the client's delayed ACK of the headers)."""
+def test_the_listening_socket_is_tcp_so_connections_get_nodelay():
+    """The listening socket is created with the TCP protocol number, so asyncio sets TCP_NODELAY
+    on each connection it accepts: without it every answer on a kept-alive connection waited
+    ~40 ms (Nagle's algorithm holding the body until the client's delayed ACK of the headers).
+    The latency itself is measured by bench/load_test.py, not here."""
+    import asyncio
     from gluon_dml.commands.serve import listen
     sock = listen('127.0.0.1', 0)
     assert sock.proto == socket.IPPROTO_TCP
-    sock.close()
-    with requests.Session() as session:
-        session.get(shared_server.url + '/health', timeout=30)
-        took = []
-        for _ in range(15):
-            t0 = time.perf_counter()
-            assert session.post(shared_server.url + '/search', json={'id': 1, 'k': 3}, timeout=30).ok
-            took.append(time.perf_counter() - t0)
-    assert np.median(took) < 0.025, took
+    port = sock.getsockname()[1]
+    seen = []
+
+    async def main():
+        async def handle(reader, writer):
+            seen.append(writer.get_extra_info('socket').getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+        server = await asyncio.start_server(handle, sock=sock)
+        _, writer = await asyncio.open_connection('127.0.0.1', port)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        writer.close()
+        server.close()
+    asyncio.run(main())
+    assert seen and seen[0] != 0
 
 
 def test_search_by_upload_base64_bytes_vector_and_id(shared_server, digits_catalog):
