@@ -115,7 +115,7 @@ class TripletLoss(gluon.HybridBlock):
             # Triplet (a, p, n) is active iff D_an < D_ap + alpha. Key: D_ap + alpha for positives,
             # D_an for negatives; on an exact tie the negative sorts after (inactive, as the hinge).
             order, pos_s, pos_upto, neg_upto = sort_rows(d + same * self._margin, diff)
-            neg_s = gather(diff, order)
+            neg_s = 1 - pos_s - (cols_b == 0)                 # all but the positives and the anchor
             pos_after = F.broadcast_sub(F.sum(pos_s, axis=1, keepdims=True), pos_upto)
             count_s = pos_s * neg_upto                        # active negatives of each positive
             weight = count_s - neg_s * pos_after              # minus active positives of each negative
@@ -133,11 +133,12 @@ class TripletLoss(gluon.HybridBlock):
         order, pos_s, _, neg_upto = sort_rows(d, same)
         far = F.ones_like(d) * _FAR
         neg_order = F.argsort(_nudge(F, F.where(diff > 0, d, far), cols_b), axis=1)
-        # A positive above every negative gets place #negatives: a non-negative column, dropped.
+        # A positive above every negative has no such negative: place #negatives is not one.
         idx = at(gather(neg_order, at(neg_upto)))                                 # column of n
         d_ap = gather(dist, order)
         d_neg = gather(dist, idx)                                                 # gradient to D_an
-        has = pos_s * gather(diff, idx) * (d_neg > d_ap) * (d_neg < d_ap + self._margin)
+        exists = F.broadcast_lesser(neg_upto, F.sum(diff, axis=1, keepdims=True))
+        has = pos_s * exists * (d_neg > d_ap) * (d_neg < d_ap + self._margin)
         has = F.BlockGrad(has)
         loss = F.relu(d_ap - d_neg + self._margin) * has
         return safe_divide(F, F.sum(loss), F.sum(has))
