@@ -6,6 +6,8 @@ import math
 import numbers
 
 import numpy as np
+import scipy.sparse
+from scipy.linalg.blas import sgemm as _sgemm
 
 from .neighbors import (DEFAULT_BLOCK_SIZE, _as_embeddings, _as_labels, _flat_index,
                         _positive_int)
@@ -16,20 +18,158 @@ __all__ = ["nmi", "kmeans_assign", "evaluate_embeddings", "default_nmi_runs"]
 
 
 def kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
-    """Cluster ids (N,) int64 of a seeded faiss k-means (exact L2 assignment, all points used)."""
+    """Cluster ids (N,) int64 of a seeded k-means: faiss's ``Kmeans`` algorithm, run here.
+
+    The algorithm and its random draws are those of ``faiss.Kmeans(d, k, niter=niter, seed=seed)``
+    trained on every point (no subsampling) and followed by ``assign``: the initial centroids are
+    the points ``faiss.rand_perm(N, seed + 1)[:k]``; each of the ``niter`` Lloyd iterations assigns
+    every point to its nearest centroid (exact squared L2), moves each centroid to the mean of its
+    points and re-seeds each empty cluster by splitting a large one exactly as faiss does (same
+    rule, same Mersenne-Twister draws, same perturbation); the result is the nearest final
+    centroid of each point. Only the assignment step differs, in how it is computed: blocks of
+    points against all centroids as one single-precision GEMM (``||c||^2 - 2 x.c`` with the norms
+    folded into the product) through SciPy's BLAS, then an argmin per point. Rounding differs
+    from faiss's in the last bits, so a point almost equidistant from two centroids can go the
+    other way and the clusterings drift apart slightly (see tests/metrics/test_kmeans.py for the
+    measured agreement); :func:`_faiss_kmeans_assign` is the faiss run itself.
+    """
+    x, num_clusters, seed, niter = _check_kmeans_args(embeddings, num_clusters, seed, niter)
+    n = x.shape[0]
+    if num_clusters == 1:
+        return np.zeros(n, np.int64)
+    if num_clusters == n:            # faiss copies the points as centroids and does not iterate
+        return _nearest_centroid(x, x.copy())
+    perm = np.empty(n, np.int32)
+    faiss.rand_perm(faiss.swig_ptr(perm), n, seed + 1)
+    centroids = x[perm[:num_clusters]].copy()
+    for _ in range(niter):
+        assign = _nearest_centroid(x, centroids)
+        centroids, counts = _centroids(x, assign, num_clusters)
+        _split_empty_clusters(centroids, counts, n)
+    return _nearest_centroid(x, centroids)
+
+
+def _check_kmeans_args(embeddings, num_clusters, seed, niter):
     x = _as_embeddings(embeddings, "embeddings")
     num_clusters = _positive_int(num_clusters, "num_clusters")
     niter = _positive_int(niter, "niter")
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise ValueError("seed must be an integer, got %r." % (seed,))
-    n = x.shape[0]
-    if num_clusters > n:
+    if num_clusters > x.shape[0]:
         raise ValueError("num_clusters (%d) cannot exceed the number of embeddings (%d)."
-                         % (num_clusters, n))
+                         % (num_clusters, x.shape[0]))
+    return x, num_clusters, int(seed) % (2 ** 31), niter
+
+
+ASSIGN_BLOCK_SCORES = 1 << 22
+"""Scores per GEMM in the assignment step (16 MB): ``max(256, this // k)`` points against all k
+centroids at a time; few large products for a small k, blocks that stay in cache for a large one."""
+
+
+def _nearest_centroid(x, centroids, block_rows=None):
+    """Index (N,) int64 of the nearest centroid (squared L2, first on ties) of each row of ``x``.
+
+    For a block of rows the product ``[x, 1] . [-2 c, ||c||^2]^T`` gives ``||c||^2 - 2 x.c``, the
+    squared distance less ``||x||^2`` (the same for all centroids of a row), in one GEMM.
+    """
+    n, d = x.shape
+    block_rows = block_rows or max(256, ASSIGN_BLOCK_SCORES // len(centroids))
+    c = np.asarray(centroids, np.float32)
+    aug_c = np.empty((c.shape[0], d + 1), np.float32)
+    np.multiply(c, -2.0, out=aug_c[:, :d])
+    aug_c[:, d] = np.einsum("ij,ij->i", c, c, dtype=np.float64)
+    out = np.empty(n, np.int64)
+    block_rows = min(block_rows, n)
+    aug_x = np.empty((block_rows, d + 1), np.float32)
+    aug_x[:, d] = 1.0
+    scores = np.empty((c.shape[0], block_rows), np.float32, order="F")
+    for start in range(0, n, block_rows):
+        stop = min(start + block_rows, n)
+        rows = aug_x[:stop - start]
+        rows[:, :d] = x[start:stop]
+        # Fortran-order views, no copies: (k, b) scores in Fortran order are (b, k) in C order.
+        s = _sgemm(1.0, aug_c.T, rows.T, trans_a=True, c=scores[:, :stop - start], overwrite_c=True)
+        np.argmin(s.T, axis=1, out=out[start:stop])
+    return out
+
+
+def _centroids(x, assign, k):
+    """Mean of the points of each cluster (float32 (k, D); zero for an empty one) and the counts."""
+    n = x.shape[0]
+    counts = np.bincount(assign, minlength=k)
+    member = scipy.sparse.csr_matrix((np.ones(n, np.float32), assign, np.arange(n + 1)),
+                                     shape=(n, k))
+    sums = np.asarray(member.T @ x, np.float32)                     # (k, D)
+    full = counts > 0
+    sums[full] *= (1.0 / counts[full].astype(np.float32))[:, None]
+    return sums, counts.astype(np.float32)
+
+
+_SPLIT_EPS = 1.0 / 1024
+
+
+def _split_empty_clusters(centroids, hassign, n):
+    """faiss's ``split_clusters`` (Clustering.cpp), in place: each empty cluster, in order, takes a
+    copy of a cluster ``j`` drawn with probability ``(size_j - 1) / (n - k)`` by scanning
+    ``j = 0, 1, ...`` (cyclically) with one uniform draw each from ``std::mt19937(1234)`` (reseeded
+    at every call, as faiss does); the two centroids are pushed apart by +-1/1024 on alternate
+    coordinates and share the size. Returns the number of splits.
+    """
+    empty = np.flatnonzero(hassign == 0)
+    if empty.size == 0:
+        return 0
+    k = hassign.size
+    draws = _Uniform32(1234)
+    sign = np.where(np.arange(centroids.shape[1]) % 2 == 0, 1.0, -1.0)
+    grow, shrink = 1.0 + _SPLIT_EPS * sign, 1.0 - _SPLIT_EPS * sign
+    scale = np.float64(np.float32(n - k))
+    for ci in empty:
+        prob = ((hassign.astype(np.float64) - 1.0) / scale).astype(np.float32)
+        cj = draws.first_below(prob)
+        centroids[ci] = (centroids[cj].astype(np.float64) * grow).astype(np.float32)
+        centroids[cj] = (centroids[cj].astype(np.float64) * shrink).astype(np.float32)
+        hassign[ci] = np.float32(hassign[cj] / np.float32(2))
+        hassign[cj] -= hassign[ci]
+    return int(empty.size)
+
+
+class _Uniform32(object):
+    """faiss's ``RandomGenerator(seed).rand_float()`` stream: ``std::mt19937(seed)`` outputs over
+    ``float(2^32 - 1)``, in float32 (numpy's legacy seeding of MT19937 is the same generator)."""
+
+    def __init__(self, seed, chunk=1 << 16):
+        self._rng = np.random.RandomState(seed)
+        self._chunk = chunk
+        self._buf = np.empty(0, np.float32)
+
+    def _take(self, count):
+        while self._buf.size < count:
+            raw = self._rng.randint(0, 2 ** 32, size=self._chunk, dtype=np.uint32)
+            self._buf = np.concatenate([self._buf, raw.astype(np.float32) / np.float32(2 ** 32 - 1)])
+        return self._buf[:count]
+
+    def first_below(self, prob):
+        """Scan j = 0, 1, ... (mod k), one draw each, until draw < prob[j]; return that j."""
+        k, t0 = prob.size, 0
+        while True:
+            r = self._take(t0 + self._chunk)[t0:]
+            hit = r < prob[np.arange(t0, t0 + r.size) % k]
+            if hit.any():
+                t = t0 + int(np.argmax(hit))
+                self._buf = self._buf[t + 1:]
+                return t % k
+            t0 += r.size
+
+
+def _faiss_kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
+    """The same k-means run by faiss itself (``faiss.Kmeans``, exact index): the reference of
+    :func:`kmeans_assign`, for tests and bench/bench_metrics.py."""
+    x, num_clusters, seed, niter = _check_kmeans_args(embeddings, num_clusters, seed, niter)
+    n = x.shape[0]
     if num_clusters == 1:
         return np.zeros(n, np.int64)
     kmeans = faiss.Kmeans(
-        x.shape[1], num_clusters, niter=niter, seed=int(seed) % (2 ** 31), verbose=False,
+        x.shape[1], num_clusters, niter=niter, seed=seed, verbose=False,
         # train on every point (no subsampling) and do not warn about few points
         max_points_per_centroid=int(math.ceil(n / float(num_clusters))) + 1,
         min_points_per_centroid=1)
