@@ -23,15 +23,28 @@ def kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
     The algorithm and its random draws are those of ``faiss.Kmeans(d, k, niter=niter, seed=seed)``
     trained on every point (no subsampling) and followed by ``assign``: the initial centroids are
     the points ``faiss.rand_perm(N, seed + 1)[:k]``; each of the ``niter`` Lloyd iterations assigns
-    every point to its nearest centroid (exact squared L2), moves each centroid to the mean of its
-    points and re-seeds each empty cluster by splitting a large one exactly as faiss does (same
-    rule, same Mersenne-Twister draws, same perturbation); the result is the nearest final
-    centroid of each point. Only the assignment step differs, in how it is computed: blocks of
-    points against all centroids as one single-precision GEMM (``||c||^2 - 2 x.c`` with the norms
-    folded into the product) through SciPy's BLAS, then an argmin per point. Rounding differs
-    from faiss's in the last bits, so a point almost equidistant from two centroids can go the
-    other way and the clusterings drift apart slightly (see tests/metrics/test_kmeans.py for the
-    measured agreement); :func:`_faiss_kmeans_assign` is the faiss run itself.
+    every point to its nearest centroid (exact squared L2, the first on ties), moves each centroid
+    to the mean of its points and re-seeds each empty cluster by splitting a large one exactly as
+    faiss does (same rule, same Mersenne-Twister draws, same perturbation); the result is the
+    nearest final centroid of each point.
+
+    Only the assignment step is computed differently, with the same result:
+
+    - distances are single-precision GEMMs through SciPy's BLAS (``||c||^2 - 2 x.c``, the norms
+      folded into the product), blocks of points against the centroids, then an argmin;
+    - after the first assignment, only what can have changed is recomputed. A centroid whose
+      cluster kept the same points does not move, so each point is scored against the centroids
+      that moved only; with its score for its own centroid and a lower bound on its second-best
+      score (exact at its last full scoring, and the scores of unmoved centroids are unchanged),
+      the nearest centroid is certain when the best of these beats the bound. The other points
+      (and every point when more than half the centroids moved) are scored against all centroids.
+      Late iterations move few centroids: at SOP's shape this is a few full passes' work
+      instead of ``niter + 1``.
+
+    Rounding differs from faiss's in the last bits, so a point almost equidistant from two
+    centroids can go the other way and the clusterings then drift apart slightly (the tests in
+    tests/metrics/test_kmeans.py measure the agreement); :func:`_faiss_kmeans_assign` is the
+    faiss run itself.
     """
     x, num_clusters, seed, niter = _check_kmeans_args(embeddings, num_clusters, seed, niter)
     n = x.shape[0]
@@ -42,11 +55,14 @@ def kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
     perm = np.empty(n, np.int32)
     faiss.rand_perm(faiss.swig_ptr(perm), n, seed + 1)
     centroids = x[perm[:num_clusters]].copy()
+    aug_x = _augment_points(x)
+    assign, best, second = _score_all(aug_x, _augment_centroids(centroids))
     for _ in range(niter):
-        assign = _nearest_centroid(x, centroids)
-        centroids, counts = _centroids(x, assign, num_clusters)
-        _split_empty_clusters(centroids, counts, n)
-    return _nearest_centroid(x, centroids)
+        new, counts = _centroids(x, assign, num_clusters)
+        _split_empty_clusters(new, counts, n)
+        _reassign(aug_x, centroids, new, assign, best, second)
+        centroids = new
+    return assign
 
 
 def _check_kmeans_args(embeddings, num_clusters, seed, niter):
@@ -62,35 +78,105 @@ def _check_kmeans_args(embeddings, num_clusters, seed, niter):
 
 
 ASSIGN_BLOCK_SCORES = 1 << 22
-"""Scores per GEMM in the assignment step (16 MB): ``max(256, this // k)`` points against all k
-centroids at a time; few large products for a small k, blocks that stay in cache for a large one."""
+"""Scores per GEMM in the assignment step (16 MB): ``max(256, this // m)`` points against m
+centroids at a time; few large products for a small m, blocks that stay in cache for a large one."""
+
+
+def _augment_points(x):
+    """``[x, 1]`` (N, D + 1) float32: with :func:`_augment_centroids`, one GEMM gives the scores."""
+    aug = np.empty((x.shape[0], x.shape[1] + 1), np.float32)
+    aug[:, :-1] = x
+    aug[:, -1] = 1.0
+    return aug
+
+
+def _augment_centroids(c):
+    """``[-2 c, ||c||^2]`` (k, D + 1) float32; ``[x, 1] . this^T = ||c||^2 - 2 x.c``, the squared
+    distance less ``||x||^2`` (the same for all centroids of a point)."""
+    c = np.asarray(c, np.float32)
+    aug = np.empty((c.shape[0], c.shape[1] + 1), np.float32)
+    np.multiply(c, -2.0, out=aug[:, :-1])
+    aug[:, -1] = np.einsum("ij,ij->i", c, c, dtype=np.float64)
+    return aug
+
+
+def _block_rows(m, block_rows=None):
+    return block_rows or max(256, ASSIGN_BLOCK_SCORES // m)
+
+
+def _scores(aug_rows, aug_c, buf):
+    """(b, m) scores of b augmented points against m augmented centroids (a C-order view of the
+    Fortran-order GEMM output ``buf``; Fortran-order views of the inputs, no copies)."""
+    out = buf[:, :aug_rows.shape[0]]
+    return _sgemm(1.0, aug_c.T, aug_rows.T, trans_a=True, c=out, overwrite_c=True).T
+
+
+def _score_all(aug_x, aug_c, rows=None, block_rows=None):
+    """Nearest centroid of the points ``rows`` (default all) among all centroids: its index, its
+    score, and the second-best score (over the other centroids)."""
+    n = aug_x.shape[0] if rows is None else rows.size
+    assign, best, second = np.empty(n, np.int64), np.empty(n, np.float32), np.empty(n, np.float32)
+    step = min(_block_rows(aug_c.shape[0], block_rows), n)
+    buf = np.empty((aug_c.shape[0], step), np.float32, order="F")
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        pts = aug_x[start:stop] if rows is None else aug_x[rows[start:stop]]
+        s = _scores(pts, aug_c, buf)
+        r = np.arange(stop - start)
+        np.argmin(s, axis=1, out=assign[start:stop])
+        best[start:stop] = s[r, assign[start:stop]]
+        s[r, assign[start:stop]] = np.inf
+        np.min(s, axis=1, out=second[start:stop])
+    return assign, best, second
 
 
 def _nearest_centroid(x, centroids, block_rows=None):
-    """Index (N,) int64 of the nearest centroid (squared L2, first on ties) of each row of ``x``.
+    """Index (N,) int64 of the nearest centroid (squared L2, first on ties) of each row of ``x``."""
+    return _score_all(_augment_points(x), _augment_centroids(centroids), block_rows=block_rows)[0]
 
-    For a block of rows the product ``[x, 1] . [-2 c, ||c||^2]^T`` gives ``||c||^2 - 2 x.c``, the
-    squared distance less ``||x||^2`` (the same for all centroids of a row), in one GEMM.
-    """
-    n, d = x.shape
-    block_rows = block_rows or max(256, ASSIGN_BLOCK_SCORES // len(centroids))
-    c = np.asarray(centroids, np.float32)
-    aug_c = np.empty((c.shape[0], d + 1), np.float32)
-    np.multiply(c, -2.0, out=aug_c[:, :d])
-    aug_c[:, d] = np.einsum("ij,ij->i", c, c, dtype=np.float64)
-    out = np.empty(n, np.int64)
-    block_rows = min(block_rows, n)
-    aug_x = np.empty((block_rows, d + 1), np.float32)
-    aug_x[:, d] = 1.0
-    scores = np.empty((c.shape[0], block_rows), np.float32, order="F")
-    for start in range(0, n, block_rows):
-        stop = min(start + block_rows, n)
-        rows = aug_x[:stop - start]
-        rows[:, :d] = x[start:stop]
-        # Fortran-order views, no copies: (k, b) scores in Fortran order are (b, k) in C order.
-        s = _sgemm(1.0, aug_c.T, rows.T, trans_a=True, c=scores[:, :stop - start], overwrite_c=True)
-        np.argmin(s.T, axis=1, out=out[start:stop])
-    return out
+
+def _reassign(aug_x, old, new, assign, best, second, block_rows=None):
+    """Update ``assign`` / ``best`` / ``second`` (from :func:`_score_all` or an earlier call) in
+    place from centroids ``old`` to ``new``: the result of :func:`_score_all` for ``new``, the
+    second-best score being a lower bound where it was not recomputed."""
+    k = new.shape[0]
+    moved = np.flatnonzero((old != new).any(axis=1))
+    if moved.size == 0:
+        return
+    aug_c = _augment_centroids(new)
+    if 2 * moved.size > k:
+        assign[:], best[:], second[:] = _score_all(aug_x, aug_c, block_rows=block_rows)
+        return
+    aug_m = aug_c[moved]
+    is_moved = np.zeros(k, bool)
+    is_moved[moved] = True
+    n = aug_x.shape[0]
+    step = min(_block_rows(moved.size, block_rows), n)
+    buf = np.empty((moved.size, step), np.float32, order="F")
+    unsure = []
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        s = _scores(aug_x[start:stop], aug_m, buf)
+        r = np.arange(stop - start)
+        own = assign[start:stop]
+        own_score = np.where(is_moved[own], np.float32(np.inf), best[start:stop])   # moved: in s
+        col = np.argmin(s, axis=1)
+        top = s[r, col]
+        top_id = moved[col]
+        take = (top < own_score) | ((top == own_score) & (top_id < own))
+        s[r, col] = np.inf
+        runner_up = np.where(take, np.minimum(s.min(axis=1), own_score), top)
+        new_best = np.where(take, top, own_score)
+        # Unmoved centroids other than the own one score as before: at least the old second best.
+        bound = second[start:stop]
+        sure = new_best < bound
+        assign[start:stop] = np.where(sure, np.where(take, top_id, own), own)
+        best[start:stop] = np.where(sure, new_best, best[start:stop])
+        second[start:stop] = np.where(sure, np.minimum(runner_up, bound), bound)
+        unsure.append(start + np.flatnonzero(~sure))
+    rows = np.concatenate(unsure)
+    if rows.size:
+        assign[rows], best[rows], second[rows] = _score_all(aug_x, aug_c, rows, block_rows)
 
 
 def _centroids(x, assign, k):

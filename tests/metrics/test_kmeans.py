@@ -119,3 +119,46 @@ def test_seeds_give_different_runs():
     assert not np.array_equal(a, b)
     np.testing.assert_array_equal(a, kmeans_assign(x, 30, seed=0))
     np.testing.assert_array_equal(kmeans_assign(x, 30, seed=2 ** 31 + 1), kmeans_assign(x, 30, seed=1))
+
+
+@pytest.mark.parametrize("moved_fraction", [0.0, 0.02, 0.3, 0.9])
+def test_reassign_equals_full_scoring(moved_fraction):
+    # Move some centroids (a little, as Lloyd iterations do, or far), several times in a row:
+    # the kept-up-to-date assignment equals a full scoring against all centroids every time.
+    rng = np.random.RandomState(int(moved_fraction * 100))
+    x = rng.randn(3000, 12).astype(np.float32)
+    aug_x = clustering._augment_points(x)
+    cent = rng.randn(400, 12).astype(np.float32)
+    assign, best, second = clustering._score_all(aug_x, clustering._augment_centroids(cent))
+    for step in range(5):
+        new = cent.copy()
+        pick = rng.rand(400) < moved_fraction
+        scale = 0.05 if step % 2 else 1.0
+        new[pick] += scale * rng.randn(pick.sum(), 12).astype(np.float32)
+        clustering._reassign(aug_x, cent, new, assign, best, second, block_rows=700)
+        cent = new
+        ref_a, ref_b, ref_s = clustering._score_all(aug_x, clustering._augment_centroids(cent))
+        np.testing.assert_array_equal(assign, ref_a)
+        np.testing.assert_allclose(best, ref_b, rtol=1e-6, atol=1e-5)
+        assert np.all(second <= ref_s + 1e-5)            # a lower bound of the second-best score
+        assert np.all(best <= second + 1e-5)
+
+
+def test_reassign_resolves_ties_to_the_first_centroid():
+    # Centroid 5 moves onto centroid 2's place (an exact tie): the points go to 2, the first.
+    rng = np.random.RandomState(2)
+    x = rng.randn(500, 6).astype(np.float32)
+    cent = rng.randn(10, 6).astype(np.float32)
+    aug_x = clustering._augment_points(x)
+    assign, best, second = clustering._score_all(aug_x, clustering._augment_centroids(cent))
+    new = cent.copy()
+    new[5] = cent[2]
+    clustering._reassign(aug_x, cent, new, assign, best, second)
+    assert not np.any(assign == 5) and np.any(assign == 2)
+    np.testing.assert_array_equal(assign, clustering._nearest_centroid(x, new))
+    # and the other way round: 2 moves onto 7, whose points it takes
+    newer = new.copy()
+    newer[2] = new[7]
+    clustering._reassign(aug_x, new, newer, assign, best, second)
+    np.testing.assert_array_equal(assign, clustering._nearest_centroid(x, newer))
+    assert not np.any(assign == 7)
