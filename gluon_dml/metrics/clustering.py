@@ -283,9 +283,9 @@ def default_nmi_runs(num_points, num_clusters):
 def nmi(embeddings, labels, num_clusters=None, seed=0, niter=20, runs=None):
     """Normalized mutual information between ``labels`` and a k-means clustering.
 
-    k-means (faiss, exact, seeded, ``niter`` iterations) uses k = number of
-    distinct labels unless ``num_clusters`` is given; the score is
-    ``sklearn.metrics.normalized_mutual_info_score`` with its default
+    k-means (:func:`kmeans_assign`: faiss's algorithm, exact, seeded, ``niter``
+    iterations) uses k = number of distinct labels unless ``num_clusters`` is given; the
+    score is ``sklearn.metrics.normalized_mutual_info_score`` with its default
     (arithmetic) normalisation.  Returns a float in [0, 1].
 
     The result is the mean over ``runs`` k-means runs with seeds ``seed``, ``seed + 1``, ...
