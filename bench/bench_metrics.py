@@ -15,11 +15,24 @@ seen by tracemalloc, the RSS figure includes them).
 
     python bench/bench_metrics.py                      # full SOP size
     python bench/bench_metrics.py --n 5000 --classes 1000 --dim 128
+
+k-means alone (the NMI step), gluon_dml's against faiss's, each run in a process of its own
+(bench/kmeans_worker.py) on the same data, the implementations interleaved round by round:
+``ours`` (kmeans_assign), ``faiss-gluon`` (the same k-means run by the faiss installed here, as
+kmeans_assign called it before) and, with ``--ref-python`` (a Python with another faiss-cpu and
+scikit-learn, e.g. faiss 1.15 beside numpy 2), ``faiss`` (plain faiss.Clustering, as
+pytorch-metric-learning runs it). Prints the seconds and the NMI of each:
+
+    OMP_NUM_THREADS=2 python bench/bench_metrics.py --kmeans --dim 128 --ref-python /path/bin/python
+    python bench/bench_metrics.py --kmeans --n 1100 --dim 64 --classes 55 --sizes 20 20 --noise 0.2
 """
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 
@@ -46,9 +59,9 @@ def class_sizes(n, classes, lo, hi, rng):
     return lo + np.bincount(slots // (hi - lo), minlength=classes)
 
 
-def make_data(n, dim, classes, noise, seed):
+def make_data(n, dim, classes, noise, seed, sizes=(2, 12)):
     rng = np.random.RandomState(seed)
-    sizes = class_sizes(n, classes, 2, 12, rng)
+    sizes = class_sizes(n, classes, sizes[0], sizes[1], rng)
     centres = rng.randn(classes, dim).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     labels = rng.permutation(np.repeat(np.arange(classes), sizes)).astype(np.int64)
@@ -116,6 +129,40 @@ class Phase(object):
         return result
 
 
+def kmeans_compare(args):
+    """--kmeans: time the k-means of NMI alone, ours against faiss, interleaved rounds."""
+    x, y = make_data(args.n, args.dim, args.classes, args.noise, args.seed, args.sizes)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "2")
+    runs = [("ours", sys.executable), ("faiss-gluon", sys.executable)]
+    if args.ref_python:
+        runs.append(("faiss", args.ref_python))
+    print("k-means of NMI: N=%d D=%d k=%d, niter=%d, seed %d, OMP_NUM_THREADS=%s, %d CPUs; "
+          "load average at the start %.2f %.2f %.2f"
+          % (args.n, args.dim, np.unique(y).size, args.niter, args.kmeans_seed,
+             env["OMP_NUM_THREADS"], os.cpu_count(), *os.getloadavg()), flush=True)
+    res = {name: [] for name, _ in runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "data.npz")
+        np.savez(data, x=x, y=y)
+        for r in range(args.rounds):
+            for name, python in runs:
+                out = subprocess.run([python, os.path.join(here, "kmeans_worker.py"), name, data,
+                                      "--niter", str(args.niter), "--seed", str(args.kmeans_seed)],
+                                     capture_output=True, text=True, env=env)
+                if out.returncode != 0:
+                    raise SystemExit("%s failed:\n%s" % (name, out.stderr[-2000:]))
+                v = json.loads(out.stdout.strip().splitlines()[-1])
+                res[name].append(v)
+                print("  round %d  %-12s %8.2f s   NMI %.4f   (faiss %s, numpy %s, load %.2f)"
+                      % (r + 1, name, v["seconds"], v["nmi"], v["faiss"], v["numpy"], v["load"]),
+                      flush=True)
+    print("median seconds: " + ", ".join("%s %.2f" % (name, np.median([v["seconds"] for v in vs]))
+                                         for name, vs in res.items()))
+    print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=60502, help="number of embeddings")
@@ -127,13 +174,23 @@ def main():
     p.add_argument("--ks", type=int, nargs="+", default=[1, 10, 100, 1000],
                    help="Recall@K values (SOP convention: 1 10 100 1000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", type=int, nargs=2, default=[2, 12], metavar=("MIN", "MAX"),
+                   help="class sizes (SOP: 2 12; Omniglot-like: 20 20)")
+    p.add_argument("--kmeans", action="store_true",
+                   help="time the k-means of NMI alone: ours against faiss (see above)")
+    p.add_argument("--rounds", type=int, default=1, help="with --kmeans: interleaved rounds")
+    p.add_argument("--kmeans-seed", type=int, default=0, help="with --kmeans: the k-means seed")
+    p.add_argument("--ref-python", default=None,
+                   help="with --kmeans: a Python with another faiss-cpu and scikit-learn")
     args = p.parse_args()
+    if args.kmeans:
+        return kmeans_compare(args)
 
     print("faiss %s, OpenMP threads %d, numpy %s, CPUs %d, OPENBLAS_CORETYPE=%s"
           % (faiss.__version__, faiss.omp_get_max_threads(), np.__version__, os.cpu_count(),
              os.environ.get("OPENBLAS_CORETYPE")))
     t0 = time.perf_counter()
-    x, y = make_data(args.n, args.dim, args.classes, args.noise, args.seed)
+    x, y = make_data(args.n, args.dim, args.classes, args.noise, args.seed, args.sizes)
     sizes = np.bincount(y)
     print("data: N=%d D=%d classes=%d (sizes %d..%d, mean %.2f), %.1f MB, generated in %.1fs"
           % (x.shape[0], x.shape[1], sizes.size, sizes.min(), sizes.max(), sizes.mean(),

@@ -116,11 +116,13 @@ def test_evaluate_embeddings_query_gallery():
         evaluate_embeddings(g, gy, ks=0)
 
 
-def test_kmeans_with_sharded_index(monkeypatch):
-    # k-means assigns points with one flat index per OpenMP thread when k is large;
-    # lower the threshold so that path runs here: same clustering as one index.
+def test_faiss_kmeans_with_sharded_index(monkeypatch):
+    # faiss's k-means (the reference of kmeans_assign) assigns points with one flat index per
+    # OpenMP thread when k is large; lower the threshold so that path runs here: same clustering
+    # as one index, and as kmeans_assign.
     import faiss
     from gluon_dml.metrics import neighbors
+    from gluon_dml.metrics.clustering import _faiss_kmeans_assign
     if faiss.omp_get_max_threads() < 2:
         pytest.skip("needs at least 2 OpenMP threads")
     rng = np.random.RandomState(7)
@@ -128,10 +130,11 @@ def test_kmeans_with_sharded_index(monkeypatch):
     y = rng.randint(0, 40, size=400)
     monkeypatch.setattr(neighbors, "_MIN_ROWS_PER_SHARD", 8)
     assert isinstance(neighbors._flat_index(8, 40), faiss.IndexShards)
-    sharded = kmeans_assign(x, 40, seed=3, niter=10)
+    sharded = _faiss_kmeans_assign(x, 40, seed=3, niter=10)
     monkeypatch.setattr(neighbors, "PARALLEL_SHARDS", False)
-    single = kmeans_assign(x, 40, seed=3, niter=10)
+    single = _faiss_kmeans_assign(x, 40, seed=3, niter=10)
     np.testing.assert_array_equal(sharded, single)
+    np.testing.assert_array_equal(kmeans_assign(x, 40, seed=3, niter=10), single)
     assert nmi(x, y, seed=3, niter=10, runs=1) == pytest.approx(
         normalized_mutual_info_score(y, single), abs=1e-12)
 
