@@ -8,15 +8,12 @@ import pytest
 
 from gluon_dml.catalog import build_catalog, open_catalog
 
-from .helpers import run_command, run_script
+from .helpers import run_command
 
 
 @pytest.fixture(scope='module')
-def digits_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp('run') / 'r'
-    run_script('train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '6',
-               '--no-progress', '--save-dir', run, check=True)
-    return run
+def digits_run(tiny_digits_run):
+    return tiny_digits_run
 
 
 @pytest.fixture(scope='module')
