@@ -2,6 +2,7 @@
 from .base import label_masks, pairwise_distance, pairwise_similarity, pairwise_sq_distance
 from .binomial import BinomialDevianceLoss
 from .center import TripletCenterLoss
+from .daml import DAMLNPairLoss, DAMLTripletLoss
 from .face import ArcFaceLoss, CosFaceLoss
 from .hashing import DCHLoss, DSHLoss, HashNetLoss
 from .lifted import LiftedStructureLoss
@@ -20,6 +21,8 @@ _LOSSES = {
     'binomial': BinomialDevianceLoss,
     'contrastive': ContrastiveLoss,
     'cosface': CosFaceLoss,
+    'daml_npair': DAMLNPairLoss,
+    'daml_triplet': DAMLTripletLoss,
     'dch': DCHLoss,
     'dsh': DSHLoss,
     'hashnet': HashNetLoss,

@@ -67,6 +67,7 @@ from mxnet.gluon import nn
 
 from .base import label_masks, masked_logsumexp, pairwise_sq_distance, safe_divide
 from .npair import softplus
+from .options import Option
 
 __all__ = ['DAMLGenerator', 'DAMLTripletLoss', 'DAMLNPairLoss']
 
@@ -106,6 +107,13 @@ class _DAML(gluon.HybridBlock):
 
     normalize_embeddings = True
     _normalize_synthetic = True
+    options = {
+        'lambda_metric': Option(float, "lambda, the metric loss's weight in J = J_gen + lambda J_m"),
+        'lambda_reg': Option(float, 'lambda_1, closeness of the synthetic negative to the real one'),
+        'lambda_adv': Option(float, 'lambda_2, the adversarial term (a negative harder than the positive)'),
+        'margin': Option(float, 'alpha, the margin of the metric and adversarial hinges'),
+        'positive': Option(('random', 'hardest'), "the anchor's positive in a mined triplet"),
+    }
 
     def __init__(self, embed_dim, lambda_metric=1.0, lambda_reg=1.0, lambda_adv=50.0, margin=1.0,
                  positive='random', hidden=(512, 512), return_terms=False, **kwargs):
@@ -207,6 +215,7 @@ class DAMLNPairLoss(_DAML):
     """
     normalize_embeddings = False
     _normalize_synthetic = False
+    options = dict(_DAML.options, l2_reg=Option(float, "N-pair's L2 penalty on the embeddings' norms"))
 
     def __init__(self, embed_dim, lambda_metric=1.0, lambda_reg=1.0, lambda_adv=50.0, margin=1.0,
                  positive='random', hidden=(512, 512), l2_reg=0.002, return_terms=False, **kwargs):
