@@ -85,6 +85,34 @@ def test_extending_has_a_tested_example_of_each_kind():
             'docs/extending.md: every tested %s block must end in assertions' % section
 
 
+# The figures on the page are one thread's on our machine; a CPU with other vector units rounds
+# differently, and a few epochs of training carry that into the second decimal (seen in CI: Recall@2
+# 0.7146 here, 0.7125 there after one epoch). Same words, each figure within 5 % (0.05 below 1).
+PRINT_TOLERANCE = 0.05
+_FIGURE = re.compile(r'(-?\d+\.\d+)')
+
+
+def printed_like(expected, out, tol=PRINT_TOLERANCE):
+    parts = _FIGURE.split(expected)
+    pattern = ''.join(r'(-?\d+\.\d+)' if i % 2 else re.escape(p) for i, p in enumerate(parts))
+    want = [float(x) for x in parts[1::2]]
+    for m in re.finditer(pattern, out):
+        got = [float(x) for x in m.groups()]
+        if all(abs(g - w) <= tol * max(1.0, abs(w)) for g, w in zip(got, want)):
+            return True
+    return False
+
+
+def test_printed_like_allows_rounding_and_nothing_else():
+    line = 'unseen glyphs, untrained -> 4 epochs: Recall@1 0.567 -> 0.667, MAP@R 0.122 -> 0.215'
+    assert printed_like(line, 'x\n' + line + '\ny')
+    assert printed_like(line, line.replace('0.667', '0.650'))
+    assert not printed_like(line, line.replace('0.667', '0.600'))            # a worse model
+    assert not printed_like(line, line.replace('4 epochs', '5 epochs'))      # other words
+    assert printed_like('loss: 164.202 -> 60.943', 'loss: 170.000 -> 60.943')
+    assert not printed_like('loss: 164.202 -> 60.943', 'loss: 164.202 -> 70.000')
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('section', ['loss', 'dataset', 'method'])
 def test_extending_example_runs_as_written(section, tmp_path):
@@ -110,7 +138,8 @@ def test_extending_example_runs_as_written(section, tmp_path):
                    'docs/extending.md, %s example, block %d' % (section, i))
         if arg.startswith('expect:'):
             expected = arg[len('expect:'):].strip()
-            assert expected in out, 'the %s example printed\n%s\nnot %r' % (section, out[-2000:], expected)
+            assert printed_like(expected, out), 'the %s example printed\n%s\nnot %r (within %.0f %%)' % (
+                section, out[-2000:], expected, 100 * PRINT_TOLERANCE)
             assert expected in _prose(text), 'docs/extending.md does not state %r' % expected
     assert ran, 'no tested block in the %s section' % section
 

@@ -6,6 +6,8 @@ import os
 import numpy as np
 import pytest
 
+from gluon_dml.engine.rundir import trained_params_path
+
 from . import fixtures as F
 from ..helpers import run_script
 
@@ -44,7 +46,10 @@ def test_train_margin_runs_on_each_official_layout(tmp_path, data):
     log = _log(run)
     assert [r['epoch'] for r in log] == [0, 1]
     assert all(np.isfinite(r['recall@1']) for r in log)
-    assert os.path.exists(os.path.join(run, 'best.params'))
+    # no validation classes: the run reports its final network, the newest checkpoint
+    assert not os.path.exists(os.path.join(run, 'best.params'))
+    params, label = trained_params_path(run)
+    assert label == 'final network' and os.path.getsize(params) > 0
     assert os.path.exists(os.path.join(run, 'model-symbol.json'))
     with open(os.path.join(run, 'args.json')) as f:
         args = json.load(f)
