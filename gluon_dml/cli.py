@@ -453,7 +453,13 @@ def main_guard(main, argv=None):
 
 
 def _one_line(err):
-    text = ' '.join(str(err).split())
+    """An error as one line: its message, or for a message of several lines (MXNet's carry a C++
+    stack trace) the first."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if len(lines) > 1 and not isinstance(err, (UserError,)):
+        text = lines[0]
+    else:
+        text = ' '.join(lines)
     if isinstance(err, KeyError):
         text = 'missing %s' % text
     return text or type(err).__name__

@@ -59,9 +59,9 @@ def read_log(run_dir, repair=False):
                 raise ValueError('not a JSON object')
         except ValueError as err:
             if k == len(numbered) - 1:
-                warnings.warn('%s: its last line (line %d) is incomplete, the mark of a kill while it '
-                              'was written; it is dropped (the epoch is trained again on --resume).'
-                              % (path, lineno))
+                print('warning: %s: its last line (line %d) is incomplete, the mark of a kill while '
+                      'it was written; it is dropped (that epoch is trained again on --resume).'
+                      % (path, lineno), file=sys.stderr, flush=True)
                 if repair:
                     atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in rows))
                 break

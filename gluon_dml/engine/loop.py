@@ -56,8 +56,9 @@ class _StopNow(BaseException):
 
 
 def _one_line(err):
-    text = ' '.join(str(err).split())
-    return '%s: %s' % (type(err).__name__, text[:300]) if text else type(err).__name__
+    """``Type: first line`` of an error (MXNet's carry a C++ stack trace after the first line)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return '%s: %s' % (type(err).__name__, lines[0][:300]) if lines else type(err).__name__
 
 
 class NaNLossError(RuntimeError):
@@ -327,11 +328,11 @@ class Engine:
     def _run_evaluation(self, epoch):
         """The evaluation of ``epoch``; a signal stops it at once (raises ``_StopNow``)."""
         t0 = time.time()
-        fault_point('eval', epoch=epoch)
         try:
             self._interruptible = True
             if self._stop_signal is not None:
                 raise _StopNow(self._stop_signal)
+            fault_point('eval', epoch=epoch)
             metrics = self.evaluate(self.net, self.ctx, epoch)
         finally:
             self._interruptible = False
@@ -427,6 +428,9 @@ class Engine:
             progress = meta.get('progress')
             if self.logger:
                 self.logger.info('Resumed from %s (epoch %d, batch %d).' % (last, start_epoch, start_batch))
+                if start_epoch > self.epochs:
+                    self.logger.info('The run has trained all its %d epochs: nothing left to train '
+                                     '(a larger --epochs continues it).' % self.epochs)
         if resume:
             self._drop_stale_best(start_epoch)
         if self.logger:
