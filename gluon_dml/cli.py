@@ -271,6 +271,16 @@ def parse(method, argv=None, stream=None):
     if args.resume and getattr(args, 'overwrite', False):
         raise UserError('--resume continues the run in the folder and --overwrite replaces it; '
                         'give one of them.')
+    if args.resume and (args.save_dir or args.name):
+        # the folder is known: its record gives the settings, before any recipe or check
+        save_dir = args.save_dir or os.path.join('runs', args.name)
+        record = _resume_record(save_dir)
+        if record is not None:
+            args = _resumed_args(parser, argv, given, record, m, save_dir,
+                                 args.name or os.path.basename(os.path.normpath(save_dir)))
+            for line in config.flag_warnings(args, given, m):
+                print('warning: %s' % line, file=stream or sys.stderr)
+            return args
     config.resolve(args, m)
     if m.default_loss is not None:
         _loss_kwargs(args, given)

@@ -17,6 +17,7 @@ import re
 import shutil
 import zlib
 
+from ..errors import UserError
 from .faults import fault_point
 
 __all__ = ['atomic_write_text', 'atomic_save', 'CheckpointManager', 'CheckpointError',
@@ -26,7 +27,7 @@ NAME_RE = re.compile(r'^e(\d{4,})-b(\d{5,})$')
 _TMP_FILE_RE = re.compile(r'\.tmp-\d+$')
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint (or the checkpoint folder) that cannot be read or written; one sentence."""
 
 
@@ -183,18 +184,19 @@ class CheckpointManager:
 
     def pointer(self):
         """``(name, problem)``: what ``checkpoints/latest`` names, and what is wrong with it
-        (None when it names a checkpoint folder; 'missing' when there is no pointer)."""
+        as a phrase: 'is missing', 'is garbled (...)', 'names X, which does not exist'; None when it
+        names a checkpoint folder)."""
         path = os.path.join(self.dir, 'latest')
         if not os.path.exists(path):
-            return None, 'missing'
+            return None, 'is missing'
         try:
             with open(path, 'rb') as f:
                 raw = f.read(200)
             name = raw.decode('utf-8').strip()
         except (OSError, UnicodeDecodeError):
-            return None, 'unreadable'
+            return None, 'is unreadable'
         if parse_name(name) is None:
-            return name, 'garbled (%r)' % raw[:40]
+            return name, 'is garbled (%r)' % raw[:40]
         if not os.path.isdir(os.path.join(self.dir, name)):
             return name, 'names %s, which does not exist' % name
         return name, None

@@ -288,11 +288,12 @@ class Engine:
             path = self.ckpt.save(epoch, batch, writers, meta)
         except (OSError, mx.base.MXNetError) as err:
             previous = self.ckpt.scan()
-            raise CheckpointError(
-                'Could not write the checkpoint e%04d-b%05d in %s (%s); the previous checkpoint (%s) '
-                'is intact: free some space, then continue with --resume.'
-                % (epoch, batch, self.ckpt.dir, getattr(err, 'strerror', None) or _one_line(err),
-                   previous[0][2] if previous else 'none yet')) from None
+            tail = ('the previous checkpoint (%s) is intact: free some space, then continue with '
+                    '--resume.' % previous[0][2]) if previous else \
+                'there is no earlier checkpoint: free some space, then start again with --resume.'
+            raise CheckpointError('Could not write the checkpoint e%04d-b%05d in %s (%s); %s'
+                                  % (epoch, batch, self.ckpt.dir,
+                                     getattr(err, 'strerror', None) or _one_line(err), tail)) from None
         self._last_save = time.time()
         fault_point('checkpoint-done', epoch=epoch, batch=batch)
         return path
@@ -354,8 +355,8 @@ class Engine:
             self._warn('%s: %s.' % (self.ckpt.dir, msg))
         name, problem = self.ckpt.pointer()
         found = self.ckpt.candidates()
-        if problem is not None and (problem != 'missing' or found):
-            self._warn('%s/latest is %s; the checkpoints themselves are scanned instead.'
+        if problem is not None and (problem != 'is missing' or found):
+            self._warn('%s/latest %s; the checkpoints themselves are scanned instead.'
                        % (self.ckpt.dir, problem))
         damaged = []
         for path, problem in found:
@@ -380,21 +381,36 @@ class Engine:
                                                                for p, w in damaged)))
         return None, None
 
-    def _drop_stale_best(self, start_epoch):
-        """``best.*`` chosen at an epoch that will be trained again (or by a previous attempt of
-        a run that starts over) would describe another network: remove them."""
-        path = os.path.join(self.run_dir, 'best.json')
-        stale = start_epoch <= 1
-        if not stale and os.path.exists(path):
-            try:
-                with open(path) as f:
-                    stale = int(json.load(f).get('epoch', 0)) >= start_epoch
-            except (OSError, ValueError, TypeError):
-                stale = True
-        if stale:
-            for name in ('best.params', 'best.loss.params', 'best.json'):
-                if os.path.exists(os.path.join(self.run_dir, name)):
-                    os.remove(os.path.join(self.run_dir, name))
+    def _adopt_best(self):
+        """On resume: ``best.params`` / ``best.json`` on disk hold the best network evaluated so
+        far (possibly at an epoch after the checkpoint, trained again now); its score becomes
+        the one to beat. Damaged or half-missing, they are removed with a warning, and the best
+        of the epochs still to come is kept."""
+        if not self.config.select_best:
+            return
+        paths = [os.path.join(self.run_dir, n) for n in ('best.params', 'best.json', 'best.loss.params')]
+        if not any(os.path.exists(p) for p in paths[:2]):
+            if math.isfinite(self.best):
+                self._warn('%s has no best.params although the checkpoint records a best %s of %.4f; '
+                           'that network is lost, the best of the epochs still to come is kept.'
+                           % (self.run_dir, self.best_metric, self.best))
+                self.best = -math.inf
+            return
+        try:
+            with open(paths[1]) as f:
+                score = float(json.load(f)[self.best_metric])
+            ok = os.path.getsize(paths[0]) > 0 and math.isfinite(score)
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            self._warn('best.params / best.json in %s are damaged or incomplete; they are removed '
+                       'and the best of the epochs still to come is kept.' % self.run_dir)
+            for p in paths:
+                if os.path.exists(p):
+                    os.remove(p)
+            self.best = -math.inf
+            return
+        self.best = max(self.best, score)
 
     def fit(self, resume=False):
         """Train; returns the last epoch's metrics. Raises TrainingInterrupted / NaNLossError."""
@@ -432,7 +448,7 @@ class Engine:
                     self.logger.info('The run has trained all its %d epochs: nothing left to train '
                                      '(a larger --epochs continues it).' % self.epochs)
         if resume:
-            self._drop_stale_best(start_epoch)
+            self._adopt_best()
         if self.logger:
             try:
                 kept = self.logger.truncate(start_epoch if last is not None else 0)

@@ -269,6 +269,7 @@ def prepare_run(args):
     args.started = time.strftime('%Y-%m-%d %H:%M:%S')
     record = getattr(args, '_record', None)
     if getattr(args, 'resume', False):
+        remove_stale_temporaries(run_dir)             # what a killed atomic write left
         if record is not None:
             changes = dict(getattr(args, '_resume_changes', {}) or {})
             _check_resume_changes(run_dir, record, changes)
