@@ -393,6 +393,10 @@ def _loss_kwargs(args, given):
     typed, warnings = loss_flags(args.loss, {n: getattr(args, n) for n in names if n in given})
     recipe, _ = loss_flags(args.loss, {n: getattr(args, n) for n in names if n not in given})
     kwargs = dict(recipe, **typed)
+    for n, v in typed.items():
+        if isinstance(v, float) and v != v or v in (float('inf'), float('-inf')):
+            raise UserError('--%s for the %s loss must be a finite number, got %s.'
+                            % (n.replace('_', '-'), args.loss, v))
     for n, v in kwargs.items():
         setattr(args, n, v)                          # args.json records the typed value
     args._loss_kwargs, args._loss_flag_warnings = kwargs, warnings

@@ -260,8 +260,11 @@ def _check_resume_changes(run_dir, record, changes):
 
 
 def prepare_run(args):
-    """Create (or reopen, with --resume) the run folder and write its record; refuse a folder
-    that holds another run. Returns the folder."""
+    """Check (or create) the run folder and hold it; refuse a folder that holds another run
+    (``--overwrite`` clears it first) and, on ``--resume``, changes the run's checkpoints rule
+    out. Nothing of the run is written here: :func:`write_args` writes the record once the data,
+    the batches and the loss are built, so a run refused on the way leaves no run files. Returns
+    the folder."""
     run_dir = args.save_dir
     check_run_folder(run_dir)
     lock_run(run_dir)
@@ -274,11 +277,8 @@ def prepare_run(args):
             changes = dict(getattr(args, '_resume_changes', {}) or {})
             _check_resume_changes(run_dir, record, changes)
             point = resume_point(run_dir)
-            segment = {'command': args.command, 'started': args.started, 'changed': changes,
-                       'from_checkpoint': ('e%04d-b%05d' % point) if point else None}
-            record = dict(record, resumes=list(record.get('resumes') or []) + [segment])
-            _write_record(run_dir, record)
-            args._record = record
+            args._segment = {'command': args.command, 'started': args.started, 'changed': changes,
+                             'from_checkpoint': ('e%04d-b%05d' % point) if point else None}
             return run_dir
         present = run_files(run_dir)
         if present:
@@ -299,27 +299,30 @@ def prepare_run(args):
                   % (run_dir, ', '.join(removed[:6]) + (' ...' if len(removed) > 6 else '')),
                   file=sys.stderr)
     args._record = None
-    _write_record(run_dir, _settings(args))
     return run_dir
 
 
 def write_args(args):
-    """Write ``args.json`` of a new run (every setting, the command, the loss options). A resumed
-    run's record is never rewritten: only settings it lacks (a run killed before its first full
-    write) are added."""
+    """Write the run's record, ``args.json``: for a new run every setting, the command and the
+    loss options; for a resumed run the original record is kept as it is and this resume is
+    appended to its ``resumes`` (settings the original lacks, from a run killed before its first
+    full write, are added)."""
     record = getattr(args, '_record', None)
     if record is None:
         _write_record(args.save_dir, _settings(args))
         return
+    segment = getattr(args, '_segment', None)
+    if segment is not None:
+        record = dict(record, resumes=list(record.get('resumes') or []) + [segment])
+        args._segment = None
     changed = set()
-    for segment in record.get('resumes') or ():
-        changed.update((segment.get('changed') or {}).keys())
+    for seg in record.get('resumes') or ():
+        changed.update((seg.get('changed') or {}).keys())
     missing = {k: v for k, v in _settings(args).items()
                if k not in record and k not in changed and k not in BOOKKEEPING}
-    if missing:
-        record = dict(record, **json.loads(json.dumps(missing, default=str)))
-        _write_record(args.save_dir, record)
-        args._record = record
+    record = dict(record, **json.loads(json.dumps(missing, default=str)))
+    _write_record(args.save_dir, record)
+    args._record = record
 
 
 def trained_params_path(run_dir, which=None):
