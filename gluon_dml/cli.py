@@ -6,6 +6,7 @@ take ``-`` and ``_`` alike (``--batch-size`` / ``--batch_size``); ``--help`` sho
 Nothing heavy is imported at module level, so ``--threads`` can still reach MXNet.
 """
 import argparse
+import math
 import os
 import sys
 
@@ -394,7 +395,7 @@ def _loss_kwargs(args, given):
     recipe, _ = loss_flags(args.loss, {n: getattr(args, n) for n in names if n not in given})
     kwargs = dict(recipe, **typed)
     for n, v in typed.items():
-        if isinstance(v, float) and v != v or v in (float('inf'), float('-inf')):
+        if isinstance(v, float) and not math.isfinite(v):
             raise UserError('--%s for the %s loss must be a finite number, got %s.'
                             % (n.replace('_', '-'), args.loss, v))
     for n, v in kwargs.items():
@@ -461,8 +462,8 @@ def main_guard(main, argv=None):
     except Exception as err:  # noqa: BLE001  (the last resort: a line, not a traceback)
         if debug:
             raise
-        print('error: unexpected %s (a bug? GLUON_DML_DEBUG=1 shows the traceback; please report '
-              'it).' % _one_line(err), file=sys.stderr)
+        print('error: unexpected %s: %s (a bug? GLUON_DML_DEBUG=1 shows the traceback; please '
+              'report it).' % (type(err).__name__, _one_line(err)), file=sys.stderr)
         sys.exit(1)
 
 

@@ -119,6 +119,7 @@ class HashMethod(Method):
     }
     best_metric = 'map'
     summary_metrics = ('map', 'precision@r2')
+    engine_class = HashEngine
     flag_group = 'hashing'
     data_path_help = ('fashion-mnist: /usr/share/datasets/fashion-mnist or '
                       '$MXNET_HOME/datasets/fashion-mnist; digits: none')
