@@ -3,12 +3,12 @@
 Both are off unless their environment variable is set, and then cost one dictionary lookup per
 point:
 
-* ``GLUON_DML_FAULTS="POINT[@N]:ACTION,..."``: at the ``N``-th time (default the first) the
-  process reaches ``POINT``, do ``ACTION``: ``kill`` (SIGKILL itself, as ``kill -9`` would),
+* ``GLUON_DML_FAULTS="POINT[@N]:ACTION,..."``: at the ``N``-th time (default the first; ``*``:
+  every time) the process reaches ``POINT``, do ``ACTION``: ``kill`` (SIGKILL itself, as ``kill -9`` would),
   ``term`` / ``int`` (send itself SIGTERM / SIGINT), ``pause=SECONDS``, or ``enospc`` (raise
   ``OSError(ENOSPC)``, a full disk).
 * ``GLUON_DML_TRACE=FILE``: append one line per point reached (``POINT key=value ...``), flushed,
-  so that a watcher knows what the run was doing when it was killed.
+  so that a watcher knows what the run was doing when it was killed (``t=`` is the time).
 
 The points: ``step`` (after each optimisation step), ``load`` (before each batch is read),
 ``eval`` (evaluation started), ``log`` (an epoch's row written), ``checkpoint-files`` (the first
@@ -33,7 +33,7 @@ def _load_plan():
     for item in filter(None, (s.strip() for s in os.environ.get('GLUON_DML_FAULTS', '').split(','))):
         where, _, action = item.partition(':')
         point, _, nth = where.partition('@')
-        plan.setdefault(point, []).append((int(nth or 1), action))
+        plan.setdefault(point, []).append((None if nth == '*' else int(nth or 1), action))
     return plan
 
 
@@ -48,11 +48,11 @@ def fault_point(point, **info):
     n = _counts[point] = _counts.get(point, 0) + 1
     if trace:
         with open(trace, 'a') as f:
-            f.write('%s n=%d pid=%d %s\n' % (point, n, os.getpid(),
-                                             ' '.join('%s=%s' % kv for kv in info.items())))
+            f.write('%s n=%d pid=%d t=%.3f %s\n' % (point, n, os.getpid(), time.time(),
+                                                    ' '.join('%s=%s' % kv for kv in info.items())))
             f.flush()
     for nth, action in _plan.get(point, ()):
-        if nth != n:
+        if nth is not None and nth != n:
             continue
         if action == 'kill':
             os.kill(os.getpid(), signal.SIGKILL)
