@@ -285,6 +285,7 @@ def parse(method, argv=None, stream=None):
     config.resolve(args, m)
     if m.default_loss is not None:
         _loss_kwargs(args, given)
+        check_batch_for_loss(args, m)
     if args.name is None and args.save_dir is None:
         args.save_dir = default_run_dir(m.default_name(args), resume=args.resume)
         args.name = os.path.basename(args.save_dir)
@@ -381,6 +382,33 @@ def _resumed_args(parser, argv, given, record, method, save_dir, name):
     args.resume, args.save_dir, args.name = True, save_dir, recorded.get('name') or name
     args._record, args._resume_changes = record, changes
     return args
+
+
+def check_batch_for_loss(args, method):
+    """P x K batches against what the chosen loss needs: positives (K >= 2) and negatives (P >=
+    2), as its class declares (``needs_positives_in_batch``, ``min_classes_in_batch``); methods
+    whose batches are not P x K (``batch_k`` ignored) are not checked."""
+    from .losses import get_loss_class
+    name = getattr(args, 'loss', None)
+    if not name or 'batch_k' in method.ignored_flags or not args.batch_k:
+        return
+    try:
+        cls = get_loss_class(name)
+    except ValueError:
+        return
+    positives = getattr(cls, 'needs_positives_in_batch', True)
+    classes = getattr(cls, 'min_classes_in_batch', 2)
+    per_batch = args.batch_size // args.batch_k
+    if positives and args.batch_k < 2:
+        raise UserError('--batch-k %d leaves the %s loss no positive pairs: it compares images of one '
+                        'class, so a batch needs at least 2 images per class (--batch-k 2 or more; '
+                        'the proxy losses proxy_nca, proxy_anchor, arcface, cosface and '
+                        'triplet_center need none).' % (args.batch_k, name))
+    if per_batch < classes:
+        raise UserError('--batch-size %d with --batch-k %d puts %d class in each batch, so the %s loss '
+                        'has no negatives (images of another class) to push away: lower --batch-k or '
+                        'raise --batch-size to hold at least %d classes.'
+                        % (args.batch_size, args.batch_k, per_batch, name, classes))
 
 
 def _loss_kwargs(args, given):

@@ -13,7 +13,6 @@ import re
 
 from .data import IMAGE_OPTIONS, is_image_dataset, normalize_name
 from .errors import UserError
-from .losses import get_loss_class
 
 __all__ = ['DEFAULTS', 'RECIPES', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
            'flag_warnings', 'default_rule', 'dataset_options', 'parse_int_list', 'check_nmi_runs',
@@ -149,33 +148,6 @@ def check(args, method=None):
         raise UserError('--color-jitter must lie in [0, 1], got %g.' % jitter)
     (args.checkpoint_every_batches,
      args.checkpoint_every_minutes) = parse_checkpoint_every(getattr(args, 'checkpoint_every', None))
-    if method is None or 'batch_k' not in method.ignored_flags:
-        _check_batch_for_loss(args)
-
-
-def _check_batch_for_loss(args):
-    """P x K batches against what the chosen loss needs: positives (K >= 2) and negatives (P >=
-    2), as its class declares (``needs_positives_in_batch``, ``min_classes_in_batch``)."""
-    name = getattr(args, 'loss', None)
-    if not name:
-        return
-    try:
-        cls = get_loss_class(name)
-    except ValueError:
-        return
-    positives = getattr(cls, 'needs_positives_in_batch', True)
-    classes = getattr(cls, 'min_classes_in_batch', 2)
-    per_batch = args.batch_size // args.batch_k
-    if positives and args.batch_k < 2:
-        raise UserError('--batch-k %d leaves the %s loss no positive pairs: it compares images of one '
-                        'class, so a batch needs at least 2 images per class (--batch-k 2 or more; '
-                        'the proxy losses proxy_nca, proxy_anchor, arcface, cosface and '
-                        'triplet_center need none).' % (args.batch_k, name))
-    if per_batch < classes:
-        raise UserError('--batch-size %d with --batch-k %d puts %d class in each batch, so the %s loss '
-                        'has no negatives (images of another class) to push away: lower --batch-k or '
-                        'raise --batch-size to hold at least %d classes.'
-                        % (args.batch_size, args.batch_k, per_batch, name, classes))
 
 
 def parse_checkpoint_every(text):

@@ -236,10 +236,10 @@ class CheckpointManager:
         return None
 
     def candidates(self):
-        """``[(path, problem)]`` newest first: every checkpoint folder with what is wrong with it
-        (None when whole)."""
-        return [(os.path.join(self.dir, n), self.verify(os.path.join(self.dir, n)))
-                for _, _, n in self.scan()]
+        """``(path, problem)`` newest first, lazily (each is checked only when reached): every
+        checkpoint folder with what is wrong with it (None when whole)."""
+        for _, _, n in self.scan():
+            yield os.path.join(self.dir, n), self.verify(os.path.join(self.dir, n))
 
     def latest(self):
         """The newest whole checkpoint folder, or None (found by scanning; ``latest`` is only a

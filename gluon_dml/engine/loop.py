@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -344,7 +345,6 @@ class Engine:
         if self.logger is not None and hasattr(self.logger, 'warn'):
             self.logger.warn(msg)
         else:
-            import warnings
             warnings.warn(msg)
 
     def _resume_point(self):
@@ -354,12 +354,11 @@ class Engine:
         for msg in self.ckpt.recover():
             self._warn('%s: %s.' % (self.ckpt.dir, msg))
         name, problem = self.ckpt.pointer()
-        found = self.ckpt.candidates()
-        if problem is not None and (problem != 'is missing' or found):
+        if problem is not None and (problem != 'is missing' or self.ckpt.scan()):
             self._warn('%s/latest %s; the checkpoints themselves are scanned instead.'
                        % (self.ckpt.dir, problem))
         damaged = []
-        for path, problem in found:
+        for path, problem in self.ckpt.candidates():
             if problem is None:
                 try:
                     meta = self._load_checkpoint(path)

@@ -149,3 +149,19 @@ def test_checkpoint_every_bounds_the_work_a_kill_loses(tmp_path, reference):
     assert finish(proc).code == -signal.SIGKILL
     r = resume_and_compare(run, reference)
     assert 'Resumed from %s (epoch 3, batch 1)' % os.path.join(run, 'checkpoints', 'e0003-b00001') in r.out
+
+
+@handled
+@pytest.mark.slow
+def test_ten_kill_9_at_random_moments_end_like_the_uninterrupted_run(tmp_path):
+    """scripts/kill9.py: ten kills of one run (half at random steps, half inside checkpoint
+    writes and evaluations), --resume after each; bitwise the same parameters and log."""
+    import subprocess
+    import sys
+    from ..helpers import REPO
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'kill9.py'), '--kills', '10',
+                           '--seed', '1', '--workdir', str(tmp_path / 'k9')], capture_output=True,
+                          text=True, timeout=1500, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert '10 kills of one run of 36 steps' in proc.stdout
+    assert 'bitwise equal to the uninterrupted run: yes; log equal (timing fields aside): yes' in proc.stdout
