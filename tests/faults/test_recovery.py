@@ -232,6 +232,17 @@ def test_resuming_mid_epoch_logs_each_epoch_over_all_its_batches(tmp_path, refer
 
 
 @handled
+def test_sigint_mid_epoch_saves_and_resumes_exactly(tmp_path, reference):
+    run = str(tmp_path / 'run')
+    r = train(run, *STD, env={'GLUON_DML_FAULTS': 'step@7:int'})
+    assert r.code == 130 and 'SIGINT received: checkpoint saved in %s' % os.path.join(
+        run, 'checkpoints', 'e0003-b00001') in r.err, r
+    r = resume(run)
+    assert r.code == 0, r
+    ends_like(reference, run)
+
+
+@handled
 @pytest.mark.parametrize('every', ['1', '2', '0.001m'])
 def test_checkpoint_every_changes_nothing_but_the_checkpoints(tmp_path, reference, every):
     run = str(tmp_path / 'run')
