@@ -50,6 +50,11 @@ def _load_codes(path, run_bits):
     if not os.path.isfile(path):
         raise FileNotFoundError('%s does not exist (a codes .npz written by gluon-dml evaluate '
                                 '--save-codes).' % path)
+    with open(path, 'rb') as f:
+        magic = f.read(4)
+    if magic != b'PK\x03\x04':                   # every .npz is a zip archive
+        raise cli.UserError('%s is not a codes .npz file (not a zip archive); write one with '
+                            'gluon-dml evaluate --save-codes.' % path)
     try:
         c = load_codes(path)
     except ValueError as err:

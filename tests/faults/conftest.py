@@ -49,6 +49,14 @@ def pytest_terminal_summary(terminalreporter):
     rows = list(_OUTCOMES.values())
     passed = [k for k, o in rows if o == 'passed']
     terminalreporter.write_sep('-', 'fault suite')
+    by_file = {}
+    for nodeid, (kind, outcome) in sorted(_OUTCOMES.items()):
+        counts = by_file.setdefault(nodeid.split('::')[0], [0, 0, 0, 0])
+        counts[0] += 1
+        counts[{'error': 1, 'handled': 2}[kind] if outcome == 'passed' else 3] += 1
+    for name, (n, errors, handled, failed) in by_file.items():
+        terminalreporter.write_line('%-36s cases %3d | clear errors %3d | handled %3d | failed %d'
+                                    % (name, n, errors, handled, failed))
     terminalreporter.write_line('cases tried %d | clear errors %d | handled %d | failed %d'
                                 % (len(rows), passed.count('error'), passed.count('handled'),
                                    sum(1 for _, o in rows if o != 'passed')))

@@ -218,8 +218,9 @@ def test_resume_of_an_empty_folder_starts_the_run(tmp_path, reference):
 def test_a_folder_in_use_by_another_process_is_refused(two_epochs):
     fd = os.open(os.path.join(two_epochs, '.lock'), os.O_RDWR | os.O_CREAT)
     try:
-        os.pwrite(fd, b'4242', 0)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b'4242', 0)
         r = gluon_dml('train-margin', '--save-dir', two_epochs, '--resume')
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
