@@ -228,6 +228,27 @@ def test_without_skip_a_bad_image_is_named(tmp_path):
 
 
 @error
+def test_a_truncated_photo_fails_even_after_gluoncv_allowed_truncated_images(tmp_path):
+    """Importing GluonCV's data package (as building a GluonCV backbone does) sets PIL's
+    LOAD_TRUNCATED_IMAGES for the whole process: a truncated JPEG then decoded as a half-grey
+    picture, without a word."""
+    from PIL import ImageFile
+    root = tmp_path / 'data'
+    F.write_folder(str(root), num_classes=4, per_class=3, ext='.jpg')
+    bad = str(root / 'class_a' / 'img1.jpg')
+    F.truncate(bad, 0.7)                             # the header whole, the data cut
+    ds = get_dataset('folder', str(root), 'train', **SMALL)
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with pytest.raises(BadImageError) as e:
+            ds[ds.paths.index(bad)]
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    assert bad in str(e.value)
+
+
+@error
 def test_an_image_broken_during_the_run_is_an_error_not_a_copy(tmp_path):
     root = tmp_path / 'data'
     _images(root)
