@@ -6,15 +6,27 @@ take ``-`` and ``_`` alike (``--batch-size`` / ``--batch_size``); ``--help`` sho
 Nothing heavy is imported at module level, so ``--threads`` can still reach MXNet.
 """
 import argparse
+import math
 import os
 import sys
 
 from .errors import UserError
 
 __all__ = ['build_parser', 'parse', 'train', 'main_guard', 'UserError', 'add_trained_run_flags',
-           'print_metrics', 'given_dests', 'set_threads']
+           'print_metrics', 'given_dests', 'set_threads', 'positive_int']
 
 _BOOL = dict(nargs='?', const=True, default=None, metavar='BOOL')
+
+
+def positive_int(text):
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %r' % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError('expected a positive integer, got %d' % value)
+    return value
 
 
 def _str2bool(v):
@@ -162,8 +174,13 @@ def build_parser(method):
     _flag(g, '--save-dir', default=None, metavar='DIR',
           help='the run folder (default runs/NAME)')
     _flag(g, '--resume', action='store_true',
-          help="continue the run folder's last checkpoint (without --name / --save-dir: the newest "
-               "run of the default name)")
+          help="continue the run folder's last checkpoint with its recorded settings (without "
+               "--name / --save-dir: the newest run of the default name)")
+    _flag(g, '--overwrite', action='store_true',
+          help='replace the run already in the folder (its files are removed first)')
+    _flag(g, '--checkpoint-every', default=None, metavar='N|Mm',
+          help='also checkpoint every N batches, or every M minutes with "Mm" (default: at the end '
+               'of each epoch only)')
     _flag(g, '--save-model-prefix', default='model', metavar='PREFIX',
           help='file prefix of the exported deployment model in the run folder (default model)')
     _flag(g, '--log-interval', type=int, default=None, metavar='N',
@@ -266,7 +283,9 @@ def given_dests(parser, argv):
 def parse(method, argv=None, stream=None):
     """Parse ``argv`` for ``method`` (an instance or a name), fill the settings from the recipes,
     check them, choose the run folder, and print one warning line per flag that has no effect
-    (to ``stream``, default stderr). Returns the settings namespace."""
+    (to ``stream``, default stderr). With ``--resume`` the settings come from the run's record
+    (``args.json``); a flag that would change them is refused (:func:`_resumed_args`). Returns
+    the settings namespace."""
     from . import config
     from .engine.rundir import default_run_dir
     from .methods import get_method
@@ -275,19 +294,147 @@ def parse(method, argv=None, stream=None):
     parser = build_parser(m)
     args = parser.parse_args(argv)
     given = given_dests(parser, argv)
+    if args.resume and getattr(args, 'overwrite', False):
+        raise UserError('--resume continues the run in the folder and --overwrite replaces it; '
+                        'give one of them.')
+    if args.resume and (args.save_dir or args.name):
+        # the folder is known: its record gives the settings, before any recipe or check
+        save_dir = args.save_dir or os.path.join('runs', args.name)
+        record = _resume_record(save_dir)
+        if record is not None:
+            args = _resumed_args(parser, argv, given, record, m, save_dir,
+                                 args.name or os.path.basename(os.path.normpath(save_dir)))
+            for line in config.flag_warnings(args, given, m):
+                print('warning: %s' % line, file=stream or sys.stderr)
+            return args
     config.resolve(args, m)
     args.few_shot = few_shot_setting(args)
     if m.default_loss is not None:
         _loss_kwargs(args, given)
+        check_batch_for_loss(args, m)
     if args.name is None and args.save_dir is None:
         args.save_dir = default_run_dir(m.default_name(args), resume=args.resume)
         args.name = os.path.basename(args.save_dir)
     else:
         args.name = args.name or m.default_name(args)
         args.save_dir = args.save_dir or os.path.join('runs', args.name)
+    if args.resume:
+        record = _resume_record(args.save_dir)
+        if record is not None:
+            args = _resumed_args(parser, argv, given, record, m, args.save_dir, args.name)
     for line in config.flag_warnings(args, given, m):
         print('warning: %s' % line, file=stream or sys.stderr)
     return args
+
+
+_MISSING = object()
+
+
+def _resume_record(save_dir):
+    """The record (``args.json``) of the run to resume, or None when the folder has none."""
+    from .engine.rundir import read_record
+    if not os.path.isfile(os.path.join(save_dir, 'args.json')):
+        return None
+    try:
+        return read_record(save_dir)
+    except ValueError as err:
+        raise UserError('%s Cannot resume it.' % err) from None
+
+
+def _same(dest, old, new):
+    from . import config
+    if old is _MISSING:
+        return False
+    if dest == 'steps':
+        try:
+            return sorted(config.parse_int_list(old)) == sorted(config.parse_int_list(new))
+        except UserError:
+            return False
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and \
+            not isinstance(old, bool) and not isinstance(new, bool):
+        return float(old) == float(new)
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return list(old) == list(new)
+    return old == new
+
+
+def _show(value):
+    if value is _MISSING:
+        return 'not recorded'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _resumed_args(parser, argv, given, record, method, save_dir, name):
+    """The settings of a resumed run: the record's (with the changes of earlier resumes), then
+    the flags of ``argv`` that may change on resume
+    (:data:`gluon_dml.engine.rundir.CHANGEABLE_ON_RESUME`); any other flag whose value differs
+    from the record is refused with one sentence naming it."""
+    from . import config
+    from .engine.rundir import BOOKKEEPING, CHANGEABLE_ON_RESUME, IGNORED_ON_RESUME, settings_in_force
+    if record.get('method') not in (None, method.name):
+        raise UserError('%s holds a %s run (made with %s); resume it with that command, not %s.'
+                        % (save_dir, record.get('method'), record.get('command', '').split(' ')[0]
+                           or 'its script', method.script))
+    recorded = settings_in_force(record)
+    args = parser.parse_args(argv)
+    for key, value in recorded.items():
+        if key in BOOKKEEPING or key.startswith('_') or key in given:
+            continue
+        setattr(args, key, value)
+    config.resolve(args, method)
+    if method.default_loss is not None:
+        _loss_kwargs(args, given)
+    own_options = set(getattr(args, '_loss_kwargs', {}))
+    from .losses.options import option_users
+    other_options = set(option_users()) - own_options
+    changes = {}
+    for dest in sorted(given):
+        if dest in IGNORED_ON_RESUME or dest in other_options:
+            continue
+        new = getattr(args, dest, None)
+        old = recorded.get(dest, _MISSING)
+        if dest in own_options:
+            old = (recorded.get('loss_options') or {}).get(dest, old)
+        if _same(dest, old, new):
+            continue
+        if dest in CHANGEABLE_ON_RESUME:
+            changes[dest] = new
+            continue
+        raise UserError('--%s %s would change the run in %s (recorded: %s); a resumed run keeps its '
+                        'settings: drop the flag, or start a new run in another --save-dir.'
+                        % (dest.replace('_', '-'), _show(new), save_dir, _show(old)))
+    args.resume, args.save_dir, args.name = True, save_dir, recorded.get('name') or name
+    args._record, args._resume_changes = record, changes
+    return args
+
+
+def check_batch_for_loss(args, method):
+    """P x K batches against what the chosen loss needs: positives (K >= 2) and negatives (P >=
+    2), as its class declares (``needs_positives_in_batch``, ``min_classes_in_batch``); methods
+    whose batches are not P x K (``batch_k`` ignored) are not checked."""
+    from .losses import get_loss_class
+    name = getattr(args, 'loss', None)
+    if not name or 'batch_k' in method.ignored_flags or not args.batch_k:
+        return
+    try:
+        cls = get_loss_class(name)
+    except ValueError:
+        return
+    positives = getattr(cls, 'needs_positives_in_batch', True)
+    classes = getattr(cls, 'min_classes_in_batch', 2)
+    per_batch = args.batch_size // args.batch_k
+    if positives and args.batch_k < 2:
+        raise UserError('--batch-k %d leaves the %s loss no positive pairs: it compares images of one '
+                        'class, so a batch needs at least 2 images per class (--batch-k 2 or more; '
+                        'the proxy losses proxy_nca, proxy_anchor, arcface, cosface and '
+                        'triplet_center need none).' % (args.batch_k, name))
+    if per_batch < classes:
+        raise UserError('--batch-size %d with --batch-k %d puts %d class in each batch, so the %s loss '
+                        'has no negatives (images of another class) to push away: lower --batch-k or '
+                        'raise --batch-size to hold at least %d classes.'
+                        % (args.batch_size, args.batch_k, per_batch, name, classes))
 
 
 def _loss_kwargs(args, given):
@@ -301,6 +448,10 @@ def _loss_kwargs(args, given):
     typed, warnings = loss_flags(args.loss, {n: getattr(args, n) for n in names if n in given})
     recipe, _ = loss_flags(args.loss, {n: getattr(args, n) for n in names if n not in given})
     kwargs = dict(recipe, **typed)
+    for n, v in typed.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError('--%s for the %s loss must be a finite number, got %s.'
+                            % (n.replace('_', '-'), args.loss, v))
     for n, v in kwargs.items():
         setattr(args, n, v)                          # args.json records the typed value
     args._loss_kwargs, args._loss_flag_warnings = kwargs, warnings
@@ -328,21 +479,59 @@ def set_threads(argv):
 
 
 def main_guard(main, argv=None):
-    """Run ``main(argv)``; errors a user can cause become one line on stderr and exit code 2.
-    ``GLUON_DML_DEBUG=1`` shows the full traceback instead."""
+    """Run ``main(argv)``; errors a user can cause become one line on stderr and exit code 2:
+    bad flags and data (``UserError``, ``ValueError``, ``FileNotFoundError``), what the OS
+    refuses (``OSError``: a full disk, a permission), damaged files. A signal is one line (exit
+    130 / 143). ``GLUON_DML_DEBUG=1`` shows the full traceback instead. Anything else is a bug:
+    one line saying so (exit 1), the traceback with ``GLUON_DML_DEBUG=1``."""
     set_threads(list(argv or []))
     from .engine import NaNLossError, TrainingInterrupted
     from .models import PretrainedUnavailableError
+    debug = bool(os.environ.get('GLUON_DML_DEBUG'))
     try:
         return main(argv)
     except TrainingInterrupted as err:
         print('\n' + str(err), file=sys.stderr)
         sys.exit(130 if err.signame == 'SIGINT' else 143)
-    except (UserError, ValueError, FileNotFoundError, PretrainedUnavailableError, NaNLossError) as err:
-        if os.environ.get('GLUON_DML_DEBUG'):
+    except KeyboardInterrupt as err:
+        if debug:
             raise
-        print('error: %s' % err, file=sys.stderr)
+        print('\n%s' % (str(err) or 'Interrupted (Ctrl-C); nothing was saved at this point: a '
+                         'training run continues from its last checkpoint with --resume.'),
+              file=sys.stderr)
+        sys.exit(130)
+    except (UserError, ValueError, FileNotFoundError, PretrainedUnavailableError, NaNLossError) as err:
+        if debug:
+            raise
+        print('error: %s' % _one_line(err), file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        if debug:
+            raise
+        where = ' (%s)' % err.filename if getattr(err, 'filename', None) else ''
+        print('error: %s%s.' % (err.strerror or err, where), file=sys.stderr)
+        sys.exit(2)
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001  (the last resort: a line, not a traceback)
+        if debug:
+            raise
+        print('error: unexpected %s: %s (a bug? GLUON_DML_DEBUG=1 shows the traceback; please '
+              'report it).' % (type(err).__name__, _one_line(err)), file=sys.stderr)
+        sys.exit(1)
+
+
+def _one_line(err):
+    """An error as one line: its message, or for a message of several lines (MXNet's carry a C++
+    stack trace) the first."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if len(lines) > 1 and not isinstance(err, (UserError,)):
+        text = lines[0]
+    else:
+        text = ' '.join(lines)
+    if isinstance(err, KeyError):
+        text = 'missing %s' % text
+    return text or type(err).__name__
 
 
 def add_trained_run_flags(parser):
@@ -353,7 +542,7 @@ def add_trained_run_flags(parser):
                              'reports: best on validation classes when it trained with them, else '
                              'the final one)')
     parser.add_argument('--gpus', default='', help='GPU ids, "" for the CPU')
-    parser.add_argument('--batch-size', '--batch_size', type=int, default=256,
+    parser.add_argument('--batch-size', '--batch_size', type=positive_int, default=256,
                         help='images (or captions) embedded at a time')
 
 

@@ -7,13 +7,19 @@ batches), the dataset's recipe (:data:`RECIPES`, :data:`IMAGE_RECIPE`), then :da
 :func:`resolve` applies them; :func:`check` refuses what cannot train; :func:`flag_warnings` names
 the flags that the chosen combination ignores. Nothing here parses argv or prints.
 """
+import math
 import os
+import re
 
 from .data import IMAGE_OPTIONS, is_image_dataset, normalize_name
 from .errors import UserError
 
 __all__ = ['DEFAULTS', 'RECIPES', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
-           'flag_warnings', 'default_rule', 'dataset_options', 'parse_int_list', 'check_nmi_runs']
+           'flag_warnings', 'default_rule', 'dataset_options', 'parse_int_list', 'check_nmi_runs',
+           'parse_checkpoint_every', 'MAX_LR']
+
+# A learning rate this large diverges at the first step whatever the optimizer.
+MAX_LR = 10.0
 
 DEFAULTS = dict(
     data='omniglot', data_path=None, model='resnet50_v2', embed_dim=128, batch_size=70, batch_k=5,
@@ -69,30 +75,96 @@ def resolve(args, method):
     if asked_beta_per_class is None and getattr(args, 'loss', None) != 'margin':
         args.beta_per_class = False          # a recipe's margin-loss setting; other losses have no beta
     method.setup(args)
-    check(args)
+    check(args, method)
     return args
 
 
-def check(args):
-    """Refuse settings that cannot train, with one sentence each."""
-    for key in ('batch_size', 'batch_k', 'epochs', 'embed_dim', 'eval_batch_size'):
+def _flag_name(key):
+    return '--' + key.replace('_', '-')
+
+
+def check(args, method=None):
+    """Refuse settings that cannot train, with one sentence each saying why."""
+    for key in ('batch_size', 'batch_k', 'epochs', 'embed_dim', 'eval_batch_size', 'batches_per_epoch'):
         v = getattr(args, key, None)
         if v is not None and v < 1:
-            raise UserError('--%s must be a positive integer, got %s.' % (key.replace('_', '-'), v))
+            raise UserError('%s must be a positive integer, got %s.' % (_flag_name(key), v))
+    for key in ('num_workers', 'log_interval'):
+        v = getattr(args, key, None)
+        if v is not None and v < 0:
+            raise UserError('%s must be 0 or more, got %s.' % (_flag_name(key), v))
+    for key in ('lr', 'loss_lr', 'wd', 'momentum', 'factor', 'color_jitter'):
+        v = getattr(args, key, None)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError('%s must be a finite number, got %s.' % (_flag_name(key), v))
     if args.batch_size % args.batch_k:
         raise UserError('--batch-size (%d) must be a multiple of --batch-k (%d): a batch is P classes '
                         'x K images; try --batch-size %d.'
                         % (args.batch_size, args.batch_k, args.batch_k * max(1, args.batch_size // args.batch_k)))
     if args.lr <= 0:
         raise UserError('--lr must be positive, got %g.' % args.lr)
+    loss_lr = getattr(args, 'loss_lr', None)
+    if loss_lr is not None and loss_lr <= 0:
+        raise UserError("--loss-lr must be positive (the learning rate of the loss's own "
+                        "parameters), got %g." % loss_lr)
+    for key, v in (('lr', args.lr), ('loss_lr', loss_lr)):
+        if v is not None and v > MAX_LR:
+            raise UserError('%s %g cannot train: a learning rate above %g sends the parameters to '
+                            'infinity at the first step.' % (_flag_name(key), v, MAX_LR))
+    if getattr(args, 'wd', None) is not None and args.wd < 0:
+        raise UserError('--wd must be 0 or more, got %g: a negative weight decay makes the weights '
+                        'grow at every step.' % args.wd)
+    momentum = getattr(args, 'momentum', None)
+    if momentum is not None and not 0 <= momentum < 1:
+        raise UserError('--momentum must lie in [0, 1), got %g: at 1 or more the updates grow '
+                        'without bound.' % momentum)
+    factor = getattr(args, 'factor', None)
+    if factor is not None and factor <= 0:
+        raise UserError('--factor must be positive, got %g: the learning rate is multiplied by it at '
+                        'each step, so %s.' % (factor, 'it would become negative (gradient ascent)'
+                                               if factor < 0 else 'learning would stop'))
     check_nmi_runs(getattr(args, 'nmi_runs', None))
     if getattr(args, 'eval_interval', 1) < 1:
         raise UserError('--eval-interval must be at least 1 (epochs between evaluations), got %d.'
                         % args.eval_interval)
     args.steps_list = parse_int_list(args.steps)
+    bad = [s for s in args.steps_list if s < 1]
+    if bad:
+        raise UserError('--steps takes the epochs (1 or more) after which the learning rate drops, '
+                        'got %d.' % bad[0])
     threads = getattr(args, 'threads', None)
     if threads is not None and threads < 1:
         raise UserError('--threads must be at least 1, got %d.' % threads)
+    for key in ('image_size', 'resize'):
+        v = getattr(args, key, None)
+        if v is not None and v < 1:
+            raise UserError('%s must be a positive number of pixels, got %d.' % (_flag_name(key), v))
+    if getattr(args, 'image_size', None) and getattr(args, 'resize', None) and args.resize < args.image_size:
+        raise UserError('--resize (%d) must be at least --image-size (%d): the test-time centre crop '
+                        'of --image-size is cut from the image resized to --resize.'
+                        % (args.resize, args.image_size))
+    jitter = getattr(args, 'color_jitter', None)
+    if jitter is not None and not 0 <= jitter <= 1:
+        raise UserError('--color-jitter must lie in [0, 1], got %g.' % jitter)
+    (args.checkpoint_every_batches,
+     args.checkpoint_every_minutes) = parse_checkpoint_every(getattr(args, 'checkpoint_every', None))
+
+
+def parse_checkpoint_every(text):
+    """``--checkpoint-every``: ``N`` batches or ``Mm`` / ``Mmin`` minutes; ``(batches, minutes)``
+    (0 for the one not used; None or 0: checkpoints at the end of each epoch only)."""
+    if text is None or str(text).strip() in ('', '0'):
+        return 0, 0.0
+    t = str(text).strip().lower()
+    m = re.match(r'^(\d+(?:\.\d*)?)\s*(m|min|mins|minutes?)$', t)
+    if m:
+        minutes = float(m.group(1))
+        if minutes > 0:
+            return 0, minutes
+    elif t.isdigit() and int(t) > 0:
+        return int(t), 0.0
+    raise UserError('--checkpoint-every takes a number of batches (500) or of minutes (30m), '
+                    'above 0, got %r.' % text)
 
 
 def check_nmi_runs(value):
@@ -171,6 +243,13 @@ def flag_warnings(args, given, method):
                    % args.optimizer)
     if 'factor' in given and not args.steps_list:
         out.append('--factor has no effect without --steps (the epochs where the rate drops).')
+    elif args.steps_list and getattr(args, 'factor', None) and args.factor > 1:
+        out.append('--factor %g raises the learning rate at each step (a drop factor is below 1).'
+                   % args.factor)
+    late = [s for s in args.steps_list if s >= args.epochs]
+    if 'steps' in given and late:
+        out.append('--steps %s has no effect: the run ends after epoch %d, before the rate would '
+                   'drop.' % (','.join(map(str, late)), args.epochs))
     out.extend(getattr(args, '_loss_flag_warnings', []))
     return out
 

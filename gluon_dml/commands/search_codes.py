@@ -13,7 +13,10 @@ index's size, queries per second and, for labelled queries, precision@k and the 
 returned lists; ``--out`` writes the neighbours' ids and Hamming distances.
 """
 import argparse
+import os
+import pickle
 import time
+import zipfile
 
 import numpy as np
 
@@ -41,6 +44,54 @@ def _encode_images(trained, source, batch_size):
     return codes, None
 
 
+def _load_codes(path, run_bits):
+    """The codes of a ``.npz`` written by ``evaluate --save-codes`` / ``save_codes``, checked
+    against the run's code length; one sentence naming the file otherwise."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('%s does not exist (a codes .npz written by gluon-dml evaluate '
+                                '--save-codes).' % path)
+    with open(path, 'rb') as f:
+        magic = f.read(4)
+    if magic != b'PK\x03\x04':                   # every .npz is a zip archive
+        raise cli.UserError('%s is not a codes .npz file (not a zip archive); write one with '
+                            'gluon-dml evaluate --save-codes.' % path)
+    try:
+        c = load_codes(path)
+    except ValueError as err:
+        if 'holds no' in str(err):
+            raise
+        raise cli.UserError('%s is not a codes .npz file (%s); write one with gluon-dml evaluate '
+                            '--save-codes.' % (path, err)) from None
+    except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+        raise cli.UserError('%s is not a codes .npz file (%s); write one with gluon-dml evaluate '
+                            '--save-codes.' % (path, err)) from None
+    if c['bits'] != run_bits:
+        raise cli.UserError('%s holds %d-bit codes but the run makes %d-bit codes; use the codes '
+                            'of this run.' % (path, c['bits'], run_bits))
+    return c
+
+
+def _check_index_flags(a, n_db, bits):
+    """The index flags against the database: one sentence each instead of a faiss error."""
+    if a.nlist is not None and a.nlist < 1:
+        raise cli.UserError('--nlist must be a positive number of lists, got %d.' % a.nlist)
+    if a.index == 'ivf':
+        if a.nlist is not None and a.nlist > n_db:
+            raise cli.UserError('--nlist %d is more lists than the %d database codes: the IVF index '
+                                'trains one centroid per list on them (use at most %d; about '
+                                '4 sqrt(N) is usual).' % (a.nlist, n_db, n_db))
+        if a.nprobe < 1:
+            raise cli.UserError('--nprobe must be at least 1 for --index ivf (lists visited), got %d.'
+                                % a.nprobe)
+    if a.index == 'hash':
+        if a.nprobe < 0:
+            raise cli.UserError('--nprobe must be 0 or more for --index hash (bit flips explored), '
+                                'got %d.' % a.nprobe)
+        if a.hash_bits is not None and not 1 <= a.hash_bits <= min(bits, 64):
+            raise cli.UserError('--hash-bits must lie in 1..%d (the bits of the bucket key), got %d.'
+                                % (min(bits, 64), a.hash_bits))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-codes', description=__doc__.splitlines()[0])
     p.add_argument('run_dir', help='a run folder written by train_hash.py')
@@ -62,21 +113,18 @@ def main(argv=None):
     if a.k < 1:
         raise cli.UserError('--k must be a positive integer, got %d.' % a.k)
 
-
     ctx = get_contexts(a.gpus)
     trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash')
     args, net = trained.args, trained.net
     splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
     if a.db.endswith('.npz'):
-        c = load_codes(a.db)
+        c = _load_codes(a.db, args['bits'])
         db_codes, db_labels = to_pm1(c['db_codes'], c['bits']), c.get('db_labels')
     else:
         db_codes, db_labels = _encode_split(net, splits, a.db, ctx, a.batch_size)
+    _check_index_flags(a, len(db_codes), args['bits'])
     if a.queries.endswith('.npz'):
-        c = load_codes(a.queries)
-        if c['bits'] != args['bits']:
-            raise cli.UserError('%s holds %d-bit codes but the run makes %d-bit codes.'
-                                % (a.queries, c['bits'], args['bits']))
+        c = _load_codes(a.queries, args['bits'])
         q_codes, q_labels = to_pm1(c['query_codes'], c['bits']), c.get('query_labels')
     elif a.queries in splits:
         q_codes, q_labels = _encode_split(net, splits, a.queries, ctx, a.batch_size)

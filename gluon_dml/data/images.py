@@ -16,7 +16,6 @@ The random draws of an item depend only on ``(seed, epoch, index)``: the same on
 any DataLoader worker, and after ``--resume``.
 """
 import os
-import warnings
 
 import numpy as np
 from PIL import Image
@@ -28,10 +27,11 @@ from .transforms import (IMAGENET_MEAN, IMAGENET_STD, BadImageError, PhotoTransf
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'BadImageError', 'to_rgb', 'open_image',
            'check_image_file', 'RGBTransform', 'ImageFileDataset', 'PhotoTransform']
 
-def check_image_file(path):
+def check_image_file(path, decode=False):
     """A fast validity check without a full decode: the file exists, its header is an image, and a
-    JPEG / PNG is not truncated (ends with its end marker). Returns None when the file looks
-    good, else the reason in a few words."""
+    JPEG / PNG is not truncated (ends with its end marker). With ``decode`` the image is also
+    decoded (a JPEG at a reduced scale), which finds broken data inside a file whose ends look
+    right. Returns None when the file looks good, else the reason in a few words."""
     try:
         size = os.path.getsize(path)
     except OSError:
@@ -56,6 +56,13 @@ def check_image_file(path):
                 Image.open(handle).load()
         except (OSError, SyntaxError, ValueError) as err:
             return 'cannot decode (%s)' % err
+    elif decode:
+        try:
+            open_image(path, min_size=(64, 64))
+        except (BadImageError, OSError) as err:
+            text = str(err)
+            cause = text[text.find('(') + 1:text.rfind(')')] if '(' in text else text
+            return 'cannot decode (%s)' % cause
     return None
 
 
@@ -126,30 +133,18 @@ class ImageFileDataset(Dataset):
         try:
             img = self.load(idx)
         except (BadImageError, OSError, SyntaxError) as err:
-            if not self.skip_bad_images:
-                if isinstance(err, (BadImageError, FileNotFoundError)):
-                    raise
-                raise BadImageError('Cannot decode the image %s (%s); replace or delete the file, or '
-                                    'pass --skip-bad-images.' % (self.paths[idx], err)) from None
-            img = self._substitute(idx, err)
+            if isinstance(err, (BadImageError, FileNotFoundError)) and not self.skip_bad_images:
+                raise
+            if self.skip_bad_images:
+                # the files were decoded when the dataset was read: this one changed since. A
+                # bad image is left out, never replaced (a copy would count twice).
+                raise BadImageError('The image %s can no longer be decoded (%s); it was readable when '
+                                    'the dataset was read, so the file changed during the run: '
+                                    'restore it, or restart the run.' % (self.paths[idx], err)) from None
+            raise BadImageError('Cannot decode the image %s (%s); replace or delete the file, or '
+                                'pass --skip-bad-images.' % (self.paths[idx], err)) from None
         rng = np.random.default_rng([self.seed, self.epoch, idx]) if self.transform.augment else None
         return self.transform(img, rng), self.labels[idx]
-
-    def _substitute(self, idx, err):
-        """With ``skip_bad_images``: an image that passed the quick check but fails to decode is
-        replaced by another image of its class (reported once per file)."""
-        warnings.warn('Skipping unreadable image %s (%s); another image of its class is used.'
-                      % (self.paths[idx], err))
-        same = np.flatnonzero(self.labels == self.labels[idx])
-        for j in np.roll(same, -int(np.searchsorted(same, idx)) - 1):
-            if j == idx:
-                continue
-            try:
-                return self.load(int(j))
-            except (BadImageError, OSError, SyntaxError):
-                continue
-        raise BadImageError('No readable image left in class %r (last failure: %s).'
-                            % (self.class_names[self.labels[idx]], self.paths[idx]))
 
     def __repr__(self):
         return ('%s(name=%r, split=%r, images=%d, classes=%d, transform=%r)'

@@ -33,7 +33,9 @@ download it, which layout is expected, and the download command for users with i
 (``python -m gluon_dml.data.download NAME --root DIR``).
 """
 import os
+import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -108,19 +110,37 @@ def _find(root, candidates):
     return None
 
 
+def read_text_lines(path):
+    """The lines of a UTF-8 text file; a file in another encoding is one sentence naming the
+    file and the first line that is not UTF-8."""
+    with open(path, 'rb') as f:
+        raw = f.read()
+    lines = raw.split(b'\n')
+    out = []
+    for lineno, line in enumerate(lines, 1):
+        try:
+            out.append(line.decode('utf-8').rstrip('\r'))
+        except UnicodeDecodeError as err:
+            raise ValueError('%s, line %d is not UTF-8 text (byte 0x%02x at column %d): save the file '
+                             'as UTF-8 (e.g. iconv -f latin1 -t utf-8).'
+                             % (path, lineno, line[err.start], err.start + 1)) from None
+    if out and out[-1] == '':
+        out.pop()
+    return out
+
+
 def _read_rows(path, min_fields, skip_lines=0):
     rows = []
-    with open(path, encoding='utf-8') as f:
-        for lineno, line in enumerate(f, 1):
-            if lineno <= skip_lines:
-                continue
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < min_fields:
-                raise ValueError('%s, line %d: expected %d fields, got %r.'
-                                 % (path, lineno, min_fields, line.strip()))
-            rows.append(parts)
+    for lineno, line in enumerate(read_text_lines(path), 1):
+        if lineno <= skip_lines:
+            continue
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < min_fields:
+            raise ValueError('%s, line %d: expected %d fields, got %r.'
+                             % (path, lineno, min_fields, line.strip()))
+        rows.append(parts)
     return rows
 
 
@@ -163,15 +183,20 @@ def _build(name, split, records, options, class_names=None, all_classes=True, la
     skip = bool(options.get('skip_bad_images'))
     skipped = []
     if skip:
+        # Every file is decoded once here (a JPEG at a reduced scale, in threads: PIL releases
+        # the GIL), so that a bad image is left out of the split, never replaced during the run.
         try:
             from tqdm import tqdm
-            it = tqdm(records, desc='checking %s %s images' % (name, split), leave=False,
-                      disable=len(records) < 2000)
         except ImportError:  # pragma: no cover
-            it = records
+            tqdm = None
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            reasons = pool.map(lambda r: check_image_file(r['path'], decode=True), records)
+            if tqdm is not None:
+                reasons = tqdm(reasons, total=len(records), leave=False, disable=len(records) < 2000,
+                               desc='checking %s %s images' % (name, split))
+            reasons = list(reasons)
         kept = []
-        for r in it:
-            reason = check_image_file(r['path'])
+        for r, reason in zip(records, reasons):
             if reason is None:
                 kept.append(r)
             else:
@@ -369,8 +394,7 @@ def load_inshop(root=None, split='train', **options):
     if listing is None:
         raise _missing('InShop', root, os.path.join(root, 'Eval', 'list_eval_partition.txt'),
                        _INSHOP_LAYOUT)
-    with open(listing, encoding='utf-8') as f:
-        lines = [ln.split() for ln in f]
+    lines = [ln.split() for ln in read_text_lines(listing)]
     rows = [ln for ln in lines[2:] if ln]
     bad = [r for r in rows if len(r) < 3 or r[2] not in ('train', 'query', 'gallery')]
     if bad:
@@ -394,18 +418,67 @@ def load_inshop(root=None, split='train', **options):
 _LFW_LAYOUT = 'lfw/PERSON_NAME/PERSON_NAME_0001.jpg (one folder per person, as lfw.tgz unpacks)'
 
 
-def _class_folders(folder):
-    return sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))
-                  and not d.startswith('.'))
+def _inside(path, root):
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _images_in(folder):
-    out = []
-    for dirpath, dirnames, files in os.walk(folder):
+def _class_folders(folder, root=None):
+    """The sorted names of the class sub-folders of ``folder``. A sub-folder that is a link must
+    lead inside the dataset folder ``root`` (default ``folder``), not to ``folder`` itself or
+    above it (all its images would become one class), and not to a folder another class has."""
+    root_real = os.path.realpath(root or folder)
+    folder_real = os.path.realpath(folder)
+    names, seen = [], {}
+    for d in sorted(os.listdir(folder)):
+        path = os.path.join(folder, d)
+        if d.startswith('.') or not os.path.isdir(path):
+            continue
+        real = os.path.realpath(path)
+        if _inside(folder_real, real):
+            raise ValueError('%s is a link to %s, which holds the dataset folder itself: every image '
+                             'would become one class; remove the link.' % (path, real))
+        if not _inside(real, root_real):
+            raise ValueError('%s is a link to %s, outside the dataset folder %s: a class folder must '
+                             'lie inside it (copy the images in, or point --data-path higher).'
+                             % (path, real, root_real))
+        if real in seen:
+            raise ValueError('%s and %s are the same folder (%s): its images would be two classes; '
+                             'remove one of them.' % (seen[real], path, real))
+        seen[real] = path
+        names.append(d)
+    return names
+
+
+def _images_in(folder, root=None):
+    """The image files under ``folder`` (searched recursively, links followed), sorted; a link
+    that loops or leads outside the dataset folder ``root`` (default ``folder``) is refused."""
+    root_real = os.path.realpath(root or folder)
+    out, visited = [], {}
+    for dirpath, dirnames, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:
+            raise ValueError('%s leads back to %s (a symlink loop or a second link to one folder): '
+                             'its images would be read twice; remove the link.'
+                             % (dirpath, visited[real]))
+        if not _inside(real, root_real):
+            raise ValueError('%s is a link to %s, outside the dataset folder %s; copy the images in '
+                             'or remove the link.' % (dirpath, real, root_real))
+        visited[real] = dirpath
         dirnames.sort()
         out.extend(os.path.join(dirpath, f) for f in sorted(files)
                    if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith('.'))
     return out
+
+
+def _non_empty_classes(folder, classes, root, name):
+    """``{class: images}`` of the classes of ``folder`` that hold images; empty class folders are
+    skipped with a warning that counts them."""
+    images = {c: _images_in(os.path.join(folder, c), root) for c in classes}
+    empty = [c for c in classes if not images[c]]
+    if empty:
+        warnings.warn('%s: %d empty class folder(s) in %s skipped (no image files), e.g. %r; they '
+                      'count in no split.' % (name, len(empty), folder, empty[0]))
+    return {c: imgs for c, imgs in images.items() if imgs}
 
 
 def load_lfw(root=None, split='train', **options):
@@ -419,7 +492,7 @@ def load_lfw(root=None, split='train', **options):
         if os.path.isdir(os.path.join(root, sub)):
             base = os.path.join(root, sub)
             break
-    people = {p: _images_in(os.path.join(base, p)) for p in _class_folders(base)}
+    people = {p: _images_in(os.path.join(base, p), root) for p in _class_folders(base, root)}
     if not people:
         raise _missing('LFW', root, 'a folder per person in %s' % base, _LFW_LAYOUT)
     kept = sorted(p for p, imgs in people.items() if len(imgs) >= 2)
@@ -456,30 +529,48 @@ def load_folder(root=None, split='train', **options):
             raise FileNotFoundError('%s has no %s/ sub-folder (it has %s); expected %s.'
                                     % (root, split, ', '.join(sorted(split_dirs)), _FOLDER_LAYOUT))
         folder = split_dirs[split]
-        classes = _class_folders(folder)
+        images = _non_empty_classes(folder, _class_folders(folder, root), root, 'folder %s' % split)
+        classes = sorted(images)
         labels_from = None
         if split in ('query', 'gallery'):
+            other = 'gallery' if split == 'query' else 'query'
             labels_from = sorted(set(classes) | set(
-                _class_folders(split_dirs['gallery' if split == 'query' else 'query'])
-                if ('gallery' if split == 'query' else 'query') in split_dirs else set()))
+                _class_folders(split_dirs[other], root) if other in split_dirs else set()))
+        if split != 'train' and 'train' in split_dirs:
+            both = sorted(set(_class_folders(split_dirs['train'], root)) & set(classes))
+            if both:
+                warnings.warn('folder: %d class name(s) of %s/ are also in train/ (e.g. %r); they '
+                              'are different classes to the toolkit (an open-set test), so if they '
+                              'are the same identities the test measures seen classes.'
+                              % (len(both), os.path.basename(folder), both[0]))
     else:
         if split in ('query', 'gallery'):
             raise FileNotFoundError('%s has no query/ and gallery/ sub-folders.' % root)
         folder = root
-        classes = _split_class_list(_class_folders(root), split, options.get('split_classes'))
+        all_images = _non_empty_classes(root, _class_folders(root), root, 'folder')
+        classes = _split_class_list(sorted(all_images), split, options.get('split_classes'))
+        images = {c: all_images[c] for c in classes}
         labels_from = None
-    records = [{'path': p, 'cls': c} for c in classes for p in _images_in(os.path.join(folder, c))]
+    records = [{'path': p, 'cls': c} for c in classes for p in images.get(c, ())]
     if not records:
         raise ValueError('No images found under %s; expected %s.' % (folder, _FOLDER_LAYOUT))
     return _build('folder', split, records, options, all_classes=labels_from is None,
                   labels_from=labels_from)
 
 
+_INT_LABEL = re.compile(r'^[+-]?\d+$')
+
+
 def load_list(root=None, split='train', **options):
     """A list file: one image per line, ``path label`` or ``path label split`` (split = train,
-    test, query or gallery), whitespace-separated, ``#`` comments; relative paths are taken from
-    the file's folder. Without a split column the sorted labels are split open-set by
-    ``--split-classes``."""
+    test, query or gallery), whitespace-separated, ``#`` comments, UTF-8; relative paths are
+    taken from the file's folder. Without a split column the sorted labels are split open-set by
+    ``--split-classes``.
+
+    Labels are either all integers, compared as numbers (``1`` and ``01`` are one class), or all
+    names, compared as text; a file that mixes the two (``2`` and ``2.0``, ``7`` and ``cat``) is
+    refused, as is a label that the split column puts both in train and in test / query /
+    gallery (an open-set split keeps every class on one side)."""
     _check_split(split, ('train', 'test', 'query', 'gallery'))
     if root is None:
         raise FileNotFoundError('--data list needs --data-path: a text file of "path label [split]" lines.')
@@ -488,47 +579,61 @@ def load_list(root=None, split='train', **options):
         raise FileNotFoundError('The list file %s does not exist; expected a text file of '
                                 '"path label [split]" lines.' % path)
     base = os.path.dirname(os.path.abspath(path))
-    rows = []
-    with open(path, encoding='utf-8') as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split('#', 1)[0].split()
-            if not parts:
-                continue
-            if len(parts) not in (2, 3):
-                raise ValueError('%s, line %d: expected "path label [split]", got %r.'
-                                 % (path, lineno, line.strip()))
-            if len(parts) == 3 and parts[2] not in ('train', 'test', 'query', 'gallery'):
-                raise ValueError('%s, line %d: the split must be train, test, query or gallery, got %r.'
-                                 % (path, lineno, parts[2]))
-            p = parts[0] if os.path.isabs(parts[0]) else os.path.join(base, parts[0])
-            rows.append((p, parts[1], parts[2] if len(parts) == 3 else None))
+    rows, kinds = [], {}
+    for lineno, line in enumerate(read_text_lines(path), 1):
+        parts = line.split('#', 1)[0].split()
+        if not parts:
+            continue
+        if len(parts) not in (2, 3):
+            raise ValueError('%s, line %d: expected "path label [split]", got %r.'
+                             % (path, lineno, line.strip()))
+        if len(parts) == 3 and parts[2] not in ('train', 'test', 'query', 'gallery'):
+            raise ValueError('%s, line %d: the split must be train, test, query or gallery, got %r.'
+                             % (path, lineno, parts[2]))
+        p = parts[0] if os.path.isabs(parts[0]) else os.path.join(base, parts[0])
+        kinds.setdefault('integer' if _INT_LABEL.match(parts[1]) else 'name', (parts[1], lineno))
+        rows.append((p, parts[1], parts[2] if len(parts) == 3 else None, lineno))
     if not rows:
         raise ValueError('The list file %s lists no images.' % path)
+    if len(kinds) == 2:
+        (i_label, i_line), (n_label, n_line) = kinds['integer'], kinds['name']
+        raise ValueError('%s mixes integer labels (%r, line %d) and names (%r, line %d): labels are '
+                         'all integers (compared as numbers, so 1 and 01 are one class) or all names '
+                         '(compared as text); write them all one way.'
+                         % (path, i_label, i_line, n_label, n_line))
+    if 'integer' in kinds:
+        rows = [(p, int(label), sp, ln) for p, label, sp, ln in rows]
     with_split = [r for r in rows if r[2] is not None]
     if with_split and len(with_split) != len(rows):
         raise ValueError('%s: either every line has a split column or none does.' % path)
-
-    def key(label):
-        return (0, int(label), '') if label.lstrip('-').isdigit() else (1, 0, label)
-
     labels_from = None
     if with_split:
+        first = {}
+        for p, label, sp, ln in rows:
+            side = 'train' if sp == 'train' else 'test'
+            other = first.get((label, 'test' if side == 'train' else 'train'))
+            if other is not None:
+                raise ValueError('%s: label %s is in the %s split (line %d) and in the %s split (line '
+                                 '%d); an open-set split keeps each class on one side, so its '
+                                 'images cannot be both trained on and searched for.'
+                                 % (path, label, other[1], other[0], sp, ln))
+            first.setdefault((label, side), (ln, sp))
         if split == 'test' and not any(r[2] == 'test' for r in rows) and any(r[2] == 'gallery' for r in rows):
             split = 'gallery'
         chosen = [r for r in rows if r[2] == split]
         if split in ('query', 'gallery'):
-            labels_from = sorted({r[1] for r in rows if r[2] in ('query', 'gallery')}, key=key)
+            labels_from = sorted({r[1] for r in rows if r[2] in ('query', 'gallery')})
     else:
         if split in ('query', 'gallery'):
             raise ValueError('%s has no split column, so it has no %s split.' % (path, split))
-        wanted = set(_split_class_list(sorted({r[1] for r in rows}, key=key), split,
+        wanted = set(_split_class_list(sorted({r[1] for r in rows}), split,
                                        options.get('split_classes')))
         chosen = [r for r in rows if r[1] in wanted]
     if not chosen:
         raise ValueError('The list file %s has no %s images.' % (path, split))
     records = [{'path': r[0], 'cls': r[1]} for r in chosen]
     if labels_from is None:
-        labels_from = sorted({r['cls'] for r in records}, key=key)
+        labels_from = sorted({r['cls'] for r in records})
         return _build('list', split, records, options, labels_from=labels_from)
     return _build('list', split, records, options, all_classes=False, labels_from=labels_from)
 

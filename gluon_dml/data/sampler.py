@@ -80,6 +80,11 @@ class BalancedBatchSampler(object):
         order = np.argsort(inverse, kind='stable')
         counts = np.bincount(inverse, minlength=len(self.classes))
         self._members = np.split(order, np.cumsum(counts)[:-1])
+        if counts.max() < batch_k:
+            raise ValueError('batch_k (--batch-k) %d is above the size of every class (the largest '
+                             'has %d images): each class would fill its K slots with copies, so its '
+                             'positive pairs would be an image and itself; use --batch-k %d or less.'
+                             % (batch_k, counts.max(), counts.max()))
         singles = self.classes[counts == 1]
         if singles.size:
             warnings.warn('%d class(es) have a single image (e.g. label %s); their K=%d slots '

@@ -40,7 +40,7 @@ import math
 import os
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageEnhance, ImageFile, ImageOps
 
 from .base import normalize_name
 
@@ -255,6 +255,9 @@ def open_image(path, min_size=None):
     ``(image, scale)``, ``scale`` being decoded size / file size (for bounding boxes).
 
     Raises :class:`BadImageError` naming the file when it cannot be decoded."""
+    # GluonCV's data package turns this on for the whole process when it is imported (building
+    # a GluonCV backbone imports it): a truncated file would then decode as a half-grey picture.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with open(path, 'rb') as handle:
             img = Image.open(handle)

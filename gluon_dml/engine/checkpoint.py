@@ -1,15 +1,34 @@
-"""Atomic checkpoints of a run.
+"""Atomic checkpoints of a run, and how they are found again after any kill.
 
 A checkpoint is a folder ``checkpoints/e{epoch:04d}-b{batch:05d}`` holding the network's and the
 loss's parameters, the optimizers' states and ``meta.json``. It is written under a temporary name
-and renamed into place, then the pointer file ``checkpoints/latest`` is replaced atomically, so a
-kill at any moment leaves the previous checkpoint whole and pointed to.
+(``.tmp-NAME-PID``), ``meta.json`` last with the size and CRC-32 of every other file, and renamed
+into place; then the pointer file ``checkpoints/latest`` is replaced atomically.
+
+The checkpoints themselves are the truth, not the pointer: :meth:`CheckpointManager.candidates`
+scans the folders newest first and checks each against its ``meta.json``, so a garbled or stale
+``latest``, a truncated file or a kill between two renames never makes a run start over or load
+half a checkpoint. :meth:`CheckpointManager.recover` finishes or removes what a kill left behind
+(``.tmp-*`` and ``.old-*`` folders).
 """
 import json
 import os
+import re
 import shutil
+import zlib
 
-__all__ = ['atomic_write_text', 'atomic_save', 'CheckpointManager']
+from ..errors import UserError
+from .faults import fault_point
+
+__all__ = ['atomic_write_text', 'atomic_save', 'CheckpointManager', 'CheckpointError',
+           'remove_stale_temporaries', 'file_crc32']
+
+NAME_RE = re.compile(r'^e(\d{4,})-b(\d{5,})$')
+_TMP_FILE_RE = re.compile(r'\.tmp-\d+$')
+
+
+class CheckpointError(UserError):
+    """A checkpoint (or the checkpoint folder) that cannot be read or written; one sentence."""
 
 
 def _fsync_dir(path):
@@ -26,7 +45,8 @@ def _fsync_dir(path):
 
 
 def atomic_save(path, save_fn):
-    """Call ``save_fn(tmp_path)`` then rename the result to ``path`` (never a half-written file)."""
+    """Call ``save_fn(tmp_path)`` then rename the result to ``path`` (never a half-written file;
+    the temporary file is removed whatever happens)."""
     tmp = '%s.tmp-%d' % (path, os.getpid())
     try:
         save_fn(tmp)
@@ -41,68 +61,237 @@ def atomic_save(path, save_fn):
 
 def atomic_write_text(path, text):
     def write(tmp):
-        with open(tmp, 'w') as f:
+        with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
     atomic_save(path, write)
+
+
+def remove_stale_temporaries(folder):
+    """Remove the ``*.tmp-PID`` files a killed :func:`atomic_save` left in ``folder``; returns
+    their names."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for n in names:
+        path = os.path.join(folder, n)
+        if _TMP_FILE_RE.search(n) and os.path.isfile(path):
+            try:
+                os.remove(path)
+                removed.append(n)
+            except OSError:
+                pass
+    return removed
+
+
+def file_crc32(path, chunk=1 << 22):
+    crc = 0
+    with open(path, 'rb') as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            crc = zlib.crc32(block, crc)
+    return crc & 0xffffffff
+
+
+def _name(epoch, batch):
+    return 'e%04d-b%05d' % (epoch, batch)
+
+
+def parse_name(name):
+    """``(epoch, batch)`` of a checkpoint folder name, or None."""
+    m = NAME_RE.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class CheckpointManager:
     """Writes and finds checkpoints in ``run_dir/checkpoints``; keeps the newest ``keep``."""
 
-    def __init__(self, run_dir, keep=2):
+    REQUIRED = ('net.params', 'trainer.states')
+
+    def __init__(self, run_dir, keep=2, create=True):
         self.dir = os.path.join(run_dir, 'checkpoints')
         self.keep = keep
-        os.makedirs(self.dir, exist_ok=True)
+        if create:
+            os.makedirs(self.dir, exist_ok=True)
 
+    # -- writing --------------------------------------------------------------------------------
     def save(self, epoch, batch, writers, meta):
         """``writers``: {file name: fn(path)}; ``meta``: JSON-able dict. Returns the folder."""
-        name = 'e%04d-b%05d' % (epoch, batch)
+        name = _name(epoch, batch)
         final = os.path.join(self.dir, name)
         tmp = os.path.join(self.dir, '.tmp-%s-%d' % (name, os.getpid()))
         shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        for fname, fn in writers.items():
-            fn(os.path.join(tmp, fname))
-        with open(os.path.join(tmp, 'meta.json'), 'w') as f:
-            json.dump(dict(meta, epoch=epoch, batch=batch), f, indent=1)
-        for fname in os.listdir(tmp):
-            with open(os.path.join(tmp, fname), 'rb') as f:
+        try:
+            os.makedirs(tmp)
+            files = {}
+            for i, (fname, fn) in enumerate(writers.items()):
+                path = os.path.join(tmp, fname)
+                fn(path)
+                with open(path, 'rb') as f:
+                    os.fsync(f.fileno())
+                files[fname] = {'size': os.path.getsize(path), 'crc32': file_crc32(path)}
+                if i == 0:
+                    fault_point('checkpoint-files')
+            fault_point('checkpoint-meta')
+            with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+                json.dump(dict(meta, epoch=epoch, batch=batch, files=files), f, indent=1)
+                f.flush()
                 os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        if os.path.exists(final):
-            old = final + '.old-%d' % os.getpid()
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+            _fsync_dir(tmp)
+            fault_point('checkpoint-rename')
+            if os.path.exists(final):
+                old = os.path.join(self.dir, '.old-%s-%d' % (name, os.getpid()))
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+                fault_point('checkpoint-between-renames')
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_dir(self.dir)
+        fault_point('checkpoint-pointer')
         atomic_write_text(os.path.join(self.dir, 'latest'), name + '\n')
         self._prune(keep_name=name)
         return final
 
     def _prune(self, keep_name):
-        names = sorted(n for n in os.listdir(self.dir) if n.startswith('e') and '-b' in n
-                       and os.path.isdir(os.path.join(self.dir, n)))
-        for n in names[:-self.keep]:
+        found = self.scan()
+        for epoch, batch, n in found[self.keep:]:
             if n != keep_name:
                 shutil.rmtree(os.path.join(self.dir, n), ignore_errors=True)
-        for n in os.listdir(self.dir):           # leftovers of a kill mid-write
-            if n.startswith('.tmp-'):
+        for n in os.listdir(self.dir):           # leftovers of a kill mid-write, set-aside damage
+            if n.startswith(('.tmp-', '.old-')) or n.endswith('.damaged'):
                 shutil.rmtree(os.path.join(self.dir, n), ignore_errors=True)
+        remove_stale_temporaries(self.dir)
+
+    # -- finding --------------------------------------------------------------------------------
+    def scan(self):
+        """``[(epoch, batch, name)]`` of the checkpoint folders, newest first (unchecked)."""
+        if not os.path.isdir(self.dir):
+            return []
+        out = []
+        for n in os.listdir(self.dir):
+            key = parse_name(n)
+            if key is not None and os.path.isdir(os.path.join(self.dir, n)):
+                out.append(key + (n,))
+        return sorted(out, reverse=True)
+
+    def pointer(self):
+        """``(name, problem)``: what ``checkpoints/latest`` names, and what is wrong with it
+        as a phrase: 'is missing', 'is garbled (...)', 'names X, which does not exist'; None when it
+        names a checkpoint folder)."""
+        path = os.path.join(self.dir, 'latest')
+        if not os.path.exists(path):
+            return None, 'is missing'
+        try:
+            with open(path, 'rb') as f:
+                raw = f.read(200)
+            name = raw.decode('utf-8').strip()
+        except (OSError, UnicodeDecodeError):
+            return None, 'is unreadable'
+        if parse_name(name) is None:
+            return name, 'is garbled (%r)' % raw[:40]
+        if not os.path.isdir(os.path.join(self.dir, name)):
+            return name, 'names %s, which does not exist' % name
+        return name, None
+
+    @classmethod
+    def verify(cls, path):
+        """None when the checkpoint folder ``path`` is whole, else what is wrong, in a few words."""
+        meta_path = os.path.join(path, 'meta.json')
+        if not os.path.isfile(meta_path):
+            return 'no meta.json'
+        try:
+            with open(meta_path, encoding='utf-8') as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as err:
+            return 'meta.json is not valid JSON (%s)' % err
+        if not isinstance(meta, dict):
+            return 'meta.json is not a JSON object'
+        key = parse_name(os.path.basename(os.path.normpath(path)))
+        if key is not None and (meta.get('epoch'), meta.get('batch')) != key:
+            return 'meta.json says epoch %s, batch %s' % (meta.get('epoch'), meta.get('batch'))
+        files = meta.get('files')
+        if files is None:                        # checkpoints of older versions: no checksums
+            for f in cls.REQUIRED:
+                p = os.path.join(path, f)
+                if not os.path.isfile(p) or os.path.getsize(p) == 0:
+                    return '%s is missing or empty' % f
+            return None
+        for fname, info in files.items():
+            p = os.path.join(path, fname)
+            if not os.path.isfile(p):
+                return '%s is missing' % fname
+            size = os.path.getsize(p)
+            if size != info.get('size'):
+                return '%s has %d bytes, %s were written' % (fname, size, info.get('size'))
+            if info.get('crc32') is not None and file_crc32(p) != info['crc32']:
+                return '%s does not match its checksum' % fname
+        return None
+
+    def candidates(self):
+        """``(path, problem)`` newest first, lazily (each is checked only when reached): every
+        checkpoint folder with what is wrong with it (None when whole)."""
+        for _, _, n in self.scan():
+            yield os.path.join(self.dir, n), self.verify(os.path.join(self.dir, n))
 
     def latest(self):
-        """The newest complete checkpoint folder, or None."""
-        pointer = os.path.join(self.dir, 'latest')
-        if not os.path.exists(pointer):
-            return None
-        with open(pointer) as f:
-            name = f.read().strip()
-        path = os.path.join(self.dir, name)
-        if not os.path.exists(os.path.join(path, 'meta.json')):
-            return None
-        return path
+        """The newest whole checkpoint folder, or None (found by scanning; ``latest`` is only a
+        hint)."""
+        for path, problem in self.candidates():
+            if problem is None:
+                return path
+        return None
+
+    def set_aside(self, path):
+        """Rename a damaged checkpoint ``NAME`` to ``NAME.damaged`` (no longer found; removed by
+        the next save). Returns the new path."""
+        dest = path.rstrip(os.sep) + '.damaged'
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(path, dest)
+        return dest
+
+    def recover(self):
+        """Finish or undo what a kill during :meth:`save` left behind; returns sentences saying
+        what was done. A complete ``.tmp-NAME-PID`` whose ``NAME`` is missing (a kill between the
+        two renames of a re-saved checkpoint, or before the first) becomes ``NAME``; else a
+        complete ``.old-NAME-PID`` goes back; the rest is removed."""
+        done = []
+        if not os.path.isdir(self.dir):
+            return done
+        leftovers = sorted(n for n in os.listdir(self.dir) if n.startswith(('.tmp-', '.old-')))
+        for prefix in ('.tmp-', '.old-'):
+            for n in leftovers:
+                if not n.startswith(prefix):
+                    continue
+                path = os.path.join(self.dir, n)
+                name = n[len(prefix):].rsplit('-', 1)[0]
+                final = os.path.join(self.dir, name)
+                if (os.path.isdir(path) and parse_name(name) is not None
+                        and not os.path.exists(final) and self.verify(path) is None):
+                    os.replace(path, final)
+                    done.append('completed the checkpoint %s from %s (a kill interrupted its '
+                                'write)' % (name, n))
+        for n in os.listdir(self.dir):
+            if n.startswith(('.tmp-', '.old-')):
+                shutil.rmtree(os.path.join(self.dir, n), ignore_errors=True)
+                done.append('removed %s, the leftover of an interrupted write' % n)
+        removed = remove_stale_temporaries(self.dir)
+        done.extend('removed %s, the leftover of an interrupted write' % n for n in removed)
+        return done
 
     @staticmethod
     def meta(path):
-        with open(os.path.join(path, 'meta.json')) as f:
-            return json.load(f)
+        meta_path = os.path.join(path, 'meta.json')
+        try:
+            with open(meta_path, encoding='utf-8') as f:
+                return json.load(f)
+        except ValueError as err:
+            raise CheckpointError('%s is not valid JSON (%s); the checkpoint is damaged.'
+                                  % (meta_path, err)) from None

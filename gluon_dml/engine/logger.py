@@ -11,6 +11,9 @@ import os
 import sys
 import warnings
 
+from .checkpoint import atomic_write_text
+from .faults import fault_point
+
 __all__ = ['Logger', 'read_log', 'format_metrics']
 
 
@@ -32,31 +35,72 @@ def _jsonable(v):
     return v
 
 
-def read_log(run_dir):
-    """The epochs of ``run_dir/log.jsonl`` as a list of dicts."""
+def read_log(run_dir, repair=False):
+    """The epochs of ``run_dir/log.jsonl`` as a list of dicts.
+
+    A last line cut short (a kill while it was written) is dropped with a warning, and with
+    ``repair`` removed from the file; any other line that is not JSON is an error naming the file
+    and the line."""
     path = os.path.join(run_dir, 'log.jsonl')
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    try:
+        with open(path, 'rb') as f:
+            raw = f.read()
+        lines = raw.decode('utf-8', errors='replace').split('\n')
+    except OSError as err:
+        raise ValueError('Cannot read %s (%s).' % (path, err.strerror or err)) from None
+    rows = []
+    numbered = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
+    for k, (lineno, line) in enumerate(numbered):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError('not a JSON object')
+        except ValueError as err:
+            if k == len(numbered) - 1:
+                print('warning: %s: its last line (line %d) is incomplete, the mark of a kill while '
+                      'it was written; it is dropped (that epoch is trained again on --resume).'
+                      % (path, lineno), file=sys.stderr, flush=True)
+                if repair:
+                    atomic_write_text(path, ''.join(json.dumps(r) + '\n' for r in rows))
+                break
+            raise ValueError('%s, line %d is not a JSON row (%s); the log is damaged: delete that '
+                             'line to continue.' % (path, lineno, err)) from None
+        rows.append(row)
+    return rows
 
 
 class Logger:
-    def __init__(self, run_dir, sinks=(), stream=sys.stdout):
+    def __init__(self, run_dir, sinks=(), stream=None):
         self.run_dir = run_dir
         self.path = os.path.join(run_dir, 'log.jsonl')
         self.sinks = list(sinks)
-        self.stream = stream
+        self._stream = stream
+
+    @property
+    def stream(self):
+        return self._stream if self._stream is not None else sys.stdout
 
     def truncate(self, before_epoch):
-        """Keep only the epochs before ``before_epoch`` (a resumed run rewrites the rest)."""
-        kept = [r for r in read_log(self.run_dir) if r.get('epoch', 0) < before_epoch]
-        with open(self.path, 'w') as f:
-            for r in kept:
-                f.write(json.dumps(r) + '\n')
+        """Keep only the epochs before ``before_epoch`` (a resumed run rewrites the rest), one
+        row per epoch (the last written); the file is replaced atomically. Returns the rows
+        kept."""
+        rows = read_log(self.run_dir) if os.path.exists(self.path) else []
+        by_epoch = {}
+        for r in rows:
+            if r.get('epoch', 0) < before_epoch:
+                by_epoch[r.get('epoch', 0)] = r
+        kept = [by_epoch[e] for e in sorted(by_epoch)]
+        if rows or os.path.exists(self.path):
+            atomic_write_text(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
+        return kept
 
     def info(self, msg):
         print(msg, file=self.stream, flush=True)
+
+    def warn(self, msg):
+        print('warning: %s' % msg, file=sys.stderr, flush=True)
 
     def _call(self, method, *args):
         for sink in list(self.sinks):
@@ -78,6 +122,7 @@ class Logger:
             f.write(json.dumps(record) + '\n')
             f.flush()
             os.fsync(f.fileno())
+        fault_point('log', epoch=epoch)
         self.info('[epoch %d] %s' % (epoch, format_metrics(values)))
         self._call('log_epoch', epoch, record)
 

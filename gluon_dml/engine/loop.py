@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -17,20 +18,48 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from .checkpoint import CheckpointManager, atomic_save, atomic_write_text
+from ..errors import UserError
+from .checkpoint import CheckpointError, CheckpointManager, atomic_save, atomic_write_text
 from .context import batch_seed
+from .faults import fault_point
 
-__all__ = ['Engine', 'EngineConfig', 'TrainingInterrupted', 'NaNLossError', 'embed_dataset']
+__all__ = ['Engine', 'EngineConfig', 'TrainingInterrupted', 'TrainingAborted', 'NaNLossError',
+           'embed_dataset']
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was saved."""
+    """SIGINT or SIGTERM arrived; a checkpoint was saved (``checkpoint`` None: it arrived before
+    the first step, so there was nothing to save)."""
 
     def __init__(self, signame, checkpoint):
-        super().__init__('%s received: checkpoint saved in %s; continue with --resume.'
-                         % (signame, checkpoint))
+        if checkpoint is None:
+            text = ('%s received before the first training step: nothing to save; --resume starts '
+                    'the run from the beginning.' % signame)
+        else:
+            text = '%s received: checkpoint saved in %s; continue with --resume.' % (signame, checkpoint)
+        super().__init__(text)
         self.signame = signame
         self.checkpoint = checkpoint
+
+
+class TrainingAborted(KeyboardInterrupt):
+    """A second SIGINT / SIGTERM while the first was being answered: stop at once, unsaved."""
+
+    def __init__(self, signame, checkpoint):
+        super().__init__('%s received again: stopped at once without saving; the last checkpoint '
+                         'is %s; continue with --resume.' % (signame, checkpoint or '(none yet)'))
+        self.signame = signame
+
+
+class _StopNow(BaseException):
+    """Raised by the signal handler where the engine may stop at once (evaluation, waiting for
+    data): a BaseException so that no ``except Exception`` on the way swallows it."""
+
+
+def _one_line(err):
+    """``Type: first line`` of an error (MXNet's carry a C++ stack trace after the first line)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return '%s: %s' % (type(err).__name__, lines[0][:300]) if lines else type(err).__name__
 
 
 class NaNLossError(RuntimeError):
@@ -97,6 +126,8 @@ class EngineConfig:
     export_prefix: str = 'model'
     eval_untrained: bool = True
     eval_interval: int = 1
+    checkpoint_every_batches: int = 0
+    checkpoint_every_minutes: float = 0.0
 
     @classmethod
     def from_args(cls, args, **overrides):
@@ -109,7 +140,9 @@ class EngineConfig:
             hybridize=not args.disable_hybridize, num_workers=args.num_workers,
             log_interval=args.log_interval, progress=not args.no_progress,
             export_prefix=args.save_model_prefix,
-            eval_interval=getattr(args, 'eval_interval', 1) or 1)
+            eval_interval=getattr(args, 'eval_interval', 1) or 1,
+            checkpoint_every_batches=int(getattr(args, 'checkpoint_every_batches', 0) or 0),
+            checkpoint_every_minutes=float(getattr(args, 'checkpoint_every_minutes', 0) or 0))
         fields.update(overrides)
         return cls(**fields)
 
@@ -159,6 +192,9 @@ class Engine:
                                               kvstore=None)
         self.best = -math.inf
         self._stop_signal = None
+        self._interruptible = False
+        self._last_save = time.time()
+        self._resumed_from = None
 
     # -- the hooks a method may override ------------------------------------------------------
     def forward_batch(self, data, label):
@@ -233,7 +269,11 @@ class Engine:
             self.loss_trainer.set_learning_rate(self.loss_lr * scale)
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _save_checkpoint(self, epoch, batch, extra=None):
+    def _save_checkpoint(self, epoch, batch, extra=None, progress=None):
+        """Save checkpoint ``(epoch, batch)``; ``progress`` (mid-epoch): the epoch's batch losses
+        so far, images and training time, so that the resumed epoch logs the loss over all its
+        batches. A failed write (a full disk) leaves the previous checkpoint and is one
+        sentence."""
         writers = {'net.params': self.net.save_parameters,
                    'trainer.states': self.trainer.save_states}
         if self.loss_trainer is not None:
@@ -243,74 +283,224 @@ class Engine:
                 'best_metric': self.best_metric, 'time': time.time()}
         meta.update(self.state())
         meta.update(extra or {})
-        return self.ckpt.save(epoch, batch, writers, meta)
+        if progress is not None and batch > 0:
+            meta['progress'] = progress
+        try:
+            path = self.ckpt.save(epoch, batch, writers, meta)
+        except (OSError, mx.base.MXNetError) as err:
+            previous = self.ckpt.scan()
+            tail = ('the previous checkpoint (%s) is intact: free some space, then continue with '
+                    '--resume.' % previous[0][2]) if previous else \
+                'there is no earlier checkpoint: free some space, then start again with --resume.'
+            raise CheckpointError('Could not write the checkpoint e%04d-b%05d in %s (%s); %s'
+                                  % (epoch, batch, self.ckpt.dir,
+                                     getattr(err, 'strerror', None) or _one_line(err), tail)) from None
+        self._last_save = time.time()
+        fault_point('checkpoint-done', epoch=epoch, batch=batch)
+        return path
 
     def _load_checkpoint(self, path):
+        meta = CheckpointManager.meta(path)
         self.net.load_parameters(os.path.join(path, 'net.params'), ctx=self.ctx)
         self.trainer.load_states(os.path.join(path, 'trainer.states'))
         if self.loss_trainer is not None:
             self.loss.load_parameters(os.path.join(path, 'loss.params'), ctx=self.ctx[0])
             self.loss_trainer.load_states(os.path.join(path, 'loss_trainer.states'))
-        meta = CheckpointManager.meta(path)
         self.best = meta['best'] if meta.get('best') is not None else -math.inf
         self.load_state(meta)
         return meta
 
     # -- signals --------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
+        name = signal.Signals(signum).name
         if self._stop_signal is not None:      # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self._stop_signal = signal.Signals(signum).name
-        if self.logger:
-            self.logger.info('\n%s received: finishing this step and saving a checkpoint '
-                             '(press Ctrl-C again to abort without saving).' % self._stop_signal)
+            found = self.ckpt.scan()
+            raise TrainingAborted(name, os.path.join(self.ckpt.dir, found[0][2]) if found else None)
+        self._stop_signal = name
+        now = self._interruptible
+        # os.write: a print here could re-enter the stream the main thread is writing to
+        os.write(2, ('\n%s received: %s and saving a checkpoint (press Ctrl-C again to abort '
+                     'without saving).\n' % (name, 'stopping now' if now else 'finishing this step')
+                     ).encode())
+        if now:
+            self._interruptible = False
+            raise _StopNow(name)
 
     # -- the loop -------------------------------------------------------------------------------
     def _run_evaluation(self, epoch):
+        """The evaluation of ``epoch``; a signal stops it at once (raises ``_StopNow``)."""
         t0 = time.time()
-        metrics = self.evaluate(self.net, self.ctx, epoch)
+        try:
+            self._interruptible = True
+            if self._stop_signal is not None:
+                raise _StopNow(self._stop_signal)
+            fault_point('eval', epoch=epoch)
+            metrics = self.evaluate(self.net, self.ctx, epoch)
+        finally:
+            self._interruptible = False
         metrics['eval_time'] = time.time() - t0
         return metrics
 
+    def _warn(self, msg):
+        if self.logger is not None and hasattr(self.logger, 'warn'):
+            self.logger.warn(msg)
+        else:
+            warnings.warn(msg)
+
+    def _resume_point(self):
+        """Load the newest whole checkpoint: ``(path, meta)``, or ``(None, None)`` when there is
+        none. A damaged one (truncated, garbled, unloadable) is set aside with a warning naming
+        it and the one used instead; only when every checkpoint is damaged is it an error."""
+        for msg in self.ckpt.recover():
+            self._warn('%s: %s.' % (self.ckpt.dir, msg))
+        name, problem = self.ckpt.pointer()
+        if problem is not None and (problem != 'is missing' or self.ckpt.scan()):
+            self._warn('%s/latest %s; the checkpoints themselves are scanned instead.'
+                       % (self.ckpt.dir, problem))
+        damaged = []
+        for path, problem in self.ckpt.candidates():
+            if problem is None:
+                try:
+                    meta = self._load_checkpoint(path)
+                except Exception as err:      # noqa: BLE001  (MXNet, pickle, OS: all mean damaged)
+                    problem = 'it cannot be loaded: %s' % _one_line(err)
+            if problem is not None:
+                damaged.append((path, problem))
+                continue
+            for bad, why in damaged:
+                aside = self.ckpt.set_aside(bad)
+                self._warn('the newest checkpoint %s is damaged (%s); resuming from the previous '
+                           'one, %s (the damaged one is kept as %s until the next checkpoint).'
+                           % (bad, why, path, os.path.basename(aside)))
+            return path, meta
+        if damaged:
+            raise CheckpointError('Every checkpoint in %s is damaged (%s), so the run cannot be '
+                                  'resumed; pass --overwrite instead of --resume to train it again.'
+                                  % (self.ckpt.dir, '; '.join('%s: %s' % (os.path.basename(p), w)
+                                                               for p, w in damaged)))
+        return None, None
+
+    def _adopt_best(self):
+        """On resume: ``best.params`` / ``best.json`` on disk hold the best network evaluated so
+        far (possibly at an epoch after the checkpoint, trained again now); its score becomes
+        the one to beat. Damaged or half-missing, they are removed with a warning, and the best
+        of the epochs still to come is kept."""
+        if not self.config.select_best:
+            return
+        paths = [os.path.join(self.run_dir, n) for n in ('best.params', 'best.json', 'best.loss.params')]
+        if not any(os.path.exists(p) for p in paths[:2]):
+            if math.isfinite(self.best):
+                self._warn('%s has no best.params although the checkpoint records a best %s of %.4f; '
+                           'that network is lost, the best of the epochs still to come is kept.'
+                           % (self.run_dir, self.best_metric, self.best))
+                self.best = -math.inf
+            return
+        try:
+            with open(paths[1]) as f:
+                score = float(json.load(f)[self.best_metric])
+            ok = os.path.getsize(paths[0]) > 0 and math.isfinite(score)
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            self._warn('best.params / best.json in %s are damaged or incomplete; they are removed '
+                       'and the best of the epochs still to come is kept.' % self.run_dir)
+            for p in paths:
+                if os.path.exists(p):
+                    os.remove(p)
+            self.best = -math.inf
+            return
+        self.best = max(self.best, score)
+
     def fit(self, resume=False):
         """Train; returns the last epoch's metrics. Raises TrainingInterrupted / NaNLossError."""
-        start_epoch, start_batch = 1, 0
         if self.config.hybridize:
             self.net.hybridize(static_alloc=True)
             self.loss.hybridize(static_alloc=True)
-        last = self.ckpt.latest() if resume else None
-        if resume and last is None and self.logger:
-            self.logger.info('--resume: no checkpoint in %s yet, starting from the beginning.'
-                             % self.ckpt.dir)
-        if last is not None:
-            meta = self._load_checkpoint(last)
-            start_epoch, start_batch = meta['epoch'], meta['batch']
-            if self.logger:
-                self.logger.info('Resumed from %s (epoch %d, batch %d).' % (last, start_epoch, start_batch))
-        if self.logger:
-            self.logger.truncate(start_epoch)
-        if last is None and self.config.eval_untrained and self.logger:
-            metrics = self._run_evaluation(0)
-            metrics.update(self.extra_metrics())
-            self.logger.log_epoch(0, metrics)
-
         handlers = {}
         for s in (signal.SIGINT, signal.SIGTERM):
             try:
                 handlers[s] = signal.signal(s, self._on_signal)
             except ValueError:             # not the main thread
                 pass
-        metrics = {}
         try:
-            for epoch in range(start_epoch, self.epochs + 1):
-                metrics = self._train_epoch(epoch, start_batch if epoch == start_epoch else 0)
+            metrics = self._fit(resume)
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
         self._finish()
         return metrics
 
-    def _train_epoch(self, epoch, first_batch):
+    def _fit(self, resume):
+        start_epoch, start_batch, progress = 1, 0, None
+        last, meta = self._resume_point() if resume else (None, None)
+        self._last_save = time.time()
+        self._resumed_from = (meta['epoch'], meta['batch'], last) if last is not None else None
+        if resume and last is None and self.logger:
+            self.logger.info('--resume: no checkpoint in %s yet, starting from the beginning.'
+                             % self.ckpt.dir)
+        if last is not None:
+            start_epoch, start_batch = meta['epoch'], meta['batch']
+            progress = meta.get('progress')
+            if self.logger:
+                self.logger.info('Resumed from %s (epoch %d, batch %d).' % (last, start_epoch, start_batch))
+                if start_epoch > self.epochs:
+                    self.logger.info('The run has trained all its %d epochs: nothing left to train '
+                                     '(a larger --epochs continues it).' % self.epochs)
+        if resume:
+            self._adopt_best()
+        if self.logger:
+            try:
+                kept = self.logger.truncate(start_epoch if last is not None else 0)
+            except OSError as err:
+                raise UserError('Cannot rewrite %s (%s).' % (self.logger.path, err.strerror or err)) from None
+            missing = sorted(set(range(1 if not self.config.eval_untrained else 0, start_epoch))
+                             - {r.get('epoch') for r in kept}) if last is not None else []
+            if missing:
+                self._warn('%s has no row for epoch(s) %s, which the checkpoint says were trained; '
+                           'their metrics are lost (the parameters are not).'
+                           % (self.logger.path, ', '.join(map(str, missing))))
+        if last is None and self.config.eval_untrained and self.logger:
+            try:
+                metrics = self._run_evaluation(0)
+            except _StopNow as stop:
+                raise TrainingInterrupted(str(stop), None) from None
+            metrics.update(self.extra_metrics())
+            self._log_epoch(0, metrics)
+            if self._stop_signal is not None:
+                raise TrainingInterrupted(self._stop_signal, None)
+        metrics = {}
+        for epoch in range(start_epoch, self.epochs + 1):
+            metrics = self._train_epoch(epoch, start_batch if epoch == start_epoch else 0,
+                                        progress if epoch == start_epoch else None)
+        return metrics
+
+    def _log_epoch(self, epoch, metrics):
+        if self.logger:
+            try:
+                self.logger.log_epoch(epoch, metrics)
+            except OSError as err:
+                raise UserError('Cannot write %s (%s); the last checkpoint is intact: fix that, '
+                                'then continue with --resume.'
+                                % (self.logger.path, err.strerror or err)) from None
+
+    def _stop_checkpoint(self, epoch, batch, progress):
+        """The checkpoint of a stop at ``(epoch, batch)``: saved, unless it is the one the run
+        resumed from (nothing was trained since)."""
+        if self._resumed_from is not None and self._resumed_from[:2] == (epoch, batch):
+            return self._resumed_from[2]
+        return self._save_checkpoint(epoch, batch, extra={'interrupted': self._stop_signal},
+                                     progress=progress)
+
+    def _checkpoint_due(self, b, n_batches):
+        if b >= n_batches:
+            return False                   # the epoch's end has its own checkpoint
+        every = self.config.checkpoint_every_batches
+        if every and b % every == 0:
+            return True
+        minutes = self.config.checkpoint_every_minutes
+        return bool(minutes) and time.time() - self._last_save >= 60.0 * minutes
+
+    def _train_epoch(self, epoch, first_batch, progress=None):
         self.epoch = epoch
         self._set_lr(epoch)
         self.sampler.set_epoch(epoch)
@@ -322,12 +512,35 @@ class Engine:
         workers = self.config.num_workers
         loader = gluon.data.DataLoader(self.train_set, batch_sampler=_ListSampler(batches[first_batch:]),
                                        num_workers=workers, thread_pool=workers > 0)
-        t0, n_images, losses = time.time(), 0, []
+        progress = progress or {}
+        losses = [float(v) for v in progress.get('losses', ())]
+        n_images = int(progress.get('n_images', 0))
+        t0, carried = time.time(), float(progress.get('train_time', 0.0))
+
+        def state():
+            return {'losses': list(losses), 'n_images': n_images,
+                    'train_time': carried + time.time() - t0}
+
         bar = _progress(loader, len(batches) - first_batch,
                         'epoch %d/%d' % (epoch, self.epochs), self.config.progress)
         b = first_batch
         log_interval = self.config.log_interval
-        for data, label in bar:
+        it = iter(bar)
+        while True:
+            try:
+                self._interruptible = True
+                if self._stop_signal is not None:
+                    raise _StopNow(self._stop_signal)
+                fault_point('load', epoch=epoch, batch=b)
+                item = next(it, None)
+                self._interruptible = False
+            except _StopNow:
+                self._interruptible = False
+                raise TrainingInterrupted(self._stop_signal,
+                                          self._stop_checkpoint(epoch, b, state())) from None
+            if item is None:
+                break
+            data, label = item
             mx.random.seed(batch_seed(self.seed, epoch, b))
             value = self.train_step(data, label)
             if not math.isfinite(value):
@@ -339,6 +552,7 @@ class Engine:
             losses.append(value)
             n_images += data.shape[0]
             b += 1
+            fault_point('step', epoch=epoch, batch=b)
             step = (epoch - 1) * len(batches) + b
             if log_interval and b % log_interval == 0 and self.logger:
                 recent = float(np.mean(losses[-log_interval:]))
@@ -346,29 +560,43 @@ class Engine:
             if hasattr(bar, 'set_postfix'):
                 bar.set_postfix(loss='%.4f' % float(np.mean(losses[-20:])), refresh=False)
             if self._stop_signal is not None and b < len(batches):
-                path = self._save_checkpoint(epoch, b, extra={'interrupted': self._stop_signal})
-                raise TrainingInterrupted(self._stop_signal, path)
-        train_time = time.time() - t0
+                raise TrainingInterrupted(self._stop_signal, self._stop_checkpoint(epoch, b, state()))
+            if self._checkpoint_due(b, len(batches)):
+                self._save_checkpoint(epoch, b, progress=state())
+        train_time = carried + time.time() - t0
         metrics = {'loss': float(np.mean(losses)) if losses else float('nan'),
                    'lr': self.lr_at(epoch), 'train_time': train_time,
                    'images_per_sec': n_images / max(train_time, 1e-9)}
         metrics.update(self.extra_metrics())
         if epoch % max(1, self.config.eval_interval) == 0 or epoch == self.epochs:
-            metrics.update(self._run_evaluation(epoch))
-        if self.logger:
-            self.logger.log_epoch(epoch, metrics)
+            try:
+                metrics.update(self._run_evaluation(epoch))
+            except _StopNow:
+                # the epoch's training is done; its evaluation is redone on --resume
+                raise TrainingInterrupted(self._stop_signal, self._stop_checkpoint(
+                    epoch, len(batches), state())) from None
+        self._log_epoch(epoch, metrics)
         score = metrics.get(self.best_metric)
         if self.config.select_best and score is not None and math.isfinite(score) and score > self.best:
             self.best = score
-            atomic_save(os.path.join(self.run_dir, 'best.params'), self.net.save_parameters)
-            if self.loss_trainer is not None:
-                atomic_save(os.path.join(self.run_dir, 'best.loss.params'), self.loss.save_parameters)
-            atomic_write_text(os.path.join(self.run_dir, 'best.json'), json.dumps(
-                dict(metrics, epoch=epoch, selected_on='validation', selected_by=self.best_metric),
-                indent=1))
+            try:
+                atomic_save(os.path.join(self.run_dir, 'best.params'), self.net.save_parameters)
+                if self.loss_trainer is not None:
+                    atomic_save(os.path.join(self.run_dir, 'best.loss.params'), self.loss.save_parameters)
+                atomic_write_text(os.path.join(self.run_dir, 'best.json'), json.dumps(
+                    dict(metrics, epoch=epoch, selected_on='validation', selected_by=self.best_metric),
+                    indent=1))
+            except (OSError, mx.base.MXNetError) as err:
+                raise UserError('Cannot write best.params in %s (%s); the last checkpoint is '
+                                'intact: fix that, then continue with --resume.'
+                                % (self.run_dir, getattr(err, 'strerror', None) or _one_line(err))) from None
+        before = self._stop_signal
         path = self._save_checkpoint(
             epoch + 1, 0, extra={'interrupted': self._stop_signal} if self._stop_signal else None)
         if self._stop_signal is not None:
+            if before is None:             # it arrived during the save: say so in its meta.json
+                meta = dict(CheckpointManager.meta(path), interrupted=self._stop_signal)
+                atomic_write_text(os.path.join(path, 'meta.json'), json.dumps(meta, indent=1))
             raise TrainingInterrupted(self._stop_signal, path)
         return metrics
 

@@ -42,6 +42,10 @@ class TripletCenterLoss(gluon.HybridBlock):
 
     Inputs: ``embeddings`` (B, embed_dim); ``labels`` (B,). Output: scalar loss, shape (1,).
     """
+    # what a batch must hold for this loss: nothing beyond one image; the other classes are
+    # learnt parameters (proxies, class weights, centres)
+    needs_positives_in_batch = False
+    min_classes_in_batch = 1
     normalize_embeddings = True
 
     options = {

@@ -21,6 +21,10 @@ class _MarginSoftmax(gluon.HybridBlock):
     ``self.target(F, cos)``. Parameter ``weight`` (num_classes, embed_dim), L2-normalised in the
     forward pass, initialised N(0, 0.01^2) as in the authors' MXNet code (insightface)."""
 
+    # what a batch must hold for this loss: nothing beyond one image; the other classes are
+    # learnt parameters (proxies, class weights, centres)
+    needs_positives_in_batch = False
+    min_classes_in_batch = 1
     normalize_embeddings = True
 
     def __init__(self, num_classes, embed_dim, scale, margin, **kwargs):

@@ -50,6 +50,10 @@ class LiftedStructureLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D), ``labels`` (B,). Output: scalar loss, shape (1,).
     """
 
+    # what a batch must hold for this loss (checked against --batch-size / --batch-k):
+    # positives (two images of a class) and negatives (another class)
+    needs_positives_in_batch = True
+    min_classes_in_batch = 2
     normalize_embeddings = False
 
     options = {

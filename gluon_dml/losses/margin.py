@@ -56,6 +56,10 @@ class MarginLoss(gluon.HybridBlock):
     generator (``mx.random.seed``) for a repeatable draw.
     """
 
+    # what a batch must hold for this loss (checked against --batch-size / --batch-k):
+    # positives (two images of a class) and negatives (another class)
+    needs_positives_in_batch = True
+    min_classes_in_batch = 2
     options = {
         'margin': Option(float, 'alpha, the margin around the boundary beta'),
         'beta': Option(float, 'beta(0), the initial boundary (learnable)'),

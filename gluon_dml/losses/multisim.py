@@ -39,6 +39,10 @@ class MultiSimilarityLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D); ``labels`` (B,). Output: (1,).
     """
 
+    # what a batch must hold for this loss (checked against --batch-size / --batch-k):
+    # positives (two images of a class) and negatives (another class)
+    needs_positives_in_batch = True
+    min_classes_in_batch = 2
     normalize_embeddings = True
 
     options = {

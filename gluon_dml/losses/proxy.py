@@ -45,6 +45,10 @@ class ProxyNCALoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D); ``labels`` (B,) class ids 0..num_classes-1. Output: (1,).
     """
 
+    # what a batch must hold for this loss: nothing beyond one image; the other classes are
+    # learnt parameters (proxies, class weights, centres)
+    needs_positives_in_batch = False
+    min_classes_in_batch = 1
     normalize_embeddings = True
 
     options = {
@@ -92,6 +96,10 @@ class ProxyAnchorLoss(gluon.HybridBlock):
     Inputs: ``embeddings`` (B, D); ``labels`` (B,) class ids 0..num_classes-1. Output: (1,).
     """
 
+    # what a batch must hold for this loss: nothing beyond one image; the other classes are
+    # learnt parameters (proxies, class weights, centres)
+    needs_positives_in_batch = False
+    min_classes_in_batch = 1
     normalize_embeddings = True
 
     options = {

@@ -188,7 +188,7 @@ def run(method, args):
     final = method.finish(args, engine, data, ctx, logger) or metrics
     rows = read_log(run_dir)
     untrained = next((r for r in rows if r.get('epoch') == 0), {})
-    reported = final
+    reported = final or (rows[-1] if rows else {})          # a resumed run that had nothing left
     if engine.reported_params() is not None:              # the best epoch on validation data
         with open(os.path.join(run_dir, 'best.json')) as f:
             reported = json.load(f)
@@ -247,6 +247,12 @@ class TrainedRun(object):
                              progress=progress, desc=desc)
 
 
+def _first_line(err):
+    """The first line of an error (MXNet's carry a C++ stack trace after it)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(err).__name__)[:300]
+
+
 def open_run(run_dir, ctx=None, which=None, method=None):
     """Open a run folder of any method: its settings, its method from the registry, its network
     with the reported parameters (``which``: None, ``'best'`` or ``'last'``, see
@@ -258,7 +264,17 @@ def open_run(run_dir, ctx=None, which=None, method=None):
     m = get_method(args.get('method') or 'margin')
     ctx = ctx if ctx is not None else get_contexts('')
     params, label = trained_params_path(run_dir, which)
-    net = m.network_for_run(args, ctx)
-    net.load_parameters(params, ctx=ctx)
+    try:
+        net = m.network_for_run(args, ctx)
+    except KeyError as err:
+        raise UserError('%s/args.json lacks the setting %s, so the network cannot be rebuilt; the '
+                        'run folder is damaged.' % (run_dir, err)) from None
+    try:
+        net.load_parameters(params, ctx=ctx)
+    except Exception as err:  # noqa: BLE001  (MXNet: a shape or name mismatch, a damaged file)
+        raise UserError('%s does not fit the network that %s/args.json describes (%s, embed_dim %s): '
+                        '%s; the run folder is inconsistent or the file is damaged.'
+                        % (params, run_dir, args.get('model'), args.get('embed_dim'),
+                           _first_line(err))) from None
     net.hybridize(static_alloc=True)
     return TrainedRun(os.path.normpath(run_dir), args, m, net, params, label, ctx)

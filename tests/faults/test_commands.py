@@ -1,0 +1,229 @@
+"""Every error a user can cause is one line naming the file or flag, exit code 2; no traceback
+from MXNet, faiss, pickle or the OS without GLUON_DML_DEBUG=1."""
+import errno
+import json
+import os
+
+import numpy as np
+import pytest
+
+from .conftest import STD, files_of
+from .harness import TINY, gluon_dml, train
+
+error = pytest.mark.fault('error')
+handled = pytest.mark.fault('handled')
+
+
+def one_error(r, start):
+    assert r.code == 2, r
+    assert len(r.error_lines) == 1 and r.err.strip().splitlines()[-1] == r.error_lines[0], r
+    assert r.error_lines[0].startswith('error: ' + start), r.error_lines[0]
+    assert 'Traceback' not in r.err
+    return r.error_lines[0]
+
+
+@pytest.fixture(scope='session')
+def hash_run(tmp_path_factory):
+    run = str(tmp_path_factory.mktemp('hash') / 'run')
+    r = gluon_dml('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+                  '--bits', '16', '--no-progress', '--save-dir', run)
+    assert r.code == 0, r
+    codes = os.path.join(run, 'codes.npz')
+    assert os.path.exists(codes)
+    return run
+
+
+# -- the run folder ---------------------------------------------------------------------------
+
+@error
+def test_save_dir_that_is_a_file(tmp_path):
+    path = tmp_path / 'afile'
+    path.write_text('x')
+    one_error(train(str(path)), '--save-dir %s is a file, not a folder; choose another --save-dir.' % path)
+    assert path.read_text() == 'x'
+
+
+@error
+def test_save_dir_under_a_file(tmp_path):
+    path = tmp_path / 'afile'
+    path.write_text('x')
+    one_error(train(str(path / 'run')), '--save-dir %s cannot be created: %s is a file, not a folder.'
+              % (path / 'run', path))
+
+
+@error
+def test_save_dir_that_cannot_be_written(tmp_path, monkeypatch):
+    run = tmp_path / 'ro'
+    run.mkdir()
+    real_open = open
+
+    def refuse(path, *args, **kwargs):            # root passes every permission check: simulate
+        if str(path).startswith(str(run)) and any(m in (args[0] if args else kwargs.get('mode', 'r'))
+                                                 for m in 'wa'):
+            raise PermissionError(errno.EACCES, 'Permission denied', str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr('builtins.open', refuse)
+    one_error(train(str(run)), '--save-dir %s cannot be written: Permission denied.' % run)
+
+
+@error
+def test_a_full_disk_while_writing_the_log(tmp_path, monkeypatch):
+    from gluon_dml.engine import logger
+    run = str(tmp_path / 'run')
+
+    def full(self, epoch, values):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(logger.Logger, 'log_epoch', full)
+    one_error(train(run, '--epochs', '1'), 'Cannot write %s (No space left on device)'
+              % os.path.join(run, 'log.jsonl'))
+
+
+@handled
+def test_debug_shows_the_traceback(tmp_path):
+    path = tmp_path / 'afile'
+    path.write_text('x')
+    with pytest.raises(Exception, match='is a file, not a folder'):
+        from gluon_dml.commands import main
+        os.environ['GLUON_DML_DEBUG'] = '1'
+        try:
+            main(['train-margin', *TINY, '--save-dir', str(path)])
+        finally:
+            del os.environ['GLUON_DML_DEBUG']
+            from gluon_dml.engine import rundir
+            rundir.release_locks()
+
+
+@error
+def test_an_unexpected_error_is_one_line_that_says_it_is_a_bug(tmp_path, monkeypatch):
+    from gluon_dml.methods import embedding
+
+    def boom(self, args, data):
+        raise RuntimeError('an internal failure\n  with a second line')
+    monkeypatch.setattr(embedding.EmbeddingMethod, 'build_sampler', boom)
+    r = train(str(tmp_path / 'run'))
+    assert r.code == 1 and r.error_lines == [
+        'error: unexpected RuntimeError: an internal failure (a bug? GLUON_DML_DEBUG=1 shows the '
+        'traceback; please report it).'], r
+
+
+# -- evaluate, embed ----------------------------------------------------------------------------
+
+@error
+def test_evaluate_a_run_whose_args_json_does_not_fit_its_parameters(reference, copy_of):
+    run = copy_of(reference)
+    args = json.load(open(os.path.join(run, 'args.json')))
+    json.dump(dict(args, embed_dim=32), open(os.path.join(run, 'args.json'), 'w'))
+    line = one_error(gluon_dml('evaluate', run), '%s' % os.path.join(run, 'checkpoints'))
+    assert 'does not fit the network that %s/args.json describes (smallconv, embed_dim 32)' % run in line
+
+
+@error
+@pytest.mark.parametrize('content', ['', '{"model": ', '\x00\x00'])
+def test_evaluate_a_run_with_a_garbled_args_json(reference, copy_of, content):
+    run = copy_of(reference)
+    open(os.path.join(run, 'args.json'), 'w').write(content)
+    line = one_error(gluon_dml('evaluate', run), '%s/args.json is not valid JSON' % run)
+    assert 'the run folder is damaged' in line
+
+
+@error
+def test_evaluate_a_run_whose_args_json_lacks_a_setting(reference, copy_of):
+    run = copy_of(reference)
+    args = json.load(open(os.path.join(run, 'args.json')))
+    del args['embed_dim']
+    json.dump(args, open(os.path.join(run, 'args.json'), 'w'))
+    one_error(gluon_dml('evaluate', run), "%s/args.json lacks the setting 'embed_dim'" % run)
+
+
+@handled
+def test_evaluate_uses_the_newest_whole_checkpoint(reference, copy_of):
+    run = copy_of(reference)
+    newest = sorted(os.listdir(os.path.join(run, 'checkpoints')))[-2]   # e0004 (before 'latest')
+    open(os.path.join(run, 'checkpoints', newest, 'meta.json'), 'w').write('garbled')
+    r = gluon_dml('evaluate', run, '--nmi-runs', '1')
+    assert r.code == 0, r
+    assert os.path.join(run, 'checkpoints', 'e0003-b00000', 'net.params') in r.out
+
+
+@error
+@pytest.mark.parametrize('command', ['evaluate', 'embed'])
+def test_a_batch_size_of_zero_is_refused(reference, command):
+    r = gluon_dml(command, reference, '--batch-size', '0', '--out', 'x.npz', '--images', reference)
+    assert r.code == 2 and 'argument --batch-size/--batch_size: expected a positive integer, got 0' in r.err
+    assert 'Traceback' not in r.err
+
+
+@error
+def test_evaluate_a_folder_that_is_not_a_run(tmp_path):
+    one_error(gluon_dml('evaluate', str(tmp_path)), '%s is not a run folder: it has no args.json' % tmp_path)
+
+
+# -- search-codes -----------------------------------------------------------------------------
+
+@error
+def test_search_codes_with_more_lists_than_codes(hash_run):
+    one_error(gluon_dml('search-codes', hash_run, '--index', 'ivf', '--nlist', '100000'),
+              '--nlist 100000 is more lists than the ')
+
+
+@error
+@pytest.mark.parametrize('flags,start', [
+    (['--index', 'ivf', '--nprobe', '0'], '--nprobe must be at least 1 for --index ivf'),
+    (['--index', 'hash', '--nprobe', '-1'], '--nprobe must be 0 or more for --index hash'),
+    (['--index', 'hash', '--hash-bits', '40'], '--hash-bits must lie in 1..16'),
+    (['--nlist', '0'], '--nlist must be a positive number of lists, got 0.'),
+    (['--k', '0'], '--k must be a positive integer, got 0.'),
+])
+def test_search_codes_index_flags(hash_run, flags, start):
+    one_error(gluon_dml('search-codes', hash_run, *flags), start)
+
+
+@error
+def test_search_codes_with_codes_of_another_length(hash_run, tmp_path):
+    from gluon_dml.index import save_codes
+    other = str(tmp_path / 'codes32.npz')
+    rng = np.random.RandomState(0)
+    save_codes(other, np.sign(rng.randn(5, 32)), np.arange(5), np.sign(rng.randn(9, 32)), np.arange(9))
+    for flag in ('--queries', '--db'):
+        one_error(gluon_dml('search-codes', hash_run, flag, other),
+                  '%s holds 32-bit codes but the run makes 16-bit codes' % other)
+
+
+@error
+@pytest.mark.parametrize('content', [b'this is text, not an npz', b'PK\x03\x04broken zip', b''])
+def test_search_codes_with_a_file_that_is_not_codes(hash_run, tmp_path, content):
+    path = tmp_path / 'codes.npz'
+    path.write_bytes(content)
+    one_error(gluon_dml('search-codes', hash_run, '--queries', str(path)),
+              '%s is not a codes .npz file' % path)
+
+
+@error
+def test_search_codes_with_an_npz_of_other_arrays(hash_run, tmp_path):
+    path = str(tmp_path / 'other.npz')
+    np.savez(path, x=np.zeros(3))
+    one_error(gluon_dml('search-codes', hash_run, '--queries', path),
+              '%s holds no query_codes' % path)
+
+
+@error
+def test_search_codes_with_a_missing_file(hash_run, tmp_path):
+    one_error(gluon_dml('search-codes', hash_run, '--db', str(tmp_path / 'nope.npz')),
+              '%s does not exist' % (tmp_path / 'nope.npz'))
+
+
+@handled
+def test_search_codes_works_on_the_run_codes(hash_run):
+    codes = os.path.join(hash_run, 'codes.npz')
+    r = gluon_dml('search-codes', hash_run, '--db', codes, '--queries', codes, '--index', 'ivf',
+                  '--nlist', '4', '--nprobe', '2', '--k', '5')
+    assert r.code == 0, r
+    assert 'precision@5' in r.out
+
+
+@error
+def test_a_hashing_run_is_not_resumed_by_the_margin_script(hash_run):
+    before = files_of(hash_run)
+    one_error(gluon_dml('train-margin', '--save-dir', hash_run, '--resume'),
+              '%s holds a hash run (made with train_hash.py)' % hash_run)
+    assert files_of(hash_run) == before
