@@ -93,6 +93,22 @@ def check(args):
     threads = getattr(args, 'threads', None)
     if threads is not None and threads < 1:
         raise UserError('--threads must be at least 1, got %d.' % threads)
+    check_distributed(args)
+
+
+def check_distributed(args):
+    """``--kvstore`` and the cross-batch memory flags."""
+    kvstore = getattr(args, 'kvstore', None) or 'device'
+    if kvstore.startswith('dist') and 'DMLC_ROLE' not in os.environ:
+        raise UserError('--kvstore %s trains as one worker of a job: start the job with python -m '
+                        'gluon_dml.launch -n WORKERS %s ... --kvstore %s.'
+                        % (kvstore, getattr(args, 'script', None) or 'train_margin.py', kvstore))
+    size = getattr(args, 'xbm_size', 0) or 0
+    if size < 0 or (getattr(args, 'xbm_start', 0) or 0) < 0:
+        raise UserError('--xbm-size and --xbm-start must be >= 0, got %d and %d.'
+                        % (size, args.xbm_start))
+    if size and getattr(args, 'xbm_weight', 1.0) < 0:
+        raise UserError('--xbm-weight must be >= 0, got %g.' % args.xbm_weight)
 
 
 def check_nmi_runs(value):

@@ -1,0 +1,207 @@
+"""Training on several processes through MXNet's parameter server (``--kvstore dist_*``).
+
+One process per worker runs the same script; ``python -m gluon_dml.launch`` starts them with the
+scheduler and the servers (the ``DMLC_*`` variables). A worker sees the job through one
+:class:`Cluster`:
+
+* ``rank`` / ``num_workers`` come from the key-value store (MXNet assigns the ranks);
+* :meth:`Cluster.allgather` concatenates, in rank order, the rows every worker holds: each worker
+  pushes its rows, zero-padded into its own block of the global array, to an integer key; the
+  servers sum the pushes of a step (``dist_sync``), so the pulled sum is the concatenation. Zero
+  plus a number is that number exactly, so every worker holds bit for bit the same global batch;
+* :meth:`Cluster.gather_batch` builds the global batch under ``autograd.record``: the other
+  workers' rows are constants and the local rows are the recorded embeddings, so the loss of the
+  global batch sends its gradient to the local rows only. The gradients summed over the workers
+  by the trainer's all-reduce are then the gradient of the global loss, exactly what one process
+  with the global batch computes: no rescaling (``Trainer.step(1)``);
+* :meth:`Cluster.agree_stop` carries each worker's pending SIGINT/SIGTERM in the same push, so
+  every worker stops at the same step (rank 0 then writes the checkpoint).
+
+``local`` and ``device`` are the single-process stores (several devices of one process);
+``dist_sync`` and ``dist_device_sync`` all-gather and all-reduce synchronously;
+``dist_async`` updates the weights on the servers as gradients arrive: no all-gather is possible
+there (a server keeps the last push, not a sum), so each worker's loss sees its own batch and the
+optimizer (with its state) lives on the servers.
+"""
+import numpy as np
+
+import mxnet as mx
+from mxnet import autograd
+
+from .checkpoint import CheckpointManager
+
+__all__ = ['KVSTORES', 'Cluster', 'cluster', 'ReadOnlyCheckpoints', 'GATHER_KEY_BASE']
+
+KVSTORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'dist_async')
+
+# Keys of the all-gathers, far above the trainer's (one per parameter, from 0).
+GATHER_KEY_BASE = 1 << 24
+
+_CLUSTER = None
+
+
+def cluster(kvstore='device'):
+    """The process's :class:`Cluster` (one per process: a distributed store can be created once)."""
+    global _CLUSTER
+    if _CLUSTER is None or _CLUSTER.type != (kvstore or 'device'):
+        if _CLUSTER is not None and _CLUSTER.distributed:
+            raise RuntimeError('This process already joined a %s job; it cannot join a %s one.'
+                               % (_CLUSTER.type, kvstore))
+        _CLUSTER = Cluster(kvstore)
+    return _CLUSTER
+
+
+class Cluster(object):
+    """A worker's view of the job: its rank, the number of workers, the all-gather."""
+
+    def __init__(self, kvstore='device'):
+        kvstore = kvstore or 'device'
+        if kvstore not in KVSTORES:
+            raise ValueError('--kvstore must be one of %s, got %r.' % (', '.join(KVSTORES), kvstore))
+        self.type = kvstore
+        self.distributed = kvstore.startswith('dist')
+        self.kv = None
+        self.rank, self.num_workers = 0, 1
+        if self.distributed:
+            import os
+            if 'DMLC_ROLE' not in os.environ:
+                raise ValueError('--kvstore %s needs the scheduler, servers and workers of a job: '
+                                 'start it with python -m gluon_dml.launch -n WORKERS SCRIPT ...'
+                                 % kvstore)
+            self.kv = mx.kv.create(kvstore)
+            self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
+            _report_rank(self.rank)
+        # the all-gather needs a store that sums the pushes of a step
+        self.gathers = self.distributed and 'async' not in kvstore
+        self._keys = {}
+        self._pending_signal = None
+
+    # -- who does what -------------------------------------------------------------------------
+    @property
+    def is_writer(self):
+        """Whether this process evaluates, logs and writes the run folder (rank 0)."""
+        return self.rank == 0
+
+    def trainer_kwargs(self):
+        """``kvstore`` / ``update_on_kvstore`` of the network's ``gluon.Trainer``: the store
+        itself in a distributed job, the gradients all-reduced and the update applied by every
+        worker (identically: the same summed gradient, the same optimizer state) except with
+        ``dist_async``, where the servers update; else the store's name as before."""
+        if not self.distributed:
+            return {'kvstore': self.type}
+        return {'kvstore': self.kv, 'update_on_kvstore': True if 'async' in self.type else False}
+
+    def step_divisor(self, gathered):
+        """What ``Trainer.step`` divides the summed gradients by: 1 when the loss saw the global
+        batch (the sum over workers is the global loss's gradient), else the number of workers
+        (each worker's loss is the mean over its own batch)."""
+        return 1 if gathered or not self.distributed else self.num_workers
+
+    # -- communication -------------------------------------------------------------------------
+    def _key(self, name, shape, ctx):
+        key = self._keys.get(name)
+        if key is None:
+            key = GATHER_KEY_BASE + len(self._keys)
+            self._keys[name] = key
+            self.kv.init(key, mx.nd.zeros(shape, ctx=ctx))
+        return key
+
+    def allgather(self, name, local):
+        """The concatenation (rank order, axis 0) of every worker's ``local`` (same shape on each
+        worker), as a new array on ``local``'s context. ``name`` identifies the exchange: each
+        name gets its own key, and every worker must call the same names in the same order."""
+        n, rows = self.num_workers, local.shape[0]
+        shape = (n * rows,) + tuple(local.shape[1:])
+        buf = mx.nd.zeros(shape, ctx=local.context, dtype='float32')
+        buf[self.rank * rows:(self.rank + 1) * rows] = local.astype('float32')
+        key = self._key(name, shape, local.context)
+        self.kv.push(key, buf)
+        self.kv.pull(key, out=buf)
+        return buf
+
+    def gather_batch(self, embeddings, labels):
+        """``(global embeddings, global labels)`` of a step: every worker's rows in rank order,
+        the local rows still recorded (they alone carry the gradient). Also exchanges the
+        workers' pending stop signals (see :meth:`agree_stop`). Single process: unchanged."""
+        if not self.gathers:
+            return embeddings, labels
+        rows = embeddings.shape[0]
+        ctx = embeddings.context
+        with autograd.pause():
+            # one push for the labels and the stop flags: [labels..., flag]
+            flag = 1.0 if self._pending_signal else 0.0
+            meta = mx.nd.concat(labels.astype('float32').as_in_context(ctx).reshape((-1,)),
+                                mx.nd.array([flag], ctx=ctx), dim=0)
+            meta_all = self.allgather('labels', meta).reshape((self.num_workers, rows + 1))
+            everyone = self.allgather('embeddings', embeddings.detach())
+            meta_np = meta_all.asnumpy()
+        self._agreed_stop = bool(meta_np[:, rows].max() > 0)
+        all_labels = mx.nd.array(meta_np[:, :rows].reshape(-1), ctx=ctx,
+                                 dtype=labels.dtype)
+        parts = []
+        lo, hi = self.rank * rows, (self.rank + 1) * rows
+        if lo > 0:
+            parts.append(everyone[:lo])
+        parts.append(embeddings)
+        if hi < everyone.shape[0]:
+            parts.append(everyone[hi:])
+        gathered = parts[0] if len(parts) == 1 else mx.nd.concat(*parts, dim=0)
+        return gathered, all_labels
+
+    # -- stopping together ---------------------------------------------------------------------
+    def note_signal(self, signame):
+        """A signal arrived in this worker: it is announced to the others at the next exchange
+        instead of stopping this worker alone (which would leave the others waiting)."""
+        if self._pending_signal is None:
+            self._pending_signal = signame
+
+    def agree_stop(self):
+        """After a step: the signal name when any worker announced one in this step's exchange
+        (every worker answers the same at the same step), else None. Without an all-gather
+        (``dist_async``) a worker stops at its own signal."""
+        if not self.distributed:
+            return None
+        if not self.gathers:
+            return self._pending_signal
+        if getattr(self, '_agreed_stop', False):
+            return self._pending_signal or 'SIGTERM'
+        return None
+
+    def barrier(self):
+        """Wait for every worker (a no-op in one process)."""
+        if self.distributed:
+            self.kv._barrier()
+
+
+class ReadOnlyCheckpoints(CheckpointManager):
+    """The checkpoints of a worker that is not rank 0: it finds and reads rank 0's (to resume),
+    and writes nothing (rank 0's hold the state of every worker: the same parameters, optimizer
+    state and loss memory)."""
+
+    def __init__(self, run_dir, keep=2):          # noqa: D401  (no folder is created)
+        import os
+        self.dir = os.path.join(run_dir, 'checkpoints')
+        self.keep = keep
+
+    def save(self, epoch, batch, writers, meta):
+        import os
+        return os.path.join(self.dir, 'e%04d-b%05d' % (epoch, batch))
+
+
+def _report_rank(rank):
+    """Tell the launcher which rank this worker got (``GLUON_DML_RANK_FILE``), so that its
+    messages can name it."""
+    import os
+    path = os.environ.get('GLUON_DML_RANK_FILE')
+    if path:
+        try:
+            with open(path, 'w') as f:
+                f.write('%d\n' % rank)
+        except OSError:
+            pass
+
+
+def numpy_allgather(cluster_, name, array):
+    """:meth:`Cluster.allgather` of a numpy array (float32 exactly representable values)."""
+    out = cluster_.allgather(name, mx.nd.array(np.asarray(array, np.float32)))
+    return out.asnumpy()
