@@ -116,6 +116,10 @@ class Cluster(object):
         buf[self.rank * rows:(self.rank + 1) * rows] = local.astype('float32')
         key = self._key(name, shape, local.context)
         self.kv.push(key, buf)
+        # The push of a single CPU array is sent from ``buf`` itself, and nothing orders the
+        # pull's request after it: a pull sent first gets the previous step's sum. A push
+        # completes when the servers have every worker's part, so wait for it first.
+        mx.nd.waitall()
         self.kv.pull(key, out=buf)
         return buf
 
@@ -166,6 +170,23 @@ class Cluster(object):
         if getattr(self, '_agreed_stop', False):
             return self._pending_signal or 'SIGTERM'
         return None
+
+    def broadcast_parameters(self, params, name):
+        """Give every worker rank 0's values of ``params`` (a ``ParameterDict``, initialised).
+        A deferred-initialised network must have run once (on any input) first."""
+        if not self.distributed:
+            return
+        for i, (pname, p) in enumerate(sorted(params.items())):
+            key = self._keys.get((name, pname))
+            if key is None:
+                key = GATHER_KEY_BASE + (1 << 20) + len(self._keys)
+                self._keys[(name, pname)] = key
+            # through a plain copy: the store cannot read MKL-DNN laid-out arrays
+            value = mx.nd.array(p.data().asnumpy(), ctx=mx.cpu(), dtype=p.dtype)
+            out = mx.nd.zeros(value.shape, ctx=mx.cpu(), dtype=p.dtype)
+            self.kv.broadcast(key, value, out=out)
+            p.set_data(out)
+        mx.nd.waitall()
 
     def barrier(self):
         """Wait for every worker (a no-op in one process)."""

@@ -307,6 +307,10 @@ class Engine:
         if self.config.hybridize:
             self.net.hybridize(static_alloc=True)
             self.loss.hybridize(static_alloc=True)
+        if self.cluster.distributed:             # [distributed] every worker starts from rank 0's
+            self.net(mx.nd.array(self.train_set[0][0], ctx=self.ctx[0]).expand_dims(0))
+            self.cluster.broadcast_parameters(self.net.collect_params(), 'net')
+            self.cluster.broadcast_parameters(self.loss.collect_params(), 'loss')
         last = self.ckpt.latest() if resume else None
         if resume and last is None and self.logger:
             self.logger.info('--resume: no checkpoint in %s yet, starting from the beginning.'
