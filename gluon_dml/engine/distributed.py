@@ -86,10 +86,13 @@ class Cluster(object):
         """``kvstore`` / ``update_on_kvstore`` of the network's ``gluon.Trainer``: the store
         itself in a distributed job, the gradients all-reduced and the update applied by every
         worker (identically: the same summed gradient, the same optimizer state) except with
-        ``dist_async``, where the servers update; else the store's name as before."""
+        ``dist_async``, where the servers update; else the store's name as before. In a
+        synchronous job the trainer has no store: :meth:`allreduce_gradients` sums."""
         if not self.distributed:
             return {'kvstore': self.type}
-        return {'kvstore': self.kv, 'update_on_kvstore': True if 'async' in self.type else False}
+        if 'async' in self.type:
+            return {'kvstore': self.kv, 'update_on_kvstore': True}
+        return {'kvstore': None}          # :meth:`allreduce_gradients` sums, the trainer updates
 
     def step_divisor(self, gathered):
         """What ``Trainer.step`` divides the summed gradients by: 1 when the loss saw the global
@@ -187,6 +190,24 @@ class Cluster(object):
             self.kv.broadcast(key, value, out=out)
             p.set_data(out)
         mx.nd.waitall()
+
+    def allreduce_gradients(self, params):
+        """Sum the gradients of ``params`` over every device and worker, in place (each device
+        of each worker then holds the total). Our own keys, pushed, waited for, then pulled: a
+        pull cannot overtake its push (left to ``gluon.Trainer``, the first all-reduce was seen to
+        return a wrong sum now and then under load)."""
+        if not self.gathers:
+            return
+        items = [(n, p) for n, p in sorted(params.items()) if p.grad_req != 'null']
+        keys = []
+        for n, p in items:
+            grads = p.list_grad()
+            keys.append(self._key(('grad', n), grads[0].shape, grads[0].context))
+        for key, (n, p) in zip(keys, items):
+            self.kv.push(key, p.list_grad())
+        mx.nd.waitall()
+        for key, (n, p) in zip(keys, items):
+            self.kv.pull(key, out=p.list_grad())
 
     def barrier(self):
         """Wait for every worker (a no-op in one process)."""

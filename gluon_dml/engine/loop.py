@@ -236,6 +236,7 @@ class Engine:
             self._stop_signal = self.cluster.agree_stop()
         if not math.isfinite(value):
             return value
+        self.cluster.allreduce_gradients(self.net.collect_params())       # [distributed]
         self.clip_gradients()
         self.trainer.step(self.cluster.step_divisor(gathered))          # [distributed]
         if self.loss_trainer is not None:
@@ -311,6 +312,7 @@ class Engine:
             self.net(mx.nd.array(self.train_set[0][0], ctx=self.ctx[0]).expand_dims(0))
             self.cluster.broadcast_parameters(self.net.collect_params(), 'net')
             self.cluster.broadcast_parameters(self.loss.collect_params(), 'loss')
+
         last = self.ckpt.latest() if resume else None
         if resume and last is None and self.logger:
             self.logger.info('--resume: no checkpoint in %s yet, starting from the beginning.'
