@@ -244,15 +244,17 @@ class CrossBatchMemory(gluon.HybridBlock):
         training = autograd.is_training()
         ptr, steps = self._state()
         use = steps >= self.start
-        mem = self.memory.feats.data().copy()
-        mem_labels = self.memory.labels.data().copy()
-        valid = self.memory.valid.data().copy() if use else nd.zeros_like(mem_labels)
+        with autograd.pause():
+            mem = self.memory.feats.data().copy()
+            mem_labels = self.memory.labels.data().copy()
+            valid = self.memory.valid.data().copy() if use else nd.zeros_like(mem_labels)
         out = super().forward(embeddings, labels, mem, mem_labels, valid)
         if training:
-            if use:
-                self.enqueue(embeddings, labels)
-            ptr, _ = self._state()
-            self.memory.state.set_data(nd.array([ptr, steps + 1], dtype='float32'))
+            with autograd.pause():
+                if use:
+                    self.enqueue(embeddings, labels)
+                ptr, _ = self._state()
+                self.memory.state.set_data(nd.array([ptr, steps + 1], dtype='float32'))
         return out
 
     def hybrid_forward(self, F, embeddings, labels, mem, mem_labels, valid):
