@@ -7,6 +7,8 @@ still stand for their images: a FIFO memory of the last ``M`` embeddings and lab
 anchor of the batch ``M`` more pairs at almost no cost (no forward pass for them, no gradient
 through them).
 """
+import warnings
+
 from mxnet import autograd, gluon, init, nd
 
 from .base import masked_logsumexp, pairwise_distance, pairwise_similarity, pairwise_sq_distance, \
@@ -248,7 +250,9 @@ class CrossBatchMemory(gluon.HybridBlock):
             mem = self.memory.feats.data().copy()
             mem_labels = self.memory.labels.data().copy()
             valid = self.memory.valid.data().copy() if use else nd.zeros_like(mem_labels)
-        out = super().forward(embeddings, labels, mem, mem_labels, valid)
+        with warnings.catch_warnings():    # the memory's parameters are inputs, not graph weights
+            warnings.filterwarnings('ignore', message='Parameter .* is not used by any computation')
+            out = super().forward(embeddings, labels, mem, mem_labels, valid)
         if training:
             with autograd.pause():
                 if use:
