@@ -1,0 +1,177 @@
+"""Distributed training on MXNet's parameter server, with real processes: the launcher, the
+sharded plan, the all-gather (2 workers of batch 64 = 1 process of batch 128 = 2 devices of one
+process), a worker killed, a signal to the job, resuming the job."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_dml.data import BalancedBatchSampler, ShardedBatchSampler
+from gluon_dml.engine import CheckpointManager, get_contexts, read_log
+from gluon_dml.launch import read_hosts, worker_command
+
+from ..helpers import REPO, run_script, script_env
+from .jobs import alive, job, run_job, wait_for, worker_pids
+
+DIGITS = ['--data', 'digits', '--batch-k', '12', '--no-progress']
+
+
+def _params(run_dir, name='net.params'):
+    latest = CheckpointManager(str(run_dir)).latest()
+    return {k: v.asnumpy() for k, v in mx.nd.load(os.path.join(latest, name)).items()}
+
+
+def _max_diff(a, b):
+    assert a.keys() == b.keys()
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+# -- fast: the pieces ---------------------------------------------------------------------------
+
+def test_shards_of_the_global_plan_are_the_single_process_batches():
+    labels = np.repeat(np.arange(40), 6)
+    whole = BalancedBatchSampler(labels, 32, 4, num_batches=7, seed=5)
+    shards = [ShardedBatchSampler(BalancedBatchSampler(labels, 32, 4, num_batches=7, seed=5), r, 4)
+              for r in range(4)]
+    for s in [whole] + shards:
+        s.set_epoch(3)
+    parts = [list(s) for s in shards]
+    for b, batch in enumerate(whole):
+        got = [parts[r][b] for r in range(4)]
+        assert sum(got, []) == batch                       # rank order = the global batch
+        assert all(len(g) == 8 for g in got)
+        classes = [set(labels[g]) for g in got]
+        assert all(len(c) == 2 for c in classes)           # whole classes (K = 4) per worker
+        assert not set.intersection(*classes)              # classes spread across workers
+    assert len(shards[0]) == 7
+
+
+def test_cpu_contexts_and_the_kvstore_flag_errors():
+    assert get_contexts('cpu:2') == [mx.cpu(0), mx.cpu(1)]
+    with pytest.raises(ValueError, match='cpu:N'):
+        get_contexts('cpu:x')
+    proc = run_script('train_margin.py', *DIGITS, '--kvstore', 'dist_sync', timeout=120)
+    assert proc.returncode == 2
+    assert 'python -m gluon_dml.launch' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_launcher_arguments(tmp_path):
+    hosts = tmp_path / 'hosts'
+    hosts.write_text('# two machines\nnode1:2\nnode2\n')
+    assert read_hosts(str(hosts)) == ['node1', 'node1', 'node2']
+    assert worker_command('train_margin.py', ['--lr', '1'])[-2:] == ['--kvstore', 'dist_sync']
+    assert worker_command('gluon-dml', ['--kvstore=dist_async']) == ['gluon-dml', '--kvstore=dist_async']
+    code, out, err = run_job('-n', 2, 'no_such_script.py', timeout=60)
+    assert code == 2 and 'no script no_such_script.py' in err
+
+
+def test_a_worker_that_fails_stops_the_job_with_its_rank():
+    """A bad flag: both workers exit 2; one line names a rank, nothing is left running."""
+    with job('-n', 2, 'train_margin.py', *DIGITS, '--loss', 'no_such_loss') as proc:
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 2, err
+        line = [l for l in err.splitlines() if l.startswith('launch: error:')]
+        assert len(line) == 1, err
+        assert 'worker of rank' in line[0] and 'exited with code 2' in line[0]
+        assert 'no_such_loss' in line[0]                   # its last message
+        assert not [p for p in proc.seen if alive(p)]
+
+
+# -- slow: real training ------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_workers_and_two_devices_match_one_process_on_omniglot(tmp_path):
+    """50 steps of the Omniglot protocol (batch 128 = 32 classes x 4, margin loss with one beta
+    per class, its negative sampling included), the same seed: 2 workers of 64 with the all-gather
+    and 2 CPU devices of one process end with the parameters of 1 process of 128. Batch norm is
+    frozen (--freeze-bn): with batch statistics each worker / device normalises its own 64 images,
+    a different computation (docs/distributed.md)."""
+    common = ['--data', 'omniglot', '--epochs', '1', '--batches-per-epoch', '50', '--seed', '7',
+              '--no-progress', '--freeze-bn']
+    run_script('train_margin.py', *common, '--save-dir', tmp_path / 'one', check=True,
+               env=script_env(OMP_NUM_THREADS='1'))
+    run_script('train_margin.py', *common, '--gpus', 'cpu:2', '--save-dir', tmp_path / 'devices',
+               check=True, env=script_env(OMP_NUM_THREADS='1'))
+    code, out, err = run_job('-n', 2, '--threads', 1, 'train_margin.py', *common, '--batch-size',
+                             64, '--save-dir', tmp_path / 'workers', timeout=600)
+    assert code == 0, err[-3000:]
+    one = _params(tmp_path / 'one')
+    beta = _params(tmp_path / 'one', 'loss.params')
+    for other in ('devices', 'workers'):
+        diff = _max_diff(one, _params(tmp_path / other))
+        beta_diff = _max_diff(beta, _params(tmp_path / other, 'loss.params'))
+        print('%s: largest parameter difference %.3g, beta %.3g' % (other, diff, beta_diff))
+        assert diff < 1e-4 and beta_diff < 1e-4, (other, diff, beta_diff)
+    a, b = read_log(str(tmp_path / 'one'))[-1], read_log(str(tmp_path / 'workers'))[-1]
+    assert abs(a['loss'] - b['loss']) < 1e-4
+    # only rank 0 wrote: one log row per epoch, one export
+    assert [r['epoch'] for r in read_log(str(tmp_path / 'workers'))] == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_and_a_signal_stop_the_job_and_resume_continues_it(tmp_path):
+    """Uninterrupted: A. B: SIGTERM to the launcher mid-run -> every worker stops at one step,
+    rank 0 checkpoints, exit 143; --resume finishes it with A's parameters. C: a worker killed
+    -> one line naming it, every process gone, the last checkpoint whole; --resume finishes."""
+    args = ['-n', 2, '--threads', 1, 'train_margin.py', *DIGITS, '--epochs', '3',
+            '--batches-per-epoch', '12', '--batch-size', '24']
+    code, _, err = run_job(*args, '--save-dir', tmp_path / 'A', timeout=300)
+    assert code == 0, err[-3000:]
+
+    with job(*args, '--save-dir', tmp_path / 'B') as proc:
+        pointer = tmp_path / 'B' / 'checkpoints' / 'latest'
+        assert wait_for(pointer.exists, proc), proc.stderr.read()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, err[-3000:]
+        assert 'SIGTERM received' in err
+        assert not [p for p in proc.seen if alive(p)]
+    meta = CheckpointManager.meta(CheckpointManager(str(tmp_path / 'B')).latest())
+    assert meta.get('interrupted') == 'SIGTERM', meta
+    code, _, err = run_job(*args, '--save-dir', tmp_path / 'B', '--resume', timeout=300)
+    assert code == 0, err[-3000:]
+    assert _max_diff(_params(tmp_path / 'A'), _params(tmp_path / 'B')) < 1e-5
+    assert [r['epoch'] for r in read_log(str(tmp_path / 'B'))] == [0, 1, 2, 3]
+
+    with job(*args, '--save-dir', tmp_path / 'C') as proc:
+        pointer = tmp_path / 'C' / 'checkpoints' / 'latest'
+        assert wait_for(pointer.exists, proc), proc.stderr.read()[-3000:]
+        victims = worker_pids(proc)
+        assert len(victims) == 2
+        os.kill(victims[-1], signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0
+        line = [l for l in err.splitlines() if l.startswith('launch: error:')]
+        assert len(line) == 1 and 'was killed by SIGKILL' in line[0], err[-3000:]
+        assert 'worker of rank' in line[0]
+        time.sleep(0.5)
+        assert not [p for p in proc.seen if alive(p)]
+    latest = CheckpointManager(str(tmp_path / 'C')).latest()
+    assert latest is not None and _params(tmp_path / 'C')              # whole and readable
+    code, _, err = run_job(*args, '--save-dir', tmp_path / 'C', '--resume', timeout=300)
+    assert code == 0, err[-3000:]
+    assert _max_diff(_params(tmp_path / 'A'), _params(tmp_path / 'C')) < 1e-5
+
+
+@pytest.mark.slow
+def test_hosts_over_ssh_with_a_stand_in_ssh(tmp_path):
+    """--hosts: servers and workers started through the ssh command (here a stand-in that runs
+    the remote command on this machine, as ssh HOST COMMAND would there)."""
+    fake = tmp_path / 'fake-ssh'
+    fake.write_text('#!/bin/sh\n# ssh HOST COMMAND: run COMMAND here\nshift\nexec sh -c "$1"\n')
+    fake.chmod(0o755)
+    hosts = tmp_path / 'hosts'
+    hosts.write_text('localhost\n127.0.0.1\n')
+    code, _, err = run_job('-n', 2, '--hosts', hosts, '--ssh', str(fake), '--root-uri',
+                           '127.0.0.1', '--env', 'DMLC_NODE_HOST=127.0.0.1', '--env',
+                           'OMP_NUM_THREADS=1', 'train_margin.py', *DIGITS, '--epochs', '1',
+                           '--batches-per-epoch', '3', '--batch-size', '24', '--save-dir',
+                           tmp_path / 'run', timeout=300)
+    assert code == 0, err[-3000:]
+    assert [r['epoch'] for r in read_log(str(tmp_path / 'run'))] == [0, 1]
