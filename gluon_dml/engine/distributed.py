@@ -94,6 +94,24 @@ class Cluster(object):
             return {'kvstore': self.kv, 'update_on_kvstore': True}
         return {'kvstore': None}          # :meth:`allreduce_gradients` sums, the trainer updates
 
+    def adapt_trainer(self, trainer):
+        """With ``dist_async`` the optimizer and its state live on the servers, which MXNet
+        cannot save: checkpoints then keep the parameters only, and a resumed job starts its
+        optimizer state afresh (a warning says so)."""
+        if not (self.distributed and 'async' in self.type):
+            return trainer
+
+        def save_states(fname):
+            with open(fname, 'wb') as f:
+                f.write(b'')
+
+        def load_states(fname):
+            import warnings
+            warnings.warn('--kvstore dist_async: the optimizer state lives on the servers and is '
+                          'not in checkpoints; the resumed job starts it afresh.')
+        trainer.save_states, trainer.load_states = save_states, load_states
+        return trainer
+
     def step_divisor(self, gathered):
         """What ``Trainer.step`` divides the summed gradients by: 1 when the loss saw the global
         batch (the sum over workers is the global loss's gradient), else the number of workers
@@ -135,16 +153,19 @@ class Cluster(object):
         rows = embeddings.shape[0]
         ctx = embeddings.context
         with autograd.pause():
-            # one push for the labels and the stop flags: [labels..., flag]
+            # one push for the labels (any shape per row: class ids, one-hot rows) and the stop
+            # flags: [labels..., flag]
+            flat = labels.astype('float32').as_in_context(ctx).reshape((-1,))
             flag = 1.0 if self._pending_signal else 0.0
-            meta = mx.nd.concat(labels.astype('float32').as_in_context(ctx).reshape((-1,)),
-                                mx.nd.array([flag], ctx=ctx), dim=0)
-            meta_all = self.allgather('labels', meta).reshape((self.num_workers, rows + 1))
+            meta = mx.nd.concat(flat, mx.nd.array([flag], ctx=ctx), dim=0)
+            width = flat.shape[0]
+            meta_all = self.allgather('labels', meta).reshape((self.num_workers, width + 1))
             everyone = self.allgather('embeddings', embeddings.detach())
             meta_np = meta_all.asnumpy()
-        self._agreed_stop = bool(meta_np[:, rows].max() > 0)
-        all_labels = mx.nd.array(meta_np[:, :rows].reshape(-1), ctx=ctx,
-                                 dtype=labels.dtype)
+        self._agreed_stop = bool(meta_np[:, width].max() > 0)
+        all_labels = mx.nd.array(
+            meta_np[:, :width].reshape((self.num_workers * rows,) + tuple(labels.shape[1:])),
+            ctx=labels.context, dtype=labels.dtype)
         parts = []
         lo, hi = self.rank * rows, (self.rank + 1) * rows
         if lo > 0:
@@ -208,6 +229,28 @@ class Cluster(object):
         mx.nd.waitall()
         for key, (n, p) in zip(keys, items):
             self.kv.pull(key, out=p.list_grad())
+
+    def average_statistics(self, params):
+        """Replace the parameters of ``params`` that are not learned (batch norm's running mean
+        and variance) by their mean over the workers, on every worker: the statistics of the
+        whole data, as a multi-device process saves them (the mean over its devices). Running
+        statistics are linear in the batches, so averaging now and then changes nothing else."""
+        if not self.gathers:
+            return
+        items = [(n, p) for n, p in sorted(params.items()) if p.grad_req == 'null']
+        if not items:
+            return
+        values = []
+        for n, p in items:
+            value = mx.nd.array(p.data().asnumpy(), ctx=mx.cpu(), dtype='float32')
+            key = self._key(('stat', n), value.shape, value.context)
+            self.kv.push(key, value)
+            values.append((key, value, p))
+        mx.nd.waitall()
+        for key, value, p in values:
+            self.kv.pull(key, out=value)
+            p.set_data(value / self.num_workers)
+        mx.nd.waitall()
 
     def barrier(self):
         """Wait for every worker (a no-op in one process)."""

@@ -150,8 +150,8 @@ class Engine:
         opt_args = {'learning_rate': config.lr, 'wd': config.wd}
         if config.optimizer in ('sgd', 'nag'):
             opt_args['momentum'] = config.momentum
-        self.trainer = gluon.Trainer(net.collect_params(), config.optimizer, opt_args,
-                                     **self.cluster.trainer_kwargs())      # [distributed]
+        self.trainer = self.cluster.adapt_trainer(gluon.Trainer(         # [distributed]
+            net.collect_params(), config.optimizer, opt_args, **self.cluster.trainer_kwargs()))
         self.loss_lr = config.loss_lr if config.loss_lr is not None else config.lr
         self.loss.collect_params().reset_ctx(self.ctx[0])
         loss_params = self.loss.collect_params()
@@ -384,6 +384,7 @@ class Engine:
                 path = self._save_checkpoint(epoch, b, extra={'interrupted': self._stop_signal})
                 raise TrainingInterrupted(self._stop_signal, path)
         train_time = time.time() - t0
+        self.cluster.average_statistics(self.net.collect_params())       # [distributed]
         metrics = {'loss': float(np.mean(losses)) if losses else float('nan'),
                    'lr': self.lr_at(epoch), 'train_time': train_time,
                    'images_per_sec': n_images / max(train_time, 1e-9)}
