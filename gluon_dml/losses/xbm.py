@@ -198,14 +198,27 @@ class CrossBatchMemory(gluon.HybridBlock):
                              'got %r, %r and %r.' % (size, start, weight))
         self.size, self.start, self.weight = int(size), int(start), float(weight)
         self.normalize_embeddings = getattr(loss, 'normalize_embeddings', True)
+        self._mirror = None
         with self.name_scope():
             self.inner = loss
             self.memory = _MemoryStore(self.size, int(embed_dim), prefix='memory_')
 
     # -- the memory ----------------------------------------------------------------------------
     def _state(self):
-        ptr, steps = self.memory.state.data().asnumpy().tolist()
-        return int(ptr), int(steps)
+        """(next slot, training steps seen), mirrored in Python (read from the parameter once
+        after loading, so that a step does not wait for the device)."""
+        if self._mirror is None:
+            ptr, steps = self.memory.state.data().asnumpy().tolist()
+            self._mirror = (int(ptr), int(steps))
+        return self._mirror
+
+    def _set_state(self, ptr, steps):
+        self._mirror = (int(ptr), int(steps))
+        self.memory.state.set_data(nd.array([ptr, steps], dtype='float32'))
+
+    def load_parameters(self, *args, **kwargs):
+        super().load_parameters(*args, **kwargs)
+        self._mirror = None
 
     def filled(self):
         """The number of filled memory slots."""
@@ -239,7 +252,7 @@ class CrossBatchMemory(gluon.HybridBlock):
             feats[0:n - first] = emb[first:]
             labs[0:n - first] = lab[first:]
             valid[0:n - first] = 1
-        self.memory.state.set_data(nd.array([(ptr + n) % self.size, steps], dtype='float32'))
+        self._set_state((ptr + n) % self.size, steps)
 
     # -- the loss ------------------------------------------------------------------------------
     def forward(self, embeddings, labels):
@@ -258,7 +271,7 @@ class CrossBatchMemory(gluon.HybridBlock):
                 if use:
                     self.enqueue(embeddings, labels)
                 ptr, _ = self._state()
-                self.memory.state.set_data(nd.array([ptr, steps + 1], dtype='float32'))
+                self._set_state(ptr, steps + 1)
         return out
 
     def hybrid_forward(self, F, embeddings, labels, mem, mem_labels, valid):

@@ -85,33 +85,41 @@ def test_a_worker_that_fails_stops_the_job_with_its_rank():
 
 # -- slow: real training ------------------------------------------------------------------------
 
-@pytest.mark.slow
-def test_two_workers_and_two_devices_match_one_process_on_omniglot(tmp_path):
-    """50 steps of the Omniglot protocol (batch 128 = 32 classes x 4, margin loss with one beta
-    per class, its negative sampling included), the same seed: 2 workers of 64 with the all-gather
-    and 2 CPU devices of one process end with the parameters of 1 process of 128. Batch norm is
-    frozen (--freeze-bn): with batch statistics each worker / device normalises its own 64 images,
-    a different computation (docs/distributed.md)."""
-    common = ['--data', 'omniglot', '--epochs', '1', '--batches-per-epoch', '50', '--seed', '7',
-              '--no-progress', '--freeze-bn']
-    run_script('train_margin.py', *common, '--save-dir', tmp_path / 'one', check=True,
+def _omniglot_trio(tmp_path, steps, tag):
+    """One process of 128, two CPU devices of one process, two workers of 64 (all-gather): the
+    Omniglot protocol (32 classes x 4, margin loss with one beta per class and its sampling),
+    ``steps`` steps, seed 7, batch norm frozen. Returns their (net, loss) parameters."""
+    common = ['--data', 'omniglot', '--epochs', '1', '--batches-per-epoch', str(steps), '--seed',
+              '7', '--no-progress', '--freeze-bn']
+    one, devices, workers = (tmp_path / ('%s-%s' % (tag, n)) for n in ('one', 'devices', 'workers'))
+    run_script('train_margin.py', *common, '--save-dir', one, check=True,
                env=script_env(OMP_NUM_THREADS='1'))
-    run_script('train_margin.py', *common, '--gpus', 'cpu:2', '--save-dir', tmp_path / 'devices',
+    run_script('train_margin.py', *common, '--gpus', 'cpu:2', '--save-dir', devices,
                check=True, env=script_env(OMP_NUM_THREADS='1'))
     code, out, err = run_job('-n', 2, '--threads', 1, 'train_margin.py', *common, '--batch-size',
-                             64, '--save-dir', tmp_path / 'workers', timeout=600)
+                             64, '--save-dir', workers, timeout=600)
     assert code == 0, err[-3000:]
-    one = _params(tmp_path / 'one')
-    beta = _params(tmp_path / 'one', 'loss.params')
-    for other in ('devices', 'workers'):
-        diff = _max_diff(one, _params(tmp_path / other))
-        beta_diff = _max_diff(beta, _params(tmp_path / other, 'loss.params'))
-        print('%s: largest parameter difference %.3g, beta %.3g' % (other, diff, beta_diff))
-        assert diff < 1e-4 and beta_diff < 1e-4, (other, diff, beta_diff)
-    a, b = read_log(str(tmp_path / 'one'))[-1], read_log(str(tmp_path / 'workers'))[-1]
-    assert abs(a['loss'] - b['loss']) < 1e-4
-    # only rank 0 wrote: one log row per epoch, one export
-    assert [r['epoch'] for r in read_log(str(tmp_path / 'workers'))] == [0, 1]
+    assert [r['epoch'] for r in read_log(str(workers))] == [0, 1]     # rank 0 alone logged
+    return [(_params(d), _params(d, 'loss.params')) for d in (one, devices, workers)]
+
+
+@pytest.mark.slow
+def test_two_workers_equal_two_devices_and_one_process_on_omniglot(tmp_path):
+    """Two workers of 64 = two devices of 64 in one process, bit for bit, after 50 steps (the
+    same halves, the same sums). Against one process of 128: equal to rounding after one step;
+    after 50 steps the rounding of the split sums has been amplified by Adam and by the losses'
+    discrete parts (sampled negatives, counts of active terms) to about 1e-2, as between one and
+    two devices in one process (docs/distributed.md). Batch norm is frozen (--freeze-bn): with
+    batch statistics each worker / device normalises its own 64 images, another computation."""
+    (one, one_beta), (dev, dev_beta), (wrk, wrk_beta) = _omniglot_trio(tmp_path, 1, 'step')
+    first = _max_diff(one, wrk)
+    assert first < 1e-5 and _max_diff(one_beta, wrk_beta) < 1e-5, first
+    assert _max_diff(dev, wrk) == 0
+    (one, one_beta), (dev, dev_beta), (wrk, wrk_beta) = _omniglot_trio(tmp_path, 50, 'fifty')
+    assert _max_diff(dev, wrk) == 0 and _max_diff(dev_beta, wrk_beta) == 0
+    last = _max_diff(one, wrk)
+    print('one step: %.3g; 50 steps: %.3g (workers = devices exactly)' % (first, last))
+    assert last < 0.05
 
 
 @pytest.mark.slow
