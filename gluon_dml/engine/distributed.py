@@ -34,8 +34,10 @@ __all__ = ['KVSTORES', 'Cluster', 'cluster', 'ReadOnlyCheckpoints', 'GATHER_KEY_
 
 KVSTORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'dist_async')
 
-# Keys of the all-gathers, far above the trainer's (one per parameter, from 0).
-GATHER_KEY_BASE = 1 << 24
+# Our keys (all-gathers, gradient sums, broadcasts), numbered from here: above the trainer's
+# (one per parameter, from 0, used with dist_async), and small: with several servers MXNet
+# splits the key space among them and refuses keys past a server's range.
+GATHER_KEY_BASE = 1 << 16
 
 _CLUSTER = None
 
@@ -201,10 +203,10 @@ class Cluster(object):
         if not self.distributed:
             return
         for i, (pname, p) in enumerate(sorted(params.items())):
-            key = self._keys.get((name, pname))
+            key = self._keys.get(('broadcast', name, pname))
             if key is None:
-                key = GATHER_KEY_BASE + (1 << 20) + len(self._keys)
-                self._keys[(name, pname)] = key
+                key = GATHER_KEY_BASE + len(self._keys)
+                self._keys[('broadcast', name, pname)] = key
             # through a plain copy: the store cannot read MKL-DNN laid-out arrays
             value = mx.nd.array(p.data().asnumpy(), ctx=mx.cpu(), dtype=p.dtype)
             out = mx.nd.zeros(value.shape, ctx=mx.cpu(), dtype=p.dtype)
