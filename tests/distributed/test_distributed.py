@@ -183,3 +183,22 @@ def test_hosts_over_ssh_with_a_stand_in_ssh(tmp_path):
                            tmp_path / 'run', timeout=300)
     assert code == 0, err[-3000:]
     assert [r['epoch'] for r in read_log(str(tmp_path / 'run'))] == [0, 1]
+
+
+@pytest.mark.slow
+def test_the_memory_of_a_job_holds_every_workers_batches(tmp_path):
+    """--xbm-size in a job of 2 workers: the memory is filled with the gathered batches, so the
+    job equals 2 devices of one process bit for bit, memory included (and is resumable: the
+    memory is in the checkpoint's loss.params)."""
+    common = [*DIGITS, '--epochs', '1', '--batches-per-epoch', '8', '--loss', 'contrastive',
+              '--xbm-size', '96', '--xbm-start', '2', '--freeze-bn']
+    run_script('train_margin.py', *common, '--batch-size', 48, '--gpus', 'cpu:2', '--save-dir',
+               tmp_path / 'devices', check=True, env=script_env(OMP_NUM_THREADS='1'))
+    code, _, err = run_job('-n', 2, '--threads', 1, 'train_margin.py', *common, '--batch-size', 24,
+                           '--save-dir', tmp_path / 'workers', timeout=300)
+    assert code == 0, err[-3000:]
+    assert _max_diff(_params(tmp_path / 'devices'), _params(tmp_path / 'workers')) == 0
+    memory = _params(tmp_path / 'workers', 'loss.params')
+    assert _max_diff(_params(tmp_path / 'devices', 'loss.params'), memory) == 0
+    valid = [v for k, v in memory.items() if k.endswith('valid')][0]
+    assert valid.sum() == 96                    # 6 steps of 48 gathered rows, a ring of 96
