@@ -129,3 +129,34 @@ def test_losses_the_memory_cannot_take_are_refused():
     check_memory_loss('multi_similarity', {})
     with pytest.raises(ValueError, match='pair-based'):
         CrossBatchMemory(mx.gluon.nn.Dense(2), size=4, embed_dim=2)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_with_the_same_memory(tmp_path):
+    """SIGTERM mid-run, then --resume: the same parameters and memory as an uninterrupted run."""
+    import os
+    import signal
+    import time
+    from gluon_dml.engine import CheckpointManager
+    from ..helpers import popen_script, run_script
+    args = ['--data', 'digits', '--epochs', '4', '--batches-per-epoch', '6', '--no-progress',
+            '--loss', 'multi_similarity', '--xbm-size', '150', '--xbm-start', '3']
+
+    def final(run_dir):
+        latest = CheckpointManager(str(run_dir)).latest()
+        return [{k: v.asnumpy() for k, v in mx.nd.load(os.path.join(latest, f)).items()}
+                for f in ('net.params', 'loss.params')]
+
+    run_script('train_margin.py', *args, '--save-dir', tmp_path / 'full', check=True)
+    proc = popen_script('train_margin.py', *args, '--save-dir', tmp_path / 'part')
+    pointer = tmp_path / 'part' / 'checkpoints' / 'latest'
+    deadline = time.time() + 120
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    run_script('train_margin.py', *args, '--save-dir', tmp_path / 'part', '--resume', check=True)
+    for a, b in zip(final(tmp_path / 'full'), final(tmp_path / 'part')):
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
