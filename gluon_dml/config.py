@@ -187,6 +187,11 @@ def flag_warnings(args, given, method):
                    % args.optimizer)
     if 'factor' in given and not args.steps_list:
         out.append('--factor has no effect without --steps (the epochs where the rate drops).')
+    if not getattr(args, 'xbm_size', 0):
+        for dest in ('xbm_start', 'xbm_weight'):
+            if dest in given:
+                out.append('%s has no effect without --xbm-size (the cross-batch memory).'
+                           % _flag(dest))
     out.extend(getattr(args, '_loss_flag_warnings', []))
     return out
 

@@ -160,3 +160,20 @@ def test_a_resumed_run_continues_with_the_same_memory(tmp_path):
     for a, b in zip(final(tmp_path / 'full'), final(tmp_path / 'part')):
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_the_memory_flags():
+    import io
+    from gluon_dml import cli
+    from gluon_dml.errors import UserError
+    with pytest.raises(UserError, match='pair-based loss'):
+        cli.parse('margin', ['--data', 'digits', '--xbm-size', '64'], stream=io.StringIO())
+    with pytest.raises(UserError, match='batch_hard'):
+        cli.parse('margin', ['--data', 'digits', '--loss', 'triplet', '--xbm-size', '64'],
+                  stream=io.StringIO())
+    out = io.StringIO()
+    args = cli.parse('margin', ['--data', 'digits', '--xbm-start', '3'], stream=out)
+    assert '--xbm-start has no effect without --xbm-size' in out.getvalue()
+    args = cli.parse('margin', ['--data', 'digits', '--loss', 'contrastive', '--xbm-size', '64'],
+                     stream=io.StringIO())
+    assert (args.xbm_size, args.xbm_start, args.xbm_weight) == (64, 0, 1.0)
