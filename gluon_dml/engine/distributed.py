@@ -181,9 +181,22 @@ class Cluster(object):
     # -- stopping together ---------------------------------------------------------------------
     def note_signal(self, signame):
         """A signal arrived in this worker: it is announced to the others at the next exchange
-        instead of stopping this worker alone (which would leave the others waiting)."""
-        if self._pending_signal is None:
-            self._pending_signal = signame
+        instead of stopping this worker alone (which would leave the others waiting). A second
+        one stops this worker at once (KeyboardInterrupt; the launcher then stops the job)."""
+        if self._pending_signal is not None:
+            raise KeyboardInterrupt
+        self._pending_signal = signame
+
+    def start(self, engine):
+        """Before training: run the method's forward pass once on a few training items (a
+        deferred-initialised network gets its parameters; rank 0 draws them as one process
+        would), then give every worker rank 0's parameters of the network and the loss."""
+        from mxnet import gluon
+        loader = gluon.data.DataLoader(engine.train_set, batch_size=len(engine.ctx))
+        data, label = next(iter(loader))
+        engine.forward_batch(data, label)
+        self.broadcast_parameters(engine.net.collect_params(), 'net')
+        self.broadcast_parameters(engine.loss.collect_params(), 'loss')
 
     def agree_stop(self):
         """After a step: the signal name when any worker announced one in this step's exchange

@@ -286,8 +286,6 @@ class Engine:
         if self._stop_signal is not None:      # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         if self.cluster.distributed:           # [distributed] announced to the other workers
-            if self.cluster._pending_signal is not None:
-                raise KeyboardInterrupt
             self.cluster.note_signal(signal.Signals(signum).name)
             return
         self._stop_signal = signal.Signals(signum).name
@@ -309,10 +307,7 @@ class Engine:
             self.net.hybridize(static_alloc=True)
             self.loss.hybridize(static_alloc=True)
         if self.cluster.distributed:             # [distributed] every worker starts from rank 0's
-            self.net(mx.nd.array(self.train_set[0][0], ctx=self.ctx[0]).expand_dims(0))
-            self.cluster.broadcast_parameters(self.net.collect_params(), 'net')
-            self.cluster.broadcast_parameters(self.loss.collect_params(), 'loss')
-
+            self.cluster.start(self)
         last = self.ckpt.latest() if resume else None
         if resume and last is None and self.logger:
             self.logger.info('--resume: no checkpoint in %s yet, starting from the beginning.'
