@@ -30,7 +30,7 @@ def _train_time(run_dir):
 
 
 def run(workers, per_worker, steps, threads, kvstore, tmp):
-    run_dir = os.path.join(tmp, '%s-%d' % (kvstore, workers))
+    run_dir = tempfile.mkdtemp(prefix='%s-%d-' % (kvstore, workers), dir=tmp)
     flags = ['--data', 'omniglot', '--epochs', '1', '--batches-per-epoch', str(steps),
              '--no-progress', '--save-dir', run_dir]
     env = dict(os.environ, PYTHONPATH=REPO)
