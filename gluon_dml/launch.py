@@ -79,6 +79,8 @@ class _Proc(object):
         return None
 
     def name(self):
+        if self.role == 'worker' and self.rank_file is None:     # remote: its rank is not known here
+            return 'worker process %d (local pid %d, on %s)' % (self.index, self.popen.pid, self.host)
         if self.role == 'worker':
             rank = self.rank
             return 'worker of rank %s (pid %d on %s)' % (
@@ -266,10 +268,14 @@ class Job(object):
             if failed:
                 first = min(failed, key=lambda p: (p.popen.returncode in (130, 143), p.index))
                 code = first.popen.returncode
-                if self._signal is not None and code in (130, 143):
-                    # the workers stopped together after a checkpoint; let them all finish
+                if code in (130, 143):
+                    # a signal (ours, forwarded, or one sent to a worker): the workers stop
+                    # together after rank 0's checkpoint; let them all finish
                     self._wait_workers(workers, _GRACE * 6)
-                    return code
+                    if all(p.popen.poll() is not None for p in workers):
+                        sys.stderr.write('launch: the job stopped on a signal (exit %d); continue it '
+                                         'with the same command and --resume.\n' % code)
+                        return code
                 time.sleep(0.3)                    # let its last words reach the pipe
                 self._fail(first, code)
                 return code if code > 0 else 1

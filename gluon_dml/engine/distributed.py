@@ -198,15 +198,19 @@ class Cluster(object):
         self.broadcast_parameters(engine.net.collect_params(), 'net')
         self.broadcast_parameters(engine.loss.collect_params(), 'loss')
 
-    def agree_stop(self):
+    def agree_stop(self, params=None):
         """After a step: the signal name when any worker announced one in this step's exchange
         (every worker answers the same at the same step), else None. Without an all-gather
-        (``dist_async``) a worker stops at its own signal."""
+        (``dist_async``) a worker stops at its own signal. When the job stops, the running
+        statistics of ``params`` are averaged first (:meth:`average_statistics`), so that rank
+        0's checkpoint holds every worker's."""
         if not self.distributed:
             return None
         if not self.gathers:
             return self._pending_signal
         if getattr(self, '_agreed_stop', False):
+            if params is not None:
+                self.average_statistics(params)
             return self._pending_signal or 'SIGTERM'
         return None
 

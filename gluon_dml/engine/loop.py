@@ -233,7 +233,7 @@ class Engine:
         loss.backward()
         value = float(loss.mean().asscalar())
         if self.cluster.distributed:              # [distributed] every worker stops at one step
-            self._stop_signal = self.cluster.agree_stop()
+            self._stop_signal = self.cluster.agree_stop(self.net.collect_params())
         if not math.isfinite(value):
             return value
         self.cluster.allreduce_gradients(self.net.collect_params())       # [distributed]
