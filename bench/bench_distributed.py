@@ -38,6 +38,7 @@ def run(workers, per_worker, steps, threads, kvstore, tmp):
         env['OMP_NUM_THREADS'] = str(threads)
         cmd = [sys.executable, 'train_margin.py', '--batch-size', str(per_worker)] + flags
     else:
+        env.pop('OMP_NUM_THREADS', None)          # the launcher's --threads decides
         cmd = [sys.executable, '-m', 'gluon_dml.launch', '-n', str(workers), '--threads',
                str(threads), 'train_margin.py', '--kvstore', kvstore, '--batch-size',
                str(per_worker)] + flags

@@ -158,7 +158,9 @@ class Job(object):
                'DMLC_NUM_WORKER': str(self.num_workers)}
         if host in (None, 'localhost', '127.0.0.1'):
             env['DMLC_NODE_HOST'] = '127.0.0.1'     # every process listens on the loopback
-        if role == 'worker' and self.threads:
+        if self.threads:
+            # the servers too: their thread count was seen to change the last bits of the sums
+            # (a job of 2 workers then drifts from 2 devices of one process)
             env.setdefault('OMP_NUM_THREADS', str(self.threads))
         env.update(self.extra_env)
         return env
@@ -171,8 +173,10 @@ class Job(object):
             env['GLUON_DML_RANK_FILE'] = rank_file
         if self.hosts is None or role == 'scheduler':
             full_env = dict(os.environ)
-            if role == 'worker' and 'OMP_NUM_THREADS' in os.environ:
+            if _omp_from_user():
                 env.pop('OMP_NUM_THREADS', None)          # the user's setting wins
+            else:
+                full_env.pop('OMP_NUM_THREADS', None)     # the package's own default, not theirs
             full_env.update(env)
             cmd = argv
         else:
@@ -314,6 +318,15 @@ class Job(object):
         sys.stderr.flush()
 
 
+def _omp_from_user():
+    """Whether OMP_NUM_THREADS was set by the user (importing gluon_dml sets it otherwise)."""
+    try:
+        import gluon_dml
+        return bool(getattr(gluon_dml, 'OMP_FROM_USER', 'OMP_NUM_THREADS' in os.environ))
+    except ImportError:
+        return 'OMP_NUM_THREADS' in os.environ
+
+
 def _this_host_address():
     try:
         return socket.gethostbyname(socket.getfqdn())
@@ -352,8 +365,8 @@ def build_parser():
                    help='an environment variable for every process (repeatable), e.g. '
                         'DMLC_INTERFACE=eth0')
     p.add_argument('--threads', type=int, default=None, metavar='N',
-                   help='OMP_NUM_THREADS of each worker (default: the cores of this machine '
-                        'divided among its workers; OMP_NUM_THREADS if set)')
+                   help='OMP_NUM_THREADS of each worker and server (default: the cores of this '
+                        'machine divided among its workers; OMP_NUM_THREADS if set)')
     p.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
                    help='stop the job (exit code 124) after this long (default: no limit)')
     p.add_argument('--verbose-servers', action='store_true',
