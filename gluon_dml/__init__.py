@@ -16,4 +16,6 @@ def _use_every_core():
         _os.environ['OMP_NUM_THREADS'] = str(max(1, cores))
 
 
+# whether OMP_NUM_THREADS came from the user (the launcher then leaves it to the processes it starts)
+OMP_FROM_USER = 'OMP_NUM_THREADS' in _os.environ
 _use_every_core()

@@ -118,6 +118,10 @@ def build_parser(method):
     _flag(g, '--pool', default='avg', choices=['avg', 'gem', 'rmac', 'netvlad'],
           help='global pooling of the feature map: avg (the backbone\'s own), gem (learnable p), '
                'rmac, netvlad (default avg)')
+    _flag(g, '--freeze-bn', action='store_true',
+          help='batch norm uses its running statistics and leaves them unchanged (scale and shift '
+               'still learn); a step then does not depend on how the batch is split over devices '
+               'and workers')
     _flag(g, '--init', default=None, choices=['xavier', 'fan-in'],
           help="initialisation of the new layers: xavier, or fan-in (uniform +-1/sqrt(fan_in), "
                "PyTorch's default) (default xavier)")
@@ -150,7 +154,13 @@ def build_parser(method):
     _flag(g, '--seed', type=int, default=None, metavar='N',
           help='seed of every random draw (default 123)')
     _flag(g, '--gpus', default='', metavar='IDS',
-          help='GPU ids, e.g. "0" or "0,1"; empty for the CPU (default: the CPU)')
+          help='GPU ids, e.g. "0" or "0,1"; empty for the CPU; cpu:N for N CPU contexts '
+               '(default: the CPU)')
+    _flag(g, '--kvstore', default='device', choices=['local', 'device', 'dist_sync',
+                                                      'dist_device_sync', 'dist_async'],
+          help='how gradients are summed: local / device (the devices of one process), dist_sync, '
+               'dist_device_sync, dist_async (workers of a job started by python -m '
+               'gluon_dml.launch; sync ones all-gather the embeddings) (default device)')
     _flag(g, '--threads', type=int, default=None, metavar='N',
           help='CPU threads of MXNet and faiss (default: every core, %d here; OMP_NUM_THREADS '
                'if set)' % _cores())
@@ -245,6 +255,15 @@ def _add_loss_flags(parser, method):
     names = [n for n in list_losses() if loss_family(n) == method.loss_family]
     _flag(g, '--loss', default=method.default_loss, metavar='NAME',
           help='one of: %s (default %s)' % (', '.join(names), method.default_loss))
+    if method.loss_family == 'embedding':
+        _flag(g, '--xbm-size', type=int, default=0, metavar='M',
+              help='cross-batch memory (Wang et al., CVPR 2020) of the last M embeddings for the '
+                   'pair losses contrastive, triplet, multi_similarity, binomial, lifted '
+                   '(default 0: none)')
+        _flag(g, '--xbm-start', type=int, default=0, metavar='N',
+              help='iterations before the memory fills and is used (warm-up) (default 0)')
+        _flag(g, '--xbm-weight', type=float, default=1.0, metavar='X',
+              help='weight of the memory term of the loss (default 1)')
     _flag(g, '--loss-lr', '--lr-beta', type=float, default=None, metavar='X',
           help="learning rate of the loss's own parameters (beta, proxies, centres, class "
                "weights) (default %s)" % _loss_lr_rule(method))
@@ -452,6 +471,12 @@ def _loss_kwargs(args, given):
         if isinstance(v, float) and not math.isfinite(v):
             raise UserError('--%s for the %s loss must be a finite number, got %s.'
                             % (n.replace('_', '-'), args.loss, v))
+    if getattr(args, 'xbm_size', 0):                 # the memory takes pair losses only
+        from .losses.xbm import check_memory_loss
+        try:
+            check_memory_loss(args.loss, kwargs)
+        except ValueError as err:
+            raise UserError(str(err)) from None
     for n, v in kwargs.items():
         setattr(args, n, v)                          # args.json records the typed value
     args._loss_kwargs, args._loss_flag_warnings = kwargs, warnings

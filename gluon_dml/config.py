@@ -148,6 +148,7 @@ def check(args, method=None):
         raise UserError('--color-jitter must lie in [0, 1], got %g.' % jitter)
     (args.checkpoint_every_batches,
      args.checkpoint_every_minutes) = parse_checkpoint_every(getattr(args, 'checkpoint_every', None))
+    check_distributed(args)
 
 
 def parse_checkpoint_every(text):
@@ -165,6 +166,21 @@ def parse_checkpoint_every(text):
         return int(t), 0.0
     raise UserError('--checkpoint-every takes a number of batches (500) or of minutes (30m), '
                     'above 0, got %r.' % text)
+
+
+def check_distributed(args):
+    """``--kvstore`` and the cross-batch memory flags."""
+    kvstore = getattr(args, 'kvstore', None) or 'device'
+    if kvstore.startswith('dist') and 'DMLC_ROLE' not in os.environ:
+        raise UserError('--kvstore %s trains as one worker of a job: start the job with python -m '
+                        'gluon_dml.launch -n WORKERS %s ... --kvstore %s.'
+                        % (kvstore, getattr(args, 'script', None) or 'train_margin.py', kvstore))
+    size = getattr(args, 'xbm_size', 0) or 0
+    if size < 0 or (getattr(args, 'xbm_start', 0) or 0) < 0:
+        raise UserError('--xbm-size and --xbm-start must be >= 0, got %d and %d.'
+                        % (size, args.xbm_start))
+    if size and getattr(args, 'xbm_weight', 1.0) < 0:
+        raise UserError('--xbm-weight must be >= 0, got %g.' % args.xbm_weight)
 
 
 def check_nmi_runs(value):
@@ -250,6 +266,11 @@ def flag_warnings(args, given, method):
     if 'steps' in given and late:
         out.append('--steps %s has no effect: the run ends after epoch %d, before the rate would '
                    'drop.' % (','.join(map(str, late)), args.epochs))
+    if not getattr(args, 'xbm_size', 0):
+        for dest in ('xbm_start', 'xbm_weight'):
+            if dest in given:
+                out.append('%s has no effect without --xbm-size (the cross-batch memory).'
+                           % _flag(dest))
     out.extend(getattr(args, '_loss_flag_warnings', []))
     return out
 

@@ -13,7 +13,8 @@ from .datasets import (is_image_dataset, dataset_sampling, has_query_split, load
 from .images import BadImageError, ImageFileDataset
 from .research import (IMAGE_OPTIONS, load_cars196, load_cub, load_folder, load_inshop,
                        load_lfw, load_list, load_sop)
-from .sampler import BalancedBatchSampler, ShuffledBatchSampler, SuperClassBatchSampler
+from .sampler import (BalancedBatchSampler, ShardedBatchSampler, ShuffledBatchSampler,
+                      SuperClassBatchSampler)
 from .validation import split_validation, subset_classes, validation_classes
 from .transforms import (ImageTransform, RGBTransform, get_transform, list_transforms,
                          register_transform, load_image)
@@ -27,4 +28,5 @@ __all__ = ['ArrayDataset', 'normalize_name', 'get_dataset', 'list_datasets', 'da
            'load_fashion_mnist', 'load_omniglot', 'read_idx', 'SPLITS', 'FASHION_MNIST_CLASSES',
            'OMNIGLOT_TRAIN_ALPHABETS', 'OMNIGLOT_TEST_ALPHABETS', 'BalancedBatchSampler',
            'ImageTransform', 'get_transform', 'list_transforms', 'register_transform',
+           'ShardedBatchSampler',
            'load_image', 'split_validation', 'subset_classes', 'validation_classes']

@@ -5,7 +5,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["BalancedBatchSampler", "SuperClassBatchSampler", "ShuffledBatchSampler"]
+__all__ = ["BalancedBatchSampler", "SuperClassBatchSampler", "ShuffledBatchSampler",
+           "ShardedBatchSampler"]
 
 
 class BalancedBatchSampler(object):
@@ -255,3 +256,40 @@ class ShuffledBatchSampler(object):
         order = np.concatenate([rng.permutation(self.n) for _ in range(-(-need // self.n))])
         for b in range(self.num_batches):
             yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+
+class ShardedBatchSampler(object):
+    """One worker's share of a global plan of batches (distributed training).
+
+    ``sampler`` draws the global batches of a step (``batch_size`` x ``num_shards`` items); the
+    worker of rank ``rank`` takes the ``rank``-th of ``num_shards`` contiguous equal parts of
+    each. With P x K batches (a class's K items contiguous) and a local batch that is a multiple
+    of K, each part holds whole classes: the classes of a step are spread across the workers,
+    no two workers take the same items in a step, and the epoch (the global plan's length)
+    covers the data once across all workers. Concatenated in rank order the parts are the
+    global batch, item for item, that one process with the whole batch would draw.
+    """
+
+    def __init__(self, sampler, rank, num_shards):
+        if not 0 <= rank < num_shards:
+            raise ValueError('rank must lie in [0, %d), got %d.' % (num_shards, rank))
+        self.sampler, self.rank, self.num_shards = sampler, int(rank), int(num_shards)
+
+    def set_epoch(self, epoch):
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def shard(self, batch):
+        """This worker's part of one global batch."""
+        batch = list(batch)
+        if len(batch) % self.num_shards:
+            raise ValueError('A global batch of %d items cannot be cut into %d equal parts.'
+                             % (len(batch), self.num_shards))
+        size = len(batch) // self.num_shards
+        return batch[self.rank * size:(self.rank + 1) * size]
+
+    def __iter__(self):
+        for batch in self.sampler:
+            yield self.shard(batch)

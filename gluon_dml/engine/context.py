@@ -1,4 +1,5 @@
-"""Devices from the ``--gpus`` flag (MXNet style: "" = CPU, "0,1" = two GPUs) and seeding."""
+"""Devices from the ``--gpus`` flag (MXNet style: "" = CPU, "0,1" = two GPUs, "cpu:2" = two CPU
+contexts) and seeding."""
 import random
 import warnings
 
@@ -13,6 +14,11 @@ def get_contexts(gpus):
     gpus = (gpus or '').strip()
     if gpus in ('', '-1', 'cpu'):
         return [mx.cpu()]
+    if gpus.startswith('cpu:'):             # several CPU contexts: data-parallel on the CPU
+        n = gpus[4:]
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError('--gpus cpu:N takes a number of CPU contexts N >= 1, got %r.' % gpus)
+        return [mx.cpu(i) for i in range(int(n))]
     try:
         ids = [int(g) for g in gpus.split(',') if g.strip() != '']
     except ValueError:

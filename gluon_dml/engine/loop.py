@@ -21,6 +21,7 @@ from mxnet import autograd, gluon
 from ..errors import UserError
 from .checkpoint import CheckpointError, CheckpointManager, atomic_save, atomic_write_text
 from .context import batch_seed
+from .distributed import ReadOnlyCheckpoints, cluster as _cluster    # [distributed]
 from .faults import fault_point
 
 __all__ = ['Engine', 'EngineConfig', 'TrainingInterrupted', 'TrainingAborted', 'NaNLossError',
@@ -128,6 +129,7 @@ class EngineConfig:
     eval_interval: int = 1
     checkpoint_every_batches: int = 0
     checkpoint_every_minutes: float = 0.0
+    kvstore: str = 'device'              # [distributed] local, device or dist_* (distributed.py)
 
     @classmethod
     def from_args(cls, args, **overrides):
@@ -142,7 +144,8 @@ class EngineConfig:
             export_prefix=args.save_model_prefix,
             eval_interval=getattr(args, 'eval_interval', 1) or 1,
             checkpoint_every_batches=int(getattr(args, 'checkpoint_every_batches', 0) or 0),
-            checkpoint_every_minutes=float(getattr(args, 'checkpoint_every_minutes', 0) or 0))
+            checkpoint_every_minutes=float(getattr(args, 'checkpoint_every_minutes', 0) or 0),
+            kvstore=getattr(args, 'kvstore', None) or 'device')     # [distributed]
         fields.update(overrides)
         return cls(**fields)
 
@@ -170,12 +173,18 @@ class Engine:
         self.steps, self.factor = sorted(config.steps), config.factor
         self.seed, self.best_metric = config.seed, config.best_metric
         self.epoch, self.iteration = 0, 0
-        os.makedirs(run_dir, exist_ok=True)
-        self.ckpt = CheckpointManager(run_dir)
+        # [distributed] the job this process belongs to (one process: rank 0 of 1); only rank 0
+        # writes the run folder, the others read its checkpoints to resume
+        self.cluster = _cluster(config.kvstore)
+        if self.cluster.is_writer:
+            os.makedirs(run_dir, exist_ok=True)
+        self.ckpt = (CheckpointManager(run_dir) if self.cluster.is_writer
+                     else ReadOnlyCheckpoints(run_dir))
         opt_args = {'learning_rate': config.lr, 'wd': config.wd}
         if config.optimizer in ('sgd', 'nag'):
             opt_args['momentum'] = config.momentum
-        self.trainer = gluon.Trainer(net.collect_params(), config.optimizer, opt_args)
+        self.trainer = self.cluster.adapt_trainer(gluon.Trainer(         # [distributed]
+            net.collect_params(), config.optimizer, opt_args, **self.cluster.trainer_kwargs()))
         self.loss_lr = config.loss_lr if config.loss_lr is not None else config.lr
         self.loss.collect_params().reset_ctx(self.ctx[0])
         loss_params = self.loss.collect_params()
@@ -216,6 +225,8 @@ class Engine:
         """Values logged with every epoch's metrics: the loss's own parameters (mean of each)."""
         out = {}
         for name, p in self.loss.collect_params().items():
+            if p.grad_req == 'null':       # [distributed] state such as a loss's memory
+                continue
             short = name.split('_', 1)[-1] if '_' in name else name
             v = p.data(self.ctx[0]).asnumpy()
             out['loss_' + short] = float(v.mean())
@@ -238,18 +249,32 @@ class Engine:
         self.net.export(os.path.join(self.run_dir, prefix))
         return ['%s-symbol.json' % prefix, '%s-0000.params' % prefix]
 
+    def gather_batch(self, outputs, label):
+        """[distributed] The batch the loss sees: in a distributed job every worker's
+        embeddings and labels in rank order, the local rows alone carrying the gradient
+        (:meth:`gluon_dml.engine.distributed.Cluster.gather_batch`); else (or when ``outputs``
+        is not one array) unchanged. Returns ``(outputs, label, gathered)``."""
+        if self.cluster.gathers and isinstance(outputs, mx.nd.NDArray):
+            outputs, label = self.cluster.gather_batch(outputs, label)
+            return outputs, label, True
+        return outputs, label, False
+
     def train_step(self, data, label):
         """One optimisation step; returns the batch's loss (the update is skipped when it is not
         finite)."""
         with autograd.record():
             outputs = self.forward_batch(data, label)
+            outputs, label, gathered = self.gather_batch(outputs, label)   # [distributed]
             loss = self.compute_loss(outputs, label)
         loss.backward()
         value = float(loss.mean().asscalar())
+        if self.cluster.distributed:              # [distributed] every worker stops at one step
+            self._stop_signal = self.cluster.agree_stop(self.net.collect_params())
         if not math.isfinite(value):
             return value
+        self.cluster.allreduce_gradients(self.net.collect_params())       # [distributed]
         self.clip_gradients()
-        self.trainer.step(1)
+        self.trainer.step(self.cluster.step_divisor(gathered))          # [distributed]
         if self.loss_trainer is not None:
             self.loss_trainer.step(1)
         self.iteration += 1
@@ -313,6 +338,9 @@ class Engine:
     # -- signals --------------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
         name = signal.Signals(signum).name
+        if self.cluster.distributed and self._stop_signal is None:
+            self.cluster.note_signal(name)     # [distributed] the workers agree on the step
+            return
         if self._stop_signal is not None:      # a second Ctrl-C: stop now
             found = self.ckpt.scan()
             raise TrainingAborted(name, os.path.join(self.ckpt.dir, found[0][2]) if found else None)
@@ -416,6 +444,8 @@ class Engine:
         if self.config.hybridize:
             self.net.hybridize(static_alloc=True)
             self.loss.hybridize(static_alloc=True)
+        if self.cluster.distributed:             # [distributed] every worker starts from rank 0's
+            self.cluster.start(self)
         handlers = {}
         for s in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -564,6 +594,7 @@ class Engine:
             if self._checkpoint_due(b, len(batches)):
                 self._save_checkpoint(epoch, b, progress=state())
         train_time = carried + time.time() - t0
+        self.cluster.average_statistics(self.net.collect_params())       # [distributed]
         metrics = {'loss': float(np.mean(losses)) if losses else float('nan'),
                    'lr': self.lr_at(epoch), 'train_time': train_time,
                    'images_per_sec': n_images / max(train_time, 1e-9)}
@@ -613,7 +644,7 @@ class Engine:
         best = self.reported_params()
         if best is not None:
             self.net.load_parameters(best, ctx=self.ctx)
-        if not self.config.hybridize:
+        if not self.config.hybridize or not self.cluster.is_writer:      # [distributed]
             return
         written = self.export()
         if self.logger:

@@ -11,6 +11,7 @@ import os
 from ..data import list_datasets
 from ..engine import EngineConfig, Logger, get_contexts, seed_everything
 from ..engine.logger import read_log
+from ..engine.distributed import cluster as job_cluster
 from ..engine.loop import Engine, _progress, embed_dataset
 from ..engine.rundir import load_run_args, prepare_run, trained_params_path, write_args
 from ..errors import UserError
@@ -168,23 +169,37 @@ def _metric_name(key):
 def run(method, args):
     """Train (or resume) the run ``args`` describes with ``method``; returns (engine, final
     metrics). The summary line compares the untrained network (epoch 0) with the result."""
-    run_dir = prepare_run(args)
-    logger = Logger(run_dir, sinks=viz_sinks(args))
+    # A distributed job (--kvstore dist_*): joining it waits for every worker; rank 0 alone
+    # writes the run folder, logs and evaluates; the batches are shards of one global plan.
+    job = job_cluster(getattr(args, 'kvstore', None) or 'device')
+    writer = job.is_writer
+    if writer:
+        run_dir = prepare_run(args)
+        logger = Logger(run_dir, sinks=viz_sinks(args))
+    else:
+        run_dir, logger = args.save_dir, _QuietLogger()
     ctx = get_contexts(args.gpus)
     seed_everything(args.seed)
     data = method.build_data(args, logger)
-    sampler = method.build_sampler(args, data)
+    sampler = _job_sampler(method, args, data, job)
     loss = method.build_loss(args, data)
-    write_args(args)
+    loss = _with_memory(loss, args)
+    if writer:
+        write_args(args)
     net = method.build_network(args, data, ctx)
+    if getattr(args, 'freeze_bn', False):
+        freeze_batch_norm(net)
     loss.initialize(ctx=ctx[0])
-    evaluator = method.build_evaluator(args, data, logger)
+    evaluator = method.build_evaluator(args, data, logger) if writer else _no_evaluation
     config = EngineConfig.from_args(args, best_metric=method.best_metric,
                                     select_best=method.selects_on_validation(args))
     engine = method.engine_class(net, loss, data['train'], sampler, evaluator, run_dir, ctx,
-                                 config, logger=logger, **method.engine_options(args, data))
+                                 config, logger=logger if writer else None,
+                                 **method.engine_options(args, data))
     metrics = engine.fit(resume=args.resume)
     logger.close()
+    if not writer:
+        return engine, metrics
     final = method.finish(args, engine, data, ctx, logger) or metrics
     rows = read_log(run_dir)
     untrained = next((r for r in rows if r.get('epoch') == 0), {})
@@ -194,6 +209,76 @@ def run(method, args):
             reported = json.load(f)
     logger.info(summary_line(method, args, untrained, reported, run_dir))
     return engine, final
+
+
+def _job_sampler(method, args, data, job):
+    """The method's sampler; in a distributed job the global plan (the method's sampler for a
+    batch of ``--batch-size`` x workers) cut into one contiguous shard per worker."""
+    if not job.distributed:
+        return method.build_sampler(args, data)
+    import copy
+    from ..data import ShardedBatchSampler
+    global_args = copy.copy(args)
+    global_args.batch_size = args.batch_size * job.num_workers
+    return ShardedBatchSampler(method.build_sampler(global_args, data), job.rank, job.num_workers)
+
+
+def _with_memory(loss, args):
+    """``--xbm-size M``: the loss wrapped in a cross-batch memory of M embeddings."""
+    size = getattr(args, 'xbm_size', 0) or 0
+    if not size:
+        return loss
+    from ..losses.xbm import CrossBatchMemory
+    try:
+        return CrossBatchMemory(loss, size, embed_dim=args.embed_dim,
+                                start=getattr(args, 'xbm_start', 0) or 0,
+                                weight=getattr(args, 'xbm_weight', 1.0))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def freeze_batch_norm(net):
+    """``--freeze-bn``: every BatchNorm layer normalises with its running statistics and
+    leaves them as they are (scale and shift still learn): the usual setting when fine-tuning a
+    pretrained backbone, and what makes a step independent of how the batch is split over
+    devices and workers."""
+    from mxnet.gluon import nn
+    for block in _blocks(net):
+        if isinstance(block, nn.BatchNorm):
+            block._kwargs['use_global_stats'] = True
+
+
+def _blocks(block):
+    yield block
+    for child in block._children.values():
+        yield from _blocks(child)
+
+
+def _no_evaluation(net, ctx, epoch):
+    return {}
+
+
+class _QuietLogger(object):
+    """The logger of a worker that is not rank 0: it writes and prints nothing."""
+    sinks = ()
+
+    def info(self, msg):
+        pass
+
+    def truncate(self, before_epoch):
+        pass
+
+    def log_iter(self, step, values):
+        pass
+
+    def log_epoch(self, epoch, values):
+        pass
+
+    def log_embeddings(self, *args):
+        pass
+
+    def close(self):
+        pass
 
 
 class Encoders(object):

@@ -1,0 +1,428 @@
+"""Start a distributed training job on MXNet's parameter server.
+
+    python -m gluon_dml.launch -n 2 train_margin.py --kvstore dist_sync --batch-size 64
+    python -m gluon_dml.launch -n 4 -s 2 --hosts hosts.txt train_margin.py --kvstore dist_sync ...
+
+starts one scheduler, ``-s`` servers (default 1, or one per host with ``--hosts``)
+and ``-n`` workers, each with the ``DMLC_*`` variables of the job: on this machine over the
+loopback interface, or with ``--hosts FILE`` (one host per line, ``host`` or ``host:slots``)
+over ssh, the workers and servers spread round-robin over the hosts and the scheduler on this
+machine. Each worker runs the script with its arguments (``--kvstore`` is added when absent).
+
+The launcher watches the processes: when one fails (a worker killed, an error) it stops every
+other process of the job and prints one line naming the failed worker's rank; SIGINT and
+SIGTERM are forwarded to the workers, which agree on a step, let rank 0 save a checkpoint and
+exit (continue with the same command and ``--resume``). Its exit code is the first failing
+worker's (130 / 143 after a signal), else 0.
+
+MXNet's own ``tools/launch.py`` (dmlc_tracker) does not run on Python 3.11; this one needs
+nothing but the standard library (and ssh for ``--hosts``).
+"""
+import argparse
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+__all__ = ['main', 'Job', 'free_port', 'read_hosts']
+
+_GRACE = 5.0          # seconds between SIGTERM and SIGKILL when stopping a job
+
+
+def free_port(host='127.0.0.1'):
+    """A TCP port free on ``host`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def read_hosts(path):
+    """Hosts of a host file: one per line, ``host`` or ``host:slots`` (that many processes
+    before the next host), ``#`` comments; returns the list with each host repeated per slot."""
+    hosts = []
+    with open(path) as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if not line:
+                continue
+            host, _, slots = line.partition(':')
+            if slots and not slots.isdigit():
+                raise ValueError('%s: bad line %r (host or host:slots).' % (path, line))
+            hosts.extend([host] * (int(slots) if slots else 1))
+    if not hosts:
+        raise ValueError('%s names no host.' % path)
+    return hosts
+
+
+class _Proc(object):
+    """One process of the job and the tail of its stderr."""
+
+    def __init__(self, role, index, host, popen, rank_file=None):
+        self.role, self.index, self.host, self.popen = role, index, host, popen
+        self.rank_file = rank_file
+        self.tail = []
+        self._lock = threading.Lock()
+
+    @property
+    def rank(self):
+        if self.rank_file and os.path.exists(self.rank_file):
+            try:
+                with open(self.rank_file) as f:
+                    return int(f.read().strip())
+            except (OSError, ValueError):
+                return None
+        return None
+
+    def name(self):
+        if self.role == 'worker' and self.rank_file is None:     # remote: its rank is not known here
+            return 'worker process %d (local pid %d, on %s)' % (self.index, self.popen.pid, self.host)
+        if self.role == 'worker':
+            rank = self.rank
+            return 'worker of rank %s (pid %d on %s)' % (
+                rank if rank is not None else '? (it had not joined yet), process %d' % self.index,
+                self.popen.pid, self.host)
+        return '%s %d (pid %d on %s)' % (self.role, self.index, self.popen.pid, self.host)
+
+    def pump(self, echo):
+        """Copy the process's stderr to ours (``echo``), keeping its last lines."""
+        partial = b''
+        stream = self.popen.stderr
+        while True:
+            chunk = stream.read1(4096) if hasattr(stream, 'read1') else stream.read(4096)
+            if not chunk:
+                break
+            if echo:
+                try:
+                    sys.stderr.buffer.write(chunk)
+                    sys.stderr.buffer.flush()
+                except (OSError, ValueError):
+                    pass
+            partial += chunk
+            *lines, partial = partial.replace(b'\r', b'\n').split(b'\n')
+            with self._lock:
+                self.tail.extend(x.decode('utf-8', 'replace') for x in lines if x.strip())
+                del self.tail[:-20]
+        if partial.strip():
+            with self._lock:
+                self.tail.append(partial.decode('utf-8', 'replace'))
+
+    def last_message(self):
+        with self._lock:
+            for line in reversed(self.tail):
+                if line.strip():
+                    return line.strip()
+        return ''
+
+
+def _describe_code(code):
+    if code is None:
+        return 'is still running'
+    if code < 0:
+        try:
+            return 'was killed by %s' % signal.Signals(-code).name
+        except ValueError:
+            return 'was killed by signal %d' % -code
+    return 'exited with code %d' % code
+
+
+class Job(object):
+    """The scheduler, servers and workers of one job; :meth:`run` starts and watches them."""
+
+    def __init__(self, command, num_workers, num_servers=1, hosts=None, port=None,
+                 root_uri=None, ssh='ssh -o BatchMode=yes -o StrictHostKeyChecking=no',
+                 env=None, threads=None, quiet_servers=True):
+        if num_workers < 1 or num_servers < 1:
+            raise ValueError('-n (workers) and -s (servers) must be at least 1, got %d and %d.'
+                             % (num_workers, num_servers))
+        self.command, self.num_workers, self.num_servers = list(command), num_workers, num_servers
+        self.hosts = hosts
+        self.root_uri = root_uri or ('127.0.0.1' if not hosts else _this_host_address())
+        self.port = port or free_port('127.0.0.1' if not hosts else '')
+        self.ssh = shlex.split(ssh)
+        self.extra_env = dict(env or {})
+        self.threads = threads
+        self.quiet_servers = quiet_servers
+        self.procs = []
+        self._signal = None
+        self._tmp = tempfile.mkdtemp(prefix='gluon-dml-launch-')
+
+    # -- environment ---------------------------------------------------------------------------
+    def _env(self, role, host):
+        env = {'DMLC_ROLE': role, 'DMLC_PS_ROOT_URI': self.root_uri,
+               'DMLC_PS_ROOT_PORT': str(self.port), 'DMLC_NUM_SERVER': str(self.num_servers),
+               'DMLC_NUM_WORKER': str(self.num_workers)}
+        if host in (None, 'localhost', '127.0.0.1'):
+            env['DMLC_NODE_HOST'] = '127.0.0.1'     # every process listens on the loopback
+        if self.threads:
+            # the servers too: their thread count was seen to change the last bits of the sums
+            # (a job of 2 workers then drifts from 2 devices of one process)
+            env.setdefault('OMP_NUM_THREADS', str(self.threads))
+        env.update(self.extra_env)
+        return env
+
+    def _start(self, role, index, argv, host):
+        env = self._env(role, host)
+        rank_file = None
+        if role == 'worker' and self.hosts is None:
+            rank_file = os.path.join(self._tmp, 'worker-%d.rank' % index)
+            env['GLUON_DML_RANK_FILE'] = rank_file
+        if self.hosts is None or role == 'scheduler':
+            full_env = dict(os.environ)
+            if _omp_from_user():
+                env.pop('OMP_NUM_THREADS', None)          # the user's setting wins
+            else:
+                full_env.pop('OMP_NUM_THREADS', None)     # the package's own default, not theirs
+            full_env.update(env)
+            cmd = argv
+        else:
+            remote = 'cd %s && exec env %s %s' % (
+                shlex.quote(os.getcwd()), ' '.join('%s=%s' % (k, shlex.quote(v))
+                                                   for k, v in sorted(env.items())),
+                ' '.join(shlex.quote(a) for a in argv))
+            cmd = self.ssh + [host, remote]
+            full_env = dict(os.environ)
+        popen = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, start_new_session=True)
+        proc = _Proc(role, index, host or '127.0.0.1', popen, rank_file)
+        echo = role == 'worker' or not self.quiet_servers
+        t = threading.Thread(target=proc.pump, args=(echo,), daemon=True)
+        t.start()
+        proc.thread = t
+        self.procs.append(proc)
+        return proc
+
+    # -- running -------------------------------------------------------------------------------
+    def _on_signal(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self._signal is not None:            # a second one: stop everything now
+            self._signal = name
+            self._kill_all(grace=0.5)
+            return
+        self._signal = name
+        sys.stderr.write('\nlaunch: %s received: passed to the workers, which stop together '
+                         'after a checkpoint (again to abort).\n' % name)
+        for p in self.procs:
+            if p.role == 'worker' and p.popen.poll() is None:
+                self._send(p, signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+
+    def _send(self, proc, sig):
+        try:
+            os.killpg(proc.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _kill_all(self, grace=_GRACE):
+        alive = [p for p in self.procs if p.popen.poll() is None]
+        for p in alive:
+            self._send(p, signal.SIGTERM)
+        deadline = time.time() + grace
+        while time.time() < deadline and any(p.popen.poll() is None for p in alive):
+            time.sleep(0.05)
+        for p in alive:
+            if p.popen.poll() is None:
+                self._send(p, signal.SIGKILL)
+        for p in alive:
+            try:
+                p.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def start(self):
+        python = [sys.executable, '-c', 'import mxnet']      # servers and scheduler
+        self._start('scheduler', 0, python, None)
+        where = self.hosts or [None]
+        for i in range(self.num_servers):
+            self._start('server', i, python, where[i % len(where)])
+        for i in range(self.num_workers):
+            self._start('worker', i, self.command, where[i % len(where)])
+
+    def run(self, timeout=None):
+        """Start the job, forward signals, wait; returns the exit code (see the module doc)."""
+        handlers = {}
+        for s in (signal.SIGINT, signal.SIGTERM):
+            try:
+                handlers[s] = signal.signal(s, self._on_signal)
+            except ValueError:
+                pass
+        started = time.time()
+        try:
+            self.start()
+            return self._watch(started, timeout)
+        finally:
+            self._kill_all(grace=1.0)
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            for p in self.procs:
+                if getattr(p, 'thread', None) is not None:
+                    p.thread.join(timeout=2)
+            _rmtree(self._tmp)
+
+    def _watch(self, started, timeout):
+        workers = [p for p in self.procs if p.role == 'worker']
+        others = [p for p in self.procs if p.role != 'worker']
+        grace_until = None
+        while True:
+            time.sleep(0.1)
+            failed = [p for p in workers if p.popen.poll() not in (None, 0)]
+            if failed:
+                first = min(failed, key=lambda p: (p.popen.returncode in (130, 143), p.index))
+                code = first.popen.returncode
+                if code in (130, 143):
+                    # a signal (ours, forwarded, or one sent to a worker): the workers stop
+                    # together after rank 0's checkpoint; let them all finish
+                    self._wait_workers(workers, _GRACE * 6)
+                    if all(p.popen.poll() is not None for p in workers):
+                        sys.stderr.write('launch: the job stopped on a signal (exit %d); continue it '
+                                         'with the same command and --resume.\n' % code)
+                        return code
+                time.sleep(0.3)                    # let its last words reach the pipe
+                self._fail(first, code)
+                return code if code > 0 else 1
+            dead = [p for p in others if p.popen.poll() is not None
+                    and any(w.popen.poll() is None for w in workers)]
+            if dead:
+                # a worker's failure usually takes the scheduler with it: name the worker
+                if grace_until is None:
+                    grace_until = time.time() + 2.0
+                elif time.time() > grace_until:
+                    self._fail(dead[0], dead[0].popen.returncode)
+                    return 1
+            if all(p.popen.poll() == 0 for p in workers):
+                deadline = time.time() + 30          # the servers stop when the workers leave
+                while time.time() < deadline and any(p.popen.poll() is None for p in others):
+                    time.sleep(0.1)
+                return 0
+            if timeout is not None and time.time() - started > timeout:
+                sys.stderr.write('launch: error: the job ran past its time limit (%gs); stopped '
+                                 'every process.\n' % timeout)
+                return 124
+
+    def _wait_workers(self, workers, seconds):
+        deadline = time.time() + seconds
+        while time.time() < deadline and any(p.popen.poll() is None for p in workers):
+            time.sleep(0.1)
+
+    def _fail(self, proc, code):
+        others = [p for p in self.procs if p is not proc and p.popen.poll() is None]
+        name = proc.name()
+        self._kill_all()
+        last = proc.last_message()
+        sys.stderr.write('launch: error: %s %s; stopped the job (%d other process%s)%s\n' % (
+            name, _describe_code(code), len(others), '' if len(others) == 1 else 'es',
+            ('; its last message: %s' % last[-300:]) if last else ''))
+        sys.stderr.flush()
+
+
+def _omp_from_user():
+    """Whether OMP_NUM_THREADS was set by the user (importing gluon_dml sets it otherwise)."""
+    try:
+        import gluon_dml
+        return bool(getattr(gluon_dml, 'OMP_FROM_USER', 'OMP_NUM_THREADS' in os.environ))
+    except ImportError:
+        return 'OMP_NUM_THREADS' in os.environ
+
+
+def _this_host_address():
+    try:
+        return socket.gethostbyname(socket.getfqdn())
+    except OSError:
+        return socket.gethostbyname(socket.gethostname())
+
+
+def _rmtree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog='python -m gluon_dml.launch', allow_abbrev=False,
+        usage='%(prog)s -n WORKERS [-s SERVERS] [--hosts FILE] SCRIPT [ARGS ...]',
+        description='Start a distributed training job: one scheduler, SERVERS servers and '
+                    'WORKERS workers running SCRIPT (a train_*.py script or a command) with the '
+                    'DMLC_* variables of MXNet\'s parameter server, on this machine (loopback) '
+                    'or over ssh on the hosts of FILE. Every process stops when one fails.')
+    p.add_argument('-n', '--num-workers', type=int, required=True, metavar='WORKERS',
+                   help='number of workers')
+    p.add_argument('-s', '--num-servers', type=int, default=None, metavar='SERVERS',
+                   help='number of servers (default 1 on this machine, one per host with --hosts)')
+    p.add_argument('--hosts', default=None, metavar='FILE',
+                   help='host file (one "host" or "host:slots" per line); servers and workers are '
+                        'started there over ssh, the scheduler here (default: all on this '
+                        'machine, over the loopback interface)')
+    p.add_argument('--port', type=int, default=None, help='scheduler port (default: a free one)')
+    p.add_argument('--root-uri', default=None, metavar='ADDRESS',
+                   help='address the other hosts reach the scheduler at (default: this host\'s; '
+                        '127.0.0.1 without --hosts)')
+    p.add_argument('--ssh', default='ssh -o BatchMode=yes -o StrictHostKeyChecking=no',
+                   help='the ssh command for --hosts (it gets HOST COMMAND)')
+    p.add_argument('--env', action='append', default=[], metavar='VAR=VALUE',
+                   help='an environment variable for every process (repeatable), e.g. '
+                        'DMLC_INTERFACE=eth0')
+    p.add_argument('--threads', type=int, default=None, metavar='N',
+                   help='OMP_NUM_THREADS of each worker and server (default: the cores of this '
+                        'machine divided among its workers; OMP_NUM_THREADS if set)')
+    p.add_argument('--timeout', type=float, default=None, metavar='SECONDS',
+                   help='stop the job (exit code 124) after this long (default: no limit)')
+    p.add_argument('--verbose-servers', action='store_true',
+                   help='show the scheduler and servers\' messages (default: only when one fails)')
+    p.add_argument('script', metavar='SCRIPT',
+                   help='train_*.py (run with this Python) or a command (gluon-dml, python ...)')
+    p.add_argument('args', nargs=argparse.REMAINDER, metavar='ARGS',
+                   help='the arguments of every worker')
+    return p
+
+
+def worker_command(script, args, kvstore='dist_sync'):
+    """The command of each worker: a ``.py`` script runs with this Python; ``--kvstore`` is
+    added (``dist_sync``) when the arguments do not give one."""
+    args = list(args)
+    if not any(a == '--kvstore' or a.startswith('--kvstore=') for a in args):
+        args += ['--kvstore', kvstore]
+    if script.endswith('.py'):
+        return [sys.executable, script] + args
+    return [script] + args
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    env = {}
+    for item in a.env:
+        key, eq, value = item.partition('=')
+        if not eq or not key:
+            print('launch: error: --env takes VAR=VALUE, got %r.' % item, file=sys.stderr)
+            return 2
+        env[key] = value
+    try:
+        hosts = read_hosts(a.hosts) if a.hosts else None
+    except (OSError, ValueError) as err:
+        print('launch: error: %s' % err, file=sys.stderr)
+        return 2
+    servers = a.num_servers or (len(set(hosts)) if hosts else 1)
+    threads = a.threads
+    if threads is None and not hosts:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        threads = max(1, cores // a.num_workers)
+    if a.script.endswith('.py') and not os.path.exists(a.script):
+        print('launch: error: no script %s here (%s).' % (a.script, os.getcwd()), file=sys.stderr)
+        return 2
+    try:
+        job = Job(worker_command(a.script, a.args), a.num_workers, servers, hosts=hosts,
+                  port=a.port, root_uri=a.root_uri, ssh=a.ssh, env=env, threads=threads,
+                  quiet_servers=not a.verbose_servers)
+    except ValueError as err:
+        print('launch: error: %s' % err, file=sys.stderr)
+        return 2
+    return job.run(timeout=a.timeout)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
