@@ -29,7 +29,7 @@ import numpy as np
 
 from .data.sources import list_images
 from .engine import get_contexts
-from .engine.checkpoint import atomic_save
+from .fileio import atomic_save, atomic_write_json
 from .errors import UserError
 from .index import create_index, open_index
 from .methods import open_run
@@ -52,15 +52,6 @@ def _label_of(path, root):
     rel = os.path.relpath(path, root)
     parts = rel.split(os.sep)
     return parts[-2] if len(parts) >= 2 else None
-
-
-def _write_json(path, obj):
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Catalog(object):
@@ -147,7 +138,7 @@ class Catalog(object):
         self.index.save()
         self.source['count'] = len(self.index)
         self.source['updated'] = time.strftime('%Y-%m-%d %H:%M:%S')
-        _write_json(os.path.join(self.path, CATALOG_FILE), self.source)
+        atomic_write_json(os.path.join(self.path, CATALOG_FILE), self.source)
         return self.path
 
     def info(self):

@@ -18,6 +18,7 @@ import shutil
 import zlib
 
 from ..errors import UserError
+from ..fileio import atomic_save, atomic_write_text, fsync_dir as _fsync_dir
 from .faults import fault_point
 
 __all__ = ['atomic_write_text', 'atomic_save', 'CheckpointManager', 'CheckpointError',
@@ -29,41 +30,6 @@ _TMP_FILE_RE = re.compile(r'\.tmp-\d+$')
 
 class CheckpointError(UserError):
     """A checkpoint (or the checkpoint folder) that cannot be read or written; one sentence."""
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_save(path, save_fn):
-    """Call ``save_fn(tmp_path)`` then rename the result to ``path`` (never a half-written file;
-    the temporary file is removed whatever happens)."""
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    try:
-        save_fn(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def atomic_write_text(path, text):
-    def write(tmp):
-        with open(tmp, 'w', encoding='utf-8') as f:
-            f.write(text)
-    atomic_save(path, write)
 
 
 def remove_stale_temporaries(folder):

@@ -12,6 +12,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Union
 
 import numpy as np
 
+from ..fileio import atomic_write_json, fsync_dir
+
 __all__ = ['Hit', 'Index', 'UnknownIdError', 'create_index', 'open_index', 'is_catalog',
            'KINDS', 'METRICS', 'BACKENDS', 'AUTO_EXACT_MAX', 'AUTO_BINARY_EXACT_MAX',
            'AUTO_IVF_PQ_MIN']
@@ -54,30 +56,6 @@ class Hit(NamedTuple):
 
 
 Filter = Union[None, Dict[str, Any], Callable[[Dict[str, Any]], bool]]
-
-
-def _fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` through a temporary file, fsync and ``os.replace``."""
-    tmp = '%s.tmp-%s' % (path, uuid.uuid4().hex[:8])
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def is_catalog(path):
@@ -124,16 +102,16 @@ def commit_version(path, write_files, manifest):
     tmp = os.path.join(path, '.tmp-%s' % uuid.uuid4().hex[:12])
     os.makedirs(tmp)
     write_files(tmp)
-    write_json_atomic(os.path.join(tmp, MANIFEST_FILE), manifest)
+    atomic_write_json(os.path.join(tmp, MANIFEST_FILE), manifest)
     for name in os.listdir(tmp):
         with open(os.path.join(tmp, name), 'rb+') as f:
             os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     numbers = [int(n[2:]) for n in os.listdir(path) if n.startswith('v-') and n[2:].isdigit()]
     version = 'v-%06d' % (max(numbers, default=0) + 1)
     os.rename(tmp, os.path.join(path, version))
-    _fsync_dir(path)
-    write_json_atomic(os.path.join(path, CATALOG_FILE),
+    fsync_dir(path)
+    atomic_write_json(os.path.join(path, CATALOG_FILE),
                       {'format': FORMAT, 'format_version': FORMAT_VERSION, 'current': version,
                        'saved': time.strftime('%Y-%m-%dT%H:%M:%S%z')})
     # The new version is live: drop older versions and leftovers of interrupted saves.

@@ -24,6 +24,7 @@ import threading
 
 import numpy as np
 
+from ..fileio import atomic_save
 from . import plots, views
 from .dashboard import VisdomChannel
 
@@ -50,9 +51,10 @@ def _read_jsonl(path):
 
 
 def _atomic_npz(path, arrays):
-    tmp = path + '.part.npz'
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    def write(tmp):                  # a file object: np.savez would add .npz to the name
+        with open(tmp, 'wb') as f:
+            np.savez_compressed(f, **arrays)
+    atomic_save(path, write)
 
 
 def views_files(run_dir):

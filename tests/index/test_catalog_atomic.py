@@ -78,13 +78,13 @@ def test_failure_before_the_pointer_swap_keeps_the_old_version(tmp_path, monkeyp
     idx = _make_v1(path)
     v1 = _state(path)
     idx.remove([0, 1, 2])
-    real = core.write_json_atomic
+    real = core.atomic_write_json
 
     def fail_on_pointer(p, obj):
         if os.path.basename(p) == 'CATALOG.json':
             raise OSError('killed before the pointer swap (simulated)')
         return real(p, obj)
-    monkeypatch.setattr(core, 'write_json_atomic', fail_on_pointer)
+    monkeypatch.setattr(core, 'atomic_write_json', fail_on_pointer)
     with pytest.raises(OSError, match='pointer swap'):
         idx.save()
     assert os.path.isdir(os.path.join(path, 'v-000002'))          # complete but not current
