@@ -74,16 +74,8 @@ def step_index(epoch, batch):
 
 
 def params(run_dir):
-    import mxnet as mx
-    ck = os.path.join(run_dir, 'checkpoints')
-    names = sorted((n for n in os.listdir(ck) if re.match(r'^e\d+-b\d+$', n)), reverse=True)
-    latest = os.path.join(ck, names[0])
-    out = {}
-    for f in ('net.params', 'loss.params'):
-        p = os.path.join(latest, f)
-        if os.path.exists(p):
-            out.update({'%s:%s' % (f, k): v.asnumpy() for k, v in mx.nd.load(p).items()})
-    return out
+    from gluon_dml.engine.checkpoint import checkpoint_arrays
+    return checkpoint_arrays(run_dir)
 
 
 def rows(run_dir):

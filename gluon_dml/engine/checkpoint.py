@@ -17,12 +17,14 @@ import re
 import shutil
 import zlib
 
+import mxnet as mx
+
 from ..errors import UserError
 from ..fileio import atomic_save, atomic_write_text, fsync_dir as _fsync_dir
 from .faults import fault_point
 
 __all__ = ['atomic_write_text', 'atomic_save', 'CheckpointManager', 'CheckpointError',
-           'remove_stale_temporaries', 'file_crc32']
+           'remove_stale_temporaries', 'file_crc32', 'checkpoint_arrays']
 
 NAME_RE = re.compile(r'^e(\d{4,})-b(\d{5,})$')
 _TMP_FILE_RE = re.compile(r'\.tmp-\d+$')
@@ -261,3 +263,17 @@ class CheckpointManager:
         except ValueError as err:
             raise CheckpointError('%s is not valid JSON (%s); the checkpoint is damaged.'
                                   % (meta_path, err)) from None
+
+
+def checkpoint_arrays(run_dir, files=('net.params', 'loss.params')):
+    """``{'FILE:NAME': numpy array}`` of the parameter files of ``run_dir``'s newest whole
+    checkpoint (to compare two runs parameter by parameter)."""
+    latest = CheckpointManager(run_dir, create=False).latest()
+    if latest is None:
+        raise CheckpointError('%s holds no whole checkpoint.' % run_dir)
+    out = {}
+    for f in files:
+        p = os.path.join(latest, f)
+        if os.path.exists(p):
+            out.update({'%s:%s' % (f, k): v.asnumpy() for k, v in mx.nd.load(p).items()})
+    return out

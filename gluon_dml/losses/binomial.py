@@ -72,6 +72,12 @@ class BinomialDevianceLoss(gluon.HybridBlock):
         f = F.L2Normalization(embeddings, mode='instance')
         sim = pairwise_similarity(F, f)                                          # (B, B) cosine
         pos, neg = label_masks(F, labels, sim)
+        return self.pair_loss(F, sim, pos, neg)
+
+    def pair_loss(self, F, sim, pos, neg):
+        """The loss over the similarities ``sim`` (A, C) of anchors and the items they are paired
+        with, ``pos`` / ``neg`` masking the positive and negative pairs (the cross-batch memory
+        calls it with the memory as the items)."""
         if self._mining:
             s = F.BlockGrad(sim)
             big = F.ones_like(s) * 1e30

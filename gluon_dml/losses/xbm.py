@@ -16,7 +16,6 @@ from .base import masked_logsumexp, pairwise_distance, pairwise_similarity, pair
 from .binomial import BinomialDevianceLoss
 from .lifted import LiftedStructureLoss
 from .multisim import MultiSimilarityLoss
-from .npair import softplus
 from .pair import ContrastiveLoss
 from .triplet import TripletLoss
 
@@ -80,19 +79,7 @@ def cross_loss(F, loss, x, labels, mem, mem_labels, valid):
     if isinstance(loss, BinomialDevianceLoss):
         sim = pairwise_similarity(F, F.L2Normalization(x, mode='instance'),
                                   F.L2Normalization(mem, mode='instance'))
-        pos, neg = same, diff
-        if loss._mining:
-            s = F.BlockGrad(sim)
-            big = F.ones_like(s) * 1e30
-            min_pos = F.min(F.where(pos > 0, s, big), axis=1, keepdims=True)
-            max_neg = F.max(F.where(neg > 0, s, -big), axis=1, keepdims=True)
-            neg = neg * F.broadcast_greater(s, min_pos - loss._epsilon)
-            pos = pos * F.broadcast_lesser(s, max_neg + loss._epsilon)
-        centred = sim - loss._beta
-        pos_terms = pos * softplus(F, -loss._alpha * centred)
-        neg_terms = neg * softplus(F, loss._alpha * loss._neg_cost * centred)
-        return (safe_divide(F, F.sum(pos_terms), F.sum(pos))
-                + safe_divide(F, F.sum(neg_terms), F.sum(neg)))
+        return loss.pair_loss(F, sim, same, diff)
     if isinstance(loss, TripletLoss):
         if loss._mining not in ('batch_hard', 'batch_hard_soft'):
             raise ValueError('the memory takes the triplet loss with batch_hard mining only')

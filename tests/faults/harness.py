@@ -4,13 +4,11 @@ import contextlib
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import warnings
 
-import mxnet as mx
 import numpy as np
 
 from ..helpers import REPO, script_env
@@ -123,14 +121,8 @@ def checkpoints(run_dir):
 
 def final_params(run_dir):
     """{name: array} of the newest whole checkpoint's network and loss parameters."""
-    from gluon_dml.engine import CheckpointManager
-    latest = CheckpointManager(str(run_dir), create=False).latest()
-    out = {}
-    for f in ('net.params', 'loss.params'):
-        p = os.path.join(latest, f)
-        if os.path.exists(p):
-            out.update({'%s:%s' % (f, k): v.asnumpy() for k, v in mx.nd.load(p).items()})
-    return out
+    from gluon_dml.engine.checkpoint import checkpoint_arrays
+    return checkpoint_arrays(str(run_dir))
 
 
 def assert_same_params(a, b):
