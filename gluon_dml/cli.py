@@ -13,7 +13,7 @@ import sys
 from .errors import UserError
 
 __all__ = ['build_parser', 'parse', 'train', 'main_guard', 'UserError', 'add_trained_run_flags',
-           'print_metrics', 'given_dests', 'set_threads', 'positive_int']
+           'print_metrics', 'given_dests', 'set_threads', 'positive_int', 'add_threads_flag']
 
 _BOOL = dict(nargs='?', const=True, default=None, metavar='BOOL')
 
@@ -488,6 +488,12 @@ def train(method, argv=None):
     m = get_method(method)
     args = parse(m, argv)
     return run(m, args)[1]
+
+
+def add_threads_flag(parser, what='MXNet and faiss'):
+    """``--threads N`` on a command's parser (:func:`main_guard` applies it before MXNet loads)."""
+    parser.add_argument('--threads', type=positive_int, default=None, metavar='N',
+                        help='CPU threads of %s (default: every core; OMP_NUM_THREADS if set)' % what)
 
 
 def set_threads(argv):

@@ -2,12 +2,14 @@
 one clear sentence instead of a traceback."""
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from gluon_dml import cli
 
-from .helpers import OMNIGLOT, loss_from_args, parse, run_script
+from .helpers import OMNIGLOT, loss_from_args, parse, run_script, script_env
 
 
 def _parse(*argv):
@@ -208,3 +210,22 @@ def test_short_omniglot_run_improves_recall_by_10_points(tmp_path):
     assert untrained['epoch'] == 0 and last['epoch'] == 4
     assert last['recall@1'] >= untrained['recall@1'] + 0.10, (untrained['recall@1'], last['recall@1'])
     assert last['map@r'] > untrained['map@r']
+
+
+@pytest.mark.parametrize('command', ['evaluate', 'embed', 'index', 'search', 'tsne', 'search-codes',
+                                     'search-text', 'export', 'serve'])
+def test_every_command_that_runs_a_network_takes_threads(command):
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', command, '--help'],
+                          capture_output=True, text=True, timeout=120, env=script_env())
+    assert proc.returncode == 0 and '--threads N' in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_evaluate_with_threads_runs_on_that_many_threads(tiny_digits_run, tmp_path):
+    code = ('import os, sys; from gluon_dml.commands import main; '
+            'main(["evaluate", sys.argv[1], "--threads", "1", "--nmi-runs", "1", "--out", sys.argv[2]]); '
+            'print("OMP", os.environ["OMP_NUM_THREADS"])')
+    env = dict(script_env(), OMP_NUM_THREADS='2')
+    proc = subprocess.run([sys.executable, '-c', code, str(tiny_digits_run), str(tmp_path / 'e.json')],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'OMP 1' in proc.stdout and json.load(open(tmp_path / 'e.json'))['recall@1'] > 0

@@ -29,6 +29,7 @@ __all__ = ['main']
 
 def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml embed', description=__doc__.splitlines()[0])
+    cli.add_threads_flag(p)
     p.add_argument('run_dir', help='a run folder written by train_*.py')
     p.add_argument('--images', default=None,
                    help='one image, a folder (searched recursively) or a list file')

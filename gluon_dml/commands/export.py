@@ -17,6 +17,7 @@ absolute differences, and exits with status 1 when one exceeds --tol. ONNX needs
 import argparse
 import sys
 
+from .. import cli
 from ..errors import UserError
 
 __all__ = ['main', 'build_parser']
@@ -40,8 +41,7 @@ def build_parser():
                         'of the run\'s dataset)')
     p.add_argument('--part', choices=['image', 'text'], default=None,
                    help='VSE runs: which encoder to reload (default image; ONNX: image only)')
-    p.add_argument('--threads', type=int, default=None, metavar='N',
-                   help='CPU threads of MXNet and onnxruntime (default: every core)')
+    cli.add_threads_flag(p, 'MXNet and onnxruntime')
     return p
 
 

@@ -25,6 +25,7 @@ INDEX_TYPES = ('auto', 'flat', 'ivf_flat', 'ivf_pq', 'hnsw', 'ivf', 'hash')
 
 def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml index', description=__doc__.splitlines()[0])
+    cli.add_threads_flag(p)
     p.add_argument('run_dir', help='the run folder whose network embeds the images')
     p.add_argument('--images', required=True, help='one image, a folder or a list file')
     p.add_argument('--out', required=True, help='the catalogue folder')

@@ -25,6 +25,7 @@ __all__ = ['main']
 
 def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml search', description=__doc__.splitlines()[0])
+    cli.add_threads_flag(p)
     p.add_argument('catalog', help='a catalogue folder made by gluon-dml index')
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument('--image', nargs='+', help='query image file(s)')

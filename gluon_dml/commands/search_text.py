@@ -16,6 +16,7 @@ from ..methods.vse import data_root, embed_captions, embed_images, load_split
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-text', description=__doc__.splitlines()[0])
+    cli.add_threads_flag(p)
     p.add_argument('run_dir', help='a run folder written by train_vse.py')
     p.add_argument('sentence', help='the query, in words')
     p.add_argument('--split', default='test', help='the images searched: train, val or test')

@@ -49,8 +49,7 @@ def build_parser():
     p.add_argument('--access-log', action='store_true', help='log every request to stderr')
     p.add_argument('--uri', default=None, help='Milvus: reach the collection at this address')
     p.add_argument('--gpus', default='', help='GPU ids, "" for the CPU')
-    p.add_argument('--threads', type=int, default=None,
-                   help='CPU threads of MXNet and faiss (default: every core; OMP_NUM_THREADS if set)')
+    cli.add_threads_flag(p)
     return p
 
 

@@ -18,6 +18,7 @@ from ..viz import plots, views
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml tsne', description=__doc__.splitlines()[0])
+    cli.add_threads_flag(p)
     p.add_argument('run_dir')
     p.add_argument('--split', default='test', help='train or test (default: test)')
     p.add_argument('--out', default=None, metavar='PNG',
