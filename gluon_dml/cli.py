@@ -175,6 +175,9 @@ def build_parser(method):
     _flag(g, '--nmi-runs', type=int, default=None, metavar='N',
           help='NMI is the mean over this many k-means runs (default 10; 1 when points x '
                'classes exceeds 1e7, as on SOP and In-Shop)')
+    _flag(g, '--eval-nmi-runs', type=int, default=None, metavar='N',
+          help='k-means runs of NMI at the epochs before the last (0: no NMI there; default: '
+               'as --nmi-runs); the last epoch always gets --nmi-runs')
     add_few_shot_flags(g)
 
     g = p.add_argument_group('run folder')

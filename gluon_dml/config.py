@@ -124,6 +124,10 @@ def check(args, method=None):
                         'each step, so %s.' % (factor, 'it would become negative (gradient ascent)'
                                                if factor < 0 else 'learning would stop'))
     check_nmi_runs(getattr(args, 'nmi_runs', None))
+    eval_runs = getattr(args, 'eval_nmi_runs', None)
+    if eval_runs is not None and eval_runs < 0:
+        raise UserError('--eval-nmi-runs must be 0 (no NMI before the last epoch) or more, got %d.'
+                        % eval_runs)
     if getattr(args, 'eval_interval', 1) < 1:
         raise UserError('--eval-interval must be at least 1 (epochs between evaluations), got %d.'
                         % args.eval_interval)

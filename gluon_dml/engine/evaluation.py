@@ -11,17 +11,28 @@ class RetrievalEvaluator:
     With ``query_set`` given, the queries of ``query_set`` are searched in ``dataset`` (the
     gallery) instead of all-vs-all. ``logger`` (optional) receives the embeddings for plots.
     ``nmi_runs``: k-means runs averaged for NMI (default: ``metrics.default_nmi_runs``).
+    ``epoch_nmi_runs`` (with ``final_epoch``): the runs at the epochs before ``final_epoch``
+    (fewer for speed, or 0 for no NMI there); the final epoch always gets ``nmi_runs``.
     ``few_shot``: ``{'way', 'shot', 'queries', 'episodes'}`` adds the few-shot accuracies of
     :func:`gluon_dml.metrics.few_shot_metrics` (episodes from the evaluation split's classes).
     """
 
     def __init__(self, dataset, ks=(1, 2, 4, 8), batch_size=256, query_set=None, logger=None,
-                 num_workers=0, progress=False, nmi_runs=None, few_shot=None):
+                 num_workers=0, progress=False, nmi_runs=None, few_shot=None,
+                 epoch_nmi_runs=None, final_epoch=None):
         self.dataset, self.ks, self.batch_size = dataset, tuple(ks), batch_size
         self.few_shot = few_shot
-        self.nmi_runs = nmi_runs
+        self.nmi_runs, self.epoch_nmi_runs, self.final_epoch = nmi_runs, epoch_nmi_runs, final_epoch
         self.query_set, self.logger = query_set, logger
         self.num_workers, self.progress = num_workers, progress
+
+    def nmi_runs_at(self, epoch):
+        """The k-means runs of NMI at ``epoch``: ``epoch_nmi_runs`` before the final epoch when
+        set, else ``nmi_runs``."""
+        if (self.epoch_nmi_runs is not None and self.final_epoch is not None and epoch is not None
+                and epoch < self.final_epoch):
+            return self.epoch_nmi_runs
+        return self.nmi_runs
 
     def embed(self, net, ctx, dataset):
         return embed_dataset(net, dataset, ctx, self.batch_size, self.num_workers,
@@ -33,7 +44,7 @@ class RetrievalEvaluator:
         if self.query_set is not None:
             q_emb, q_labels = self.embed(net, ctx, self.query_set)
         metrics = evaluate_embeddings(emb, labels, ks=self.ks, query_embeddings=q_emb,
-                                      query_labels=q_labels, nmi_runs=self.nmi_runs)
+                                      query_labels=q_labels, nmi_runs=self.nmi_runs_at(epoch))
         if self.few_shot:
             metrics.update(few_shot_metrics(emb, labels, **self.few_shot))
         if self.logger is not None:

@@ -41,8 +41,8 @@ _RUN_PATTERNS = ('eval-*.json', '*-symbol.json', '*-0000.params', '*.tmp-[0-9]*'
 # and, for the epochs still to come, the learning-rate steps; how it evaluates, logs and shows;
 # where it runs. Every other setting would make it another run.
 CHANGEABLE_ON_RESUME = frozenset((
-    'epochs', 'steps', 'eval_batch_size', 'eval_interval', 'nmi_runs', 'use_viz', 'viz_server',
-    'viz_port', 'viz_env', 'tsne_interval', 'tsne_points', 'log_interval', 'no_progress',
+    'epochs', 'steps', 'eval_batch_size', 'eval_interval', 'nmi_runs', 'eval_nmi_runs', 'use_viz',
+    'viz_server', 'viz_port', 'viz_env', 'tsne_interval', 'tsne_points', 'log_interval', 'no_progress',
     'num_workers', 'gpus', 'threads', 'checkpoint_every', 'save_model_prefix', 'test_split',
     'topk'))
 # Flags that say where the run is or how to start it, not what it is.

@@ -117,6 +117,8 @@ class EmbeddingMethod(Method):
         return RetrievalEvaluator(data['eval'], batch_size=args.eval_batch_size, logger=logger,
                                   num_workers=args.num_workers, query_set=data['query'],
                                   nmi_runs=getattr(args, 'nmi_runs', None),
+                                  epoch_nmi_runs=getattr(args, 'eval_nmi_runs', None),
+                                  final_epoch=args.epochs,
                                   few_shot=args.few_shot)
 
     # -- a trained run ----------------------------------------------------------------------------

@@ -115,6 +115,7 @@ class HashMethod(Method):
         'embed_dim': 'the code length --bits is the output size',
         'val_classes': 'the hashing protocols are closed-set (queries of the training classes)',
         'nmi_runs': 'hashing runs report mAP, not NMI',
+        'eval_nmi_runs': 'hashing runs report mAP, not NMI',
         'episodes': 'few-shot episodes need open-set classes; hashing protocols are closed-set',
         'pool': 'the hash head takes the backbone\'s own pooling',
         'beta_per_class': 'it is an option of the margin loss',

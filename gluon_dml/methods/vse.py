@@ -189,6 +189,7 @@ class VSEMethod(Method):
         'batch_k': 'VSE batches are image-caption pairs, not P classes x K images',
         'val_classes': 'the caption datasets have their own val split (--val-split)',
         'nmi_runs': 'VSE runs report cross-modal recall, not NMI',
+        'eval_nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'episodes': 'VSE runs report cross-modal recall, not few-shot accuracy',
         'pool': 'the image encoder takes the backbone\'s own pooling',
         'split_classes': 'the caption datasets have their own splits',

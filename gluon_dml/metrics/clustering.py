@@ -333,6 +333,9 @@ def evaluate_embeddings(embeddings, labels, ks=(1, 2, 4, 8), query_embeddings=No
         y_all = np.concatenate([qlabels, glabels], axis=0)
     num_clusters = int(np.unique(y_all).size)
     runs = default_nmi_runs(x_all.shape[0], num_clusters) if nmi_runs is None else nmi_runs
+    if runs == 0:                        # NMI left out (--eval-nmi-runs 0 between epochs)
+        out["num_nmi_runs"] = 0
+        return out
     out["nmi"] = nmi(x_all, y_all, num_clusters=num_clusters, seed=nmi_seed, niter=nmi_niter,
                      runs=runs)
     out["num_nmi_runs"] = int(runs)
