@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from gluon_dml.losses.factory import build_loss, loss_flags  # noqa: E402
 from gluon_dml.engine import get_contexts  # noqa: E402
 from gluon_dml.losses import list_losses  # noqa: E402
+from pml_triplet import status_kb  # noqa: E402  (bench/, the script's own folder)
 
 
 def time_loss(name, batch, dim, ctx, repeat, extra=()):
@@ -60,14 +61,6 @@ def time_loss(name, batch, dim, ctx, repeat, extra=()):
     return (time.perf_counter() - t0) / repeat * 1000
 
 
-def _status_kb(field):
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith(field + ':'):
-                return int(line.split()[1])
-    return 0
-
-
 def triplet_worker(impl, mining, batch, dim, repeat):
     """One process, one configuration: prints a JSON line (median_ms, min_ms, peak_mb)."""
     from gluon_dml.losses.triplet import TripletLoss
@@ -86,7 +79,7 @@ def triplet_worker(impl, mining, batch, dim, repeat):
         out.backward()
         mx.nd.waitall()
 
-    rss0 = _status_kb('VmRSS')
+    rss0 = status_kb('VmRSS')
     for _ in range(2):
         step()
     times = []
@@ -95,7 +88,7 @@ def triplet_worker(impl, mining, batch, dim, repeat):
         step()
         times.append(time.perf_counter() - t0)
     print(json.dumps(dict(median_ms=1000 * float(np.median(times)), min_ms=1000 * min(times),
-                          peak_mb=(_status_kb('VmHWM') - rss0) / 1024.0)))
+                          peak_mb=(status_kb('VmHWM') - rss0) / 1024.0)))
 
 
 def _loadavg():

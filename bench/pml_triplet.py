@@ -19,7 +19,9 @@ import os
 import time
 
 
-def _status_kb(field):
+def status_kb(field):
+    """A field of /proc/self/status in kB (VmRSS, VmHWM); 0 when absent. bench_losses.py uses it
+    too."""
     with open('/proc/self/status') as f:
         for line in f:
             if line.startswith(field + ':'):
@@ -54,7 +56,7 @@ def main():
             out = loss_fn(x, y, miner(x, y))
         out.backward()
 
-    rss0 = _status_kb('VmRSS')
+    rss0 = status_kb('VmRSS')
     for _ in range(3):
         step()
     times = []
@@ -63,7 +65,7 @@ def main():
         step()
         times.append(time.perf_counter() - t0)
     print(json.dumps(dict(median_ms=1000 * float(np.median(times)), min_ms=1000 * min(times),
-                          peak_mb=(_status_kb('VmHWM') - rss0) / 1024.0, threads=torch.get_num_threads())))
+                          peak_mb=(status_kb('VmHWM') - rss0) / 1024.0, threads=torch.get_num_threads())))
 
 
 if __name__ == '__main__':

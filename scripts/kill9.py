@@ -103,12 +103,10 @@ def main(argv=None):
         if os.path.exists(path):
             sys.exit('%s exists: give an empty --workdir' % path)
 
-    t0 = time.time()
     proc = start(ref)
     out, err = proc.communicate()
     if proc.returncode != 0:
         sys.exit('the reference run failed:\n' + err[-2000:])
-    ref_time = time.time() - t0
 
     modes = ['step'] * (a.kills - a.kills // 2) + [rng.choice(POINTS) for _ in range(a.kills // 2)]
     rng.shuffle(modes)
