@@ -81,6 +81,11 @@ def build_parser(method):
     g = p.add_argument_group('data')
     _flag(g, '--data', default=None, metavar='NAME',
           help='dataset: %s (default %s)' % (', '.join(m.dataset_names()), m.default_data))
+    if m.default_loss is not None:
+        _flag(g, '--recipe', default=None, metavar='NAME',
+              help='a named recipe: every setting for one dataset, under the flags typed (%s; '
+                   'default none)' % ', '.join('%s: --data %s' % (n, d) for n, (d, _) in
+                                               sorted(config.NAMED_RECIPES.items())))
     _flag(g, '--data-path', default=None, metavar='PATH',
           help='where the dataset lives (default: %s)' % m.data_path_help)
     _flag(g, '--batch-size', type=int, default=None, metavar='N',
@@ -104,6 +109,12 @@ def build_parser(method):
           help='leave out (and count) unreadable image files instead of stopping')
     _flag(g, '--split-classes', default=None, metavar='X',
           help='folder / list / LFW: training classes, a fraction or a count (default 0.5)')
+    _flag(g, '--rotations', type=int, default=None, metavar='K',
+          help='digits / fashion-mnist / omniglot: each training class also turned by 90, 180 '
+               'and 270 degrees (K=4) or 180 (K=2), each turn a class of its own (default 1: off)')
+    _flag(g, '--shift', type=int, default=None, metavar='PX',
+          help='digits / fashion-mnist / omniglot: move each training image by up to PX pixels '
+               'per axis, new draws every epoch (default 0: off)')
     _flag(g, '--val-classes', default=None, metavar='X',
           help='evaluate on held-out training classes, a fraction (0.3) or names '
                '(Korean,Early_Aramaic), and keep the best epoch on them (default: none; the test '
@@ -111,7 +122,7 @@ def build_parser(method):
 
     g = p.add_argument_group('model')
     _flag(g, '--model', default=None, metavar='NAME',
-          help='backbone: smallconv or a GluonCV model name (default %s)' % rule('model'))
+          help='backbone: smallconv, conv4 or a GluonCV model name (default %s)' % rule('model'))
     _flag(g, '--embed-dim', type=int, default=None, metavar='D',
           help='embedding dimension (default %s)' % rule('embed_dim'))
     _flag(g, '--use-pretrained', action='store_true', help='start from GluonCV ImageNet weights')
@@ -169,7 +180,7 @@ def build_parser(method):
     g = p.add_argument_group('evaluation')
     _flag(g, '--eval-batch-size', type=int, default=None, metavar='N',
           help='images embedded at a time when evaluating (default 256)')
-    _flag(g, '--eval-interval', type=int, default=1, metavar='N',
+    _flag(g, '--eval-interval', type=int, default=None, metavar='N',
           help='evaluate every N epochs; the untrained net (epoch 0) and the last epoch always '
                '(default 1)')
     _flag(g, '--nmi-runs', type=int, default=None, metavar='N',
@@ -219,7 +230,7 @@ def build_parser(method):
 
 def add_few_shot_flags(group):
     """``--episodes`` (off by default), ``--way``, ``--shot``, ``--episode-queries``."""
-    _flag(group, '--episodes', type=int, default=0, metavar='N',
+    _flag(group, '--episodes', type=int, default=None, metavar='N',
           help='also report N-way K-shot accuracy (class prototypes and nearest neighbour, with a '
                '95%% interval) over N seeded episodes of the evaluation classes (default 0: off)')
     _flag(group, '--way', type=int, default=20, metavar='N', help='classes per episode (default 20)')
@@ -256,7 +267,7 @@ def _add_loss_flags(parser, method):
         'default there; an option of another loss than the chosen one has no effect (a warning '
         'says so).')
     names = [n for n in list_losses() if loss_family(n) == method.loss_family]
-    _flag(g, '--loss', default=method.default_loss, metavar='NAME',
+    _flag(g, '--loss', default=None, metavar='NAME',
           help='one of: %s (default %s)' % (', '.join(names), method.default_loss))
     if method.loss_family == 'embedding':
         _flag(g, '--xbm-size', type=int, default=0, metavar='M',

@@ -155,6 +155,12 @@ def summary_line(method, args, untrained, trained, run_dir):
         before = untrained.get(key)
         parts.append('%s %s -> %.3f' % (_metric_name(key), '%.3f' % before if before is not None
                                         else 'n/a', trained[key]))
+    if trained.get('fs_proto') is not None:                 # --episodes: the few-shot accuracy
+        before = untrained.get('fs_proto')
+        parts.append('%s %s -> %.3f (+-%.3f)' % (
+            trained.get('fs_setting', 'few-shot').split(',')[0],
+            '%.3f' % before if before is not None else 'n/a', trained['fs_proto'],
+            trained.get('fs_proto_ci95', float('nan'))))
     return ('summary: untrained -> trained on the %s (%s, %s network): %s; run folder %s'
             % (method.evaluation_split(args), args.data,
                'best-on-validation' if method.selects_on_validation(args) else 'final',

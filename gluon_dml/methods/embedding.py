@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from .. import config
+from ..data.augment import augment_training_set
 from ..data import (BalancedBatchSampler, ImageFileDataset, SuperClassBatchSampler,
                     dataset_sampling, get_dataset, get_transform, has_query_split, split_validation)
 from ..engine.evaluation import RetrievalEvaluator
@@ -86,9 +87,12 @@ class EmbeddingMethod(Method):
             evaluation = get_dataset(args.data, args.data_path, 'test', **options)
             if has_query_split(args.data, args.data_path):
                 query = get_dataset(args.data, args.data_path, 'query', **options)
-        logger.info('%s: %d training images in %d classes, %d %s images in %d unseen classes%s; '
+        rotations, shift = getattr(args, 'rotations', 1) or 1, getattr(args, 'shift', 0) or 0
+        train = augment_training_set(train, rotations, shift, args.seed)
+        turned = ' (x%d turns)' % rotations if rotations > 1 else ''
+        logger.info('%s: %d training images in %d classes%s, %d %s images in %d unseen classes%s; '
                     'loss %s; run folder %s'
-                    % (args.data, len(train), train.num_classes, len(evaluation),
+                    % (args.data, len(train), train.num_classes, turned, len(evaluation),
                        evaluation.split, evaluation.num_classes, ' searched by %d query images'
                        % len(query) if query is not None else '', args.loss, args.save_dir))
         for split, ds in (('train', train), ('test', evaluation), ('query', query)):

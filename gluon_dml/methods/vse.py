@@ -188,6 +188,8 @@ class VSEMethod(Method):
     ignored_flags = {
         'batch_k': 'VSE batches are image-caption pairs, not P classes x K images',
         'val_classes': 'the caption datasets have their own val split (--val-split)',
+        'rotations': 'rotated classes are for the embedding methods (train_margin.py)',
+        'shift': 'shift augmentation is for the embedding methods (train_margin.py)',
         'nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'eval_nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'episodes': 'VSE runs report cross-modal recall, not few-shot accuracy',

@@ -1,0 +1,131 @@
+"""``--rotations`` (training classes turned as new classes) and ``--shift`` (random moves, new
+draws every epoch), and the named recipe ``--recipe fewshot`` that uses them."""
+import json
+
+import numpy as np
+import pytest
+
+from gluon_dml import cli
+from gluon_dml.data import ArrayDataset, get_dataset
+from gluon_dml.data.augment import ShiftedArrayDataset, augment_training_set, rotated_classes
+from gluon_dml.errors import UserError
+from gluon_dml.methods import get_method, run
+
+from ..helpers import parse
+
+
+def _toy(n_classes=3, per_class=2, size=6, seed=0):
+    rng = np.random.RandomState(seed)
+    images = rng.rand(n_classes * per_class, 1, size, size).astype(np.float32)
+    labels = np.repeat(np.arange(n_classes), per_class)
+    return ArrayDataset(images, labels, ['c%d' % i for i in range(n_classes)], name='toy',
+                        split='train')
+
+
+def _reference_shift(img, dy, dx):
+    """Moving the image content by (dy, dx): pad by the largest move, then crop."""
+    p = max(abs(dy), abs(dx))
+    h, w = img.shape[1:]
+    padded = np.pad(img, ((0, 0), (p, p), (p, p)))
+    return padded[:, p - dy:p - dy + h, p - dx:p - dx + w]
+
+
+def test_four_rotations_make_four_times_the_classes_each_a_quarter_turn_of_the_original():
+    ds = _toy()
+    out = rotated_classes(ds, 4)
+    assert len(out) == 4 * len(ds) and out.num_classes == 4 * ds.num_classes
+    assert out.class_names[:4] == ['c0', 'c1', 'c2', 'c0@rot90']
+    assert out.class_names[-1] == 'c2@rot270'
+    for r in range(4):
+        rows = out.labels >= r * ds.num_classes
+        rows &= out.labels < (r + 1) * ds.num_classes
+        turned = out.images[rows]
+        assert np.array_equal(turned, np.rot90(ds.images, r, axes=(2, 3)))
+        assert np.array_equal(out.labels[rows] - r * ds.num_classes, ds.labels)
+    # one quarter turn of an asymmetric image is not the image
+    assert not np.array_equal(out.images[len(ds)], ds.images[0])
+
+
+def test_two_rotations_are_half_turns_and_one_is_the_dataset_itself():
+    ds = _toy()
+    half = rotated_classes(ds, 2)
+    assert half.num_classes == 2 * ds.num_classes
+    assert np.array_equal(half.images[len(ds):], ds.images[:, :, ::-1, ::-1])
+    assert half.class_names[ds.num_classes] == 'c0@rot180'
+    assert rotated_classes(ds, 1) is ds
+    with pytest.raises(ValueError, match='1, 2 or 4'):
+        rotated_classes(ds, 3)
+
+
+def test_shifts_move_the_content_within_the_bound_and_change_with_the_epoch_only():
+    ds = _toy(n_classes=4, per_class=5, size=8)
+    shifted = ShiftedArrayDataset(ds, 2, seed=7)
+    assert shifted.shifts.min() >= -2 and shifted.shifts.max() <= 2
+    assert len(np.unique(shifted.shifts)) == 5            # every move from -2 to 2 is drawn
+    for i in range(len(ds)):
+        img, label = shifted[i]
+        dy, dx = shifted.shifts[i]
+        assert label == ds.labels[i]
+        assert np.array_equal(img, _reference_shift(ds.images[i], dy, dx))
+    first = shifted.shifts.copy()
+    shifted.set_epoch(1)
+    assert not np.array_equal(first, shifted.shifts)
+    again = ShiftedArrayDataset(ds, 2, seed=7)           # a resumed run draws the same moves
+    again.set_epoch(1)
+    assert np.array_equal(again.shifts, shifted.shifts)
+    assert shifted.images is ds.images                   # the arrays are shared, not copied
+    with pytest.raises(ValueError, match='shift must lie'):
+        ShiftedArrayDataset(ds, 8)
+
+
+def test_augment_training_set_turns_then_shifts():
+    ds = _toy()
+    out = augment_training_set(ds, rotations=4, shift=1, seed=0)
+    assert isinstance(out, ShiftedArrayDataset) and out.num_classes == 12
+    assert augment_training_set(ds) is ds
+
+
+def test_bad_rotation_and_shift_flags_are_refused_with_a_sentence(tmp_path):
+    with pytest.raises(UserError, match='--rotations must be 1'):
+        parse('margin', '--data', 'digits', '--rotations', '3', '--save-dir', tmp_path / 'a')
+    with pytest.raises(UserError, match='--shift must be 0'):
+        parse('margin', '--data', 'digits', '--shift', '-1', '--save-dir', tmp_path / 'b')
+    with pytest.raises(UserError, match='photo datasets augment'):
+        parse('margin', '--data', 'CUB_200_2011', '--rotations', '4', '--save-dir', tmp_path / 'c')
+    with pytest.raises(UserError, match='off the image'):
+        parse('margin', '--data', 'digits', '--shift', '3', '--save-dir', tmp_path / 'd')
+
+
+def test_the_fewshot_recipe_fills_the_settings_under_the_typed_flags(tmp_path):
+    a = parse('margin', '--recipe', 'fewshot', '--epochs', '3', '--save-dir', tmp_path / 'r')
+    assert (a.data, a.model, a.loss, a.rotations, a.shift) == ('omniglot', 'conv4', 'cosface', 4, 2)
+    assert (a.scale, a.margin, a.episodes, a.way, a.shot) == (16.0, 0.1, 1000, 20, 1)
+    assert a.epochs == 3                                  # the flag typed wins over the recipe
+    plain = parse('margin', '--save-dir', tmp_path / 'p')
+    assert (plain.loss, plain.model, plain.rotations, plain.shift, plain.episodes) == \
+        ('margin', 'smallconv', 1, 0, 0)
+    with pytest.raises(UserError, match='cannot train --data digits'):
+        parse('margin', '--recipe', 'fewshot', '--data', 'digits', '--save-dir', tmp_path / 'x')
+    with pytest.raises(UserError, match='no such recipe'):
+        parse('margin', '--recipe', 'fast', '--save-dir', tmp_path / 'y')
+    with pytest.raises(UserError, match='has no --loss'):
+        parse('hash', '--recipe', 'fewshot', '--save-dir', tmp_path / 'z')
+
+
+def test_a_short_fewshot_recipe_run_trains_on_turned_classes_and_logs_episodes(tmp_path):
+    args = cli.parse('margin', ['--recipe', 'fewshot', '--epochs', '1', '--batches-per-epoch', '4',
+                                '--episodes', '50', '--val-classes', 'Korean,Early_Aramaic',
+                                '--nmi-runs', '1', '--no-progress', '--save-dir',
+                                str(tmp_path / 'run')])
+    engine, final = run(get_method('margin'), args)
+    train = get_dataset('omniglot', split='train')
+    kept = train.num_classes - 62                          # Korean 40 + Early_Aramaic 22 held out
+    assert engine.train_set.num_classes == 4 * kept
+    assert isinstance(engine.train_set, ShiftedArrayDataset)
+    assert engine.loss.weight.shape == (4 * kept, 128)     # CosFace: one weight per turned class
+    record = json.load(open(tmp_path / 'run' / 'args.json'))
+    assert (record['recipe'], record['model'], record['rotations']) == ('fewshot', 'conv4', 4)
+    rows = [json.loads(line) for line in open(tmp_path / 'run' / 'log.jsonl')]
+    assert [r['epoch'] for r in rows] == [0, 1]
+    assert 0 < rows[-1]['fs_proto'] <= 1 and rows[-1]['fs_proto_ci95'] > 0
+    assert final['num_queries'] == 62 * 20                  # evaluated on the held-out classes
