@@ -76,7 +76,11 @@ def inference_view(net, ctx=None, fuse=True):
         return net
     if not isinstance(out, mx.sym.Symbol):
         return net
-    view = mx.gluon.SymbolBlock(out, data, params=net.collect_params())
+    import warnings
+    with warnings.catch_warnings():
+        # SymbolBlock infers the graph's types without the input's: a harmless UserWarning
+        warnings.simplefilter('ignore', UserWarning)
+        view = mx.gluon.SymbolBlock(out, data, params=net.collect_params())
     view.hybridize(backend=_BACKEND, static_alloc=True, static_shape=True)
     return view
 
