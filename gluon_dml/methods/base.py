@@ -353,10 +353,14 @@ class TrainedRun(object):
             os.path.splitext(os.path.basename(self.params))[0], calib_mode, int(calib_images)))
         qnet = _load_int8(prefix, key) if cache else None
         source = 'reused from %s' % os.path.dirname(prefix)
+        if qnet is not None:
+            source += ' (mean cosine %.4f to float32 on its calibration images)' % \
+                qnet.calibration_cosine
         if qnet is None:
             images = self.method.calibration_images(self, int(calib_images), data_path)
             qnet = quantize(self.net, images, self.ctx, calib_mode=calib_mode)
-            source = 'calibrated on %d training images' % len(images)
+            source = ('calibrated on %d training images, mean cosine %.4f to float32 on them'
+                      % (len(images), qnet.calibration_cosine))
             if cache:
                 _save_int8(qnet, prefix, key)
         self.net, self.ctx, self.precision = qnet, [mx.cpu()], 'int8'
@@ -386,14 +390,16 @@ def _load_int8(prefix, key):
     sym, params, meta = prefix + '-symbol.json', prefix + '-0000.params', prefix + '.json'
     try:
         with open(meta) as f:
-            if json.load(f) != json.loads(json.dumps(key)):
-                return None
+            record = json.load(f)
+        if record.get('key') != json.loads(json.dumps(key)):
+            return None
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             net = mx.gluon.SymbolBlock.imports(sym, ['data'], params, ctx=mx.cpu())
     except (OSError, ValueError, mx.base.MXNetError):
         return None
     net.hybridize(static_alloc=True, static_shape=True)
+    net.calibration_cosine = float(record.get('calibration_cosine', float('nan')))
     return net
 
 
@@ -403,7 +409,8 @@ def _save_int8(qnet, prefix, key):
     try:
         os.makedirs(os.path.dirname(prefix), exist_ok=True)
         qnet.export(prefix)
-        atomic_write_text(prefix + '.json', json.dumps(key, indent=1))
+        atomic_write_text(prefix + '.json', json.dumps(
+            {'key': key, 'calibration_cosine': qnet.calibration_cosine}, indent=1))
     except OSError:
         pass
 

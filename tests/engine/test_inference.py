@@ -106,6 +106,13 @@ def test_quantize_refuses_what_it_cannot_calibrate_on():
         quantize(net, np.zeros((4, 1, 28, 28), np.float32), calib_mode='minmax')
     with pytest.raises(UserError, match='N, C, H, W'):
         quantize(net, np.zeros((4, 28, 28), np.float32))
+    # a calibration whose INT8 network strays from the float one is refused, not used
+    # (entropy did so on the Omniglot small conv net: mean cosine -0.27)
+    calib = np.random.RandomState(3).uniform(-1, 1, (32, 1, 28, 28)).astype(np.float32)
+    qnet = quantize(net, calib)
+    assert 0.98 < qnet.calibration_cosine <= 1.0 + 1e-6
+    with pytest.raises(UserError, match='does not reproduce the float32 one'):
+        quantize(net, calib, min_cosine=1.01)
 
 
 # -- INT8 on a real trained run ---------------------------------------------------------------
@@ -150,6 +157,7 @@ def test_int8_embeddings_are_close_to_float32_and_keep_recall(digits_run):
                                   for k in kept), kept
     again = open_run(str(digits_run), int8={'calib_images': 256, 'calib_mode': 'naive'})
     assert again.int8_info['source'].startswith('reused')
+    assert again.net.calibration_cosine == pytest.approx(int8.net.calibration_cosine)
     assert np.array_equal(again.embed(test)[0], b)
 
 
