@@ -181,7 +181,7 @@ def build_parser(method):
                'as --nmi-runs); the last epoch always gets --nmi-runs')
     _flag(g, '--no-fusion', action='store_true',
           help='embed without MKLDNN operator fusion when evaluating (on by default on the CPU; '
-               'the same embeddings to ~1e-7)')
+               'embeddings within 1e-6 of unfused)')
     add_few_shot_flags(g)
 
     g = p.add_argument_group('run folder')
@@ -589,8 +589,9 @@ def add_fusion_flag(parser):
     """``--no-fusion``: run the network without MKLDNN operator fusion on the CPU."""
     parser.add_argument('--no-fusion', '--no_fusion', action='store_true',
                         help='run the network without MKLDNN operator fusion (on by default on the '
-                             'CPU: conv + batch norm + ReLU and Dense fused, static memory; the same '
-                             'embeddings to ~1e-7; GLUON_DML_FUSION=0 turns it off everywhere)')
+                             'CPU: conv + batch norm + ReLU and Dense fused, static memory; '
+                             'embeddings within 1e-6 of unfused; GLUON_DML_FUSION=0 turns it off '
+                             'everywhere)')
 
 
 def add_int8_flags(parser, data_path=True):
