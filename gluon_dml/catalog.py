@@ -58,9 +58,9 @@ class Catalog(object):
     """An opened catalogue: ``index`` (an :class:`gluon_dml.index.Index`), ``source`` (the
     content of ``catalog.json``) and, loaded on first use, the run's ``encoders``."""
 
-    def __init__(self, path, index, source, ctx=None):
+    def __init__(self, path, index, source, ctx=None, fuse=True):
         self.path, self.index, self.source, self._ctx = path, index, source, ctx
-        self._encoders = None
+        self._encoders, self._fuse = None, fuse
 
     # -- the run ------------------------------------------------------------------------------
     @property
@@ -71,7 +71,10 @@ class Catalog(object):
                 raise UserError('The run folder %s that embedded the catalogue %s is gone; queries '
                                 'by image or text need it (search by vector or id still works).'
                                 % (run_dir, self.path))
-            trained = open_run(run_dir, self._ctx or get_contexts(''), self.source.get('which'))
+            # queries are embedded as the catalogue was: INT8 (the same calibration, reused from
+            # the run folder) when it was built with int8
+            trained = open_run(run_dir, self._ctx or get_contexts(''), self.source.get('which'),
+                               fuse=self._fuse, int8=self.source.get('int8'))
             self._encoders = trained.encoders()
         return self._encoders
 
@@ -155,8 +158,9 @@ class Catalog(object):
         self.index.close()
 
 
-def open_catalog(path, ctx=None, uri=None):
-    """Open a catalogue folder written by :func:`build_catalog`."""
+def open_catalog(path, ctx=None, uri=None, fuse=True):
+    """Open a catalogue folder written by :func:`build_catalog` (``fuse``: MKLDNN operator
+    fusion when queries are embedded, see :func:`gluon_dml.methods.open_run`)."""
     cat_file = os.path.join(str(path), CATALOG_FILE)
     if not os.path.isfile(cat_file):
         raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
@@ -167,7 +171,7 @@ def open_catalog(path, ctx=None, uri=None):
     except ValueError as err:
         raise UserError('%s is damaged (%s).' % (cat_file, err)) from None
     index = open_index(str(path), **({'uri': uri} if uri else {}))
-    return Catalog(str(path), index, source, ctx)
+    return Catalog(str(path), index, source, ctx, fuse)
 
 
 def _pending_parts(out):
@@ -210,22 +214,28 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log):
 
 def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=None, add=False,
                   batch_size=64, chunk=2048, which=None, ctx=None, progress=False, log=None,
-                  **index_params):
+                  fuse=True, int8=None, **index_params):
     """Embed the images of ``images`` (one image, a folder or a list file: see
     :func:`gluon_dml.data.sources.list_images`) with the run in ``run_dir`` and index them in the
     catalogue folder ``out`` (``add=True``: into the existing catalogue ``out``; images whose
     path it already holds are skipped). Returns ``(catalog, report)``; ``report`` has the counts,
-    the times and the index's size."""
+    the times and the index's size. ``fuse``, ``int8``: how the run's network computes (see
+    :func:`gluon_dml.methods.open_run`); ``catalog.json`` records ``int8``, and the catalogue's
+    queries are embedded the same way; adding to a catalogue keeps its setting."""
     log = log or (lambda msg: None)
     t0 = time.time()
     paths, labels = list_images(images)
     root = os.path.abspath(images) if os.path.isdir(images) else None
     paths = [os.path.abspath(p) for p in paths]
     if add:
-        cat = open_catalog(out, ctx, uri)
+        cat = open_catalog(out, ctx, uri, fuse)
         if os.path.abspath(cat.source['run_dir']) != os.path.abspath(run_dir):
             raise UserError('%s was embedded by %s, not %s: a catalogue holds one run\'s vectors.'
                             % (out, cat.source['run_dir'], run_dir))
+        if (int8 is not None) != (cat.source.get('int8') is not None):
+            raise UserError('%s holds %s vectors; add to it %s --int8, as it was built.'
+                            % (out, 'INT8' if cat.source.get('int8') else 'float32',
+                               'with' if cat.source.get('int8') else 'without'))
         have = {m.get('path') for m in (cat.index.get(i) for i in cat.index.ids())}
         keep = [i for i, p in enumerate(paths) if p not in have]
         skipped_known = len(paths) - len(keep)
@@ -237,7 +247,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
             raise UserError('%s already holds a catalogue; add to it with --add, or choose another '
                             '--out.' % out)
         skipped_known = 0
-        trained = open_run(run_dir, ctx or get_contexts(''), which)
+        trained = open_run(run_dir, ctx or get_contexts(''), which, fuse=fuse, int8=int8)
         trained_enc = trained.encoders()
     os.makedirs(out, exist_ok=True)
     vectors, kept, bad = _embed_resumable(trained_enc, paths, out, batch_size, chunk, progress, log)
@@ -270,6 +280,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
                   'data': args.get('data'), 'loss': args.get('loss'), 'which': which,
                   'network': trained.params_label, 'params': os.path.abspath(trained.params),
                   'kind': kind, 'dim': trained_enc.dim, 'normalized': trained_enc.normalized,
+                  'int8': int8,
                   'images': os.path.abspath(images), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}
         cat = Catalog(out, index, source, ctx)
         cat._encoders = trained_enc

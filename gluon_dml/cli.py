@@ -13,6 +13,7 @@ import sys
 from .errors import UserError
 
 __all__ = ['build_parser', 'parse', 'train', 'main_guard', 'UserError', 'add_trained_run_flags',
+           'add_fusion_flag', 'add_int8_flags', 'int8_setting',
            'print_metrics', 'given_dests', 'set_threads', 'positive_int', 'add_threads_flag']
 
 _BOOL = dict(nargs='?', const=True, default=None, metavar='BOOL')
@@ -189,6 +190,9 @@ def build_parser(method):
     _flag(g, '--eval-nmi-runs', type=int, default=None, metavar='N',
           help='k-means runs of NMI at the epochs before the last (0: no NMI there; default: '
                'as --nmi-runs); the last epoch always gets --nmi-runs')
+    _flag(g, '--no-fusion', action='store_true',
+          help='embed without MKLDNN operator fusion when evaluating (on by default on the CPU; '
+               'embeddings within 1e-6 of unfused)')
     add_few_shot_flags(g)
 
     g = p.add_argument_group('run folder')
@@ -589,6 +593,56 @@ def add_trained_run_flags(parser):
     parser.add_argument('--gpus', default='', help='GPU ids, "" for the CPU')
     parser.add_argument('--batch-size', '--batch_size', type=positive_int, default=256,
                         help='images (or captions) embedded at a time')
+    add_fusion_flag(parser)
+
+
+def add_fusion_flag(parser):
+    """``--no-fusion``: run the network without MKLDNN operator fusion on the CPU."""
+    parser.add_argument('--no-fusion', '--no_fusion', action='store_true',
+                        help='run the network without MKLDNN operator fusion (on by default on the '
+                             'CPU: conv + batch norm + ReLU and Dense fused, static memory; '
+                             'embeddings within 1e-6 of unfused; GLUON_DML_FUSION=0 turns it off '
+                             'everywhere)')
+
+
+def add_int8_flags(parser, data_path=True):
+    """``--int8`` and its calibration (``--calib-images``, ``--calib-mode``; ``--data-path``
+    where the command has none yet): INT8 inference of an embedding run."""
+    parser.add_argument('--int8', action='store_true',
+                        help='embed with the network quantized to INT8 (CPU, MKLDNN), calibrated on '
+                             '--calib-images training images of the run\'s dataset; kept in '
+                             'RUN_DIR/int8/ for the next time')
+    parser.add_argument('--calib-images', '--calib_images', type=positive_int, default=256,
+                        metavar='N', help='--int8: training images that calibrate the ranges '
+                                          '(default 256)')
+    parser.add_argument('--calib-mode', '--calib_mode', choices=('naive', 'entropy'), default='naive',
+                        help='--int8: naive (min / max of each layer\'s outputs) or entropy (the '
+                             'range of least KL divergence) (default naive)')
+    if data_path:
+        parser.add_argument('--data-path', '--data_path', default=None,
+                            help='--int8: where the run\'s dataset lives (default: the path the '
+                                 'run used)')
+
+
+def inference_note(trained, brief=False):
+    """How a trained run's network computes: '; INT8, ...' / '; fused' / ''."""
+    if trained.precision == 'int8':
+        info = trained.int8_info
+        if brief:
+            return ', INT8'
+        return ('; INT8, %s calibration, %s' % (info['calib_mode'], info['source']))
+    if brief:
+        return ''
+    return '; float32, MKLDNN fusion' if trained.fused else '; float32'
+
+
+def int8_setting(a):
+    """The ``int8`` argument of :func:`gluon_dml.methods.open_run` from the parsed flags (None
+    without ``--int8``)."""
+    if not getattr(a, 'int8', False):
+        return None
+    return {'calib_images': a.calib_images, 'calib_mode': a.calib_mode,
+            'data_path': getattr(a, 'data_path', None)}
 
 
 def print_metrics(metrics, digits=4, skip=()):

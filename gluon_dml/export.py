@@ -480,7 +480,7 @@ def verify(run_dir, images=None, onnx_path=None, check_onnx=True, count=8, part=
         _require_onnx(runtime=True)
     images = sample_images(run_dir, count, part) if images is None else \
         np.asarray(images, dtype=np.float32)
-    trained = open_run(run_dir, [mx.cpu()], which)
+    trained = open_run(run_dir, [mx.cpu()], which, fuse=False)
     gluon_net = trained.net.image if vse else trained.net
     ref = gluon_net(mx.nd.array(images)).asnumpy()
     sb = load_exported(run_dir, part if vse else None)(mx.nd.array(images)).asnumpy()

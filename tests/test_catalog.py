@@ -148,3 +148,29 @@ def test_a_milvus_lite_catalogue_gives_the_faiss_answers(digits_run, image_folde
     again = open_catalog(str(tmp_path / 'm'))
     assert len(again.index) == len(faiss_cat.index)
     again.close()
+
+
+def test_an_int8_catalogue_embeds_its_queries_in_int8_too(digits_run, image_folder, tmp_path):
+    """``index --int8``: the catalogue records it; its queries are embedded by the same INT8
+    network (reused from the run folder), so an image finds itself at score ~1; adding without
+    --int8 is refused."""
+    cat = tmp_path / 'cat8'
+    proc = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--no-progress',
+                      '--int8', '--calib-images', '64')
+    assert '120 items' in proc.stdout
+    source = json.load(open(cat / 'catalog.json'))
+    assert source['int8'] == {'calib_images': 64, 'calib_mode': 'naive', 'data_path': None}
+    c = open_catalog(str(cat))
+    query = str(image_folder / '3' / '003.png')
+    hits = c.search_images([query], k=3)[0]
+    assert c.encoders is not None and hits[0].metadata['path'] == query
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    # the float32 network embeds the same image a little differently: the catalogue is INT8
+    from gluon_dml.methods import open_run
+    f32 = open_run(str(digits_run)).encoders()
+    v8, v32 = c.embed_images([query]), f32.image(np.stack([f32.preprocess(query)]))
+    assert 0.95 < float((v8 * v32).sum()) < 1 - 1e-6
+    c.close()
+    proc = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--add',
+                      check=False)
+    assert proc.returncode == 2 and 'INT8 vectors' in proc.stderr

@@ -38,6 +38,7 @@ def build_parser():
     p.add_argument('--skip-bad-images', action='store_true',
                    help='leave out (and count) images that cannot be read instead of stopping')
     cli.add_trained_run_flags(p)
+    cli.add_int8_flags(p)
     return p
 
 
@@ -47,7 +48,8 @@ def main(argv=None):
         raise UserError('Nothing to embed: pass --images (an image, a folder or a list file) '
                         'and/or --captions FILE.')
 
-    trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint)
+    trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,
+                       int8=cli.int8_setting(a))
     enc = trained.encoders()
     vse = enc.text is not None
     out = {}
@@ -83,5 +85,6 @@ def main(argv=None):
     np.savez(a.out, **out)
     for k, v in out.items():
         print('%-20s %s' % (k, v.shape))
-    print('embedded with %s (%s): %s' % (a.run_dir, trained.params_label, a.out))
+    print('embedded with %s (%s%s): %s' % (a.run_dir, trained.params_label,
+                                          cli.inference_note(trained, brief=True), a.out))
     return out

@@ -30,6 +30,7 @@ def build_parser():
     p.add_argument('--data-path', '--data_path', default=None,
                    help='where the dataset lives (default: the path the run used)')
     cli.add_trained_run_flags(p)
+    cli.add_int8_flags(p, data_path=False)
     p.add_argument('--ks', default='1,2,4,8', help='the K of Recall@K')
     p.add_argument('--nmi-runs', type=int, default=None,
                    help="k-means runs averaged for NMI (default: the run's setting, else 10; 1 "
@@ -49,8 +50,9 @@ def main(argv=None):
     a.few_shot = cli.few_shot_setting(a)
     run_args = load_run_args(a.run_dir)
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
-    trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint)
-    print('network: %s (%s)' % (trained.params_label, trained.params))
+    trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,
+                       int8=cli.int8_setting(a))
+    print('network: %s (%s)%s' % (trained.params_label, trained.params, cli.inference_note(trained)))
     metrics, written, digits = trained.method.evaluate_run(trained, a)
     cli.print_metrics(metrics, digits=digits, skip=('pr_curve',))
     for path in written:

@@ -45,6 +45,7 @@ def build_parser():
                    help='images per saved part of the resumable embedding (default 2048)')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     cli.add_trained_run_flags(p)
+    cli.add_int8_flags(p)
     p.set_defaults(batch_size=64)
     return p
 
@@ -61,7 +62,8 @@ def main(argv=None):
                                 index_type=a.index_type, uri=a.uri, add=a.add,
                                 batch_size=a.batch_size, chunk=a.chunk, which=a.checkpoint,
                                 ctx=get_contexts(a.gpus), progress=not a.no_progress,
-                                log=lambda msg: print(msg, flush=True), **params)
+                                log=lambda msg: print(msg, flush=True), fuse=not a.no_fusion,
+                                int8=cli.int8_setting(a), **params)
     info = cat.info()
     for path, why in report['unreadable']:
         print('skipped: %s (%s)' % (path, why))

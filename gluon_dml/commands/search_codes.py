@@ -115,7 +115,7 @@ def main(argv=None):
         raise cli.UserError('--k must be a positive integer, got %d.' % a.k)
 
     ctx = get_contexts(a.gpus)
-    trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash')
+    trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash', fuse=not a.no_fusion)
     args, net = trained.args, trained.net
     splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
     if a.db.endswith('.npz'):

@@ -36,7 +36,7 @@ def main(argv=None):
     if not tokens:
         raise cli.UserError('The sentence %r has no words to search with.' % a.sentence)
     ctx = get_contexts(a.gpus)
-    trained = open_run(a.run_dir, ctx, a.checkpoint, method='vse')
+    trained = open_run(a.run_dir, ctx, a.checkpoint, method='vse', fuse=not a.no_fusion)
     args, net, vocab = trained.args, trained.net, trained.method.vocabulary(trained)
     unknown = [t for t in tokens if t not in vocab]
     if unknown:

@@ -49,6 +49,7 @@ def build_parser():
     p.add_argument('--access-log', action='store_true', help='log every request to stderr')
     p.add_argument('--uri', default=None, help='Milvus: reach the collection at this address')
     p.add_argument('--gpus', default='', help='GPU ids, "" for the CPU')
+    cli.add_fusion_flag(p)
     cli.add_threads_flag(p)
     return p
 
@@ -126,7 +127,7 @@ def _serve(a, sock, stop):
     from ..engine import get_contexts
     from ..serve import Limits, Service, create_app
 
-    cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
+    cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri, fuse=not a.no_fusion)
     limits = Limits(max_k=a.max_k, default_k=min(10, a.max_k),
                     max_upload_bytes=int(a.max_upload_mb * 2 ** 20), max_pixels=a.max_pixels,
                     max_items=a.max_items)

@@ -36,7 +36,7 @@ def main(argv=None):
 
 
     ctx = get_contexts(a.gpus)
-    trained = open_run(a.run_dir, ctx, a.checkpoint)
+    trained = open_run(a.run_dir, ctx, a.checkpoint, fuse=not a.no_fusion)
     args, net, params = trained.args, trained.net, trained.params
     dataset = get_dataset(args['data'], args.get('data_path'), a.split)
     idx = views.sample_indices(dataset.labels, a.points, a.seed)

@@ -1,5 +1,6 @@
 """Per-epoch evaluation: embed a held-out split and compute the retrieval and clustering metrics."""
 from ..metrics import evaluate_embeddings, few_shot_metrics
+from .inference import inference_view
 from .loop import embed_dataset
 
 __all__ = ['RetrievalEvaluator']
@@ -15,16 +16,18 @@ class RetrievalEvaluator:
     (fewer for speed, or 0 for no NMI there); the final epoch always gets ``nmi_runs``.
     ``few_shot``: ``{'way', 'shot', 'queries', 'episodes'}`` adds the few-shot accuracies of
     :func:`gluon_dml.metrics.few_shot_metrics` (episodes from the evaluation split's classes).
+    ``fuse``: embed with a fused inference view of the network on the CPU
+    (:func:`gluon_dml.engine.inference.inference_view`; its training graph is untouched).
     """
 
     def __init__(self, dataset, ks=(1, 2, 4, 8), batch_size=256, query_set=None, logger=None,
                  num_workers=0, progress=False, nmi_runs=None, few_shot=None,
-                 epoch_nmi_runs=None, final_epoch=None):
+                 epoch_nmi_runs=None, final_epoch=None, fuse=True):
         self.dataset, self.ks, self.batch_size = dataset, tuple(ks), batch_size
         self.few_shot = few_shot
         self.nmi_runs, self.epoch_nmi_runs, self.final_epoch = nmi_runs, epoch_nmi_runs, final_epoch
         self.query_set, self.logger = query_set, logger
-        self.num_workers, self.progress = num_workers, progress
+        self.num_workers, self.progress, self.fuse = num_workers, progress, fuse
 
     def nmi_runs_at(self, epoch):
         """The k-means runs of NMI at ``epoch``: ``epoch_nmi_runs`` before the final epoch when
@@ -39,6 +42,7 @@ class RetrievalEvaluator:
                              progress=self.progress, desc='eval')
 
     def __call__(self, net, ctx, epoch=None):
+        net = inference_view(net, ctx, self.fuse)
         emb, labels = self.embed(net, ctx, self.dataset)
         q_emb = q_labels = None
         if self.query_set is not None:

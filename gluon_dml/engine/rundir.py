@@ -34,7 +34,7 @@ __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_ar
            'CHANGEABLE_ON_RESUME', 'IGNORED_ON_RESUME']
 
 RUN_FILES = ('args.json', 'log.jsonl', 'checkpoints', 'best.params', 'best.loss.params',
-             'best.json', 'vocab.json', 'codes.npz', 'iterations.jsonl', 'plots')
+             'best.json', 'vocab.json', 'codes.npz', 'iterations.jsonl', 'plots', 'int8')
 _RUN_PATTERNS = ('eval-*.json', '*-symbol.json', '*-0000.params', '*.tmp-[0-9]*')
 
 # Settings a resumed run may change (recorded as a new segment of args.json): how long it trains
@@ -44,7 +44,7 @@ CHANGEABLE_ON_RESUME = frozenset((
     'epochs', 'steps', 'eval_batch_size', 'eval_interval', 'nmi_runs', 'eval_nmi_runs', 'use_viz',
     'viz_server', 'viz_port', 'viz_env', 'tsne_interval', 'tsne_points', 'log_interval', 'no_progress',
     'num_workers', 'gpus', 'threads', 'checkpoint_every', 'save_model_prefix', 'test_split',
-    'topk'))
+    'topk', 'no_fusion'))
 # Flags that say where the run is or how to start it, not what it is.
 IGNORED_ON_RESUME = frozenset(('resume', 'save_dir', 'name', 'overwrite'))
 # Keys of args.json that are bookkeeping, not settings.

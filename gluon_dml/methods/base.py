@@ -12,6 +12,7 @@ from ..data import list_datasets
 from ..engine import EngineConfig, Logger, get_contexts, seed_everything
 from ..engine.logger import read_log
 from ..engine.distributed import cluster as job_cluster
+from ..engine.inference import hybridize_for_inference, quantize
 from ..engine.loop import Engine, _progress, embed_dataset
 from ..engine.rundir import load_run_args, prepare_run, trained_params_path, write_args
 from ..errors import UserError
@@ -118,6 +119,13 @@ class Method(object):
     def evaluate_run(self, trained, a):
         """``gluon-dml evaluate`` on a run of this method (``a``: the parsed flags)."""
         raise NotImplementedError
+
+    def calibration_images(self, trained, count, data_path=None):
+        """``count`` training images of the run's dataset with its test-time preprocessing,
+        (N, C, H, W) float32, to calibrate INT8 inference (:meth:`TrainedRun.quantize`); a method
+        whose runs cannot be quantized raises UserError (the default)."""
+        raise UserError('--int8 quantizes the image network of an embedding run (train-margin, '
+                        'train-npair); %s is a %s run.' % (trained.run_dir, self.name))
 
 
 def viz_sinks(args):
@@ -323,11 +331,48 @@ class Encoders(object):
 
 class TrainedRun(object):
     """A run folder opened for use: ``args`` (its ``args.json``), ``method``, ``net`` with the
-    reported parameters (``params``, described by ``params_label``) on ``ctx``."""
+    reported parameters (``params``, described by ``params_label``) on ``ctx``. ``fused``: the
+    network runs with MKLDNN operator fusion (:mod:`gluon_dml.engine.inference`); ``precision``:
+    ``'float32'``, or ``'int8'`` after :meth:`quantize`."""
 
-    def __init__(self, run_dir, args, method, net, params, params_label, ctx):
+    def __init__(self, run_dir, args, method, net, params, params_label, ctx, fused=False):
         self.run_dir, self.args, self.method, self.net = run_dir, args, method, net
         self.params, self.params_label, self.ctx = params, params_label, ctx
+        self.fused, self.precision, self.int8_info = bool(fused), 'float32', None
+
+    def quantize(self, calib_images=256, calib_mode='naive', data_path=None, cache=True):
+        """Replace ``net`` by its INT8 version (CPU), calibrated on ``calib_images`` training
+        images of the run's dataset (``data_path``: where they are, default the run's). The
+        quantized network is kept in ``RUN/int8/`` (``cache``) and reused while the parameters
+        file and the settings are the same. Returns ``self``."""
+        if self.precision == 'int8':
+            return self
+        import mxnet as mx
+        if int(calib_images) < 1:
+            raise UserError('--calib-images must be >= 1, got %s.' % calib_images)
+        if any(c.device_type != 'cpu' for c in self.ctx):
+            raise UserError('--int8 runs on the CPU (MKLDNN\'s quantized operators); drop --gpus.')
+        key = {'params': os.path.abspath(self.params), 'size': os.path.getsize(self.params),
+               'mtime': os.path.getmtime(self.params), 'calib_images': int(calib_images),
+               'calib_mode': calib_mode, 'mxnet': mx.__version__}
+        prefix = os.path.join(self.run_dir, 'int8', '%s-%s-%d' % (
+            os.path.splitext(os.path.basename(self.params))[0], calib_mode, int(calib_images)))
+        qnet = _load_int8(prefix, key) if cache else None
+        source = 'reused from %s' % os.path.dirname(prefix)
+        if qnet is not None:
+            source += ' (mean cosine %.4f to float32 on its calibration images)' % \
+                qnet.calibration_cosine
+        if qnet is None:
+            images = self.method.calibration_images(self, int(calib_images), data_path)
+            qnet = quantize(self.net, images, self.ctx, calib_mode=calib_mode)
+            source = ('calibrated on %d training images, mean cosine %.4f to float32 on them'
+                      % (len(images), qnet.calibration_cosine))
+            if cache:
+                _save_int8(qnet, prefix, key)
+        self.net, self.ctx, self.precision = qnet, [mx.cpu()], 'int8'
+        self.int8_info = {'calib_images': int(calib_images), 'calib_mode': calib_mode,
+                          'source': source, 'prefix': prefix if cache else None}
+        return self
 
     def encoders(self):
         return self.method.encoders(self)
@@ -344,11 +389,46 @@ def _first_line(err):
     return (lines[0] if lines else type(err).__name__)[:300]
 
 
-def open_run(run_dir, ctx=None, which=None, method=None):
+def _load_int8(prefix, key):
+    """The cached INT8 network at ``prefix`` if it was made from ``key`` (else None)."""
+    import warnings
+    import mxnet as mx
+    sym, params, meta = prefix + '-symbol.json', prefix + '-0000.params', prefix + '.json'
+    try:
+        with open(meta) as f:
+            record = json.load(f)
+        if record.get('key') != json.loads(json.dumps(key)):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            net = mx.gluon.SymbolBlock.imports(sym, ['data'], params, ctx=mx.cpu())
+    except (OSError, ValueError, mx.base.MXNetError):
+        return None
+    net.hybridize(static_alloc=True, static_shape=True)
+    net.calibration_cosine = float(record.get('calibration_cosine', float('nan')))
+    return net
+
+
+def _save_int8(qnet, prefix, key):
+    """Keep the INT8 network at ``prefix`` (best effort: a read-only run folder keeps none)."""
+    from ..engine import atomic_write_text
+    try:
+        os.makedirs(os.path.dirname(prefix), exist_ok=True)
+        qnet.export(prefix)
+        atomic_write_text(prefix + '.json', json.dumps(
+            {'key': key, 'calibration_cosine': qnet.calibration_cosine}, indent=1))
+    except OSError:
+        pass
+
+
+def open_run(run_dir, ctx=None, which=None, method=None, fuse=True, int8=None):
     """Open a run folder of any method: its settings, its method from the registry, its network
     with the reported parameters (``which``: None, ``'best'`` or ``'last'``, see
     :func:`gluon_dml.engine.rundir.trained_params_path`). ``method`` (a name) refuses a run of
-    another method with a clear error."""
+    another method with a clear error. ``fuse``: MKLDNN operator fusion on the CPU (unless
+    ``GLUON_DML_FUSION=0``); ``int8``: ``None``, or the keyword arguments of
+    :meth:`TrainedRun.quantize` (``calib_images``, ``calib_mode``, ``data_path``) for INT8
+    inference."""
     args = load_run_args(run_dir)
     if method is not None and args.get('method') != method:
         raise UserError('%s is a %s run, not a %s run.' % (run_dir, args.get('method'), method))
@@ -367,5 +447,8 @@ def open_run(run_dir, ctx=None, which=None, method=None):
                         '%s; the run folder is inconsistent or the file is damaged.'
                         % (params, run_dir, args.get('model'), args.get('embed_dim'),
                            _first_line(err))) from None
-    net.hybridize(static_alloc=True)
-    return TrainedRun(os.path.normpath(run_dir), args, m, net, params, label, ctx)
+    fused = hybridize_for_inference(net, ctx, fuse)
+    trained = TrainedRun(os.path.normpath(run_dir), args, m, net, params, label, ctx, fused)
+    if int8 is not None:
+        trained.quantize(**int8)
+    return trained

@@ -67,6 +67,10 @@ def embeddings_normalized(args):
         return True
 
 
+def _as_numpy(x):
+    return x.asnumpy() if hasattr(x, 'asnumpy') else x
+
+
 class EmbeddingMethod(Method):
     name = 'margin'
     script = 'train_margin.py'
@@ -123,7 +127,9 @@ class EmbeddingMethod(Method):
                                   nmi_runs=getattr(args, 'nmi_runs', None),
                                   epoch_nmi_runs=getattr(args, 'eval_nmi_runs', None),
                                   final_epoch=args.epochs,
-                                  few_shot=args.few_shot)
+                                  few_shot=args.few_shot,
+                                  fuse=not (getattr(args, 'no_fusion', False)
+                                            or getattr(args, 'disable_hybridize', False)))
 
     # -- a trained run ----------------------------------------------------------------------------
     def network_for_run(self, args, ctx):
@@ -143,6 +149,24 @@ class EmbeddingMethod(Method):
             return net(mx.nd.array(batch, ctx=ctx[0])).asnumpy().astype(np.float32)
         return Encoders(image, self.preprocess(trained.args), trained.args['embed_dim'],
                         normalized=embeddings_normalized(trained.args), ctx=ctx)
+
+    def calibration_images(self, trained, count, data_path=None):
+        """``count`` images of the run's training split (all of it when smaller), drawn with a
+        fixed seed, with the test-time preprocessing: INT8 calibration never sees the
+        evaluation split."""
+        args = trained.args
+        path = data_path or args.get('data_path')
+        try:
+            train = get_dataset(args['data'], path, 'train',
+                                **config.dataset_options(args, augment=False))
+        except (OSError, ValueError) as err:
+            raise UserError('--int8 calibrates on training images of %s, which cannot be read '
+                            'from %s (%s); point --data-path at the dataset.'
+                            % (args['data'], path or 'its default place', err)) from None
+        n = min(int(count), len(train))
+        picks = np.sort(np.random.RandomState(0).choice(len(train), n, replace=False))
+        return np.stack([np.asarray(_as_numpy(train[int(i)][0]), dtype=np.float32)
+                         for i in picks])
 
     def check_evaluation(self, args, a):
         if a.save_codes:
