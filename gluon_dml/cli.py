@@ -84,9 +84,9 @@ def build_parser(method):
           help='dataset: %s (default %s)' % (', '.join(m.dataset_names()), m.default_data))
     if m.default_loss is not None:
         _flag(g, '--recipe', default=None, metavar='NAME',
-              help='a named recipe: every setting for one dataset, under the flags typed (%s; '
-                   'default none)' % ', '.join('%s: --data %s' % (n, d) for n, (d, _) in
-                                               sorted(config.NAMED_RECIPES.items())))
+              help='named settings for a dataset (%s; default none)'
+                   % ', '.join('%s: %s' % (n, d) for n, (d, _) in
+                               sorted(config.NAMED_RECIPES.items())))
     _flag(g, '--data-path', default=None, metavar='PATH',
           help='where the dataset lives (default: %s)' % m.data_path_help)
     _flag(g, '--batch-size', type=int, default=None, metavar='N',
@@ -111,11 +111,10 @@ def build_parser(method):
     _flag(g, '--split-classes', default=None, metavar='X',
           help='folder / list / LFW: training classes, a fraction or a count (default 0.5)')
     _flag(g, '--rotations', type=int, default=None, metavar='K',
-          help='digits / fashion-mnist / omniglot: each training class also turned by 90, 180 '
-               'and 270 degrees (K=4) or 180 (K=2), each turn a class of its own (default 1: off)')
+          help='grey datasets: training classes also turned by 90, 180, 270 degrees (4) or 180 '
+               '(2), each turn a new class (default 1: off)')
     _flag(g, '--shift', type=int, default=None, metavar='PX',
-          help='digits / fashion-mnist / omniglot: move each training image by up to PX pixels '
-               'per axis, new draws every epoch (default 0: off)')
+          help='grey datasets: random training moves up to PX pixels (default 0)')
     _flag(g, '--val-classes', default=None, metavar='X',
           help='evaluate on held-out training classes, a fraction (0.3) or names '
                '(Korean,Early_Aramaic), and keep the best epoch on them (default: none; the test '
