@@ -98,8 +98,10 @@ def test_bad_rotation_and_shift_flags_are_refused_with_a_sentence(tmp_path):
 
 def test_the_fewshot_recipe_fills_the_settings_under_the_typed_flags(tmp_path):
     a = parse('margin', '--recipe', 'fewshot', '--epochs', '3', '--save-dir', tmp_path / 'r')
-    assert (a.data, a.model, a.loss, a.rotations, a.shift) == ('omniglot', 'conv4', 'cosface', 4, 2)
-    assert (a.scale, a.margin, a.episodes, a.way, a.shot) == (16.0, 0.1, 1000, 20, 1)
+    assert (a.data, a.model, a.loss, a.rotations, a.shift) == ('omniglot', 'smallconv', 'margin',
+                                                                4, 2)
+    assert (a.beta_per_class, a.batch_size, a.batch_k) == (True, 128, 4)   # Omniglot's own recipe
+    assert (a.episodes, a.way, a.shot, a.eval_interval) == (1000, 20, 1, 10)
     assert a.epochs == 3                                  # the flag typed wins over the recipe
     plain = parse('margin', '--save-dir', tmp_path / 'p')
     assert (plain.loss, plain.model, plain.rotations, plain.shift, plain.episodes) == \
@@ -122,9 +124,9 @@ def test_a_short_fewshot_recipe_run_trains_on_turned_classes_and_logs_episodes(t
     kept = train.num_classes - 62                          # Korean 40 + Early_Aramaic 22 held out
     assert engine.train_set.num_classes == 4 * kept
     assert isinstance(engine.train_set, ShiftedArrayDataset)
-    assert engine.loss.weight.shape == (4 * kept, 128)     # CosFace: one weight per turned class
+    assert engine.loss.beta.shape == (4 * kept,)           # one margin beta per turned class
     record = json.load(open(tmp_path / 'run' / 'args.json'))
-    assert (record['recipe'], record['model'], record['rotations']) == ('fewshot', 'conv4', 4)
+    assert (record['recipe'], record['rotations'], record['shift']) == ('fewshot', 4, 2)
     rows = [json.loads(line) for line in open(tmp_path / 'run' / 'log.jsonl')]
     assert [r['epoch'] for r in rows] == [0, 1]
     assert 0 < rows[-1]['fs_proto'] <= 1 and rows[-1]['fs_proto_ci95'] > 0
