@@ -81,7 +81,7 @@ CASES = {
     'r50-infer': ('ResNet-50, batch {batch}, {size} px, inference', 'img/s', True, 1.3, '>= 1.3x',
                   dict(model='resnet50', mode='infer', batch=16, size=224, warmup=2, steps=6),
                   dict(model='resnet50', mode='infer', batch=4, size=32, warmup=1, steps=1)),
-    'omniglot': ('Omniglot protocol end to end, {epochs} epochs{cut}, evaluation every epoch', 's',
+    'omniglot': ('Omniglot protocol end to end, {epochs} epoch(s){cut}, evaluation every epoch', 's',
                  False, 1 / 0.75, '<= 0.75x wall', dict(epochs=30, batches=None, cut=''),
                  dict(epochs=1, batches=2, cut=' of 2 batches')),
     'triplet': ('triplet, semi-hard, forward + backward, B = {batch}, D = {dim}', 'ms', False, 1.0,
@@ -164,6 +164,7 @@ def worker_metrics(what, data):
     import numpy as np
     from gluon_dml.metrics import nmi, retrieval_metrics
     import sklearn.metrics  # noqa: F401  (nmi imports it lazily: keep that out of the timing)
+    del sklearn
     with np.load(data) as z:
         x, y = np.ascontiguousarray(z['x'], np.float32), z['y'].astype(np.int64)
     reset = _reset_peak()
@@ -303,9 +304,17 @@ class Bench(object):
 
 
 def _summary(text):
-    """Recall@1 / NMI / MAP@R of a training run's last printed metrics (both scripts print them)."""
-    found = re.findall(r'Recall@1 ([0-9.]+)(?:[^\n]*?)NMI ([0-9.]+)(?:[^\n]*?)MAP@R ([0-9.]+)', text)
-    return 'Recall@1 %s NMI %s MAP@R %s' % found[-1] if found else ''
+    """Recall@1 / NMI / MAP@R of a training run's final metrics: our summary line
+    ("Recall@1 0.301 -> 0.652, ...") or pml_reference.py's last line ("Recall@1 0.652 NMI ...")."""
+    lines = [ln for ln in text.splitlines() if 'Recall@1' in ln]
+    if not lines:
+        return ''
+    out = []
+    for name in ('Recall@1', 'NMI', 'MAP@R'):
+        m = re.search(re.escape(name) + r' (?:(?:n/a|[0-9.]+) -> )?([0-9.]+)', lines[-1])
+        if m:
+            out.append('%s %s' % (name, m.group(1)))
+    return ' '.join(out)
 
 
 def _median(values):
