@@ -88,3 +88,27 @@ def test_bfloat16_trains_on_the_cpu_close_to_float32(tmp_path):
     assert b['loss'] != a['loss']              # bfloat16 rounding did change the computation
     for key, tol in (('recall@1', 0.03), ('map@r', 0.03), ('nmi', 0.05)):
         assert abs(a[key] - b[key]) <= tol, (key, a[key], b[key])
+
+
+@pytest.mark.slow
+def test_gpu_check_script_compares_amp_with_float32_over_seeds(tmp_path):
+    """scripts/gpu_check.py's bfloat16 variant (its GPU variant cannot run here): two seeds,
+    one short epoch each, the table and the verdict printed."""
+    proc = run_script('scripts/gpu_check.py', '--dtype', 'bfloat16', '--data', 'digits',
+                      '--epochs', '1', '--batches-per-epoch', '4', '--seeds', '1,2',
+                      '--work', tmp_path)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    for side in ('float32 ', 'AMP bfloat16 '):
+        assert len([ln for ln in out.splitlines() if ln.startswith(side)]) == 2, out
+    for key in ('recall@1', 'map@r', 'nmi'):
+        assert any(ln.startswith(key) and 'seed spread' in ln for ln in out.splitlines()), out
+    verdict = 'yes' if proc.returncode == 0 else 'NO'
+    assert 'gives the same metrics as float32 within the seed spread: %s' % verdict in out
+    with open(tmp_path / 'digits-bfloat16-s2' / 'args.json') as f:
+        assert '"amp": "bfloat16"' in f.read()
+    # finished runs are reused: a second call trains nothing
+    again = run_script('scripts/gpu_check.py', '--dtype', 'bfloat16', '--data', 'digits',
+                       '--epochs', '1', '--batches-per-epoch', '4', '--seeds', '1,2',
+                       '--work', tmp_path)
+    assert '$ ' not in again.stdout and again.returncode == proc.returncode
