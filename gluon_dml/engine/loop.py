@@ -102,6 +102,15 @@ def enable_amp(dtype, ctx):
 _AMP_DTYPE = None
 
 
+def _float32(outputs):
+    """Network outputs (an NDArray, or a tuple / list of them) cast to float32 where they are not."""
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_float32(o) for o in outputs)
+    if isinstance(outputs, mx.nd.NDArray) and outputs.dtype != np.float32:
+        return outputs.astype('float32')
+    return outputs
+
+
 def embed_dataset(net, dataset, ctx, batch_size=256, num_workers=0, progress=False, desc='embed'):
     """Embeddings (N, D) float32 and labels (N,) int64 of a dataset, in its order."""
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
@@ -304,6 +313,8 @@ class Engine:
             label = label.astype('float32')
         with autograd.record():
             outputs = self.forward_batch(data, label)
+            if self.config.amp:                   # the loss computes in float32 (as AMP's
+                outputs = _float32(outputs)       # losses would; bfloat16 dot has no CPU kernel)
             outputs, label, gathered = self.gather_batch(outputs, label)   # [distributed]
             loss = self.compute_loss(outputs, label)
             scaled = self._scale_loss(loss)

@@ -112,3 +112,21 @@ def test_gpu_check_script_compares_amp_with_float32_over_seeds(tmp_path):
                        '--epochs', '1', '--batches-per-epoch', '4', '--seeds', '1,2',
                        '--work', tmp_path)
     assert '$ ' not in again.stdout and again.returncode == proc.returncode
+
+
+def test_bfloat16_is_refused_for_vse_before_a_run_folder(tmp_path):
+    run = tmp_path / 'r'
+    proc = run_script('train_vse.py', '--epochs', '1', '--amp', 'bfloat16', '--save-dir', run)
+    assert proc.returncode == 2 and 'does not work with VSE++' in proc.stderr, proc.stderr[-2000:]
+    assert not run.exists()
+
+
+@pytest.mark.slow
+def test_bfloat16_npair_trains(tmp_path):
+    """N-pair's network has no L2 normalisation at its end: its bfloat16 embeddings are cast to
+    float32 before the loss (MXNet's dot has no bfloat16 CPU kernel)."""
+    run = tmp_path / 'r'
+    run_script('train_npair.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '3',
+               '--no-progress', '--amp', 'bfloat16', '--save-dir', run, check=True)
+    rows = read_log(run)
+    assert rows[-1]['epoch'] == 1 and 0 < rows[-1]['loss'] < 100 and rows[-1]['recall@1'] > 0.2
