@@ -22,7 +22,9 @@ Rows (``--cases``, comma-separated; default all):
 
   small-train    small conv net, batch 128 (32 x 4), 28x28, margin loss + distance-weighted
                  sampling, Adam: training images/s (5 warm-up steps, 40 timed)
-  small-infer    the same net, batch 128, inference images/s (hybridized / eval + inference_mode)
+  small-infer    the same net, batch 128, inference images/s: ours as evaluation runs it (MKLDNN
+                 operator fusion; GLUON_DML_FUSION=0 for the plain hybridized graph), PML's in eval
+                 mode under torch.inference_mode
   r50-train      ResNet-50 v1b (GluonCV resnet50_v1b / the same network in torch), batch 16
                  (4 x 4), 224x224, embedding 128: training images/s (2 warm-up steps, 6 timed)
   r50-infer      the same, inference images/s
@@ -127,7 +129,12 @@ def worker_throughput(model, mode, batch, size, warmup, steps, k=4):
         net, shape = get_model('smallconv', 64, ctx=ctx), (1, size, size)
     else:
         net, shape = get_model('resnet50_v1b', 128, ctx=ctx), (3, size, size)
-    net.hybridize(static_alloc=True)
+    fused = False
+    if mode == 'infer':     # as evaluation and trained runs do: MKLDNN operator fusion by default
+        from gluon_dml.engine.inference import hybridize_for_inference
+        fused = hybridize_for_inference(net, ctx)
+    else:
+        net.hybridize(static_alloc=True)
     rng = np.random.RandomState(0)
     x = mx.nd.array(rng.rand(batch, *shape).astype(np.float32), ctx=ctx[0])
     y = mx.nd.array(np.repeat(np.arange(batch // k), k), ctx=ctx[0])
@@ -157,7 +164,7 @@ def worker_throughput(model, mode, batch, size, warmup, steps, k=4):
     mx.nd.waitall()
     dt = time.perf_counter() - t0
     return dict(images_per_s=batch * steps / dt, ms_per_step=1000 * dt / steps,
-                mxnet=mx.__version__)
+                mxnet=mx.__version__, fused=fused)
 
 
 def worker_metrics(what, data):
