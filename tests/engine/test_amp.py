@@ -3,6 +3,7 @@ refused on the CPU before a run folder is made; bfloat16 runs on the CPU (oneDNN
 metrics close to float32's. The GPU path cannot run here: scripts/gpu_check.sh compares it on a
 GPU machine."""
 import json
+import re
 
 import pytest
 
@@ -99,8 +100,9 @@ def test_gpu_check_script_compares_amp_with_float32_over_seeds(tmp_path):
                       '--work', tmp_path)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    for side in ('float32 ', 'AMP bfloat16 '):
-        assert len([ln for ln in out.splitlines() if ln.startswith(side)]) == 2, out
+    for side in ('float32', 'AMP bfloat16'):
+        rows = [ln for ln in out.splitlines() if re.match(re.escape(side) + r' +[12] +0\.\d{4} ', ln)]
+        assert len(rows) == 2, out
     for key in ('recall@1', 'map@r', 'nmi'):
         assert any(ln.startswith(key) and 'seed spread' in ln for ln in out.splitlines()), out
     verdict = 'yes' if proc.returncode == 0 else 'NO'
