@@ -172,6 +172,11 @@ def build_parser(method):
           help='how gradients are summed: local / device (the devices of one process), dist_sync, '
                'dist_device_sync, dist_async (workers of a job started by python -m '
                'gluon_dml.launch; sync ones all-gather the embeddings) (default device)')
+    _flag(g, '--amp', nargs='?', const='float16', default=None, choices=['float16', 'bfloat16'],
+          metavar='DTYPE',
+          help='automatic mixed precision (mxnet.contrib.amp): float16 (a bare --amp; needs a GPU, '
+               '--gpus) or bfloat16 (the CPU through oneDNN; fast only where the CPU has bfloat16 '
+               'instructions) (default: off, float32)')
     _flag(g, '--threads', type=int, default=None, metavar='N',
           help='CPU threads of MXNet and faiss (default: every core, %d here; OMP_NUM_THREADS '
                'if set)' % _cores())

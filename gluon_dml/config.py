@@ -186,6 +186,7 @@ def check(args, method=None):
     if bad:
         raise UserError('--steps takes the epochs (1 or more) after which the learning rate drops, '
                         'got %d.' % bad[0])
+    check_amp(getattr(args, 'amp', None), getattr(args, 'gpus', ''), getattr(args, 'method', None))
     threads = getattr(args, 'threads', None)
     if threads is not None and threads < 1:
         raise UserError('--threads must be at least 1, got %d.' % threads)
@@ -220,6 +221,23 @@ def parse_checkpoint_every(text):
         return int(t), 0.0
     raise UserError('--checkpoint-every takes a number of batches (500) or of minutes (30m), '
                     'above 0, got %r.' % text)
+
+
+def check_amp(amp, gpus, method=None):
+    """``--amp``: float16 needs a GPU (MXNet's float16 kernels and loss scaling are CUDA's);
+    bfloat16 runs on the CPU only, and not with VSE++'s GRU."""
+    if not amp:
+        return
+    on_cpu = (gpus or '').strip() in ('', '-1', 'cpu') or (gpus or '').strip().startswith('cpu:')
+    if amp == 'float16' and on_cpu:
+        raise UserError('--amp float16 needs a GPU (--gpus 0): MXNet\'s float16 mixed precision runs '
+                        'on CUDA only; on the CPU use --amp bfloat16, or leave --amp out.')
+    if amp == 'bfloat16' and not on_cpu:
+        raise UserError('--amp bfloat16 is for the CPU (MXNet 1.9 has bfloat16 kernels in oneDNN '
+                        'only); on a GPU use --amp (float16).')
+    if amp == 'bfloat16' and method == 'vse':
+        raise UserError('--amp bfloat16 does not work with VSE++: MXNet 1.9.1\'s bfloat16 AMP casts '
+                        'the zero initial state of Gluon\'s GRU layer and fails; leave --amp out.')
 
 
 def check_distributed(args):

@@ -18,7 +18,8 @@ makes, so that the two libraries differ only in their training code.
 Protocol (README, Protocols): batch 128 = 32 classes x 4, Adam lr 1e-3 for the net, beta 1.2
 learned with lr 1e-2 (Adam; ``--beta-optimizer sgd`` for plain SGD), margin 0.2, nu 0, cutoff 0.5,
 nonzero-loss cutoff 1.4, 30 epochs of 28 batches, no augmentation; PyTorch's default
-initialisation. One thread, seeded: a seed gives the same run again.
+initialisation. One thread by default (``--threads N`` for more), seeded: a seed gives the same
+run again. bench/compare_pml.py times this step against ``train_margin.py --data omniglot``.
 """
 import argparse
 import json
@@ -75,7 +76,7 @@ def train(a):
     except ImportError as err:
         sys.exit('error: the train step needs torch, pytorch-metric-learning, faiss-cpu and '
                  'scikit-learn (%s); install them in a separate environment.' % err)
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     random.seed(a.seed)
@@ -117,7 +118,8 @@ def train(a):
     start = time.time()
     for epoch in range(1, a.epochs + 1):
         order = list(iter(sampler))
-        for b in range(0, len(order) - 127, 128):
+        starts = range(0, len(order) - 127, 128)
+        for b in (starts[:a.batches_per_epoch] if a.batches_per_epoch else starts):
             idx = torch.tensor(order[b:b + 128])
             e = embed(xtr[idx])
             loss = loss_fn(e, ytr[idx], miner(e, ytr[idx]))
@@ -153,6 +155,11 @@ def main(argv=None):
     t.add_argument('--beta-optimizer', choices=('adam', 'sgd'), default='adam')
     t.add_argument('--epochs', type=int, default=30)
     t.add_argument('--embed-dim', type=int, default=64)
+    t.add_argument('--threads', type=int, default=1,
+                   help='torch threads (default 1: a seed gives the same run again; '
+                        'bench/compare_pml.py uses every core, as gluon-dml does)')
+    t.add_argument('--batches-per-epoch', type=int, default=None, metavar='N',
+                   help='only the first N batches of each epoch (default: all 28)')
     t.add_argument('--log', help='also write each epoch as a JSON line to this file')
     t.add_argument('--save-embeddings', metavar='FILE.npz',
                    help='write the final test embeddings and labels (eval/evaluate.py format)')

@@ -25,7 +25,7 @@ from .distributed import ReadOnlyCheckpoints, cluster as _cluster    # [distribu
 from .faults import fault_point
 
 __all__ = ['Engine', 'EngineConfig', 'TrainingInterrupted', 'TrainingAborted', 'NaNLossError',
-           'embed_dataset']
+           'embed_dataset', 'enable_amp']
 
 
 class TrainingInterrupted(Exception):
@@ -74,6 +74,43 @@ def _progress(iterable, total, desc, enabled):
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=0.5)
 
 
+def enable_amp(dtype, ctx):
+    """Turn on MXNet's automatic mixed precision (``mxnet.contrib.amp.init``) for ``dtype``
+    ('float16' on GPUs, 'bfloat16' on the CPU), before any network runs. Once per process: a
+    later call with another dtype is refused (AMP rewrites MXNet's operators globally)."""
+    ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
+    on_gpu = all(c.device_type == 'gpu' for c in ctx)
+    if dtype == 'float16' and not on_gpu:
+        raise UserError('--amp float16 needs a GPU context, and this run has %s (a CPU build of '
+                        'MXNet, or no usable GPU): MXNet\'s float16 mixed precision runs on CUDA '
+                        'only; on the CPU use --amp bfloat16, or leave --amp out.'
+                        % ', '.join(str(c) for c in ctx))
+    if dtype == 'bfloat16' and any(c.device_type != 'cpu' for c in ctx):
+        raise UserError('--amp bfloat16 is for the CPU (MXNet 1.9 has bfloat16 kernels in oneDNN '
+                        'only); on a GPU use --amp (float16).')
+    global _AMP_DTYPE
+    if _AMP_DTYPE is not None:
+        if _AMP_DTYPE != dtype:
+            raise UserError('AMP is already on with %s in this process; it cannot switch to %s.'
+                            % (_AMP_DTYPE, dtype))
+        return
+    from mxnet.contrib import amp
+    amp.init(target_dtype=dtype)
+    _AMP_DTYPE = dtype
+
+
+_AMP_DTYPE = None
+
+
+def _float32(outputs):
+    """Network outputs (an NDArray, or a tuple / list of them) cast to float32 where they are not."""
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(_float32(o) for o in outputs)
+    if isinstance(outputs, mx.nd.NDArray) and outputs.dtype != np.float32:
+        return outputs.astype('float32')
+    return outputs
+
+
 def embed_dataset(net, dataset, ctx, batch_size=256, num_workers=0, progress=False, desc='embed'):
     """Embeddings (N, D) float32 and labels (N,) int64 of a dataset, in its order."""
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
@@ -84,7 +121,7 @@ def embed_dataset(net, dataset, ctx, batch_size=256, num_workers=0, progress=Fal
     n_batches = (len(dataset) + batch_size - 1) // batch_size
     for data, label in _progress(loader, n_batches, desc, progress):
         parts = gluon.utils.split_and_load(data, ctx, even_split=False)
-        embs.extend(net(p).asnumpy() for p in parts)
+        embs.extend(net(p).astype('float32', copy=False).asnumpy() for p in parts)
         labels.append(label.asnumpy())
     return (np.concatenate(embs).astype(np.float32),
             np.concatenate(labels).astype(np.int64))
@@ -130,6 +167,7 @@ class EngineConfig:
     checkpoint_every_batches: int = 0
     checkpoint_every_minutes: float = 0.0
     kvstore: str = 'device'              # [distributed] local, device or dist_* (distributed.py)
+    amp: Optional[str] = None            # mixed precision: None, 'float16' (GPU), 'bfloat16' (CPU)
 
     @classmethod
     def from_args(cls, args, **overrides):
@@ -145,7 +183,8 @@ class EngineConfig:
             eval_interval=getattr(args, 'eval_interval', 1) or 1,
             checkpoint_every_batches=int(getattr(args, 'checkpoint_every_batches', 0) or 0),
             checkpoint_every_minutes=float(getattr(args, 'checkpoint_every_minutes', 0) or 0),
-            kvstore=getattr(args, 'kvstore', None) or 'device')     # [distributed]
+            kvstore=getattr(args, 'kvstore', None) or 'device',     # [distributed]
+            amp=getattr(args, 'amp', None))
         fields.update(overrides)
         return cls(**fields)
 
@@ -199,6 +238,12 @@ class Engine:
                 loss_args['momentum'] = config.momentum
             self.loss_trainer = gluon.Trainer(loss_params, self.loss_optimizer, loss_args,
                                               kvstore=None)
+        if config.amp:                  # dynamic loss scaling of the network's trainer
+            enable_amp(config.amp, self.ctx)
+            from mxnet.contrib import amp
+            amp.init_trainer(self.trainer)
+            self._loss_original_scale = (self.loss_trainer._scale if self.loss_trainer is not None
+                                         else None)
         self.best = -math.inf
         self._stop_signal = None
         self._interruptible = False
@@ -262,12 +307,19 @@ class Engine:
     def train_step(self, data, label):
         """One optimisation step; returns the batch's loss (the update is skipped when it is not
         finite)."""
+        if self.config.amp and label.dtype != np.float32:
+            # AMP's graphs hand integer tensors to oneDNN kernels that take none (MXNet 1.9.1:
+            # "unknown type for MKLDNN :6"); class ids below 2**24 are exact in float32
+            label = label.astype('float32')
         with autograd.record():
             outputs = self.forward_batch(data, label)
+            if self.config.amp:                   # the loss computes in float32 (as AMP's
+                outputs = _float32(outputs)       # losses would; bfloat16 dot has no CPU kernel)
             outputs, label, gathered = self.gather_batch(outputs, label)   # [distributed]
             loss = self.compute_loss(outputs, label)
-        loss.backward()
-        value = float(loss.mean().asscalar())
+            scaled = self._scale_loss(loss)
+        scaled.backward()
+        value = float(loss.astype('float32', copy=False).mean().asscalar())
         if self.cluster.distributed:              # [distributed] every worker stops at one step
             self._stop_signal = self.cluster.agree_stop(self.net.collect_params())
         if not math.isfinite(value):
@@ -275,10 +327,29 @@ class Engine:
         self.cluster.allreduce_gradients(self.net.collect_params())       # [distributed]
         self.clip_gradients()
         self.trainer.step(self.cluster.step_divisor(gathered))          # [distributed]
-        if self.loss_trainer is not None:
+        if self.loss_trainer is not None and (not self.config.amp or self._loss_grads_finite()):
             self.loss_trainer.step(1)
         self.iteration += 1
         return value
+
+    def _scale_loss(self, loss):
+        """``--amp``: the loss times the dynamic loss scale (``amp.scale_loss``'s work, inside
+        ``autograd.record``); both trainers divide their gradients by it. Without AMP: ``loss``."""
+        if not self.config.amp:
+            return loss
+        scale = self.trainer._amp_loss_scaler.loss_scale
+        self.trainer._scale = self.trainer._amp_original_scale / scale
+        if self.loss_trainer is not None:
+            self.loss_trainer._scale = self._loss_original_scale / scale
+        return loss * scale
+
+    def _loss_grads_finite(self):
+        """Whether the loss's own gradients are finite (with float16 loss scaling they may
+        overflow; the network's trainer checks its own, the loss's step is skipped like it)."""
+        for p in self.loss.collect_params().values():
+            if p.grad_req != 'null' and not np.isfinite(p.grad(self.ctx[0]).asnumpy()).all():
+                return False
+        return True
 
     # -- learning rate --------------------------------------------------------------------------
     def lr_at(self, epoch):

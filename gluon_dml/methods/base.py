@@ -13,7 +13,7 @@ from ..engine import EngineConfig, Logger, get_contexts, seed_everything
 from ..engine.logger import read_log
 from ..engine.distributed import cluster as job_cluster
 from ..engine.inference import hybridize_for_inference, quantize
-from ..engine.loop import Engine, _progress, embed_dataset
+from ..engine.loop import Engine, _progress, embed_dataset, enable_amp
 from ..engine.rundir import load_run_args, prepare_run, trained_params_path, write_args
 from ..errors import UserError
 from ..viz import VisdomSink, env_name
@@ -193,6 +193,8 @@ def run(method, args):
     else:
         run_dir, logger = args.save_dir, _QuietLogger()
     ctx = get_contexts(args.gpus)
+    if getattr(args, 'amp', None):      # before any network runs: AMP rewrites MXNet's operators
+        enable_amp(args.amp, ctx)
     seed_everything(args.seed)
     data = method.build_data(args, logger)
     sampler = _job_sampler(method, args, data, job)
