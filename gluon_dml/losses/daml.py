@@ -31,28 +31,39 @@ How this module realises it
   farthest), and is paired with *every* negative of the batch, easy ones included (the paper's
   point: easy negatives become hard synthetic ones). ``J_gen`` and the triplet ``J_m`` are means
   over these (anchor, negative) triplets; the N-pair ``J_m`` is a mean over anchors.
-- Opposite goals, one backward pass: gradients are stopped so that ``J_gen`` reaches only the
-  generator's parameters (its inputs, the real embeddings, are constants to it) and ``J_m`` reaches
-  only the embeddings, i.e. the network (the synthetic negatives are constants to it). So
+- Opposite goals, one backward pass: ``J_gen`` reaches only the generator's parameters (its
+  inputs, the real embeddings, are constants to it), and ``J_m`` never reaches the generator (its
+  output is a constant to ``J_m``). What ``J_m``'s gradient through a synthetic negative does is
+  ``synthetic_grad``: ``'negative'`` (default) passes it straight through to the real negative it
+  was made from (``x~_an`` moves with ``x_n``: ``x~_an = x_n + const``), so the metric pushes the
+  real negatives away, each with the gradient of its harder synthetic version; ``'none'`` makes
+  the synthetic negatives constants, so only anchors and positives move. ``'none'`` was this
+  module's first form and does not learn on Omniglot (docs/research.md: the real negatives never
+  get a gradient and the generator soon ignores its negative input). So
   ``loss = J_gen + lambda * J_m`` is returned as one scalar and one ``loss.backward()`` gives the
   generator ``dJ_gen/d theta_g`` and the network ``lambda dJ_m/d theta_f``: step the network's
   trainer and the loss's trainer (which holds the generator) after it; neither objective moves
   the other's parameters.
+- The paper's practice, a metric trained before the synthetic negatives join, is a schedule of
+  ``w`` in ``J_m = (1 - w) J_m(real negatives) + w J_m(synthetic negatives)``
+  (:func:`synthetic_weight`): ``w = 0`` for ``warmup_epochs`` epochs (the base loss on the real
+  negatives; the generator trains against the metric meanwhile), then a linear ramp over
+  ``ramp_epochs`` epochs to ``synthetic`` (1: the paper's J_m on synthetic negatives only).
+  :class:`gluon_dml.engine.loop.Engine` calls :meth:`set_epoch` before every epoch; ``w`` is
+  kept as a parameter without gradient (``schedule``), so a hybridized graph reads it.
 
 The training loop, per step (this is what :class:`gluon_dml.engine.loop.Engine` already does with
 a loss that has parameters: ``loss_trainer`` holds the generator)::
 
+    daml.set_epoch(epoch)                      # once per epoch: w of the schedule
     with autograd.record():
         loss = daml(net(images), labels)       # J_gen + lambda J_m, shape (1,)
     loss.backward()
     net_trainer.step(1)                        # theta_f <- lambda dJ_m/d theta_f
     generator_trainer.step(1)                  # theta_g <- dJ_gen/d theta_g
 
-The paper trains in three phases: (1) the metric alone with its plain loss (``TripletLoss`` /
-``NPairLoss``), (2) the generator alone against that metric (the same step without
-``net_trainer.step``, or with ``net(images)`` computed outside ``autograd.record()``), (3) both
-jointly as above. ``return_terms=True`` returns ``(J, J_gen, J_m, J_hard, J_reg, J_adv)`` for
-logging (the loop's loss must then be the first element).
+``return_terms=True`` returns ``(J, J_gen, J_m, J_hard, J_reg, J_adv)`` for logging (the loop's
+loss must then be the first element).
 
 Defaults: ``lambda_metric`` (lambda) 1, ``lambda_reg`` (lambda_1) 1, ``lambda_adv`` (lambda_2) 50,
 ``margin`` (alpha) 1: the settings reported for the paper's experiments by a public
@@ -263,7 +274,10 @@ class DAMLTripletLoss(_DAML):
     Parameters: ``embed_dim`` (the generator's input/output size), ``lambda_metric`` (lambda, 1),
     ``lambda_reg`` (lambda_1, 1), ``lambda_adv`` (lambda_2, 50), ``margin`` (alpha, 1),
     ``positive`` ('random' | 'hardest'), ``hidden`` (generator widths, (512, 512)),
-    ``return_terms`` (also return ``J_gen, J_m, J_hard, J_reg, J_adv``).
+    ``return_terms`` (also return ``J_gen, J_m, J_hard, J_reg, J_adv``); the schedule
+    ``warmup_epochs`` (0), ``ramp_epochs`` (0), ``synthetic`` (w after the ramp, 1) and
+    ``synthetic_grad`` ('negative' | 'none'), see the module docstring. With ``w`` < 1, ``J_m`` is
+    ``(1 - w)`` times the same hinge over the real negatives plus ``w`` times the synthetic one.
 
     Inputs: ``embeddings`` (B, D), L2-normalised; ``labels`` (B,). Output: ``J`` (1,), or the tuple
     ``(J, J_gen, J_m, J_hard, J_reg, J_adv)`` with ``return_terms``. Every mean is 0, never NaN, on
