@@ -275,6 +275,9 @@ class Engine:
             short = name.split('_', 1)[-1] if '_' in name else name
             v = p.data(self.ctx[0]).asnumpy()
             out['loss_' + short] = float(v.mean())
+        schedule = getattr(self.loss, 'schedule_metrics', None)
+        if callable(schedule):                        # where a loss's schedule stands
+            out.update(schedule())
         return out
 
     def state(self):
@@ -605,6 +608,9 @@ class Engine:
         self.epoch = epoch
         self._set_lr(epoch)
         self.sampler.set_epoch(epoch)
+        set_loss_epoch = getattr(self.loss, 'set_epoch', None)
+        if callable(set_loss_epoch):                  # a loss with a schedule (DAML's warm-up)
+            set_loss_epoch(epoch)
         if hasattr(self.train_set, 'set_epoch'):      # per-epoch random augmentation
             self.train_set.set_epoch(epoch)
         batches = list(self.sampler)

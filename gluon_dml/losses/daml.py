@@ -31,28 +31,39 @@ How this module realises it
   farthest), and is paired with *every* negative of the batch, easy ones included (the paper's
   point: easy negatives become hard synthetic ones). ``J_gen`` and the triplet ``J_m`` are means
   over these (anchor, negative) triplets; the N-pair ``J_m`` is a mean over anchors.
-- Opposite goals, one backward pass: gradients are stopped so that ``J_gen`` reaches only the
-  generator's parameters (its inputs, the real embeddings, are constants to it) and ``J_m`` reaches
-  only the embeddings, i.e. the network (the synthetic negatives are constants to it). So
+- Opposite goals, one backward pass: ``J_gen`` reaches only the generator's parameters (its
+  inputs, the real embeddings, are constants to it), and ``J_m`` never reaches the generator (its
+  output is a constant to ``J_m``). What ``J_m``'s gradient through a synthetic negative does is
+  ``synthetic_grad``: ``'negative'`` (default) passes it straight through to the real negative it
+  was made from (``x~_an`` moves with ``x_n``: ``x~_an = x_n + const``), so the metric pushes the
+  real negatives away, each with the gradient of its harder synthetic version; ``'none'`` makes
+  the synthetic negatives constants, so only anchors and positives move. ``'none'`` was this
+  module's first form and does not learn on Omniglot (docs/research.md: the real negatives never
+  get a gradient and the generator soon ignores its negative input). So
   ``loss = J_gen + lambda * J_m`` is returned as one scalar and one ``loss.backward()`` gives the
   generator ``dJ_gen/d theta_g`` and the network ``lambda dJ_m/d theta_f``: step the network's
   trainer and the loss's trainer (which holds the generator) after it; neither objective moves
   the other's parameters.
+- The paper's practice, a metric trained before the synthetic negatives join, is a schedule of
+  ``w`` in ``J_m = (1 - w) J_m(real negatives) + w J_m(synthetic negatives)``
+  (:func:`synthetic_weight`): ``w = 0`` for ``warmup_epochs`` epochs (the base loss on the real
+  negatives; the generator trains against the metric meanwhile), then a linear ramp over
+  ``ramp_epochs`` epochs to ``synthetic`` (1: the paper's J_m on synthetic negatives only).
+  :class:`gluon_dml.engine.loop.Engine` calls :meth:`set_epoch` before every epoch; ``w`` is
+  kept as a parameter without gradient (``schedule``), so a hybridized graph reads it.
 
 The training loop, per step (this is what :class:`gluon_dml.engine.loop.Engine` already does with
 a loss that has parameters: ``loss_trainer`` holds the generator)::
 
+    daml.set_epoch(epoch)                      # once per epoch: w of the schedule
     with autograd.record():
         loss = daml(net(images), labels)       # J_gen + lambda J_m, shape (1,)
     loss.backward()
     net_trainer.step(1)                        # theta_f <- lambda dJ_m/d theta_f
     generator_trainer.step(1)                  # theta_g <- dJ_gen/d theta_g
 
-The paper trains in three phases: (1) the metric alone with its plain loss (``TripletLoss`` /
-``NPairLoss``), (2) the generator alone against that metric (the same step without
-``net_trainer.step``, or with ``net(images)`` computed outside ``autograd.record()``), (3) both
-jointly as above. ``return_terms=True`` returns ``(J, J_gen, J_m, J_hard, J_reg, J_adv)`` for
-logging (the loop's loss must then be the first element).
+``return_terms=True`` returns ``(J, J_gen, J_m, J_hard, J_reg, J_adv)`` for logging (the loop's
+loss must then be the first element).
 
 Defaults: ``lambda_metric`` (lambda) 1, ``lambda_reg`` (lambda_1) 1, ``lambda_adv`` (lambda_2) 50,
 ``margin`` (alpha) 1: the settings reported for the paper's experiments by a public
@@ -62,14 +73,14 @@ distance terms only keep the synthetic point near the anchor and the real negati
 three fully connected layers (the paper's), here ``3d -> 512 -> 512 -> d`` with ReLU between;
 for the triplet loss its output is L2-normalised (the network's embeddings are), for N-pair not.
 """
-from mxnet import gluon, init
+from mxnet import gluon, init, nd
 from mxnet.gluon import nn
 
 from .base import label_masks, masked_logsumexp, pairwise_sq_distance, safe_divide
 from .npair import softplus
 from .options import Option
 
-__all__ = ['DAMLGenerator', 'DAMLTripletLoss', 'DAMLNPairLoss']
+__all__ = ['DAMLGenerator', 'DAMLTripletLoss', 'DAMLNPairLoss', 'synthetic_weight']
 
 _POSITIVES = ('random', 'hardest')
 
@@ -102,6 +113,27 @@ class DAMLGenerator(gluon.HybridBlock):
         return z
 
 
+_SYNTHETIC_GRAD = ('negative', 'none')
+
+
+def synthetic_weight(epoch, warmup_epochs=0, ramp_epochs=0, synthetic=1.0):
+    """The weight ``w`` of the synthetic negatives in ``J_m = (1 - w) J_m(real) + w J_m(synthetic)``
+    at ``epoch`` (1-based): 0 for the ``warmup_epochs`` first epochs (the metric alone, on the real
+    negatives), then rising linearly over ``ramp_epochs`` epochs to ``synthetic`` (at once when
+    ``ramp_epochs`` is 0).
+
+    >>> [synthetic_weight(e, 2, 4) for e in range(1, 8)]
+    [0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    >>> [synthetic_weight(e, 1, 0, 0.5) for e in (1, 2, 30)]
+    [0.0, 0.5, 0.5]
+    """
+    if epoch <= warmup_epochs:
+        return 0.0
+    if ramp_epochs <= 0:
+        return float(synthetic)
+    return float(synthetic) * min(1.0, (epoch - warmup_epochs) / float(ramp_epochs))
+
+
 class _DAML(gluon.HybridBlock):
     """Shared mining, generator and ``J_gen``; subclasses supply ``J_m``."""
 
@@ -113,28 +145,70 @@ class _DAML(gluon.HybridBlock):
         'lambda_adv': Option(float, 'lambda_2, the adversarial term (a negative harder than the positive)'),
         'margin': Option(float, 'alpha, the margin of the metric and adversarial hinges'),
         'positive': Option(('random', 'hardest'), "the anchor's positive in a mined triplet"),
+        'warmup_epochs': Option(int, 'epochs of the metric alone on the real negatives before the '
+                                     'synthetic ones join (the generator trains meanwhile)'),
+        'ramp_epochs': Option(int, "epochs over which the synthetic negatives' weight then rises "
+                                   'linearly to --synthetic'),
+        'synthetic': Option(float, 'w, the final weight of the synthetic negatives in '
+                                   'J_m = (1 - w) J_m(real) + w J_m(synthetic) (1: the paper)'),
+        'synthetic_grad': Option(_SYNTHETIC_GRAD, "where J_m's gradient through a synthetic "
+                                 'negative goes: negative (to the real negative it was made from, '
+                                 'straight through), none (nowhere: a constant)'),
     }
 
     def __init__(self, embed_dim, lambda_metric=1.0, lambda_reg=1.0, lambda_adv=50.0, margin=1.0,
-                 positive='random', hidden=(512, 512), return_terms=False, **kwargs):
+                 positive='random', hidden=(512, 512), return_terms=False, warmup_epochs=0,
+                 ramp_epochs=0, synthetic=1.0, synthetic_grad='negative', **kwargs):
         super().__init__(**kwargs)
         if positive not in _POSITIVES:
             raise ValueError('positive must be one of %s, got %r.' % (', '.join(_POSITIVES), positive))
+        if synthetic_grad not in _SYNTHETIC_GRAD:
+            raise ValueError('synthetic_grad must be one of %s, got %r.'
+                             % (', '.join(_SYNTHETIC_GRAD), synthetic_grad))
         for name, v in (('lambda_metric', lambda_metric), ('lambda_reg', lambda_reg),
-                        ('lambda_adv', lambda_adv), ('margin', margin)):
+                        ('lambda_adv', lambda_adv), ('margin', margin),
+                        ('warmup_epochs', warmup_epochs), ('ramp_epochs', ramp_epochs)):
             if v < 0:
                 raise ValueError('%s must be non-negative, got %g.' % (name, v))
+        if not 0 <= synthetic <= 1:
+            raise ValueError('synthetic must lie in [0, 1], got %g.' % synthetic)
         self._lambda = float(lambda_metric)
         self._lambda1 = float(lambda_reg)
         self._lambda2 = float(lambda_adv)
         self._margin = float(margin)
         self._positive = positive
         self._return_terms = bool(return_terms)
+        self.warmup_epochs, self.ramp_epochs = int(warmup_epochs), int(ramp_epochs)
+        self.synthetic = float(synthetic)
+        self._straight_through = synthetic_grad == 'negative'
         with self.name_scope():
             self.generator = DAMLGenerator(int(embed_dim), tuple(hidden),
                                            normalize=self._normalize_synthetic)
+            # w of the schedule: state, not learnt (the engine sets it each epoch, set_epoch)
+            self.schedule = self.params.get('schedule', shape=(1,), grad_req='null',
+                                            init=init.Constant(self.weight_at(1)))
 
-    def hybrid_forward(self, F, embeddings, labels):
+    def weight_at(self, epoch):
+        """``w`` at ``epoch`` (1-based): :func:`synthetic_weight` with this loss's schedule."""
+        return synthetic_weight(epoch, self.warmup_epochs, self.ramp_epochs, self.synthetic)
+
+    def set_epoch(self, epoch):
+        """Called by the training loop before each epoch: ``w`` of the schedule for ``epoch``."""
+        self.set_synthetic_weight(self.weight_at(epoch))
+
+    def set_synthetic_weight(self, w):
+        self.schedule.set_data(nd.full((1,), float(w)))
+
+    def schedule_metrics(self):
+        """Logged with every epoch by the training loop: the ``w`` the epoch used."""
+        return {'daml_synthetic_weight': self.synthetic_weight}
+
+    @property
+    def synthetic_weight(self):
+        """The current ``w`` (what the next batch uses)."""
+        return float(self.schedule.data(self.schedule.list_ctx()[0]).asscalar())
+
+    def hybrid_forward(self, F, embeddings, labels, schedule):
         x = embeddings
         sq = pairwise_sq_distance(F, x)                                        # (B, B)
         same, diff = label_masks(F, labels, sq)
@@ -164,14 +238,31 @@ class _DAML(gluon.HybridBlock):
         j_adv_m = safe_divide(F, F.sum(j_adv * valid), count)
         j_gen = j_hard_m + self._lambda1 * j_reg_m + self._lambda2 * j_adv_m
 
-        # The metric sees the synthetic negatives as constants: J_m trains only the network.
-        j_m = self._metric(F, x, xp, F.BlockGrad(syn), valid, has_pos)
+        # The metric never trains the generator (its output is a constant to J_m). With
+        # synthetic_grad='negative' J_m's gradient through x~_an goes straight through to the real
+        # negative x_n it was made from (x~ = x_n + const), so the metric pushes real negatives
+        # away, the harder ones' synthetic versions weighing more; with 'none' only the anchors
+        # and positives move.
+        neg_real = F.broadcast_add(F.expand_dims(x, 0), grid)                  # x_n, with gradient
+        if self._straight_through:
+            syn_m = neg_real + F.BlockGrad(syn - neg_real)
+        else:
+            syn_m = F.BlockGrad(syn)
+        w = F.reshape(schedule, (1,))
+        j_m = (F.broadcast_mul(1 - w, self._metric(F, x, xp, neg_real, valid, has_pos))
+               + F.broadcast_mul(w, self._metric(F, x, xp, syn_m, valid, has_pos)))
+        if self._l2_penalty:
+            j_m = j_m + self._l2_penalty * F.mean(F.sum(F.square(x), axis=1))
         total = j_gen + self._lambda * j_m
         if self._return_terms:
             return total, j_gen, j_m, j_hard_m, j_reg_m, j_adv_m
         return total
 
+    _l2_penalty = 0.0
+
     def _metric(self, F, x, xp, syn, valid, has_pos):
+        """``J_m`` with the negatives ``syn`` (B, B, D): ``syn[a, n]`` stands for negative n of
+        anchor a (the real ``x_n`` or its synthetic version)."""
         raise NotImplementedError
 
 
@@ -183,7 +274,10 @@ class DAMLTripletLoss(_DAML):
     Parameters: ``embed_dim`` (the generator's input/output size), ``lambda_metric`` (lambda, 1),
     ``lambda_reg`` (lambda_1, 1), ``lambda_adv`` (lambda_2, 50), ``margin`` (alpha, 1),
     ``positive`` ('random' | 'hardest'), ``hidden`` (generator widths, (512, 512)),
-    ``return_terms`` (also return ``J_gen, J_m, J_hard, J_reg, J_adv``).
+    ``return_terms`` (also return ``J_gen, J_m, J_hard, J_reg, J_adv``); the schedule
+    ``warmup_epochs`` (0), ``ramp_epochs`` (0), ``synthetic`` (w after the ramp, 1) and
+    ``synthetic_grad`` ('negative' | 'none'), see the module docstring. With ``w`` < 1, ``J_m`` is
+    ``(1 - w)`` times the same hinge over the real negatives plus ``w`` times the synthetic one.
 
     Inputs: ``embeddings`` (B, D), L2-normalised; ``labels`` (B,). Output: ``J`` (1,), or the tuple
     ``(J, J_gen, J_m, J_hard, J_reg, J_adv)`` with ``return_terms``. Every mean is 0, never NaN, on
@@ -218,12 +312,16 @@ class DAMLNPairLoss(_DAML):
     options = dict(_DAML.options, l2_reg=Option(float, "N-pair's L2 penalty on the embeddings' norms"))
 
     def __init__(self, embed_dim, lambda_metric=1.0, lambda_reg=1.0, lambda_adv=50.0, margin=1.0,
-                 positive='random', hidden=(512, 512), l2_reg=0.002, return_terms=False, **kwargs):
+                 positive='random', hidden=(512, 512), l2_reg=0.002, return_terms=False,
+                 warmup_epochs=0, ramp_epochs=0, synthetic=1.0, synthetic_grad='negative',
+                 **kwargs):
         super().__init__(embed_dim, lambda_metric, lambda_reg, lambda_adv, margin, positive, hidden,
-                         return_terms, **kwargs)
+                         return_terms, warmup_epochs, ramp_epochs, synthetic, synthetic_grad,
+                         **kwargs)
         if l2_reg < 0:
             raise ValueError('l2_reg must be non-negative, got %g.' % l2_reg)
         self._l2_reg = float(l2_reg)
+        self._l2_penalty = self._l2_reg
 
     def _metric(self, F, x, xp, syn, valid, has_pos):
         s_an = F.sum(F.broadcast_mul(syn, F.expand_dims(x, 1)), axis=2)         # (B, B)
@@ -232,7 +330,4 @@ class DAMLNPairLoss(_DAML):
         lse = masked_logsumexp(F, s_an, valid)                                  # (B, 1)
         terms = softplus(F, lse - s_ap) * has_neg
         has_pos = F.expand_dims(has_pos, 1)
-        loss = safe_divide(F, F.sum(terms * has_pos), F.sum(has_pos))
-        if self._l2_reg:
-            loss = loss + self._l2_reg * F.mean(F.sum(F.square(x), axis=1))
-        return loss
+        return safe_divide(F, F.sum(terms * has_pos), F.sum(has_pos))

@@ -83,3 +83,28 @@ def npair_metric(emb, labels, pos, syn, l2_reg=0.002):
         terms.append(math.log1p(sum(math.exp(float(emb[a].dot(syn[a, n])) - s_ap) for n in negs)))
     loss = float(np.mean(terms)) if terms else 0.0
     return loss + l2_reg * float(np.mean(np.sum(emb ** 2, axis=1)))
+
+
+def real_negatives(emb, labels, pos):
+    """{(a, n): x_n}: the real negatives in place of the synthetic ones (J_m of the warm-up)."""
+    emb = np.asarray(emb, np.float64)
+    return {(a, n): emb[n].copy() for a, p, n in triplets(labels, pos)}
+
+
+def mixed_metric(metric, emb, labels, pos, syn, w, **kw):
+    """(1 - w) J_m(real negatives) + w J_m(synthetic): the schedule's metric loss. ``metric`` is
+    :func:`triplet_metric` or :func:`npair_metric` (whose L2 penalty is counted once)."""
+    real = metric(emb, labels, pos, real_negatives(emb, labels, pos), **kw)
+    fake = metric(emb, labels, pos, syn, **kw)
+    if metric is npair_metric:
+        l2 = kw.get('l2_reg', 0.002) * float(np.mean(np.sum(np.asarray(emb, np.float64) ** 2, 1)))
+        return (1 - w) * (real - l2) + w * (fake - l2) + l2
+    return (1 - w) * real + w * fake
+
+
+def straight_through(emb, syn):
+    """J_m's view of the synthetic negatives with ``synthetic_grad='negative'``: as a function of
+    the embeddings ``v``, x~_an = v_n + (x~_an - x_n), the offset held fixed (a callable v -> syn)."""
+    emb = np.asarray(emb, np.float64)
+    offset = {(a, n): s - emb[n] for (a, n), s in syn.items()}
+    return lambda v: {(a, n): np.asarray(v, np.float64)[n] + d for (a, n), d in offset.items()}

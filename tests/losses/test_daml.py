@@ -11,7 +11,8 @@ import pytest
 from gluon_dml.losses.daml import DAMLGenerator, DAMLNPairLoss, DAMLTripletLoss
 
 from .reference import numeric_grad
-from .reference_daml import (generator_terms, npair_metric, synthetic, triplet_metric)
+from .reference_daml import (generator_terms, mixed_metric, npair_metric, straight_through,
+                             synthetic, triplet_metric)
 
 CLASSES = [DAMLTripletLoss, DAMLNPairLoss]
 
@@ -149,12 +150,16 @@ def test_hand_worked_triplet_with_identity_generator():
     assert total == pytest.approx(28.0, abs=2e-4)
 
 
+@pytest.mark.parametrize('grad_to', ['negative', 'none'])
 @pytest.mark.parametrize('cls', CLASSES, ids=['triplet', 'npair'])
-def test_each_objective_trains_only_its_own_parameters(cls):
-    # One backward of J = J_gen + lambda J_m: the embeddings get exactly lambda dJ_m/dx with the
-    # synthetic negatives held fixed, the generator exactly dJ_gen/dtheta_g.
+def test_each_objective_trains_only_its_own_parameters(cls, grad_to):
+    # One backward of J = J_gen + lambda J_m: the embeddings get exactly lambda dJ_m/dx, the
+    # synthetic negatives moving with the real negative they were made from (x~_an = x_n + a fixed
+    # offset: synthetic_grad='negative') or held fixed ('none'); the generator gets exactly
+    # dJ_gen/dtheta_g.
     D, lam = 3, 2.5
-    loss = _loss(cls, D, hidden=(4,), seed=3, lambda_metric=lam, lambda_adv=2.0, margin=0.2)
+    loss = _loss(cls, D, hidden=(4,), seed=3, lambda_metric=lam, lambda_adv=2.0, margin=0.2,
+                 synthetic_grad=grad_to)
     rng = np.random.RandomState(5)
     x = _normed(rng, 6, D) * (1.0 if cls is DAMLTripletLoss else 1.3)
     y = np.repeat(np.arange(3), 2)
@@ -162,12 +167,19 @@ def test_each_objective_trains_only_its_own_parameters(cls):
     _, gx = _forward(loss, x, y, grad=True)
     W = _weights(loss)
     syn = synthetic(x, y, pos, W, cls is DAMLTripletLoss)
+    moved = straight_through(x, syn) if grad_to == 'negative' else (lambda v: syn)
     if cls is DAMLTripletLoss:
-        jm = lambda v: triplet_metric(v, y, pos, syn, 0.2)     # noqa: E731
+        jm = lambda v: triplet_metric(v, y, pos, moved(v), 0.2)     # noqa: E731
     else:
-        jm = lambda v: npair_metric(v, y, pos, syn)             # noqa: E731
+        jm = lambda v: npair_metric(v, y, pos, moved(v))             # noqa: E731
     np.testing.assert_allclose(gx, lam * numeric_grad(jm, x, eps=1e-4), rtol=2e-3, atol=2e-5)
     assert np.abs(gx).sum() > 1e-3
+    # the two routes differ: the real negatives' rows get J_m's gradient only with 'negative'
+    other = (lambda v: syn) if grad_to == 'negative' else straight_through(x, syn)
+    metric = triplet_metric if cls is DAMLTripletLoss else npair_metric
+    kw = {'margin': 0.2} if cls is DAMLTripletLoss else {}
+    g_other = lam * numeric_grad(lambda v: metric(v, y, pos, other(v), **kw), x, eps=1e-4)
+    assert np.abs(gx - g_other).max() > 1e-3
 
     layers = list(loss.generator.mlp._children.values())
     for li, layer in enumerate(layers):
@@ -179,6 +191,74 @@ def test_each_objective_trains_only_its_own_parameters(cls):
                 return generator_terms(x, y, pos, s, 1.0, 2.0, 0.2)[0]
             np.testing.assert_allclose(param.grad().asnumpy(), numeric_grad(j_gen, W[li][which], 1e-4),
                                        rtol=2e-3, atol=2e-5)
+
+
+@pytest.mark.parametrize('hybrid', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('cls', CLASSES, ids=['triplet', 'npair'])
+def test_schedule_mixes_real_and_synthetic_negatives(cls, hybrid):
+    # J_m = (1 - w) J_m(real negatives) + w J_m(synthetic), w set between calls through the same
+    # (hybridized) graph; value and embedding gradient against the numpy reference for each w.
+    D = 4
+    loss = _loss(cls, D, seed=6)
+    if hybrid:
+        loss.hybridize()
+    x = _normed(np.random.RandomState(7), 8, D) * (1.0 if cls is DAMLTripletLoss else 1.4)
+    y = np.repeat(np.arange(4), 2)
+    pos = _pairs_pos(y)
+    syn = synthetic(x, y, pos, _weights(loss), cls is DAMLTripletLoss)
+    metric = triplet_metric if cls is DAMLTripletLoss else npair_metric
+    moved = straight_through(x, syn)
+    seen = []
+    for w in (0.0, 0.3, 1.0, 0.0):
+        loss.set_synthetic_weight(w)
+        assert loss.synthetic_weight == pytest.approx(w)
+        vals, gx = _forward(loss, x, y, grad=True)
+        expected = mixed_metric(metric, x, y, pos, syn, w)
+        assert vals[2] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+        ref = numeric_grad(lambda v: mixed_metric(metric, v, y, pos, moved(v), w), x, eps=1e-4)
+        np.testing.assert_allclose(gx, ref, rtol=2e-3, atol=2e-5)
+        seen.append(vals[2])
+    assert seen[0] == pytest.approx(seen[3], rel=1e-6)       # back to w = 0: the same value
+    assert abs(seen[0] - seen[2]) > 1e-3                      # real and synthetic J_m differ
+
+
+def test_warmup_metric_is_the_plain_triplet_on_real_negatives():
+    # With w = 0 DAML-triplet's J_m is the triplet hinge over (anchor, its positive, every real
+    # negative) on squared distances, by a loop written here; the generator's terms are unchanged.
+    D = 3
+    loss = _loss(DAMLTripletLoss, D, seed=8, warmup_epochs=2)
+    assert loss.synthetic_weight == 0.0                       # epoch 1 of a warm-up: w = 0
+    x = _normed(np.random.RandomState(8), 6, D)
+    y = np.repeat(np.arange(3), 2)
+    pos = _pairs_pos(y)
+    vals = _forward(loss, x, y)
+    d2 = lambda i, j: float(((x[i].astype(np.float64) - x[j]) ** 2).sum())   # noqa: E731
+    hinge = [max(0.0, d2(a, pos[a]) - d2(a, n) + 1.0) for a in range(6) for n in range(6)
+             if y[n] != y[a]]
+    assert vals[2] == pytest.approx(np.mean(hinge), rel=1e-5)
+    syn = synthetic(x, y, pos, _weights(loss), True)
+    assert vals[1] == pytest.approx(generator_terms(x, y, pos, syn)[0], rel=1e-4)
+
+
+def test_synthetic_weight_schedule():
+    from gluon_dml.losses.daml import synthetic_weight
+    assert [synthetic_weight(e, 3, 0) for e in range(1, 6)] == [0, 0, 0, 1, 1]
+    assert [synthetic_weight(e, 2, 4, 0.8) for e in range(1, 9)] == pytest.approx(
+        [0, 0, 0.2, 0.4, 0.6, 0.8, 0.8, 0.8])
+    assert [synthetic_weight(e) for e in (1, 10)] == [1, 1]           # no schedule: the paper's
+    loss = DAMLTripletLoss(4, warmup_epochs=2, ramp_epochs=2, synthetic=0.5)
+    loss.initialize()
+    got = []
+    for epoch in range(1, 6):
+        loss.set_epoch(epoch)
+        got.append(loss.synthetic_weight)
+    assert got == pytest.approx([0, 0, 0.25, 0.5, 0.5])
+    with pytest.raises(ValueError, match='synthetic'):
+        DAMLTripletLoss(4, synthetic=1.5)
+    with pytest.raises(ValueError, match='warmup_epochs'):
+        DAMLTripletLoss(4, warmup_epochs=-1)
+    with pytest.raises(ValueError, match='synthetic_grad'):
+        DAMLTripletLoss(4, synthetic_grad='generator')
 
 
 @pytest.mark.parametrize('cls', CLASSES, ids=['triplet', 'npair'])
@@ -310,8 +390,10 @@ def test_one_training_step_as_the_engine_does_it():
     gen_tr = mx.gluon.Trainer(loss.collect_params(), 'adam', {'learning_rate': 0.01})
     data = mx.nd.array(np.random.RandomState(0).normal(size=(12, 5)))
     labels = mx.nd.array(np.repeat(np.arange(4), 3))
-    before = [p.data().asnumpy().copy() for p in list(net.collect_params().values())
-              + list(loss.collect_params().values())]
+    learnt = [p for p in list(net.collect_params().values()) + list(loss.collect_params().values())
+              if p.grad_req != 'null']                # not the schedule's w (state)
+    assert len(learnt) == len(net.collect_params().keys()) + len(loss.collect_params().keys()) - 1
+    before = [p.data().asnumpy().copy() for p in learnt]
     for _ in range(3):
         with mx.autograd.record():
             value = loss(net(data), labels)
@@ -319,6 +401,5 @@ def test_one_training_step_as_the_engine_does_it():
         net_tr.step(1)
         gen_tr.step(1)
         assert np.isfinite(value.asscalar())
-    after = [p.data().asnumpy() for p in list(net.collect_params().values())
-             + list(loss.collect_params().values())]
+    after = [p.data().asnumpy() for p in learnt]
     assert all(np.abs(a - b).max() > 0 for a, b in zip(after, before))
