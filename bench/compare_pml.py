@@ -97,24 +97,11 @@ KS = (1, 10, 100, 1000)
 
 
 # ---- our side: workers run in this interpreter, one process each ---------------------------
-def _status_kb(field):
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_peak():
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
+def _proc_helpers():
+    """pml_worker.py's /proc readers (plain Python: the PML worker and our side share them)."""
+    sys.path.insert(0, HERE)
+    from pml_worker import reset_peak, status_kb
+    return reset_peak, status_kb
 
 
 def worker_throughput(model, mode, batch, size, warmup, steps, k=4):
@@ -174,6 +161,7 @@ def worker_metrics(what, data):
     del sklearn
     with np.load(data) as z:
         x, y = np.ascontiguousarray(z['x'], np.float32), z['y'].astype(np.int64)
+    _reset_peak, _status_kb = _proc_helpers()
     reset = _reset_peak()
     rss0 = _status_kb('VmRSS')
     t0 = time.perf_counter()
