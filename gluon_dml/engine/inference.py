@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 
-__all__ = ['FUSION_ENV', 'fusion_enabled', 'hybridize_for_inference', 'inference_view',
+__all__ = ['FUSION_ENV', 'fusion_enabled', 'hybridize_for_inference', 'inference_view', 'FusedNet',
            'quantize', 'quantization_available', 'agreement', 'CALIB_MODES']
 
 FUSION_ENV = 'GLUON_DML_FUSION'
@@ -62,6 +62,48 @@ def hybridize_for_inference(net, ctx=None, fuse=True):
     return fused
 
 
+class FusedNet(object):
+    """A fused network that turns into the plain one if MXNet cannot run its fused graph.
+
+    Seen: a GluonCV ResNet on 8 x 8 digits, whose feature maps shrink to 1 x 1 early; MXNet's fused
+    graph then hands out an MKLDNN-format array that cannot be copied to numpy ("We can't generate
+    TBlob for MKLDNN data", seen from the second batch on). Each call checks its outputs on the
+    spot (a copy of the B x D outputs); on that error the network is used unfused from then on
+    (``plain()`` makes it) and :attr:`fused` turns False. Every other attribute is the fused
+    network's."""
+
+    def __init__(self, block, plain):
+        self.block, self._plain, self.fused = block, plain, True
+
+    def __call__(self, *inputs):
+        out = self.block(*inputs)
+        if not self.fused:
+            return out
+        try:
+            for o in (out if isinstance(out, (list, tuple)) else [out]):
+                o.asnumpy()
+        except mx.base.MXNetError as err:
+            if 'MKLDNN' not in str(err):
+                raise
+            self.block, self.fused = self._plain(), False
+            out = self.block(*inputs)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__['block'], name)
+
+
+def _unfused(net):
+    net.hybridize(backend=None, static_alloc=True, static_shape=True)
+    return net
+
+
+def fused_or_plain(net, fused):
+    """``net`` hybridized by :func:`hybridize_for_inference` (``fused``: whether it fused), as a
+    :class:`FusedNet` when fused."""
+    return FusedNet(net, lambda: _unfused(net)) if fused else net
+
+
 def inference_view(net, ctx=None, fuse=True):
     """A fused inference copy of ``net`` that shares its parameters (no copy, no change to
     ``net``'s own graph or hybridization), or ``net`` itself when fusion does not apply or the
@@ -82,7 +124,7 @@ def inference_view(net, ctx=None, fuse=True):
         warnings.simplefilter('ignore', UserWarning)
         view = mx.gluon.SymbolBlock(out, data, params=net.collect_params())
     view.hybridize(backend=_BACKEND, static_alloc=True, static_shape=True)
-    return view
+    return FusedNet(view, lambda: net)
 
 
 def quantization_available():

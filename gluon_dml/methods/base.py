@@ -12,7 +12,7 @@ from ..data import list_datasets
 from ..engine import EngineConfig, Logger, get_contexts, seed_everything
 from ..engine.logger import read_log
 from ..engine.distributed import cluster as job_cluster
-from ..engine.inference import hybridize_for_inference, quantize
+from ..engine.inference import fused_or_plain, hybridize_for_inference, quantize
 from ..engine.loop import Engine, _progress, embed_dataset, enable_amp
 from ..engine.rundir import load_run_args, prepare_run, trained_params_path, write_args
 from ..errors import UserError
@@ -340,7 +340,12 @@ class TrainedRun(object):
     def __init__(self, run_dir, args, method, net, params, params_label, ctx, fused=False):
         self.run_dir, self.args, self.method, self.net = run_dir, args, method, net
         self.params, self.params_label, self.ctx = params, params_label, ctx
-        self.fused, self.precision, self.int8_info = bool(fused), 'float32', None
+        self._fused, self.precision, self.int8_info = bool(fused), 'float32', None
+
+    @property
+    def fused(self):
+        """Whether the network runs fused (False once a :class:`FusedNet` fell back)."""
+        return bool(getattr(self.net, 'fused', self._fused)) if self.precision != 'int8' else False
 
     def quantize(self, calib_images=256, calib_mode='naive', data_path=None, cache=True):
         """Replace ``net`` by its INT8 version (CPU), calibrated on ``calib_images`` training
@@ -366,7 +371,8 @@ class TrainedRun(object):
                 qnet.calibration_cosine
         if qnet is None:
             images = self.method.calibration_images(self, int(calib_images), data_path)
-            qnet = quantize(self.net, images, self.ctx, calib_mode=calib_mode)
+            qnet = quantize(getattr(self.net, 'block', self.net), images, self.ctx,
+                            calib_mode=calib_mode)
             source = ('calibrated on %d training images, mean cosine %.4f to float32 on them'
                       % (len(images), qnet.calibration_cosine))
             if cache:
@@ -450,7 +456,8 @@ def open_run(run_dir, ctx=None, which=None, method=None, fuse=True, int8=None):
                         % (params, run_dir, args.get('model'), args.get('embed_dim'),
                            _first_line(err))) from None
     fused = hybridize_for_inference(net, ctx, fuse)
-    trained = TrainedRun(os.path.normpath(run_dir), args, m, net, params, label, ctx, fused)
+    trained = TrainedRun(os.path.normpath(run_dir), args, m, fused_or_plain(net, fused), params,
+                         label, ctx, fused)
     if int8 is not None:
         trained.quantize(**int8)
     return trained

@@ -193,3 +193,20 @@ def test_evaluate_int8_and_no_fusion_from_the_command_line(digits_run, tmp_path)
     for k in ('recall@1', 'recall@2', 'recall@4', 'recall@8', 'r_precision', 'map@r'):
         assert fused[k] == pytest.approx(plain[k], abs=1e-4), k        # the same numbers
     assert int8['recall@1'] == pytest.approx(fused['recall@1'], abs=0.03)
+
+
+@needs_mkldnn
+def test_a_graph_mxnet_cannot_run_fused_falls_back_to_the_plain_network():
+    """resnet18_v1 on 8 x 8 images: MXNet's fused graph hands out MKLDNN-format outputs it cannot
+    copy to numpy (from the second batch on); the view must embed every batch all the same."""
+    from gluon_dml.data import ArrayDataset
+    from gluon_dml.engine.loop import embed_dataset
+    net = get_model('resnet18_v1', 16)
+    net.hybridize(static_alloc=True)
+    rng = np.random.RandomState(3)
+    ds = ArrayDataset(rng.rand(70, 1, 8, 8), np.repeat(np.arange(7), 10), list('abcdefg'))
+    plain, _ = embed_dataset(net, ds, mx.cpu(), batch_size=32)
+    view = inference_view(net)
+    emb, labels = embed_dataset(view, ds, mx.cpu(), batch_size=32)
+    assert emb.shape == (70, 16) and np.array_equal(labels, ds.labels)
+    assert np.abs(emb - plain).max() < 1e-4
