@@ -12,6 +12,7 @@ import os
 import re
 
 from .data import IMAGE_OPTIONS, is_image_dataset, normalize_name
+from .data.augment import ROTATIONS
 from .errors import UserError
 
 __all__ = ['DEFAULTS', 'RECIPES', 'NAMED_RECIPES', 'named_recipe', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
@@ -167,7 +168,7 @@ def check(args, method=None):
         raise UserError('--eval-nmi-runs must be 0 (no NMI before the last epoch) or more, got %d.'
                         % eval_runs)
     rotations, shift = getattr(args, 'rotations', None), getattr(args, 'shift', None)
-    if rotations is not None and rotations not in (1, 2, 4):
+    if rotations is not None and rotations not in ROTATIONS:
         raise UserError('--rotations must be 1 (off), 2 (half turns) or 4 (quarter turns), got %d.'
                         % rotations)
     if shift is not None and shift < 0:
