@@ -115,6 +115,10 @@ def build_parser(method):
                '(2), each turn a new class (default 1: off)')
     _flag(g, '--shift', type=int, default=None, metavar='PX',
           help='grey datasets: random training moves up to PX pixels (default 0)')
+    _flag(g, '--tilt', type=float, default=None, metavar='DEG',
+          help='grey datasets: random training turns of up to DEG degrees either way (default 0)')
+    _flag(g, '--zoom', type=float, default=None, metavar='F',
+          help='grey datasets: random training scaling by 1-F to 1+F (default 0)')
     _flag(g, '--val-classes', default=None, metavar='X',
           help='evaluate on held-out training classes, a fraction (0.3) or names '
                '(Korean,Early_Aramaic), and keep the best epoch on them (default: none; the test '

@@ -27,6 +27,7 @@ DEFAULTS = dict(
     epochs=20, optimizer='adam', lr=1e-4, loss_lr=0.1, wd=1e-4, momentum=0.9, steps='12,14,16,18',
     factor=0.5, batches_per_epoch=None, seed=123, num_workers=0, log_interval=20,
     eval_batch_size=256, beta_per_class=False, eval_interval=1, episodes=0, rotations=1, shift=0,
+    tilt=0.0, zoom=0.0,
 )
 
 _SMALL = dict(model='smallconv', embed_dim=64, optimizer='adam', lr=1e-3, loss_lr=1e-2, wd=0.0,
@@ -173,10 +174,16 @@ def check(args, method=None):
                         % rotations)
     if shift is not None and shift < 0:
         raise UserError('--shift must be 0 (off) or more pixels, got %d.' % shift)
-    if ((rotations or 1) > 1 or shift) and is_image_dataset(args.data):
-        raise UserError('--rotations and --shift are for the in-memory grey datasets (digits, '
-                        'fashion-mnist, omniglot); the photo datasets augment with random '
-                        'crops, flips and --color-jitter.')
+    tilt, zoom = getattr(args, 'tilt', None), getattr(args, 'zoom', None)
+    if tilt is not None and not 0 <= tilt <= 180:
+        raise UserError('--tilt must lie in [0, 180] degrees (0: off), got %g.' % tilt)
+    if zoom is not None and not 0 <= zoom < 1:
+        raise UserError('--zoom must lie in [0, 1) (0: off; 0.1 scales by 0.9 to 1.1), got %g.'
+                        % zoom)
+    if ((rotations or 1) > 1 or shift or tilt or zoom) and is_image_dataset(args.data):
+        raise UserError('--rotations, --shift, --tilt and --zoom are for the in-memory grey '
+                        'datasets (digits, fashion-mnist, omniglot); the photo datasets augment '
+                        'with random crops, flips and --color-jitter.')
     if shift and args.data == 'digits' and shift > 2:
         raise UserError('--shift %d would move 8x8 digits off the image; use at most 2.' % shift)
     if getattr(args, 'eval_interval', 1) < 1:

@@ -92,7 +92,9 @@ class EmbeddingMethod(Method):
             if has_query_split(args.data, args.data_path):
                 query = get_dataset(args.data, args.data_path, 'query', **options)
         rotations, shift = getattr(args, 'rotations', 1) or 1, getattr(args, 'shift', 0) or 0
-        train = augment_training_set(train, rotations, shift, args.seed)
+        train = augment_training_set(train, rotations, shift, args.seed,
+                                     getattr(args, 'tilt', 0.0) or 0.0,
+                                     getattr(args, 'zoom', 0.0) or 0.0)
         turned = ' (x%d turns)' % rotations if rotations > 1 else ''
         logger.info('%s: %d training images in %d classes%s, %d %s images in %d unseen classes%s; '
                     'loss %s; run folder %s'

@@ -116,6 +116,8 @@ class HashMethod(Method):
         'val_classes': 'the hashing protocols are closed-set (queries of the training classes)',
         'rotations': 'rotated classes are for the embedding methods (train_margin.py)',
         'shift': 'shift augmentation is for the embedding methods (train_margin.py)',
+        'tilt': 'tilt augmentation is for the embedding methods (train_margin.py)',
+        'zoom': 'zoom augmentation is for the embedding methods (train_margin.py)',
         'nmi_runs': 'hashing runs report mAP, not NMI',
         'eval_nmi_runs': 'hashing runs report mAP, not NMI',
         'episodes': 'few-shot episodes need open-set classes; hashing protocols are closed-set',

@@ -190,6 +190,8 @@ class VSEMethod(Method):
         'val_classes': 'the caption datasets have their own val split (--val-split)',
         'rotations': 'rotated classes are for the embedding methods (train_margin.py)',
         'shift': 'shift augmentation is for the embedding methods (train_margin.py)',
+        'tilt': 'tilt augmentation is for the embedding methods (train_margin.py)',
+        'zoom': 'zoom augmentation is for the embedding methods (train_margin.py)',
         'nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'eval_nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'episodes': 'VSE runs report cross-modal recall, not few-shot accuracy',

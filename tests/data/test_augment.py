@@ -1,5 +1,6 @@
-"""``--rotations`` (training classes turned as new classes) and ``--shift`` (random moves, new
-draws every epoch), and the named recipe ``--recipe fewshot`` that uses them."""
+"""``--rotations`` (training classes turned as new classes), ``--shift`` (random moves, new
+draws every epoch), ``--tilt`` and ``--zoom`` (random turns and scaling, bilinear), and the named
+recipe ``--recipe fewshot`` that uses them."""
 import json
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 
 from gluon_dml import cli
 from gluon_dml.data import ArrayDataset, get_dataset
-from gluon_dml.data.augment import ShiftedArrayDataset, augment_training_set, rotated_classes
+from gluon_dml.data.augment import (ShiftedArrayDataset, augment_training_set, rotated_classes,
+                                    warp)
 from gluon_dml.errors import UserError
 from gluon_dml.methods import get_method, run
 
@@ -28,6 +30,73 @@ def _reference_shift(img, dy, dx):
     h, w = img.shape[1:]
     padded = np.pad(img, ((0, 0), (p, p), (p, p)))
     return padded[:, p - dy:p - dy + h, p - dx:p - dx + w]
+
+
+def _reference_warp(img, angle, scale, shift):
+    """Pixel by pixel: output (r, c) reads the input at the point that the turn by ``angle``
+    degrees (counter-clockwise on screen) and the scaling about the centre, then the move, bring
+    to (r, c); bilinear between the four nearest pixels, 0 outside the image."""
+    h, w = img.shape[1:]
+    cr, cc = (h - 1) / 2.0, (w - 1) / 2.0
+    t = np.deg2rad(angle)
+    out = np.zeros(img.shape, dtype=np.float64)
+    for r in range(h):
+        for c in range(w):
+            # undo the move, then the scale, then the turn (clockwise by t on screen)
+            y, x = (r - shift[0] - cr) / scale, (c - shift[1] - cc) / scale
+            sy = np.cos(t) * y + np.sin(t) * x + cr
+            sx = -np.sin(t) * y + np.cos(t) * x + cc
+            y0, x0 = int(np.floor(sy)), int(np.floor(sx))
+            for yy, wy in ((y0, 1 - (sy - y0)), (y0 + 1, sy - y0)):
+                for xx, wx in ((x0, 1 - (sx - x0)), (x0 + 1, sx - x0)):
+                    if 0 <= yy < h and 0 <= xx < w:
+                        out[:, r, c] += wy * wx * img[:, yy, xx]
+    return out
+
+
+def test_warp_matches_a_pixel_by_pixel_bilinear_reference_and_the_exact_cases():
+    rng = np.random.RandomState(3)
+    img = rng.rand(2, 9, 11).astype(np.float32)
+    for angle, scale, shift in ((17.0, 1.1, (1, -2)), (-33.0, 0.85, (0, 0)), (5.0, 1.0, (2, 2))):
+        assert np.allclose(warp(img, angle, scale, shift), _reference_warp(img, angle, scale, shift),
+                           atol=1e-5)
+    square = rng.rand(1, 9, 9).astype(np.float32)
+    # a quarter turn counter-clockwise is np.rot90, and a plain move is the whole-pixel shift
+    assert np.allclose(warp(square, 90, 1.0), np.rot90(square, 1, axes=(1, 2)), atol=1e-6)
+    assert np.allclose(warp(img, 0, 1.0, (2, -1)), _reference_shift(img, 2, -1), atol=1e-6)
+    # zooming in by 2 spreads the centre pixel over its neighbours
+    dot = np.zeros((1, 9, 9), np.float32)
+    dot[0, 4, 4] = 1
+    big = warp(dot, 0, 2.0)
+    assert big[0, 4, 4] == pytest.approx(1.0) and big[0, 4, 5] == pytest.approx(0.5)
+    assert big[0, 4, 6] == pytest.approx(0.0)
+
+
+def test_tilt_and_zoom_draw_turns_and_scales_per_epoch_and_keep_the_shifts():
+    ds = _toy(n_classes=4, per_class=5, size=10)
+    plain = ShiftedArrayDataset(ds, 2, seed=7)
+    jit = ShiftedArrayDataset(ds, 2, seed=7, tilt=15, zoom=0.1)
+    assert np.array_equal(plain.shifts, jit.shifts)      # the moves are those without tilt/zoom
+    assert plain.angles is None
+    assert np.abs(jit.angles).max() <= 15 and np.abs(jit.angles).max() > 5
+    assert np.all(np.abs(jit.scales - 1) <= 0.1) and jit.scales.std() > 0.01
+    for i in range(len(ds)):
+        img, label = jit[i]
+        assert label == ds.labels[i] and img.dtype == np.float32
+        assert np.allclose(img, _reference_warp(ds.images[i], jit.angles[i], jit.scales[i],
+                                                jit.shifts[i]), atol=1e-5)
+    first = jit.angles.copy()
+    jit.set_epoch(1)
+    assert not np.allclose(first, jit.angles)
+    again = ShiftedArrayDataset(ds, 2, seed=7, tilt=15, zoom=0.1)
+    again.set_epoch(1)                                     # a resumed run: the same draws
+    assert np.array_equal(again.angles, jit.angles) and np.array_equal(again[3][0], jit[3][0])
+    only_tilt = augment_training_set(ds, tilt=10, seed=1)
+    assert isinstance(only_tilt, ShiftedArrayDataset) and not only_tilt.shifts.any()
+    with pytest.raises(ValueError, match='tilt must lie'):
+        ShiftedArrayDataset(ds, 0, tilt=-1)
+    with pytest.raises(ValueError, match='zoom must lie'):
+        ShiftedArrayDataset(ds, 0, zoom=1.0)
 
 
 def test_four_rotations_make_four_times_the_classes_each_a_quarter_turn_of_the_original():
@@ -94,6 +163,15 @@ def test_bad_rotation_and_shift_flags_are_refused_with_a_sentence(tmp_path):
         parse('margin', '--data', 'CUB_200_2011', '--rotations', '4', '--save-dir', tmp_path / 'c')
     with pytest.raises(UserError, match='off the image'):
         parse('margin', '--data', 'digits', '--shift', '3', '--save-dir', tmp_path / 'd')
+    with pytest.raises(UserError, match='--tilt must lie'):
+        parse('margin', '--data', 'digits', '--tilt', '200', '--save-dir', tmp_path / 'e')
+    with pytest.raises(UserError, match='--zoom must lie'):
+        parse('margin', '--data', 'digits', '--zoom', '1', '--save-dir', tmp_path / 'f')
+    with pytest.raises(UserError, match='photo datasets augment'):
+        parse('margin', '--data', 'CUB_200_2011', '--tilt', '10', '--save-dir', tmp_path / 'g')
+    a = parse('margin', '--data', 'digits', '--tilt', '10', '--zoom', '0.1', '--save-dir',
+              tmp_path / 'h')
+    assert (a.tilt, a.zoom) == (10.0, 0.1)
 
 
 def test_the_fewshot_recipe_fills_the_settings_under_the_typed_flags(tmp_path):
