@@ -16,6 +16,17 @@ def _use_every_core():
         _os.environ['OMP_NUM_THREADS'] = str(max(1, cores))
 
 
+def _serial_host_copies():
+    """MXNet copies a numpy array of more than MXNET_CPU_PARALLEL_SIZE (default 200,000)
+    values into an NDArray with an OpenMP loop run by the calling (Python) thread. That gives
+    the process a second OpenMP thread team beside the engine's, and every training step after
+    it ran about 25 % slower on two cores (one evaluation batch of 256 Omniglot images was
+    enough; docs/speed.md). A plain memory copy gains nothing from the threads: copy serially,
+    unless the user chose a size."""
+    _os.environ.setdefault('MXNET_CPU_PARALLEL_SIZE', str(2 ** 31 - 1))   # parsed as a C int
+
+
 # whether OMP_NUM_THREADS came from the user (the launcher then leaves it to the processes it starts)
 OMP_FROM_USER = 'OMP_NUM_THREADS' in _os.environ
 _use_every_core()
+_serial_host_copies()

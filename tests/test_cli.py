@@ -229,3 +229,18 @@ def test_evaluate_with_threads_runs_on_that_many_threads(tiny_digits_run, tmp_pa
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'OMP 1' in proc.stdout and json.load(open(tmp_path / 'e.json'))['recall@1'] > 0
+
+
+def test_importing_the_package_sets_every_core_and_serial_host_copies_unless_the_user_chose():
+    code = ('import os, gluon_dml, mxnet; '
+            'print(os.environ["OMP_NUM_THREADS"], os.environ["MXNET_CPU_PARALLEL_SIZE"])')
+    env = {k: v for k, v in script_env().items()
+           if k not in ('OMP_NUM_THREADS', 'MXNET_CPU_PARALLEL_SIZE')}
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == [str(len(os.sched_getaffinity(0))), str(2 ** 31 - 1)]
+    env.update(OMP_NUM_THREADS='1', MXNET_CPU_PARALLEL_SIZE='5000')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.stdout.split() == ['1', '5000'], proc.stderr[-2000:]
