@@ -85,6 +85,12 @@ class ShiftedArrayDataset(ArrayDataset):
         else:
             self.angles = self.scales = None
 
+    def take(self, indices):
+        """The batch of ``indices``, each image moved (and turned, scaled) as this epoch drew."""
+        items = [self[int(i)] for i in indices]
+        return (np.stack([img for img, _ in items]).astype(np.float32, copy=False),
+                np.asarray([label for _, label in items], dtype=np.int64))
+
     def __getitem__(self, idx):
         img = self.images[idx]
         dy, dx = self.shifts[idx]

@@ -92,6 +92,14 @@ class ArrayDataset(Dataset):
     def __getitem__(self, idx):
         return self.images[idx], self.labels[idx]
 
+    def take(self, indices):
+        """The batch of ``indices`` as numpy arrays ``(images (B, C, H, W) float32, labels (B,)
+        int64)``: what :class:`mxnet.gluon.data.DataLoader` would stack from ``dataset[i]``, in
+        one indexing operation (the training loop and the embedding use it for in-memory
+        datasets; a subclass whose items differ from the stored arrays overrides it)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return self.images[idx], self.labels[idx]
+
     def __len__(self):
         return self.labels.shape[0]
 

@@ -111,12 +111,30 @@ def _float32(outputs):
     return outputs
 
 
+def load_batches(dataset, batches, num_workers=0):
+    """``(data, label)`` NDArrays of each list of indices in ``batches``, in order. An in-memory
+    dataset (one with ``take``, :class:`gluon_dml.data.ArrayDataset`) read in the calling thread
+    gives each batch in one indexing operation; otherwise a :class:`mxnet.gluon.data.DataLoader`
+    stacks the items, with ``num_workers`` decoding threads. Both give the same arrays."""
+    take = getattr(dataset, 'take', None)
+    if num_workers == 0 and callable(take):
+        def batches_in_memory():
+            for indices in batches:
+                data, label = take(indices)
+                yield mx.nd.array(data, dtype=data.dtype), mx.nd.array(label, dtype=label.dtype)
+        return batches_in_memory()
+    # Worker threads, not processes: decoding (PIL) releases the GIL, and forked workers of a
+    # multi-threaded MXNet process were seen to hang.
+    return gluon.data.DataLoader(dataset, batch_sampler=_ListSampler(batches),
+                                 num_workers=num_workers, thread_pool=num_workers > 0)
+
+
 def embed_dataset(net, dataset, ctx, batch_size=256, num_workers=0, progress=False, desc='embed'):
     """Embeddings (N, D) float32 and labels (N,) int64 of a dataset, in its order."""
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
-    loader = gluon.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                   last_batch='keep', num_workers=num_workers,
-                                   thread_pool=num_workers > 0)
+    n = len(dataset)
+    loader = load_batches(dataset, [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)],
+                          num_workers)
     embs, labels = [], []
     n_batches = (len(dataset) + batch_size - 1) // batch_size
     for data, label in _progress(loader, n_batches, desc, progress):
@@ -614,11 +632,7 @@ class Engine:
         if hasattr(self.train_set, 'set_epoch'):      # per-epoch random augmentation
             self.train_set.set_epoch(epoch)
         batches = list(self.sampler)
-        # Worker threads, not processes: decoding (PIL) releases the GIL, and forked workers of
-        # a multi-threaded MXNet process were seen to hang.
-        workers = self.config.num_workers
-        loader = gluon.data.DataLoader(self.train_set, batch_sampler=_ListSampler(batches[first_batch:]),
-                                       num_workers=workers, thread_pool=workers > 0)
+        loader = load_batches(self.train_set, batches[first_batch:], self.config.num_workers)
         progress = progress or {}
         losses = [float(v) for v in progress.get('losses', ())]
         n_images = int(progress.get('n_images', 0))

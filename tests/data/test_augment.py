@@ -209,3 +209,22 @@ def test_a_short_fewshot_recipe_run_trains_on_turned_classes_and_logs_episodes(t
     assert [r['epoch'] for r in rows] == [0, 1]
     assert 0 < rows[-1]['fs_proto'] <= 1 and rows[-1]['fs_proto_ci95'] > 0
     assert final['num_queries'] == 62 * 20                  # evaluated on the held-out classes
+
+
+def test_in_memory_batches_are_the_data_loaders_batches_plain_and_shifted():
+    from mxnet import gluon
+    from gluon_dml.engine.loop import _ListSampler, load_batches
+    ds = _toy(n_classes=4, per_class=5, size=8)
+    batches = [[3, 0, 7], [19, 2], [5, 5, 11, 4]]
+    for dataset in (ds, ShiftedArrayDataset(ds, 2, seed=3, tilt=10, zoom=0.1)):
+        reference = gluon.data.DataLoader(dataset, batch_sampler=_ListSampler(batches))
+        fast = load_batches(dataset, batches)
+        assert not isinstance(fast, gluon.data.DataLoader)          # the one-indexing path
+        pairs = list(zip(fast, reference))
+        assert len(pairs) == len(batches)
+        for (data, label), (ref_data, ref_label) in pairs:
+            assert data.dtype == ref_data.dtype and label.dtype == ref_label.dtype
+            assert np.array_equal(data.asnumpy(), ref_data.asnumpy())
+            assert np.array_equal(label.asnumpy(), ref_label.asnumpy())
+    # decoding threads asked for: the DataLoader itself
+    assert isinstance(load_batches(ds, batches, num_workers=1), gluon.data.DataLoader)
