@@ -12,3 +12,21 @@ def tiny_digits_run(tmp_path_factory):
     run_script('train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '6',
                '--no-progress', '--save-dir', run, check=True)
     return run
+
+
+def pytest_configure(config):
+    """Decoded-image caches (GLUON_DML_CACHE) go to a folder of this session, not the user's
+    ~/.cache: the tests start without one and leave nothing behind; the scripts they start
+    inherit it."""
+    import os
+    import tempfile
+    if 'GLUON_DML_CACHE' not in os.environ:
+        os.environ['GLUON_DML_CACHE'] = config._gluon_dml_cache = tempfile.mkdtemp(
+            prefix='gluon-dml-test-cache-')
+
+
+def pytest_unconfigure(config):
+    import shutil
+    folder = getattr(config, '_gluon_dml_cache', None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)

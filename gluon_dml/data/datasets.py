@@ -23,6 +23,7 @@ Adding a dataset is one function ``fn(root=None, split='train') -> ArrayDataset`
 line ``register_dataset('name', fn)``.
 """
 import gzip
+import hashlib
 import io
 import os
 import struct
@@ -369,9 +370,84 @@ def load_omniglot(root=None, split='train'):
     keys = sorted(found)
     class_names = sorted({'%s/%s' % (a, c) for a, c, _ in keys})
     class_index = {name: i for i, name in enumerate(class_names)}
+    labels = np.array([class_index['%s/%s' % key[:2]] for key in keys], dtype=np.int64)
     transform = get_transform('omniglot')
+    cache = decode_cache_path('omniglot-' + split, repr(transform), keys, found)
+    images = read_decode_cache(cache, (len(keys), 1) + transform.size)
+    if images is None:
+        images = _decode_omniglot(keys, found, transform)
+        write_decode_cache(cache, images)
+    return ArrayDataset(images, labels, class_names, name='omniglot', split=split)
+
+
+# Decoded images are kept on disk (GLUON_DML_CACHE, default ~/.cache/gluon-dml; "off" disables),
+# keyed by the transform and by every source file's path, size and modification time, so a
+# changed archive or image is decoded again. Images that are whole multiples of 1/255 (an
+# 8-bit PNG resized in 8 bits, then /255) are stored as uint8 and read back to the same floats.
+_DECODE_CACHE_VERSION = 1
+
+
+def _cache_dir():
+    where = os.environ.get('GLUON_DML_CACHE')
+    if where is not None and where.strip().lower() in ('', '0', 'off', 'false', 'no'):
+        return None
+    return os.path.expanduser(where or os.path.join('~', '.cache', 'gluon-dml'))
+
+
+def decode_cache_path(name, transform, keys, found):
+    """The cache file of the images decoded from ``found[key]`` (``(kind, path, member)``) for
+    ``keys`` in order with ``transform`` (its repr), or None when the cache is off."""
+    folder = _cache_dir()
+    if folder is None:
+        return None
+    digest = hashlib.sha1(repr((_DECODE_CACHE_VERSION, name, transform)).encode())
+    stats = {}
+    for key in keys:
+        kind, path, member = found[key]
+        if path not in stats:
+            st = os.stat(path)
+            stats[path] = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        digest.update(repr((key, kind, member, stats[path])).encode())
+    return os.path.join(folder, '%s-%s.npy' % (name, digest.hexdigest()[:20]))
+
+
+def read_decode_cache(path, shape):
+    """The cached float32 images of ``shape`` at ``path``, or None (absent, unreadable or of
+    another shape: then they are decoded again)."""
+    if path is None or not os.path.isfile(path):
+        return None
+    try:
+        stored = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if stored.shape != tuple(shape):
+        return None
+    if stored.dtype == np.uint8:
+        return stored.astype(np.float32) / np.float32(255.0)
+    return stored.astype(np.float32, copy=False) if stored.dtype == np.float32 else None
+
+
+def write_decode_cache(path, images):
+    """Keep ``images`` at ``path`` (atomically); a cache that cannot be written is skipped."""
+    if path is None:
+        return
+    as_bytes = np.rint(images * np.float32(255.0)).astype(np.uint8)
+    exact = np.array_equal(as_bytes.astype(np.float32) / np.float32(255.0), images)
+    tmp = '%s.%d.tmp' % (path, os.getpid())
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, 'wb') as f:
+            np.save(f, as_bytes if exact else images.astype(np.float32))
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
+def _decode_omniglot(keys, found, transform):
     images = np.empty((len(keys), 1) + transform.size, dtype=np.float32)
-    labels = np.empty(len(keys), dtype=np.int64)
     archives = {}
     try:
         for i, key in enumerate(keys):
@@ -387,11 +463,10 @@ def load_omniglot(root=None, split='train'):
                 images[i] = transform(_open_png(data, member, path))
             else:
                 images[i] = transform(path)
-            labels[i] = class_index['%s/%s' % key[:2]]
     finally:
         for archive in archives.values():
             archive.close()
-    return ArrayDataset(images, labels, class_names, name='omniglot', split=split)
+    return images
 
 
 def _open_png(data, member, archive):

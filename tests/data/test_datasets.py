@@ -416,6 +416,43 @@ def test_omniglot_duplicates_across_archives_counted_once(omniglot_tree, tmp_pat
     assert len(load_quiet('omniglot', root=str(mixed), split='test')) == 2 * 3
 
 
+def test_omniglot_decoded_images_are_cached_and_decoded_again_when_a_source_changes(
+        omniglot_tree, tmp_path, monkeypatch):
+    extracted, _ = omniglot_tree
+    cache = tmp_path / 'cache'
+    monkeypatch.setenv('GLUON_DML_CACHE', str(cache))
+    decodes = []
+    real_decode = datasets_module._decode_omniglot
+    monkeypatch.setattr(datasets_module, '_decode_omniglot',
+                        lambda *a: decodes.append(1) or real_decode(*a))
+    first = load_quiet('omniglot', root=str(extracted), split='train')
+    files = sorted(os.listdir(str(cache)))
+    assert len(decodes) == 1 and len(files) == 1 and files[0].startswith('omniglot-train-')
+    assert np.load(str(cache / files[0])).dtype == np.uint8       # whole multiples of 1/255
+    again = load_quiet('omniglot', root=str(extracted), split='train')
+    assert len(decodes) == 1                                      # read from the cache
+    np.testing.assert_array_equal(again.images, first.images)     # the very same floats
+    assert again.images.dtype == np.float32 and again.class_names == first.class_names
+    monkeypatch.setenv('GLUON_DML_CACHE', 'off')
+    np.testing.assert_array_equal(load_quiet('omniglot', root=str(extracted), split='train').images,
+                                  first.images)
+    assert len(decodes) == 2 and len(os.listdir(str(cache))) == 1
+    # one image redrawn: a different file, decoded again, and the new drawing is what comes back
+    monkeypatch.setenv('GLUON_DML_CACHE', str(cache))
+    png = extracted / 'images_background_small1' / 'Greek' / 'character01' / '0010_01.png'
+    Image.new('L', (105, 105), 0).save(str(png))
+    changed = load_quiet('omniglot', root=str(extracted), split='train')
+    assert len(decodes) == 3 and len(os.listdir(str(cache))) == 2
+    np.testing.assert_array_equal(changed.images[0], get_transform('omniglot')(str(png)))
+    assert not np.array_equal(changed.images[0], first.images[0])
+    # a damaged cache file is decoded again and replaced
+    for name in os.listdir(str(cache)):
+        (cache / name).write_bytes(b'not an array')
+    np.testing.assert_array_equal(load_quiet('omniglot', root=str(extracted), split='train').images,
+                                  changed.images)
+    assert len(decodes) == 4
+
+
 def test_omniglot_missing_root_or_layout_errors(tmp_path):
     missing = tmp_path / 'nowhere'
     with pytest.raises(FileNotFoundError, match='nowhere.*images_background_small1.zip'):
