@@ -71,6 +71,23 @@ def _as_numpy(x):
     return x.asnumpy() if hasattr(x, 'asnumpy') else x
 
 
+
+NETVLAD_INIT_IMAGES = 256
+
+
+def init_netvlad(net, train, ctx, num_workers=0, seed=0, images=NETVLAD_INIT_IMAGES):
+    """``--pool netvlad``: the head's clusters initialised as the paper does, from k-means of the
+    local descriptors of ``images`` training images drawn with ``seed`` (a resumed run loads
+    its own instead)."""
+    from ..engine.loop import load_batches
+    from ..models.pooling import init_netvlad_from_features
+    spatial, vlad = net.backbone[0], net.backbone[1]
+    pick = np.sort(np.random.RandomState(seed).choice(len(train), min(images, len(train)),
+                                                      replace=False))
+    chunks = [pick[i:i + 32] for i in range(0, len(pick), 32)]
+    batches = (data.as_in_context(ctx) for data, _ in load_batches(train, chunks, num_workers))
+    init_netvlad_from_features(vlad, batches, spatial, seed=seed)
+
 class EmbeddingMethod(Method):
     name = 'margin'
     script = 'train_margin.py'
@@ -119,9 +136,12 @@ class EmbeddingMethod(Method):
         return loss
 
     def build_network(self, args, data, ctx):
-        return get_model(args.model, args.embed_dim, pretrained=args.use_pretrained, ctx=ctx,
-                         init_name=getattr(args, 'init', None) or 'xavier',
-                         normalize=args.normalize_embeddings, pool=args.pool)
+        net = get_model(args.model, args.embed_dim, pretrained=args.use_pretrained, ctx=ctx,
+                        init_name=getattr(args, 'init', None) or 'xavier',
+                        normalize=args.normalize_embeddings, pool=args.pool)
+        if args.pool == 'netvlad' and not getattr(args, 'resume', False):
+            init_netvlad(net, data['train'], ctx[0], args.num_workers, args.seed)
+        return net
 
     def build_evaluator(self, args, data, logger):
         return RetrievalEvaluator(data['eval'], batch_size=args.eval_batch_size, logger=logger,

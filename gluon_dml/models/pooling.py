@@ -313,6 +313,34 @@ class NetVLAD(gluon.HybridBlock):
 _POOLINGS = {'avg': AvgPool, 'gem': GeM, 'rmac': RMAC, 'netvlad': NetVLAD}
 
 
+def init_netvlad_from_features(vlad, batches, spatial, descriptors=50000, seed=0, alpha=100.0):
+    """The paper's NetVLAD initialisation (Arandjelovic et al. 2016, Sec. 3.1): k-means (faiss,
+    ``seed``) of local descriptors of training images, then :meth:`NetVLAD.init_from_centroids`.
+    ``batches`` yields image NDArrays, ``spatial`` maps them to the feature maps the head pools
+    (N, C, H, W); each position is one descriptor (L2-normalised when the head normalises its
+    input), at most ``descriptors`` of them drawn with ``seed``. Returns the centroids (K, C)."""
+    import faiss
+    from mxnet import autograd
+    feats = []
+    with autograd.pause(train_mode=False):
+        for data in batches:
+            fmap = spatial(data).asnumpy()                                  # (N, C, H, W)
+            feats.append(fmap.transpose(0, 2, 3, 1).reshape(-1, fmap.shape[1]))
+    desc = np.ascontiguousarray(np.concatenate(feats), dtype=np.float32)
+    if vlad._normalize_input:
+        desc /= np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+    if desc.shape[0] > descriptors:
+        desc = desc[np.random.RandomState(seed).choice(desc.shape[0], descriptors, replace=False)]
+    if desc.shape[0] < vlad._clusters:
+        raise ValueError('NetVLAD initialisation needs at least %d descriptors (its clusters), got '
+                         '%d; use more images.' % (vlad._clusters, desc.shape[0]))
+    km = faiss.Kmeans(desc.shape[1], vlad._clusters, niter=20, seed=int(seed) & 0x7fffffff)
+    km.cp.min_points_per_centroid = 1          # few descriptors per cluster is expected here
+    km.train(desc)
+    vlad.init_from_centroids(km.centroids, alpha)
+    return km.centroids
+
+
 def list_poolings():
     return sorted(_POOLINGS)
 
