@@ -96,3 +96,13 @@ def test_quick_both_sides_give_a_ratio():
         assert abs(float(ratio) - want) <= 0.05 * want + 0.02, (case, ours, pml, ratio)
         assert met in ('yes', 'no')
     assert 'pytorch-metric-learning 2.' in proc.stdout
+
+
+def test_bench_host_copy_prints_both_settings_before_and_after_the_copy():
+    proc = run_script('bench/bench_host_copy.py', '--rounds', '1', timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| ') and 'default' in line]
+    assert len(rows) == 2 and 'parallel copy, 200000' in rows[0] and 'serial copy' in rows[1]
+    for row in rows:
+        before, after, ratio = (float(c) for c in row.strip('| ').split(' | ')[1:])
+        assert before > 0 and after > 0 and ratio == pytest.approx(after / before, abs=0.01)

@@ -154,21 +154,21 @@ def test_augment_training_set_turns_then_shifts():
     assert augment_training_set(ds) is ds
 
 
-def test_bad_rotation_and_shift_flags_are_refused_with_a_sentence(tmp_path):
-    with pytest.raises(UserError, match='--rotations must be 1'):
-        parse('margin', '--data', 'digits', '--rotations', '3', '--save-dir', tmp_path / 'a')
-    with pytest.raises(UserError, match='--shift must be 0'):
-        parse('margin', '--data', 'digits', '--shift', '-1', '--save-dir', tmp_path / 'b')
-    with pytest.raises(UserError, match='photo datasets augment'):
-        parse('margin', '--data', 'CUB_200_2011', '--rotations', '4', '--save-dir', tmp_path / 'c')
-    with pytest.raises(UserError, match='off the image'):
-        parse('margin', '--data', 'digits', '--shift', '3', '--save-dir', tmp_path / 'd')
-    with pytest.raises(UserError, match='--tilt must lie'):
-        parse('margin', '--data', 'digits', '--tilt', '200', '--save-dir', tmp_path / 'e')
-    with pytest.raises(UserError, match='--zoom must lie'):
-        parse('margin', '--data', 'digits', '--zoom', '1', '--save-dir', tmp_path / 'f')
-    with pytest.raises(UserError, match='photo datasets augment'):
-        parse('margin', '--data', 'CUB_200_2011', '--tilt', '10', '--save-dir', tmp_path / 'g')
+@pytest.mark.parametrize('flags,message', [
+    (('--rotations', '3'), '--rotations must be 1'),
+    (('--shift', '-1'), '--shift must be 0'),
+    (('--data', 'CUB_200_2011', '--rotations', '4'), 'photo datasets augment'),
+    (('--shift', '3'), 'off the image'),
+    (('--tilt', '200'), '--tilt must lie'),
+    (('--zoom', '1'), '--zoom must lie'),
+    (('--data', 'CUB_200_2011', '--tilt', '10'), 'photo datasets augment'),
+])
+def test_bad_augmentation_flags_are_refused_with_a_sentence(flags, message, tmp_path):
+    with pytest.raises(UserError, match=message):
+        parse('margin', '--data', 'digits', *flags, '--save-dir', tmp_path / 'r')
+
+
+def test_tilt_and_zoom_flags_are_read(tmp_path):
     a = parse('margin', '--data', 'digits', '--tilt', '10', '--zoom', '0.1', '--save-dir',
               tmp_path / 'h')
     assert (a.tilt, a.zoom) == (10.0, 0.1)
