@@ -109,14 +109,13 @@ def build_parser(method):
     _flag(g, '--skip-bad-images', action='store_true',
           help='leave out (and count) unreadable image files instead of stopping')
     _flag(g, '--split-classes', default=None, metavar='X',
-          help='folder / list / LFW: training classes, a fraction or a count (default 0.5)')
+          help='folder / list / LFW: training classes, fraction or count (default 0.5)')
     _flag(g, '--rotations', type=int, default=None, metavar='K',
-          help='grey datasets: training classes also turned by 90, 180, 270 degrees (4) or 180 '
-               '(2), each turn a new class (default 1: off)')
+          help='grey datasets: classes also turned 90/180/270 (4), 180 (2) (default 1)')
     _flag(g, '--shift', type=int, default=None, metavar='PX',
           help='grey datasets: random training moves up to PX pixels (default 0)')
     _flag(g, '--tilt', type=float, default=None, metavar='DEG',
-          help='grey datasets: random training turns of up to DEG degrees either way (default 0)')
+          help='grey datasets: random training turns up to DEG degrees (default 0)')
     _flag(g, '--zoom', type=float, default=None, metavar='F',
           help='grey datasets: random training scaling by 1-F to 1+F (default 0)')
     _flag(g, '--val-classes', default=None, metavar='X',

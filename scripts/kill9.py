@@ -7,7 +7,8 @@ the parameters (bitwise) and the log of the same run left alone.
 
 The run: ``train-margin --data digits``, 6 epochs of 6 batches, ``--checkpoint-every 2``. Half of
 the kills come at a random moment of the training: a random step ahead is drawn, and the kill
-comes at a random time (0-0.3 s) after the run reports it. The other half come while the run is
+comes at a random time (0-0.3 s) after the run reports it (the run stays 0.1 s at each step, so
+that the kill finds it alive however fast its steps are). The other half come while the run is
 inside a checkpoint write or an evaluation: the run is told
 (``GLUON_DML_FAULTS=POINT@*:pause=1.0``) to stay 1 s at that point, and the kill comes from
 outside at a random moment of that pause. Where the run was and the last step it had finished
@@ -119,6 +120,8 @@ def main(argv=None):
         extra = {'GLUON_DML_TRACE': tr}
         if mode != 'step':
             extra['GLUON_DML_FAULTS'] = '%s@*:pause=1.0' % mode
+        else:       # 0.1 s at each step: the kill, 0-0.3 s after the step drawn, finds the run alive
+            extra['GLUON_DML_FAULTS'] = 'step@*:pause=0.1'
         proc = start(run, '--checkpoint-every', '2', *(['--resume'] if processes else []), **extra)
         started = time.time()
 

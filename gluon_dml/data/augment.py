@@ -85,7 +85,7 @@ class ShiftedArrayDataset(ArrayDataset):
         else:
             self.angles = self.scales = None
 
-    def take(self, indices):
+    def gather(self, indices):
         """The batch of ``indices``, each image moved (and turned, scaled) as this epoch drew."""
         items = [self[int(i)] for i in indices]
         return (np.stack([img for img, _ in items]).astype(np.float32, copy=False),

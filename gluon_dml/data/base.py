@@ -92,11 +92,12 @@ class ArrayDataset(Dataset):
     def __getitem__(self, idx):
         return self.images[idx], self.labels[idx]
 
-    def take(self, indices):
+    def gather(self, indices):
         """The batch of ``indices`` as numpy arrays ``(images (B, C, H, W) float32, labels (B,)
         int64)``: what :class:`mxnet.gluon.data.DataLoader` would stack from ``dataset[i]``, in
         one indexing operation (the training loop and the embedding use it for in-memory
-        datasets; a subclass whose items differ from the stored arrays overrides it)."""
+        datasets; a subclass whose items differ from the stored arrays overrides it). Gluon's
+        ``Dataset.take(count)`` is another thing and is left as it is."""
         idx = np.asarray(indices, dtype=np.int64)
         return self.images[idx], self.labels[idx]
 

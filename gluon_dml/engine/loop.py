@@ -113,14 +113,15 @@ def _float32(outputs):
 
 def load_batches(dataset, batches, num_workers=0):
     """``(data, label)`` NDArrays of each list of indices in ``batches``, in order. An in-memory
-    dataset (one with ``take``, :class:`gluon_dml.data.ArrayDataset`) read in the calling thread
+    dataset (one with ``gather``, :class:`gluon_dml.data.ArrayDataset`; not Gluon's own
+    ``Dataset.take(count)``) read in the calling thread
     gives each batch in one indexing operation; otherwise a :class:`mxnet.gluon.data.DataLoader`
     stacks the items, with ``num_workers`` decoding threads. Both give the same arrays."""
-    take = getattr(dataset, 'take', None)
-    if num_workers == 0 and callable(take):
+    gather = getattr(dataset, 'gather', None)
+    if num_workers == 0 and callable(gather):
         def batches_in_memory():
             for indices in batches:
-                data, label = take(indices)
+                data, label = gather(indices)
                 yield mx.nd.array(data, dtype=data.dtype), mx.nd.array(label, dtype=label.dtype)
         return batches_in_memory()
     # Worker threads, not processes: decoding (PIL) releases the GIL, and forked workers of a

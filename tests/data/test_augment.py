@@ -226,5 +226,11 @@ def test_in_memory_batches_are_the_data_loaders_batches_plain_and_shifted():
             assert data.dtype == ref_data.dtype and label.dtype == ref_label.dtype
             assert np.array_equal(data.asnumpy(), ref_data.asnumpy())
             assert np.array_equal(label.asnumpy(), ref_label.asnumpy())
-    # decoding threads asked for: the DataLoader itself
+    # decoding threads asked for, or a dataset without ``gather`` (Gluon's own ``take(count)``
+    # is another method): the DataLoader itself, with the same batches
     assert isinstance(load_batches(ds, batches, num_workers=1), gluon.data.DataLoader)
+    other = gluon.data.SimpleDataset([(ds.images[i], ds.labels[i]) for i in range(len(ds))])
+    loader = load_batches(other, batches)
+    assert isinstance(loader, gluon.data.DataLoader)
+    assert [b[1].asnumpy().tolist() for b in loader] == [ds.labels[b].tolist() for b in batches]
+    assert len(ds.take(2)) == 2                            # Gluon's take(count) still works
