@@ -20,7 +20,7 @@ def _serial_host_copies():
     """MXNet copies a numpy array of more than MXNET_CPU_PARALLEL_SIZE (default 200,000)
     values into an NDArray with an OpenMP loop run by the calling (Python) thread. That gives
     the process a second OpenMP thread team beside the engine's, and every training step after
-    it ran about 25 % slower on two cores (one evaluation batch of 256 Omniglot images was
+    it ran about 23 % slower on two cores (bench/bench_host_copy.py) (one evaluation batch of 256 Omniglot images was
     enough; docs/speed.md). A plain memory copy gains nothing from the threads: copy serially,
     unless the user chose a size."""
     _os.environ.setdefault('MXNET_CPU_PARALLEL_SIZE', str(2 ** 31 - 1))   # parsed as a C int

@@ -114,9 +114,9 @@ def _float32(outputs):
 def load_batches(dataset, batches, num_workers=0):
     """``(data, label)`` NDArrays of each list of indices in ``batches``, in order. An in-memory
     dataset (one with ``gather``, :class:`gluon_dml.data.ArrayDataset`; not Gluon's own
-    ``Dataset.take(count)``) read in the calling thread
-    gives each batch in one indexing operation; otherwise a :class:`mxnet.gluon.data.DataLoader`
-    stacks the items, with ``num_workers`` decoding threads. Both give the same arrays."""
+    ``Dataset.take(count)``) read in the calling thread gives each batch in one indexing
+    operation; otherwise a :class:`mxnet.gluon.data.DataLoader` stacks the items, with
+    ``num_workers`` decoding threads. Both give the same arrays."""
     gather = getattr(dataset, 'gather', None)
     if num_workers == 0 and callable(gather):
         def batches_in_memory():
@@ -134,11 +134,10 @@ def embed_dataset(net, dataset, ctx, batch_size=256, num_workers=0, progress=Fal
     """Embeddings (N, D) float32 and labels (N,) int64 of a dataset, in its order."""
     ctx = ctx if isinstance(ctx, (list, tuple)) else [ctx]
     n = len(dataset)
-    loader = load_batches(dataset, [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)],
-                          num_workers)
+    batches = [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
     embs, labels = [], []
-    n_batches = (len(dataset) + batch_size - 1) // batch_size
-    for data, label in _progress(loader, n_batches, desc, progress):
+    for data, label in _progress(load_batches(dataset, batches, num_workers), len(batches), desc,
+                                 progress):
         parts = gluon.utils.split_and_load(data, ctx, even_split=False)
         embs.extend(net(p).astype('float32', copy=False).asnumpy() for p in parts)
         labels.append(label.asnumpy())

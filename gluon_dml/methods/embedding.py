@@ -71,7 +71,6 @@ def _as_numpy(x):
     return x.asnumpy() if hasattr(x, 'asnumpy') else x
 
 
-
 NETVLAD_INIT_IMAGES = 256
 
 
@@ -87,6 +86,7 @@ def init_netvlad(net, train, ctx, num_workers=0, seed=0, images=NETVLAD_INIT_IMA
     chunks = [pick[i:i + 32] for i in range(0, len(pick), 32)]
     batches = (data.as_in_context(ctx) for data, _ in load_batches(train, chunks, num_workers))
     init_netvlad_from_features(vlad, batches, spatial, seed=seed)
+
 
 class EmbeddingMethod(Method):
     name = 'margin'
