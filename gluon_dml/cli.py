@@ -129,6 +129,8 @@ def build_parser(method):
     _flag(g, '--embed-dim', type=int, default=None, metavar='D',
           help='embedding dimension (default %s)' % rule('embed_dim'))
     _flag(g, '--use-pretrained', action='store_true', help='start from GluonCV ImageNet weights')
+    _flag(g, '--members', type=int, default=None, metavar='N',
+          help='N networks trained side by side, their embeddings joined (default 1)')
     _flag(g, '--pool', default='avg', choices=['avg', 'gem', 'rmac', 'netvlad'],
           help='global pooling of the feature map: avg (the backbone\'s own), gem (learnable p), '
                'rmac, netvlad (default avg)')

@@ -285,14 +285,15 @@ class Engine:
         """Change the gradients before the update (default: nothing)."""
 
     def extra_metrics(self):
-        """Values logged with every epoch's metrics: the loss's own parameters (mean of each)."""
-        out = {}
+        """Values logged with every epoch's metrics: the loss's own parameters (mean of each; of
+        the copies together when an ensemble's members each have one)."""
+        values = {}
         for name, p in self.loss.collect_params().items():
             if p.grad_req == 'null':       # [distributed] state such as a loss's memory
                 continue
             short = name.split('_', 1)[-1] if '_' in name else name
-            v = p.data(self.ctx[0]).asnumpy()
-            out['loss_' + short] = float(v.mean())
+            values.setdefault('loss_' + short, []).append(float(p.data(self.ctx[0]).asnumpy().mean()))
+        out = {k: float(np.mean(v)) for k, v in values.items()}
         schedule = getattr(self.loss, 'schedule_metrics', None)
         if callable(schedule):                        # where a loss's schedule stands
             out.update(schedule())

@@ -20,6 +20,7 @@ from ..engine.evaluation import RetrievalEvaluator
 from ..errors import UserError
 from ..losses import get_loss_class
 from ..losses.factory import build_loss
+from ..losses.members import MemberLoss
 from ..metrics import evaluate_embeddings, few_shot_metrics
 from ..models import get_model
 from .base import Encoders, Method
@@ -128,19 +129,26 @@ class EmbeddingMethod(Method):
         return make_sampler(args, data['train'])
 
     def build_loss(self, args, data):
-        loss, args.loss_options = build_loss(
-            args.loss, getattr(args, '_loss_kwargs', {}), num_classes=data['train'].num_classes,
-            embed_dim=args.embed_dim, batch_k=args.batch_k, beta_per_class=args.beta_per_class,
-            family=self.loss_family)
+        def one():
+            return build_loss(args.loss, getattr(args, '_loss_kwargs', {}),
+                              num_classes=data['train'].num_classes, embed_dim=args.embed_dim,
+                              batch_k=args.batch_k, beta_per_class=args.beta_per_class,
+                              family=self.loss_family)
+        loss, args.loss_options = one()
+        members = getattr(args, 'members', 1) or 1
+        if members > 1:                 # --members N: a copy of the loss for each member
+            loss = MemberLoss([loss] + [one()[0] for _ in range(members - 1)])
         args.normalize_embeddings = bool(getattr(loss, 'normalize_embeddings', True))
         return loss
 
     def build_network(self, args, data, ctx):
         net = get_model(args.model, args.embed_dim, pretrained=args.use_pretrained, ctx=ctx,
                         init_name=getattr(args, 'init', None) or 'xavier',
-                        normalize=args.normalize_embeddings, pool=args.pool)
+                        normalize=args.normalize_embeddings, pool=args.pool,
+                        members=getattr(args, 'members', 1) or 1)
         if args.pool == 'netvlad' and not getattr(args, 'resume', False):
-            init_netvlad(net, data['train'], ctx[0], args.num_workers, args.seed)
+            for i, member in enumerate(getattr(net, 'members', [net])):
+                init_netvlad(member, data['train'], ctx[0], args.num_workers, args.seed + i)
         return net
 
     def build_evaluator(self, args, data, logger):
@@ -156,7 +164,8 @@ class EmbeddingMethod(Method):
     # -- a trained run ----------------------------------------------------------------------------
     def network_for_run(self, args, ctx):
         return get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
-                         normalize=embeddings_normalized(args), pool=args.get('pool') or 'avg')
+                         normalize=embeddings_normalized(args), pool=args.get('pool') or 'avg',
+                         members=args.get('members') or 1)
 
     def preprocess(self, args):
         """The run's test-time preprocessing of one image (a path or a PIL image)."""

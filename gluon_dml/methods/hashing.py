@@ -122,6 +122,7 @@ class HashMethod(Method):
         'eval_nmi_runs': 'hashing runs report mAP, not NMI',
         'episodes': 'few-shot episodes need open-set classes; hashing protocols are closed-set',
         'pool': 'the hash head takes the backbone\'s own pooling',
+        'members': 'ensembles (--members) are for the embedding methods',
         'beta_per_class': 'it is an option of the margin loss',
     }
     best_metric = 'map'

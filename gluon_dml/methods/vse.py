@@ -196,6 +196,7 @@ class VSEMethod(Method):
         'eval_nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'episodes': 'VSE runs report cross-modal recall, not few-shot accuracy',
         'pool': 'the image encoder takes the backbone\'s own pooling',
+        'members': 'ensembles (--members) are for the embedding methods',
         'split_classes': 'the caption datasets have their own splits',
     }
     best_metric = 'rsum'

@@ -4,14 +4,15 @@
 feature extractor, then ``Dense(embed_dim)`` and L2 normalisation. The backbone is ``smallconv``
 (the small conv net for 28x28 and 8x8 grey images) or any GluonCV model-zoo name whose network
 has ``.features`` (``resnet50_v2``, ``mobilenet1.0``, ``densenet121`` ...) or is a ResNetV1b
-(``resnet50_v1b`` ...).
+(``resnet50_v1b`` ...). ``members=N`` gives a :class:`MemberEnsemble` of N such networks.
 """
+import math
 import os
 
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
-__all__ = ['SmallConvNet', 'EmbeddingNet', 'get_backbone', 'get_model', 'pretrained_cache_dir',
+__all__ = ['SmallConvNet', 'EmbeddingNet', 'MemberEnsemble', 'get_backbone', 'get_model', 'pretrained_cache_dir',
            'feature_channels', 'pooled_backbone', 'Conv4',
            'initializers', 'initialize_with_head', 'INITS',
            'PretrainedUnavailableError']
@@ -117,6 +118,29 @@ class EmbeddingNet(gluon.HybridBlock):
         return z
 
 
+class MemberEnsemble(gluon.HybridBlock):
+    """N embedding networks side by side on one input (``--members N``): the output is their N
+    embeddings joined, (B, N x D), each scaled by 1 / sqrt(N) when they are L2-normalised, so
+    that the joined vector has length 1 too and its dot products are the mean of the members'
+    cosine similarities. The members start from different random weights and learn together,
+    each with its own copy of the loss (:class:`gluon_dml.losses.MemberLoss`), on the same
+    batches; searching with the joined vector is the ensemble. ``members[i]`` is member i."""
+
+    def __init__(self, members, normalize=True, **kwargs):
+        super().__init__(**kwargs)
+        if len(members) < 2:
+            raise ValueError('an ensemble needs at least 2 members, got %d' % len(members))
+        self._scale = 1.0 / math.sqrt(len(members)) if normalize else 1.0
+        self.members = []
+        for i, m in enumerate(members):
+            setattr(self, 'member%d' % i, m)           # registered: member0.backbone.0.weight ...
+            self.members.append(m)
+
+    def hybrid_forward(self, F, x):
+        z = F.concat(*[m(x) for m in self.members], dim=1)
+        return z * self._scale if self._scale != 1.0 else z
+
+
 INITS = ('xavier', 'fan-in')
 
 
@@ -174,11 +198,17 @@ def pooled_backbone(features, pool, **opts):
 
 
 def get_model(backbone, embed_dim, pretrained=False, normalize=True, ctx=None, init_name='xavier',
-              pool='avg', pool_options=None):
+              pool='avg', pool_options=None, members=1):
     """An initialised :class:`EmbeddingNet`. With ``pretrained`` the backbone keeps its GluonCV
     weights and only the new layers are initialised (``init_name``: see :func:`initializers`).
     ``pool``: the global pooling of the feature map, ``avg`` (the backbone's own) or a pooling
-    head, ``gem``, ``rmac``, ``netvlad``."""
+    head, ``gem``, ``rmac``, ``netvlad``. ``members`` > 1: a :class:`MemberEnsemble` of that
+    many such networks, each initialised with its own random draws (output ``members x
+    embed_dim``)."""
+    if members > 1:
+        return MemberEnsemble([get_model(backbone, embed_dim, pretrained, normalize, ctx, init_name,
+                                         pool, pool_options) for _ in range(members)],
+                              normalize=normalize)
     features = get_backbone(backbone, pretrained)
     if pool != 'avg':
         features = pooled_backbone(features, pool, **(pool_options or {}))
