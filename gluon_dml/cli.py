@@ -131,6 +131,8 @@ def build_parser(method):
     _flag(g, '--use-pretrained', action='store_true', help='start from GluonCV ImageNet weights')
     _flag(g, '--members', type=int, default=None, metavar='N',
           help='N networks trained side by side, their embeddings joined (default 1)')
+    _flag(g, '--tta-shift', type=int, default=None, metavar='PX',
+          help='test time: embeddings averaged with 4 copies moved PX pixels (default 0: off)')
     _flag(g, '--pool', default='avg', choices=['avg', 'gem', 'rmac', 'netvlad'],
           help='global pooling of the feature map: avg (the backbone\'s own), gem (learnable p), '
                'rmac, netvlad (default avg)')

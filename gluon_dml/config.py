@@ -27,7 +27,7 @@ DEFAULTS = dict(
     epochs=20, optimizer='adam', lr=1e-4, loss_lr=0.1, wd=1e-4, momentum=0.9, steps='12,14,16,18',
     factor=0.5, batches_per_epoch=None, seed=123, num_workers=0, log_interval=20,
     eval_batch_size=256, beta_per_class=False, eval_interval=1, episodes=0, rotations=1, shift=0,
-    tilt=0.0, zoom=0.0, members=1,
+    tilt=0.0, zoom=0.0, members=1, tta_shift=0,
 )
 
 _SMALL = dict(model='smallconv', embed_dim=64, optimizer='adam', lr=1e-3, loss_lr=1e-2, wd=0.0,
@@ -180,6 +180,9 @@ def check(args, method=None):
     if (members or 1) > 1 and getattr(args, 'xbm_size', 0):
         raise UserError('--members and --xbm-size do not go together: the cross-batch memory '
                         'holds one network\'s embeddings.')
+    tta = getattr(args, 'tta_shift', None)
+    if tta is not None and tta < 0:
+        raise UserError('--tta-shift must be 0 (off) or more pixels, got %d.' % tta)
     tilt, zoom = getattr(args, 'tilt', None), getattr(args, 'zoom', None)
     if tilt is not None and not 0 <= tilt <= 180:
         raise UserError('--tilt must lie in [0, 180] degrees (0: off), got %g.' % tilt)

@@ -18,16 +18,19 @@ class RetrievalEvaluator:
     :func:`gluon_dml.metrics.few_shot_metrics` (episodes from the evaluation split's classes).
     ``fuse``: embed with a fused inference view of the network on the CPU
     (:func:`gluon_dml.engine.inference.inference_view`; its training graph is untouched).
+    ``inference``: a function ``net -> network to embed with`` (``--tta-shift``: the network
+    wrapped in :class:`gluon_dml.models.ShiftAveraged`); default the network itself.
     """
 
     def __init__(self, dataset, ks=(1, 2, 4, 8), batch_size=256, query_set=None, logger=None,
                  num_workers=0, progress=False, nmi_runs=None, few_shot=None,
-                 epoch_nmi_runs=None, final_epoch=None, fuse=True):
+                 epoch_nmi_runs=None, final_epoch=None, fuse=True, inference=None):
         self.dataset, self.ks, self.batch_size = dataset, tuple(ks), batch_size
         self.few_shot = few_shot
         self.nmi_runs, self.epoch_nmi_runs, self.final_epoch = nmi_runs, epoch_nmi_runs, final_epoch
         self.query_set, self.logger = query_set, logger
         self.num_workers, self.progress, self.fuse = num_workers, progress, fuse
+        self.inference = inference
 
     def nmi_runs_at(self, epoch):
         """The k-means runs of NMI at ``epoch``: ``epoch_nmi_runs`` before the final epoch when
@@ -42,6 +45,8 @@ class RetrievalEvaluator:
                              progress=self.progress, desc='eval')
 
     def __call__(self, net, ctx, epoch=None):
+        if self.inference is not None:
+            net = self.inference(net)
         net = inference_view(net, ctx, self.fuse)
         emb, labels = self.embed(net, ctx, self.dataset)
         q_emb = q_labels = None

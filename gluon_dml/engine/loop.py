@@ -230,6 +230,7 @@ class Engine:
         self.steps, self.factor = sorted(config.steps), config.factor
         self.seed, self.best_metric = config.seed, config.best_metric
         self.epoch, self.iteration = 0, 0
+        self.inference_net = net        # what export() writes (a method may wrap ``net``)
         # [distributed] the job this process belongs to (one process: rank 0 of 1); only rank 0
         # writes the run folder, the others read its checkpoints to resume
         self.cluster = _cluster(config.kvstore)
@@ -312,8 +313,11 @@ class Engine:
         ``PREFIX-0000.params`` (a hybridized network only)."""
         prefix = self.config.export_prefix
         shape = (1,) + tuple(self.train_set[0][0].shape)
-        self.net(mx.nd.zeros(shape, ctx=self.ctx[0]))
-        self.net.export(os.path.join(self.run_dir, prefix))
+        net = self.inference_net
+        if net is not self.net:
+            net.hybridize()
+        net(mx.nd.zeros(shape, ctx=self.ctx[0]))
+        net.export(os.path.join(self.run_dir, prefix))
         return ['%s-symbol.json' % prefix, '%s-0000.params' % prefix]
 
     def gather_batch(self, outputs, label):

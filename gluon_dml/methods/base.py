@@ -98,6 +98,12 @@ class Method(object):
         """Keyword arguments of ``engine_class`` beyond the shared ones."""
         return {}
 
+    def inference_network(self, args, net):
+        """The network that embeds at test time (evaluation, export, a reopened run): ``net``
+        itself, or ``net`` inside a wrapper (``--tta-shift``). ``args``: the run's namespace or
+        its ``args.json``."""
+        return net
+
     def finish(self, args, engine, data, ctx, logger):
         """After training: anything more to compute or write; returns the final metrics (or
         None to keep the last epoch's)."""
@@ -212,6 +218,7 @@ def run(method, args):
     engine = method.engine_class(net, loss, data['train'], sampler, evaluator, run_dir, ctx,
                                  config, logger=logger if writer else None,
                                  **method.engine_options(args, data))
+    engine.inference_net = method.inference_network(args, net)
     metrics = engine.fit(resume=args.resume)
     logger.close()
     if not writer:

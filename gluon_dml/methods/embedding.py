@@ -22,7 +22,7 @@ from ..losses import get_loss_class
 from ..losses.factory import build_loss
 from ..losses.members import MemberLoss
 from ..metrics import evaluate_embeddings, few_shot_metrics
-from ..models import get_model
+from ..models import get_model, with_tta
 from .base import Encoders, Method
 
 __all__ = ['EmbeddingMethod', 'NPairMethod', 'make_sampler', 'validation_split',
@@ -158,11 +158,22 @@ class EmbeddingMethod(Method):
                                   epoch_nmi_runs=getattr(args, 'eval_nmi_runs', None),
                                   final_epoch=args.epochs,
                                   few_shot=args.few_shot,
+                                  inference=lambda net: self.inference_network(args, net),
                                   fuse=not (getattr(args, 'no_fusion', False)
                                             or getattr(args, 'disable_hybridize', False)))
 
     # -- a trained run ----------------------------------------------------------------------------
+    def inference_network(self, args, net):
+        """``--tta-shift PX``: ``net`` inside :class:`gluon_dml.models.ShiftAveraged`."""
+        get = args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
+        normalize = (embeddings_normalized(args) if isinstance(args, dict)
+                     else bool(getattr(args, 'normalize_embeddings', True)))
+        return with_tta(net, get('tta_shift') or 0, normalize)
+
     def network_for_run(self, args, ctx):
+        return self.inference_network(args, self._network_for_run(args, ctx))
+
+    def _network_for_run(self, args, ctx):
         return get_model(args['model'], args['embed_dim'], pretrained=False, ctx=ctx,
                          normalize=embeddings_normalized(args), pool=args.get('pool') or 'avg',
                          members=args.get('members') or 1)

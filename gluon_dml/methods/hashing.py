@@ -123,6 +123,7 @@ class HashMethod(Method):
         'episodes': 'few-shot episodes need open-set classes; hashing protocols are closed-set',
         'pool': 'the hash head takes the backbone\'s own pooling',
         'members': 'ensembles (--members) are for the embedding methods',
+        'tta_shift': 'test-time moves (--tta-shift) are for the embedding methods',
         'beta_per_class': 'it is an option of the margin loss',
     }
     best_metric = 'map'

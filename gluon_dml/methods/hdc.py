@@ -42,9 +42,9 @@ class HDCMethod(EmbeddingMethod):
         if getattr(args, 'xbm_size', 0):
             raise UserError('gluon-dml train hdc has no cross-batch memory (--xbm-size): the '
                             'cascade selects its pairs within the batch.')
-        if (getattr(args, 'members', 1) or 1) > 1:
-            raise UserError('gluon-dml train hdc trains one cascade; --members is for the '
-                            'single-head networks (train-margin, train-npair).')
+        if (getattr(args, 'members', 1) or 1) > 1 or getattr(args, 'tta_shift', 0):
+            raise UserError('gluon-dml train hdc trains one cascade; --members and --tta-shift '
+                            'are for the single-head networks (train-margin, train-npair).')
         if getattr(args, 'pool', 'avg') not in (None, 'avg'):
             raise UserError('gluon-dml train hdc pools each level by global average; --pool %s '
                             'is for single-head networks.' % args.pool)

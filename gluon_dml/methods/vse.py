@@ -197,6 +197,7 @@ class VSEMethod(Method):
         'episodes': 'VSE runs report cross-modal recall, not few-shot accuracy',
         'pool': 'the image encoder takes the backbone\'s own pooling',
         'members': 'ensembles (--members) are for the embedding methods',
+        'tta_shift': 'test-time moves (--tta-shift) are for the embedding methods',
         'split_classes': 'the caption datasets have their own splits',
     }
     best_metric = 'rsum'

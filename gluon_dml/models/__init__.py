@@ -12,8 +12,8 @@ import os
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
-__all__ = ['SmallConvNet', 'EmbeddingNet', 'MemberEnsemble', 'get_backbone', 'get_model', 'pretrained_cache_dir',
-           'feature_channels', 'pooled_backbone', 'Conv4',
+__all__ = ['SmallConvNet', 'EmbeddingNet', 'MemberEnsemble', 'ShiftAveraged', 'get_backbone', 'get_model', 'pretrained_cache_dir',
+           'feature_channels', 'pooled_backbone', 'Conv4', 'with_tta',
            'initializers', 'initialize_with_head', 'INITS',
            'PretrainedUnavailableError']
 
@@ -139,6 +139,51 @@ class MemberEnsemble(gluon.HybridBlock):
     def hybrid_forward(self, F, x):
         z = F.concat(*[m(x) for m in self.members], dim=1)
         return z * self._scale if self._scale != 1.0 else z
+
+
+class ShiftAveraged(gluon.HybridBlock):
+    """Test-time augmentation (``--tta-shift PX``): the embedding of an image averaged with the
+    embeddings of its four copies moved by ``shift`` pixels up, down, left and right (the
+    border repeated into the uncovered rows and columns), L2-normalised again when ``normalize``.
+    The five views run as one batch of 5 x B. ``net``'s parameters are this block's:
+    ``load_parameters`` / ``save_parameters`` read and write ``net``'s own files, so a run's
+    parameters load into it unchanged. Used for inference only (evaluation, the exported
+    model, ``evaluate``, ``index``, ``serve``); training sees ``net`` alone."""
+
+    VIEWS = 5
+
+    def __init__(self, net, shift, normalize=True, **kwargs):
+        super().__init__(**kwargs)
+        if int(shift) < 1:
+            raise ValueError('shift must be at least 1 pixel, got %r' % (shift,))
+        self._shift, self._normalize = int(shift), normalize
+        self.net = net
+
+    def hybrid_forward(self, F, x):
+        s = self._shift
+        p = F.pad(x, mode='edge', pad_width=(0, 0, 0, 0, s, s, s, s))
+        a, b = 2 * s, -2 * s            # (rows, cols) of each view in the padded image
+        windows = [((s, -s), (s, -s)),                                   # the image itself
+                   ((0, b), (s, -s)), ((a, None), (s, -s)),              # moved down, up
+                   ((s, -s), (0, b)), ((s, -s), (a, None))]              # moved right, left
+        views = [F.slice(p, begin=(None, None, r[0], c[0]), end=(None, None, r[1], c[1]))
+                 for r, c in windows]
+        z = self.net(F.concat(*views, dim=0))                           # (5 B, D)
+        z = F.add_n(*F.split(z, num_outputs=self.VIEWS, axis=0)) / self.VIEWS    # view mean
+        if self._normalize:
+            z = F.L2Normalization(z, mode='instance', eps=1e-10)
+        return z
+
+    def load_parameters(self, *args, **kwargs):
+        return self.net.load_parameters(*args, **kwargs)
+
+    def save_parameters(self, *args, **kwargs):
+        return self.net.save_parameters(*args, **kwargs)
+
+
+def with_tta(net, shift, normalize=True):
+    """``net`` wrapped in :class:`ShiftAveraged` for ``shift`` > 0, else ``net``."""
+    return ShiftAveraged(net, shift, normalize) if shift else net
 
 
 INITS = ('xavier', 'fan-in')
