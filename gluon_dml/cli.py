@@ -111,7 +111,7 @@ def build_parser(method):
     _flag(g, '--split-classes', default=None, metavar='X',
           help='folder / list / LFW: training classes, fraction or count (default 0.5)')
     _flag(g, '--rotations', type=int, default=None, metavar='K',
-          help='grey datasets: classes also turned 90/180/270 (4), 180 (2) (default 1)')
+          help='grey datasets: classes turned 90/180/270 (4), 180 (2), +mirrored (8)')
     _flag(g, '--shift', type=int, default=None, metavar='PX',
           help='grey datasets: random training moves up to PX pixels (default 0)')
     _flag(g, '--tilt', type=float, default=None, metavar='DEG',

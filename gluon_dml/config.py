@@ -170,7 +170,8 @@ def check(args, method=None):
                         % eval_runs)
     rotations, shift = getattr(args, 'rotations', None), getattr(args, 'shift', None)
     if rotations is not None and rotations not in ROTATIONS:
-        raise UserError('--rotations must be 1 (off), 2 (half turns) or 4 (quarter turns), got %d.'
+        raise UserError('--rotations must be 1 (off), 2 (half turns), 4 (quarter turns) or 8 '
+                        '(quarter turns of the classes and their mirror images), got %d.'
                         % rotations)
     if shift is not None and shift < 0:
         raise UserError('--shift must be 0 (off) or more pixels, got %d.' % shift)

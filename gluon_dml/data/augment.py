@@ -3,7 +3,9 @@
 * :func:`rotated_classes` (``--rotations K``): every training class also seen turned by 90, 180
   and 270 degrees, each turn a class of its own (K = 4 makes four times the classes; Santoro et
   al. 2016 and Snell et al. 2017 on Omniglot). Only the training classes are turned; the
-  evaluation classes (test or ``--val-classes``) stay as they are.
+  evaluation classes (test or ``--val-classes``) stay as they are. K = 8 also mirrors every
+  class left-right as a class of its own before turning: the eight symmetries of the square,
+  eight times the classes.
 * :class:`ShiftedArrayDataset` (``--shift S``): each training image moved by a random whole
   number of pixels in ``[-S, S]`` on each axis, the uncovered border filled with 0 (the
   background of these datasets). The shifts are drawn once per epoch from ``(seed, epoch)``, so
@@ -22,16 +24,19 @@ from .base import ArrayDataset
 
 __all__ = ['rotated_classes', 'ShiftedArrayDataset', 'ROTATIONS', 'augment_training_set', 'warp']
 
-ROTATIONS = (1, 2, 4)
+ROTATIONS = (1, 2, 4, 8)
 
 
 def rotated_classes(dataset, k):
     """``dataset`` with each class repeated at ``k`` turns of ``360 / k`` degrees (``k`` in 1, 2,
     4), turn ``r`` of class ``c`` labelled ``c + r * C`` and named ``'NAME@rot90'`` (``@rot180``,
-    ``@rot270``). ``k = 1`` returns ``dataset`` itself."""
+    ``@rot270``). ``k = 8``: the classes and their left-right mirror images (class ``c + C``,
+    ``'NAME@mirror'``), each at the four turns (labels ``c + r * 2C``). ``k = 1`` returns
+    ``dataset`` itself."""
     k = int(k)
     if k not in ROTATIONS:
-        raise ValueError('rotations must be 1, 2 or 4 (turns of 90 degrees), got %r.' % (k,))
+        raise ValueError('rotations must be 1, 2 or 4 (turns of 90 degrees), or 8 (the four '
+                         'turns of the classes and of their mirror images), got %r.' % (k,))
     if k == 1:
         return dataset
     if not isinstance(dataset, ArrayDataset):
@@ -40,6 +45,13 @@ def rotated_classes(dataset, k):
     h, w = dataset.image_shape[1:]
     if h != w:
         raise ValueError('rotations need square images, got %dx%d.' % (h, w))
+    if k == 8:                          # mirror images as new classes, then the four turns
+        mirrored = ArrayDataset(
+            np.concatenate([dataset.images, dataset.images[:, :, :, ::-1]]),
+            np.concatenate([dataset.labels, dataset.labels + dataset.num_classes]),
+            list(dataset.class_names) + ['%s@mirror' % n for n in dataset.class_names],
+            name=dataset.name, split=dataset.split)
+        return rotated_classes(mirrored, 4)
     quarter = 4 // k                    # k = 2: half turns only
     images, labels, names = [], [], []
     for r in range(k):

@@ -122,7 +122,7 @@ def test_two_rotations_are_half_turns_and_one_is_the_dataset_itself():
     assert np.array_equal(half.images[len(ds):], ds.images[:, :, ::-1, ::-1])
     assert half.class_names[ds.num_classes] == 'c0@rot180'
     assert rotated_classes(ds, 1) is ds
-    with pytest.raises(ValueError, match='1, 2 or 4'):
+    with pytest.raises(ValueError, match='1, 2 or 4 .turns of 90 degrees., or 8'):
         rotated_classes(ds, 3)
 
 
@@ -234,3 +234,22 @@ def test_in_memory_batches_are_the_data_loaders_batches_plain_and_shifted():
     assert isinstance(loader, gluon.data.DataLoader)
     assert [b[1].asnumpy().tolist() for b in loader] == [ds.labels[b].tolist() for b in batches]
     assert len(ds.take(2)) == 2                            # Gluon's take(count) still works
+
+
+def test_eight_rotations_are_the_four_turns_of_the_classes_and_of_their_mirror_images():
+    ds = _toy()
+    C = ds.num_classes
+    out = rotated_classes(ds, 8)
+    assert len(out) == 8 * len(ds) and out.num_classes == 8 * C
+    assert out.class_names[C] == 'c0@mirror' and out.class_names[2 * C] == 'c0@rot90'
+    assert out.class_names[-1] == 'c2@mirror@rot270'
+    for r in range(4):
+        for m in range(2):
+            lo = r * 2 * C + m * C                  # turn r of the class (m = 0) or its mirror (1)
+            rows = (out.labels >= lo) & (out.labels < lo + C)
+            want = ds.images[:, :, :, ::-1] if m else ds.images
+            assert np.array_equal(out.images[rows], np.rot90(want, r, axes=(2, 3)))
+            assert np.array_equal(out.labels[rows] - lo, ds.labels)
+    # the eight views of an asymmetric image are eight different images
+    views = {out.images[out.labels == c][0].tobytes() for c in range(0, 8 * C, C)}
+    assert len(views) == 8
