@@ -253,3 +253,20 @@ def test_eight_rotations_are_the_four_turns_of_the_classes_and_of_their_mirror_i
     # the eight views of an asymmetric image are eight different images
     views = {out.images[out.labels == c][0].tobytes() for c in range(0, 8 * C, C)}
     assert len(views) == 8
+
+
+def test_the_ensemble_recipe_turns_and_mirrors_and_trains_three_members(tmp_path):
+    a = parse('margin', '--recipe', 'fewshot-ensemble', '--save-dir', tmp_path / 'r')
+    assert (a.data, a.rotations, a.shift, a.members, a.tta_shift, a.epochs) == \
+        ('omniglot', 8, 2, 3, 1, 20)
+    assert (a.episodes, a.way, a.shot, a.beta_per_class) == (1000, 20, 1, True)
+    args = cli.parse('margin', ['--recipe', 'fewshot-ensemble', '--epochs', '1',
+                                '--batches-per-epoch', '2', '--episodes', '20', '--val-classes',
+                                'Korean,Early_Aramaic', '--nmi-runs', '1', '--no-progress',
+                                '--save-dir', str(tmp_path / 'run')])
+    engine, final = run(get_method('margin'), args)
+    kept = get_dataset('omniglot', split='train').num_classes - 62
+    assert engine.train_set.num_classes == 8 * kept
+    assert len(engine.net.members) == 3 and len(engine.loss.losses) == 3
+    assert all(loss.beta.shape == (8 * kept,) for loss in engine.loss.losses)
+    assert 0 < final['fs_proto'] <= 1
