@@ -14,6 +14,7 @@ import argparse
 
 from .. import cli, config
 from ..engine import get_contexts, load_run_args
+from ..errors import UserError
 from ..methods import get_method, open_run
 
 __all__ = ['main']
@@ -41,6 +42,9 @@ def build_parser():
     p.add_argument('--save-codes', '--save_codes', default=None, metavar='FILE.npz',
                    help='train_hash.py runs: write the packed binary codes of queries and database')
     cli.add_few_shot_flags(p)
+    p.add_argument('--tta-shift', type=int, default=None, metavar='PX',
+                   help="embed each image as the mean over it and 4 copies moved PX pixels "
+                        "(default: the run's --tta-shift; 0: none)")
     return p
 
 
@@ -50,8 +54,10 @@ def main(argv=None):
     a.few_shot = cli.few_shot_setting(a)
     run_args = load_run_args(a.run_dir)
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
+    if a.tta_shift is not None and a.tta_shift < 0:
+        raise UserError('--tta-shift must be 0 (none) or more pixels, got %d.' % a.tta_shift)
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,
-                       int8=cli.int8_setting(a))
+                       int8=cli.int8_setting(a), tta_shift=a.tta_shift)
     print('network: %s (%s)%s' % (trained.params_label, trained.params, cli.inference_note(trained)))
     metrics, written, digits = trained.method.evaluate_run(trained, a)
     cli.print_metrics(metrics, digits=digits, skip=('pr_curve',))

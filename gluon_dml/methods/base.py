@@ -98,6 +98,8 @@ class Method(object):
         """Keyword arguments of ``engine_class`` beyond the shared ones."""
         return {}
 
+    takes_tta = False                   # whether inference_network applies --tta-shift
+
     def inference_network(self, args, net):
         """The network that embeds at test time (evaluation, export, a reopened run): ``net``
         itself, or ``net`` inside a wrapper (``--tta-shift``). ``args``: the run's namespace or
@@ -121,6 +123,9 @@ class Method(object):
     def check_evaluation(self, args, a):
         """Refuse ``gluon-dml evaluate`` flags that do not fit a run of this method (``args``:
         its ``args.json``), before anything is loaded."""
+        if getattr(a, 'tta_shift', None) is not None and not self.takes_tta:
+            raise UserError('--tta-shift is for the single-head embedding runs (train-margin, '
+                            'train-npair); %s is a %s run.' % (a.run_dir, self.name))
 
     def evaluate_run(self, trained, a):
         """``gluon-dml evaluate`` on a run of this method (``a``: the parsed flags)."""
@@ -436,15 +441,17 @@ def _save_int8(qnet, prefix, key):
         pass
 
 
-def open_run(run_dir, ctx=None, which=None, method=None, fuse=True, int8=None):
+def open_run(run_dir, ctx=None, which=None, method=None, fuse=True, int8=None, tta_shift=None):
     """Open a run folder of any method: its settings, its method from the registry, its network
     with the reported parameters (``which``: None, ``'best'`` or ``'last'``, see
     :func:`gluon_dml.engine.rundir.trained_params_path`). ``method`` (a name) refuses a run of
     another method with a clear error. ``fuse``: MKLDNN operator fusion on the CPU (unless
     ``GLUON_DML_FUSION=0``); ``int8``: ``None``, or the keyword arguments of
     :meth:`TrainedRun.quantize` (``calib_images``, ``calib_mode``, ``data_path``) for INT8
-    inference."""
+    inference; ``tta_shift``: test-time moves in place of the run's ``--tta-shift`` (0: none)."""
     args = load_run_args(run_dir)
+    if tta_shift is not None:
+        args = dict(args, tta_shift=int(tta_shift))
     if method is not None and args.get('method') != method:
         raise UserError('%s is a %s run, not a %s run.' % (run_dir, args.get('method'), method))
     m = get_method(args.get('method') or 'margin')

@@ -163,6 +163,8 @@ class EmbeddingMethod(Method):
                                             or getattr(args, 'disable_hybridize', False)))
 
     # -- a trained run ----------------------------------------------------------------------------
+    takes_tta = True
+
     def inference_network(self, args, net):
         """``--tta-shift PX``: ``net`` inside :class:`gluon_dml.models.ShiftAveraged`."""
         get = args.get if isinstance(args, dict) else (lambda k, d=None: getattr(args, k, d))
@@ -211,6 +213,7 @@ class EmbeddingMethod(Method):
                          for i in picks])
 
     def check_evaluation(self, args, a):
+        super().check_evaluation(args, a)
         if a.save_codes:
             raise UserError('--save-codes is for train_hash.py runs; %s is not one (use '
                             '--save-embeddings).' % a.run_dir)

@@ -220,6 +220,7 @@ class HashMethod(Method):
                         kind='binary', normalized=False, ctx=ctx)
 
     def check_evaluation(self, args, a):
+        super().check_evaluation(args, a)
         if a.save_embeddings:
             raise UserError('%s is a hashing run: use --save-codes FILE.npz.' % a.run_dir)
 

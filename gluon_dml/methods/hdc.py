@@ -21,6 +21,7 @@ __all__ = ['HDCMethod']
 class HDCMethod(EmbeddingMethod):
     """Embedding heads at several depths, each trained on the pairs the shallower ones find hard."""
     name = 'hdc'
+    takes_tta = False
     script = 'gluon-dml train hdc'
     description = ('Hard-Aware Deeply Cascaded embedding (Yuan, Yang, Zhang, ICCV 2017): heads at '
                    'several depths, a cascade of the contrastive loss over ever harder pairs.')

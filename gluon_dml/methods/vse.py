@@ -357,6 +357,7 @@ class VSEMethod(Method):
                         normalized=True, text=text, ctx=ctx)
 
     def check_evaluation(self, args, a):
+        super().check_evaluation(args, a)
         if a.save_codes:
             raise UserError('--save-codes is for train_hash.py runs; %s is a VSE run.' % a.run_dir)
 

@@ -82,6 +82,27 @@ def test_a_tta_run_evaluates_exports_and_reloads_with_the_moves(tmp_path):
     assert not np.allclose(trained.net.net(x).asnumpy(), trained.net(x).asnumpy(), atol=1e-4)
 
 
+    # evaluate --tta-shift overrides the run's moves: 0 embeds with the plain network
+    run_command('evaluate', run, '--tta-shift', '0', '--save-embeddings', tmp_path / 'p.npz',
+                '--out', tmp_path / 'p.json', check=True)
+    plain = np.load(tmp_path / 'p.npz')['embeddings'][:16]
+    np.testing.assert_allclose(plain, trained.net.net(x).asnumpy(), atol=1e-5)
+    r = run_command('evaluate', run, '--tta-shift', '-2')
+    assert r.returncode != 0 and '--tta-shift must be 0' in r.stderr + r.stdout
+
+
+def test_evaluate_tta_is_refused_for_runs_whose_network_does_not_take_it():
+    from types import SimpleNamespace
+    from gluon_dml.errors import UserError
+    from gluon_dml.methods import get_method
+    a = SimpleNamespace(tta_shift=1, run_dir='runs/x', save_codes=None, save_embeddings=None,
+                        split='test')
+    for name in ('hdc', 'hash', 'vse'):
+        with pytest.raises(UserError, match='--tta-shift is for the single-head'):
+            get_method(name).check_evaluation({}, a)
+    get_method('margin').check_evaluation({}, a)            # an embedding run takes it
+
+
 def test_a_negative_shift_is_refused(tmp_path):
     r = run_script('train_margin.py', '--data', 'digits', '--tta-shift', '-1', '--epochs', '1',
                    '--save-dir', tmp_path / 'x')
