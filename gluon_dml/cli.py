@@ -30,6 +30,15 @@ def positive_int(text):
     return value
 
 
+def _recipe_list():
+    """``'fewshot, fewshot-ensemble: omniglot'``: the named recipes grouped by dataset."""
+    from . import config
+    by_data = {}
+    for name, (data, _) in sorted(config.NAMED_RECIPES.items()):
+        by_data.setdefault(data, []).append(name)
+    return '; '.join('%s: %s' % (', '.join(names), data) for data, names in sorted(by_data.items()))
+
+
 def _str2bool(v):
     from .losses.options import str2bool
     try:
@@ -84,9 +93,7 @@ def build_parser(method):
           help='dataset: %s (default %s)' % (', '.join(m.dataset_names()), m.default_data))
     if m.default_loss is not None:
         _flag(g, '--recipe', default=None, metavar='NAME',
-              help='named settings for a dataset (%s; default none)'
-                   % ', '.join('%s: %s' % (n, d) for n, (d, _) in
-                               sorted(config.NAMED_RECIPES.items())))
+              help='named settings (%s; default none)' % _recipe_list())
     _flag(g, '--data-path', default=None, metavar='PATH',
           help='where the dataset lives (default: %s)' % m.data_path_help)
     _flag(g, '--batch-size', type=int, default=None, metavar='N',
