@@ -17,7 +17,7 @@ from .errors import UserError
 
 __all__ = ['DEFAULTS', 'RECIPES', 'NAMED_RECIPES', 'named_recipe', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
            'flag_warnings', 'default_rule', 'dataset_options', 'parse_int_list', 'check_nmi_runs',
-           'parse_checkpoint_every', 'MAX_LR']
+           'check_tta_shift', 'parse_checkpoint_every', 'MAX_LR']
 
 # A learning rate this large diverges at the first step whatever the optimizer.
 MAX_LR = 10.0
@@ -187,9 +187,7 @@ def check(args, method=None):
     if (members or 1) > 1 and getattr(args, 'xbm_size', 0):
         raise UserError('--members and --xbm-size do not go together: the cross-batch memory '
                         'holds one network\'s embeddings.')
-    tta = getattr(args, 'tta_shift', None)
-    if tta is not None and tta < 0:
-        raise UserError('--tta-shift must be 0 (off) or more pixels, got %d.' % tta)
+    check_tta_shift(getattr(args, 'tta_shift', None))
     tilt, zoom = getattr(args, 'tilt', None), getattr(args, 'zoom', None)
     if tilt is not None and not 0 <= tilt <= 180:
         raise UserError('--tilt must lie in [0, 180] degrees (0: off), got %g.' % tilt)
@@ -283,6 +281,12 @@ def check_nmi_runs(value):
     """``--nmi-runs``: None (the default) or a count of at least 1."""
     if value is not None and value < 1:
         raise UserError('--nmi-runs must be at least 1 (k-means runs averaged), got %d.' % value)
+
+
+def check_tta_shift(value):
+    """``--tta-shift`` (training or ``evaluate``): None (the default) or 0 (off) or more pixels."""
+    if value is not None and value < 0:
+        raise UserError('--tta-shift must be 0 (off) or more pixels, got %d.' % value)
 
 
 def parse_int_list(text, flag='--steps', example='12,14'):

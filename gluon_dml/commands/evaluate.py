@@ -14,7 +14,6 @@ import argparse
 
 from .. import cli, config
 from ..engine import get_contexts, load_run_args
-from ..errors import UserError
 from ..methods import get_method, open_run
 
 __all__ = ['main']
@@ -51,11 +50,10 @@ def build_parser():
 def main(argv=None):
     a = build_parser().parse_args(argv)
     config.check_nmi_runs(a.nmi_runs)
+    config.check_tta_shift(a.tta_shift)
     a.few_shot = cli.few_shot_setting(a)
     run_args = load_run_args(a.run_dir)
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
-    if a.tta_shift is not None and a.tta_shift < 0:
-        raise UserError('--tta-shift must be 0 (none) or more pixels, got %d.' % a.tta_shift)
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,
                        int8=cli.int8_setting(a), tta_shift=a.tta_shift)
     print('network: %s (%s)%s' % (trained.params_label, trained.params, cli.inference_note(trained)))

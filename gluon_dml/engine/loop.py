@@ -293,7 +293,8 @@ class Engine:
             if p.grad_req == 'null':       # [distributed] state such as a loss's memory
                 continue
             short = name.split('_', 1)[-1] if '_' in name else name
-            values.setdefault('loss_' + short, []).append(float(p.data(self.ctx[0]).asnumpy().mean()))
+            mean = float(p.data(self.ctx[0]).asnumpy().mean())
+            values.setdefault('loss_' + short, []).append(mean)
         out = {k: float(np.mean(v)) for k, v in values.items()}
         schedule = getattr(self.loss, 'schedule_metrics', None)
         if callable(schedule):                        # where a loss's schedule stands

@@ -12,8 +12,9 @@ import os
 from mxnet import gluon, init
 from mxnet.gluon import nn
 
-__all__ = ['SmallConvNet', 'EmbeddingNet', 'MemberEnsemble', 'ShiftAveraged', 'get_backbone', 'get_model', 'pretrained_cache_dir',
-           'feature_channels', 'pooled_backbone', 'Conv4', 'with_tta',
+__all__ = ['SmallConvNet', 'EmbeddingNet', 'MemberEnsemble', 'ShiftAveraged', 'with_tta',
+           'get_backbone', 'get_model', 'pretrained_cache_dir', 'feature_channels',
+           'pooled_backbone', 'Conv4',
            'initializers', 'initialize_with_head', 'INITS',
            'PretrainedUnavailableError']
 
