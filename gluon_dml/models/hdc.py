@@ -46,6 +46,17 @@ def level_slices(dims):
     return out
 
 
+def _relu_before_pool(children):
+    """smallconv's blocks run conv, batch norm, max-pooling, ReLU (the same function as conv,
+    batch norm, ReLU, pooling, and cheaper): put each such ReLU back before its pooling, so that a
+    level's head sees the block's unpooled map and the pooling opens the next stage."""
+    out = list(children)
+    for i in range(len(out) - 1):
+        if isinstance(out[i], nn.MaxPool2D) and isinstance(out[i + 1], nn.Activation):
+            out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
 def _smallconv_cuts(children):
     acts = [i for i, c in enumerate(children) if isinstance(c, nn.Activation)]
     return acts[:-1]                          # after each block's ReLU but the last
@@ -77,6 +88,7 @@ def hdc_stages(features, cut_after=None):
         if any(isinstance(c, nn.Conv2D) for c in children) and \
                 all(isinstance(c, (nn.Conv2D, nn.BatchNorm, nn.Activation, nn.MaxPool2D))
                     for c in children):
+            children = _relu_before_pool(children)
             cut_after = _smallconv_cuts(children)
         else:
             cut_after = _resnet_cuts(children)

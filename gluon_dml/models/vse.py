@@ -29,9 +29,10 @@ class SpatialConvNet(nn.HybridSequential):
         super().__init__(**kwargs)
         with self.name_scope():
             for c in channels:
+                # pooling before the ReLU: the same function, cheaper (see SmallConvNet)
                 self.add(nn.Conv2D(c, kernel_size=3, padding=1, use_bias=False),
-                         nn.BatchNorm(), nn.Activation('relu'),
-                         nn.MaxPool2D(pool_size=2, strides=2))
+                         nn.BatchNorm(), nn.MaxPool2D(pool_size=2, strides=2),
+                         nn.Activation('relu'))
             self.add(nn.Flatten())
 
 

@@ -25,6 +25,64 @@ def test_smallconv_architecture():
     assert len(pools) == 2 and len(bns) == 3
 
 
+def _relu_then_pool(channels, pool_last):
+    """The small conv net in the textbook order: conv, batch norm, ReLU, then the pooling."""
+    nn = mx.gluon.nn
+    seq = nn.HybridSequential()
+    with seq.name_scope():
+        for i, c in enumerate(channels):
+            seq.add(nn.Conv2D(c, kernel_size=3, padding=1, use_bias=False), nn.BatchNorm(),
+                    nn.Activation('relu'))
+            if i < len(channels) - 1 or pool_last:
+                seq.add(nn.MaxPool2D(pool_size=2, strides=2))
+        seq.add(nn.GlobalAvgPool2D(), nn.Flatten())
+    return seq
+
+
+def _train_step(net, x):
+    """Outputs, gradients and the batch norms' running statistics after one training pass."""
+    x = x.copy()
+    x.attach_grad()
+    with mx.autograd.record():
+        out = net(x)
+        loss = (out * mx.nd.arange(out.shape[1]).reshape((1, -1))).sum()   # unequal head gradients
+    loss.backward()
+    params = net.collect_params()
+    grads = [p.grad().asnumpy() for p in params.values() if p.grad_req != 'null']
+    stats = [p.data().asnumpy() for p in params.values() if p.grad_req == 'null']
+    return out.asnumpy(), x.grad.asnumpy(), grads, stats
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('channels,pool_last', [((32, 64, 128), False), ((16, 16, 16, 16), True)])
+def test_smallconv_pools_before_relu_and_is_the_textbook_net(tmp_path, channels, pool_last,
+                                                             hybridize):
+    """Pooling before the ReLU is the conv, batch norm, ReLU, pooling net: a parameter file of the
+    textbook order loads into SmallConvNet (the same child indices), and outputs, input and
+    weight gradients and batch-norm statistics agree, in training and in inference mode."""
+    net = SmallConvNet(channels=channels, pool_last=pool_last)
+    kinds = [type(b).__name__ for b in net._children.values()]
+    assert kinds[:4] == ['Conv2D', 'BatchNorm', 'MaxPool2D', 'Activation']
+    mx.random.seed(5)
+    ref = _relu_then_pool(channels, pool_last)
+    ref.initialize(mx.init.Xavier(magnitude=2))
+    x = mx.nd.random.normal(shape=(6, 1, 28, 28))
+    ref(x)
+    ref.save_parameters(str(tmp_path / 'textbook.params'))
+    net.load_parameters(str(tmp_path / 'textbook.params'))
+    if hybridize:
+        net.hybridize(static_alloc=True)
+        ref.hybridize(static_alloc=True)
+    got, want = _train_step(net, x), _train_step(ref, x)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-7)
+    assert len(got[2]) == len(want[2]) == 3 * len(channels)   # conv weight, gamma, beta
+    for g, w in zip(got[2] + got[3], want[2] + want[3]):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
+    assert np.abs(got[1]).max() > 0 and all(np.abs(g).max() > 0 for g in got[2])
+    np.testing.assert_allclose(net(x).asnumpy(), ref(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_unnormalised_option():
     net = get_model('smallconv', 16, normalize=False)
     z = net(mx.nd.random.uniform(shape=(4, 1, 28, 28))).asnumpy()
