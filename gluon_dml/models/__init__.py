@@ -39,12 +39,19 @@ class SmallConvNet(nn.HybridSequential):
     def __init__(self, channels=(32, 64, 128), pool_last=False, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            for i, c in enumerate(channels):
-                self.add(nn.Conv2D(c, kernel_size=3, padding=1, use_bias=False), nn.BatchNorm())
-                if i < len(channels) - 1 or pool_last:
-                    self.add(nn.MaxPool2D(pool_size=2, strides=2))
-                self.add(nn.Activation('relu'))
+            add_conv_blocks(self, channels, pool_last)
             self.add(nn.GlobalAvgPool2D(), nn.Flatten())
+
+
+def add_conv_blocks(seq, channels, pool_last):
+    """Add the small conv nets' blocks to the HybridSequential ``seq`` (inside its name scope): per
+    entry of ``channels`` a 3x3 convolution, batch norm, 2x2 max-pooling (all blocks but the last
+    unless ``pool_last``) and ReLU, the ReLU after the pooling (see :class:`SmallConvNet`)."""
+    for i, c in enumerate(channels):
+        seq.add(nn.Conv2D(c, kernel_size=3, padding=1, use_bias=False), nn.BatchNorm())
+        if i < len(channels) - 1 or pool_last:
+            seq.add(nn.MaxPool2D(pool_size=2, strides=2))
+        seq.add(nn.Activation('relu'))
 
 
 class Conv4(SmallConvNet):

@@ -14,7 +14,7 @@ Embeddings with Hard Negatives", BMVC 2018), mapping images and captions into on
 from mxnet import gluon, init
 from mxnet.gluon import nn, rnn
 
-from . import get_backbone
+from . import add_conv_blocks, get_backbone
 
 __all__ = ['SpatialConvNet', 'ImageEncoder', 'TextEncoder', 'VSEModel', 'get_vse_model']
 
@@ -28,11 +28,7 @@ class SpatialConvNet(nn.HybridSequential):
     def __init__(self, channels=(32, 64, 128), **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
-            for c in channels:
-                # pooling before the ReLU: the same function, cheaper (see SmallConvNet)
-                self.add(nn.Conv2D(c, kernel_size=3, padding=1, use_bias=False),
-                         nn.BatchNorm(), nn.MaxPool2D(pool_size=2, strides=2),
-                         nn.Activation('relu'))
+            add_conv_blocks(self, channels, pool_last=True)
             self.add(nn.Flatten())
 
 
