@@ -115,8 +115,10 @@ class MarginLoss(gluon.HybridBlock):
         pos = F.relu(self._margin + F.broadcast_sub(dist, beta_col)) * same
 
         choice, has_neg = self.sample_negatives(F, dist, diff, embeddings)
-        d_neg = F.pick(F.repeat(F.expand_dims(dist, axis=1), repeats=self._num_neg, axis=1),
-                       choice, axis=2)                                          # (B, S)
+        # d_neg[i, s] = dist[i, choice[i, s]]: gather_nd on (B, B), whose backward scatters into
+        # (B, B), not a pick on dist repeated S times (a (B, S, B) copy and its backward's sum)
+        rows = F.broadcast_like(F.reshape(F.contrib.arange_like(dist, axis=0), (-1, 1)), choice)
+        d_neg = F.gather_nd(dist, F.stack(rows, choice, axis=0))                # (B, S)
         neg = F.broadcast_mul(F.relu(self._margin + F.broadcast_sub(beta_col, d_neg)), has_neg)
 
         active = F.sum(pos > 0) + F.sum(neg > 0)
