@@ -50,6 +50,19 @@ def label_masks(F, labels, like):
     return same, diff
 
 
+def row_pick_index(F, index, rows=None):
+    """``gather_nd`` indices that pick ``x[a, index[a, j]]`` for every row ``a`` and place ``j``.
+
+    ``index`` (B, K) holds column numbers (as floats, as ``argsort`` and ``sample_multinomial``
+    give them); ``F.gather_nd(x, row_pick_index(F, index))`` is then (B, K). Unlike ``pick`` on
+    ``x`` repeated K times, its backward scatters into (B, B), not into a (B, K, B) copy. ``rows``:
+    the row numbers already broadcast to ``index``'s shape, when several calls share them.
+    """
+    if rows is None:
+        rows = F.broadcast_like(F.reshape(F.contrib.arange_like(index, axis=0), (-1, 1)), index)
+    return F.stack(rows, index, axis=0)
+
+
 def safe_divide(F, num, den):
     """``num / max(den, 1)``: a mean over a set that may be empty is 0, never NaN."""
     return F.broadcast_div(num, F.maximum(den, F.ones_like(den)))

@@ -4,7 +4,7 @@ Wu, Manmatha, Smola, Kraehenbuehl, "Sampling Matters in Deep Embedding Learning"
 """
 from mxnet import gluon, init
 
-from .base import label_masks, pairwise_distance, safe_divide
+from .base import label_masks, pairwise_distance, row_pick_index, safe_divide
 from .options import Option
 
 __all__ = ['MarginLoss', 'distance_log_weights']
@@ -115,10 +115,7 @@ class MarginLoss(gluon.HybridBlock):
         pos = F.relu(self._margin + F.broadcast_sub(dist, beta_col)) * same
 
         choice, has_neg = self.sample_negatives(F, dist, diff, embeddings)
-        # d_neg[i, s] = dist[i, choice[i, s]]: gather_nd on (B, B), whose backward scatters into
-        # (B, B), not a pick on dist repeated S times (a (B, S, B) copy and its backward's sum)
-        rows = F.broadcast_like(F.reshape(F.contrib.arange_like(dist, axis=0), (-1, 1)), choice)
-        d_neg = F.gather_nd(dist, F.stack(rows, choice, axis=0))                # (B, S)
+        d_neg = F.gather_nd(dist, row_pick_index(F, choice))        # dist[i, choice[i, s]], (B, S)
         neg = F.broadcast_mul(F.relu(self._margin + F.broadcast_sub(beta_col, d_neg)), has_neg)
 
         active = F.sum(pos > 0) + F.sum(neg > 0)

@@ -6,7 +6,7 @@ arXiv:1703.07737, 2017.
 """
 from mxnet import gluon
 
-from .base import batch_distance, label_masks, safe_divide
+from .base import batch_distance, label_masks, row_pick_index, safe_divide
 from .options import Option
 
 __all__ = ['TripletLoss']
@@ -111,7 +111,7 @@ class TripletLoss(gluon.HybridBlock):
         d = F.BlockGrad(dist)
 
         def at(index):                                    # gather_nd indices of x[a, index[a, j]]
-            return F.stack(rows_b, index, axis=0)
+            return row_pick_index(F, index, rows_b)
 
         gather = F.gather_nd
 

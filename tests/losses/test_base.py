@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from gluon_dml.losses.base import (label_masks, masked_logsumexp, pairwise_distance,
-                                   pairwise_similarity, pairwise_sq_distance, safe_divide)
+                                   pairwise_similarity, pairwise_sq_distance, row_pick_index,
+                                   safe_divide)
 
 F = mx.nd
 
@@ -25,6 +26,36 @@ def test_label_masks():
                             [0, 0, 0, 0, 0], [0, 0, 1, 0, 0]])
     np.testing.assert_array_equal(same.asnumpy(), expect_same)
     np.testing.assert_array_equal(diff.asnumpy(), 1 - expect_same - np.eye(5))
+
+
+@pytest.mark.parametrize('hybrid', [False, True])
+def test_row_pick_index_gathers_and_scatters_by_row(hybrid):
+    """x[a, index[a, j]] forward; backward adds each picked place's gradient to its (a, column),
+    repeated columns summed, in (B, B) like x."""
+    rng = np.random.RandomState(1)
+    x, index = rng.randn(6, 6), rng.randint(0, 6, (6, 4))
+    w = rng.randn(6, 4)
+
+    class Pick(mx.gluon.HybridBlock):
+        def hybrid_forward(self, F, x, index, w):
+            return F.sum(F.gather_nd(x, row_pick_index(F, index)) * w)
+
+    block = Pick()
+    if hybrid:
+        block.hybridize()
+    xs = F.array(x)
+    xs.attach_grad()
+    with mx.autograd.record():
+        out = block(xs, F.array(index), F.array(w))
+    out.backward()
+    rows = np.arange(6)[:, None]
+    np.testing.assert_allclose(out.asscalar(), (x[rows, index] * w).sum(), rtol=1e-5)
+    expect = np.zeros_like(x)
+    np.add.at(expect, (np.broadcast_to(rows, index.shape), index), w)
+    np.testing.assert_allclose(xs.grad.asnumpy(), expect, rtol=1e-6)
+    shared = F.array(np.broadcast_to(rows, index.shape))
+    np.testing.assert_array_equal(row_pick_index(F, F.array(index), shared).asnumpy(),
+                                  row_pick_index(F, F.array(index)).asnumpy())
 
 
 @pytest.mark.parametrize('add_one', [False, True])
