@@ -53,7 +53,7 @@ def label_masks(F, labels, like):
 def row_pick_index(F, index, rows=None):
     """``gather_nd`` indices that pick ``x[a, index[a, j]]`` for every row ``a`` and place ``j``.
 
-    ``index`` (B, K) holds column numbers (as floats, as ``argsort`` and ``sample_multinomial``
+    ``index`` (B, K) holds column numbers (as floats, as ``argsort`` and ``argmax``
     give them); ``F.gather_nd(x, row_pick_index(F, index))`` is then (B, K). Unlike ``pick`` on
     ``x`` repeated K times, its backward scatters into (B, B), not into a (B, K, B) copy. ``rows``:
     the row numbers already broadcast to ``index``'s shape, when several calls share them.

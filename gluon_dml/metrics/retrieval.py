@@ -21,8 +21,10 @@ Conventions
   (self excluded by index).  With ``query_embeddings``/``query_labels`` the
   queries are searched against the gallery ``(embeddings, labels)`` with no
   self-exclusion (In-Shop style).
-* Distances are computed in float32 by faiss; items at equal distance are
-  ranked in no particular order.
+* Distances are computed in float32 (by faiss for the nearest neighbours; by
+  one BLAS product per query block for the rank of the nearest same-class item
+  that Recall@K needs beyond the first search's depth); items at equal distance
+  are ranked in no particular order.
 """
 import numbers
 
@@ -37,9 +39,12 @@ __all__ = ["recall_at_k", "r_precision", "map_at_r", "retrieval_metrics"]
 # units of block_size: a block holds at most block_size * _ELEMENTS_PER_ROW
 # entries, so a query group that needs a large k (a big class) uses fewer rows.
 _ELEMENTS_PER_ROW = 256
-# Recall@K for K above this depth is first decided from this many neighbours; only
-# queries without a same-class item that deep are searched max(ks) deep.
-_SHALLOW_K = 64
+# Recall@K for K above this depth is first decided from this many neighbours; for the
+# queries without a same-class item that deep it comes from the rank of their nearest
+# same-class item (``_nearest_positive_ranks``), not from a max(ks)-deep search.
+_SHALLOW_K = 16
+# Distances held at once by ``_nearest_positive_ranks`` (float32: 16 MiB).
+_RANK_ENTRIES = 1 << 22
 
 
 def _check_ks(ks):
@@ -108,15 +113,52 @@ def _blocks(k_need, block_size):
         start = stop
 
 
+def _nearest_positive_ranks(gallery, glabels, queries, qlabels, rows, self_search, block_size):
+    """For each query in ``rows``: how many gallery items (the query itself excluded) are
+    strictly nearer to it than its nearest same-class item; Recall@K is a hit iff this is < K.
+
+    One float32 product with the whole gallery per block of queries, then a count: the cost of
+    a 1-deep search, where a K-deep faiss search keeps a K-entry heap per query. Items are
+    compared by ``|g|^2 - 2 q.g`` (the squared distance less ``|q|^2``, the same for every item
+    of a query's row), the same float32 values on both sides of each comparison. Every query
+    in ``rows`` must have a same-class item in the gallery (R > 0).
+    """
+    n = gallery.shape[0]
+    g_sq = np.einsum("ij,ij->i", gallery, gallery)
+    by_label = np.argsort(glabels, kind="stable")
+    sorted_labels = glabels[by_label]
+    step = max(1, min(block_size, _RANK_ENTRIES // n))
+    ranks = np.empty(rows.size, np.int64)
+    for start in range(0, rows.size, step):
+        r = rows[start:start + step]
+        b = r.size
+        e = (queries[r] * np.float32(-2.0)) @ gallery.T   # (b, n): -2 q.g (scaling by 2 is exact)
+        e += g_sq[None, :]
+        if self_search:
+            e[np.arange(b), r] = np.inf
+        # the same-class items of each query: a run of ``by_label``
+        lo = np.searchsorted(sorted_labels, qlabels[r], side="left")
+        hi = np.searchsorted(sorted_labels, qlabels[r], side="right")
+        counts = hi - lo
+        row_of = np.repeat(np.arange(b), counts)
+        run_start = np.cumsum(counts) - counts              # where each row's run begins in row_of
+        item = by_label[np.repeat(lo - run_start, counts) + np.arange(counts.sum())]
+        nearest = np.full(b, np.inf, np.float32)
+        np.minimum.at(nearest, row_of, e[row_of, item])
+        ranks[start:start + b] = np.count_nonzero(e < nearest[:, None], axis=1)
+    return ranks
+
+
 def _retrieval_core(gallery, glabels, queries, qlabels, self_search, ks, need_r, block_size):
     """Shared computation.  ``ks`` may be empty (R-based metrics only).
 
     Each query needs its R nearest neighbours (R-precision, MAP@R) and, for
     Recall@K, only whether a same-class item is among its K nearest.  So the
-    search goes max(R, min(max(ks), _SHALLOW_K)) deep; the few queries with no
-    same-class item that deep and a larger K left to decide are searched again
-    max(ks) deep.  The result is the same as one max(max(ks), R)-deep search,
-    without keeping large heaps for the queries resolved early.
+    search goes max(R, min(max(ks), _SHALLOW_K)) deep; for the queries with no
+    same-class item that deep and a larger K left to decide, the number of items
+    nearer than their nearest same-class item decides every larger K at once.
+    The result is that of one max(max(ks), R)-deep search (up to the order of
+    items at equal distance), without a max(ks)-entry heap per query.
     """
     r_all = _relevant_counts(glabels, qlabels, self_search)
     used = np.flatnonzero(r_all > 0)
@@ -169,16 +211,14 @@ def _retrieval_core(gallery, glabels, queries, qlabels, self_search, ks, need_r,
             map_sum += float(((prec * rel).sum(axis=1) / r).sum())
 
     if pending:
-        # no same-class item within `depth` neighbours: search deep_k deep and count
-        # the hits for each K > depth
+        # no same-class item within `depth` neighbours: a hit for each K > depth with
+        # fewer than K items nearer than the nearest same-class item
         pending = np.concatenate(pending)
-        pending_depth = np.concatenate(pending_depth)
-        for start, stop, k in _blocks(np.full(pending.size, deep_k, np.int64), block_size):
-            match = neighbour_match(pending[start:stop], k)
-            depth = pending_depth[start:stop]
-            for kk in ks:
-                new = match[:, :kk].any(axis=1) & (depth < kk)
-                hits[kk] += int(new.sum())
+        depth = np.concatenate(pending_depth)
+        rank = _nearest_positive_ranks(gallery, glabels, queries, qlabels, pending,
+                                       self_search, block_size)
+        for kk in ks:
+            hits[kk] += int(np.count_nonzero((rank < kk) & (depth < kk)))
 
     n = used.size
     out = {}
@@ -197,8 +237,8 @@ def retrieval_metrics(embeddings, labels, ks=(1, 2, 4, 8), query_embeddings=None
     """Recall@K, R-precision and MAP@R from a blocked exact kNN search.
 
     Each query is searched max(R, K) deep in effect (see ``_retrieval_core``:
-    queries already resolved within 64 neighbours skip the deeper search), one
-    block of queries at a time, so no N x N matrix is built.
+    Recall@K beyond 16 neighbours comes from the rank of the nearest same-class
+    item), one block of queries at a time, so no N x N matrix is built.
 
     Parameters
     ----------

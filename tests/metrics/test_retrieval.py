@@ -220,16 +220,23 @@ def test_random_matches_brute_force(block_size):
     assert map_at_r(x, y, block_size=block_size) == pytest.approx(expected["map@r"])
 
 
-@pytest.mark.parametrize("block_size", [4096, 3])
-def test_random_large_k_matches_brute_force(block_size):
-    # Recall@K for K beyond the first, shallow search depth (64): queries with no
-    # same-class item among their 64 nearest are searched again max(ks) deep.
+@pytest.mark.parametrize("block_size,rank_entries", [(4096, None), (3, None), (4096, 1000)])
+def test_random_large_k_matches_brute_force(block_size, rank_entries, monkeypatch):
+    # Recall@K for K beyond the first, shallow search depth (16): for the queries with
+    # no same-class item among their 16 nearest it comes from the number of items nearer
+    # than their nearest same-class item (in blocks of 3 queries, or of 2 when only
+    # 1000 distances may be held at once).
+    from gluon_dml.metrics import retrieval
+    assert retrieval._SHALLOW_K == 16
+    if rank_entries:
+        monkeypatch.setattr(retrieval, "_RANK_ENTRIES", rank_entries)
     rng = np.random.RandomState(8)
     x = rng.randn(400, 8).astype(np.float32)
     y = rng.randint(0, 60, size=400)
-    ks = (1, 50, 64, 65, 200, 1000)  # 1000 > 399 items: clipped to all of them
+    ks = (1, 16, 17, 50, 64, 65, 200, 1000)  # 1000 > 399 items: clipped to all of them
     expected = brute_force(x, y, ks)
-    assert expected["recall@64"] < expected["recall@200"] < 1.0  # the second search matters
+    assert expected["recall@16"] < expected["recall@17"]  # K = 17 needs the ranks
+    assert expected["recall@64"] < expected["recall@200"] < 1.0
     assert expected["recall@1000"] == 1.0
     assert_metrics_equal(retrieval_metrics(x, y, ks=ks, block_size=block_size), expected)
     assert recall_at_k(x, y, ks=ks, block_size=block_size) == pytest.approx(
@@ -265,6 +272,26 @@ def test_random_query_gallery_matches_brute_force():
     expected = brute_force(g, gy, ks, q, qy)
     assert expected["num_skipped_queries"] > 0
     for block_size in (4096, 4):
+        res = retrieval_metrics(g, gy, ks=ks, query_embeddings=q, query_labels=qy,
+                                block_size=block_size)
+        assert_metrics_equal(res, expected)
+
+
+def test_query_gallery_large_k_matches_brute_force():
+    # A separate query set (no self-exclusion) with K beyond the first search's depth,
+    # and gallery duplicates of other classes at distance 0 from some queries: they are
+    # nearer than any same-class item, so they count in the rank.
+    rng = np.random.RandomState(5)
+    g = rng.randn(300, 6).astype(np.float32)
+    gy = rng.randint(0, 30, size=300)
+    q = rng.randn(150, 6).astype(np.float32)
+    qy = rng.randint(0, 30, size=150)
+    g[:10] = q[:10]
+    gy[:10] = qy[:10] + 1  # exact copies of the first 10 queries, of another class
+    ks = (1, 5, 20, 40, 100)
+    expected = brute_force(g, gy, ks, q, qy)
+    assert expected["recall@5"] < expected["recall@20"] < expected["recall@100"]
+    for block_size in (4096, 7):
         res = retrieval_metrics(g, gy, ks=ks, query_embeddings=q, query_labels=qy,
                                 block_size=block_size)
         assert_metrics_equal(res, expected)
