@@ -209,6 +209,20 @@ def test_every_gluon_dml_command_named_exists():
     assert not unknown, 'commands that do not exist: %s' % ', '.join(sorted(unknown))
 
 
+def test_the_help_table_lists_every_command_once_in_the_order_of_the_command_map():
+    import ast
+    import gluon_dml.commands as commands
+    rows = [line.split()[0] for line in commands._usage().splitlines()
+            if line and not line.startswith(('usage:', '=', 'command '))]
+    assert rows == list(commands.COMMANDS), rows
+    # a key written twice in the COMMANDS literal is silently one key at run time
+    tree = ast.parse(open(commands.__file__).read())
+    literal = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                   and any(getattr(t, 'id', None) == 'COMMANDS' for t in node.targets))
+    keys = [k.value for k in literal.keys]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+
+
 # Files the pages name that are not meant to exist: what a contribution would add
 # (extending.md) and the parts design.md marks as planned.
 _NOT_YET = {'gluon_dml/losses/circle.py', 'gluon_dml/methods/centroid.py', 'gluon_dml/serve',

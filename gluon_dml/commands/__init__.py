@@ -14,7 +14,6 @@ index              embed a collection with a run and index it: a catalogue (fais
 search             search a catalogue by image, vector, text or id
 serve              an HTTP service and a web page over a catalogue
 export             a run's network as ONNX, checked against the SymbolBlock and onnxruntime
-export             a run's network as ONNX, checked against the SymbolBlock and onnxruntime
 tsne               a t-SNE map of a run's embeddings
 results-table      a markdown table of finished runs (mean over seeds)
 replay-viz         replay a run folder onto a Visdom dashboard
@@ -47,7 +46,6 @@ COMMANDS = {
     'index': ('gluon_dml.commands.index', 'main'),
     'search': ('gluon_dml.commands.search', 'main'),
     'serve': ('gluon_dml.commands.serve', 'main'),
-    'export': ('gluon_dml.commands.export', 'main'),
     'export': ('gluon_dml.commands.export', 'main'),
     'tsne': ('gluon_dml.commands.tsne', 'main'),
     'results-table': ('gluon_dml.commands.results_table', 'main'),
