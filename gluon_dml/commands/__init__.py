@@ -83,7 +83,12 @@ def command(name):
 
 
 def main(argv=None):
-    """The ``gluon-dml`` console script."""
+    """The ``gluon-dml`` console script (``argv``: in-process use, as tests do; None: the
+    program's own command line, which first starts again with huge pages where they help,
+    :mod:`gluon_dml.hugepages`)."""
+    if argv is None:
+        from ..hugepages import reexec
+        reexec()
     from ..cli import main_guard
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help', 'help'):
@@ -99,6 +104,9 @@ def main(argv=None):
 
 
 def alias(name):
-    """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias)."""
+    """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias), started again
+    with huge pages first where they help (:mod:`gluon_dml.hugepages`)."""
+    from ..hugepages import reexec
+    reexec()
     from ..cli import main_guard
     main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], sys.argv[1:])
