@@ -23,10 +23,6 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if __name__ == '__main__' and '--triplet-worker' in sys.argv:
-    # compare_pml.py's triplet row: our side starts as every gluon-dml command does (huge pages)
-    from gluon_dml.hugepages import reexec  # noqa: E402
-    reexec()
 
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402

@@ -16,10 +16,7 @@ arrays, and the same threads (``--threads``, default every core; OMP_NUM_THREADS
 ``torch.set_num_threads`` are set to it). Workers: bench/pml_worker.py (PML's throughput and
 AccuracyCalculator), bench/pml_triplet.py and bench/bench_losses.py (triplet), and
 scripts/pml_reference.py against train_margin.py (the Omniglot protocol); our throughput and
-metrics workers are in this file (``--worker``). Our workers start as every gluon-dml command
-does: on every core, and with huge pages for their memory where the kernel offers them
-(gluon_dml/hugepages.py; ``GLUON_DML_HUGEPAGES=0`` in the environment turns that off for our
-side); PML's run with PyTorch's defaults.
+metrics workers are in this file (``--worker``).
 
 Rows (``--cases``, comma-separated; default all):
 
@@ -360,10 +357,6 @@ def _versions(torch_python):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ['--worker']:
-        if argv == sys.argv[1:]:
-            # our side starts as every gluon-dml command does: huge pages where they help
-            from gluon_dml.hugepages import reexec
-            reexec()
         return worker_main(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -9,7 +9,6 @@ def _use_every_core():
     set it to the cores this process may run on, unless the user chose. Must run before MXNet
     loads, which importing any part of the package does."""
     if 'OMP_NUM_THREADS' not in _os.environ:
-        DEFAULTED.append('OMP_NUM_THREADS')
         try:
             cores = len(_os.sched_getaffinity(0))
         except (AttributeError, OSError):
@@ -24,14 +23,9 @@ def _serial_host_copies():
     it ran about 23 % slower on two cores (bench/bench_host_copy.py) (one evaluation batch of 256 Omniglot images was
     enough; docs/speed.md). A plain memory copy gains nothing from the threads: copy serially,
     unless the user chose a size."""
-    if 'MXNET_CPU_PARALLEL_SIZE' not in _os.environ:
-        DEFAULTED.append('MXNET_CPU_PARALLEL_SIZE')
-        _os.environ['MXNET_CPU_PARALLEL_SIZE'] = str(2 ** 31 - 1)        # parsed as a C int
+    _os.environ.setdefault('MXNET_CPU_PARALLEL_SIZE', str(2 ** 31 - 1))   # parsed as a C int
 
 
-# the variables set here, not by the user (a command started again leaves them out:
-# gluon_dml.hugepages)
-DEFAULTED = []
 # whether OMP_NUM_THREADS came from the user (the launcher then leaves it to the processes it starts)
 OMP_FROM_USER = 'OMP_NUM_THREADS' in _os.environ
 _use_every_core()

@@ -83,12 +83,7 @@ def command(name):
 
 
 def main(argv=None):
-    """The ``gluon-dml`` console script (``argv``: in-process use, as tests do; None: the
-    program's own command line, which first starts again with huge pages where they help,
-    :mod:`gluon_dml.hugepages`)."""
-    if argv is None:
-        from ..hugepages import reexec
-        reexec()
+    """The ``gluon-dml`` console script."""
     from ..cli import main_guard
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help', 'help'):
@@ -104,9 +99,6 @@ def main(argv=None):
 
 
 def alias(name):
-    """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias), started again
-    with huge pages first where they help (:mod:`gluon_dml.hugepages`)."""
-    from ..hugepages import reexec
-    reexec()
+    """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias)."""
     from ..cli import main_guard
     main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], sys.argv[1:])
