@@ -211,12 +211,13 @@ def test_every_gluon_dml_command_named_exists():
 
 def test_the_help_table_lists_every_command_once_in_the_order_of_the_command_map():
     import ast
+    import inspect
     import gluon_dml.commands as commands
     rows = [line.split()[0] for line in commands._usage().splitlines()
             if line and not line.startswith(('usage:', '=', 'command '))]
     assert rows == list(commands.COMMANDS), rows
     # a key written twice in the COMMANDS literal is silently one key at run time
-    tree = ast.parse(open(commands.__file__).read())
+    tree = ast.parse(inspect.getsource(commands))
     literal = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                    and any(getattr(t, 'id', None) == 'COMMANDS' for t in node.targets))
     keys = [k.value for k in literal.keys]
