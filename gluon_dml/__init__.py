@@ -30,3 +30,7 @@ def _serial_host_copies():
 OMP_FROM_USER = 'OMP_NUM_THREADS' in _os.environ
 _use_every_core()
 _serial_host_copies()
+
+# Intel AMX for the INT8 and bfloat16 kernels where the CPU and Linux allow it (gluon_dml/amx.py)
+from . import amx as _amx  # noqa: E402
+_amx.enable()

@@ -1,0 +1,130 @@
+"""Intel AMX (the tile units of Sapphire Rapids and later Xeons) for MXNet's INT8 and bfloat16 kernels.
+
+MXNet 1.9.1 ships oneDNN 2.4.4. Its AMX convolutions are in the library but off unless the
+process starts oneDNN with ``DNNL_MAX_CPU_ISA=AVX512_CORE_AMX``, and that oneDNN does not ask
+Linux (5.16 and later) for the permission that using the tile registers needs: with the variable
+set and no permission the first AMX instruction kills the process (SIGILL). Importing
+``gluon_dml`` therefore arranges, on a CPU with AMX and a kernel that grants it:
+
+- the permission (``arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)``), whatever the user set;
+- unless the user set ``DNNL_MAX_CPU_ISA`` or ``ONEDNN_MAX_CPU_ISA`` themselves (their choice
+  wins; ``DNNL_MAX_CPU_ISA=AVX512_CORE_BF16`` turns AMX off), the AMX limit for oneDNN. oneDNN reads
+  the variable once, at the process's first oneDNN primitive, so it is set when MXNet loads, one
+  tiny primitive is run, and the variable is removed again: a process started later by this one
+  runs without the permission (Linux drops it at ``exec``) and must not inherit a setting that would
+  crash it.
+
+Only INT8 inference (``--int8``) and ``--amp bfloat16`` run AMX kernels; float32 keeps the same
+AVX-512 kernels and gives bitwise the same numbers (tests/test_amx.py; speeds in docs/speed.md).
+Nothing happens on other CPUs, other systems, or where the permission is refused.
+"""
+import importlib.abc
+import importlib.util
+import os
+import platform
+import sys
+
+__all__ = ['cpu_has_amx', 'request_permission', 'status', 'ISA_VARIABLES', 'AMX_ISA']
+
+ISA_VARIABLES = ('DNNL_MAX_CPU_ISA', 'ONEDNN_MAX_CPU_ISA')   # oneDNN 2.4 reads the first
+AMX_ISA = 'AVX512_CORE_AMX'
+_SYS_ARCH_PRCTL = 158               # x86-64 Linux
+_ARCH_REQ_XCOMP_PERM = 0x1023
+_XFEATURE_XTILEDATA = 18
+
+# what happened in this process: cpu (has AMX), permitted, isa ('ours', 'user' or None), reason
+_state = {'cpu': False, 'permitted': False, 'isa': None, 'reason': 'not checked'}
+
+
+def cpu_has_amx(cpuinfo='/proc/cpuinfo'):
+    """Whether the CPU reports AMX tiles with both bfloat16 and int8 (Linux's ``flags`` line)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+                    return {'amx_tile', 'amx_bf16', 'amx_int8'} <= flags
+    except OSError:
+        pass
+    return False
+
+
+def request_permission():
+    """Ask Linux for the AMX tile data state for this process (all its threads). True when granted
+    (also when it was granted before); False where the kernel is older than 5.16 or refuses."""
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def status():
+    """A copy of what this process did about AMX: ``cpu``, ``permitted``, ``isa`` (``'ours'``: the
+    package set oneDNN's limit; ``'user'``: the user's variable; None) and ``reason``."""
+    return dict(_state)
+
+
+def _settle(mx):
+    """Set oneDNN's ISA limit to AMX, run one primitive so that oneDNN reads it, remove it again."""
+    name = ISA_VARIABLES[0]
+    os.environ[name] = AMX_ISA
+    try:
+        mx.nd.Activation(mx.nd.ones((1, 16)), act_type='relu').wait_to_read()
+        _state['isa'] = 'ours'
+        _state['reason'] = 'AMX on: oneDNN limited to %s at its first primitive' % AMX_ISA
+    except Exception as e:  # noqa: BLE001  (MXNet broken or missing: its own import says why)
+        _state['reason'] = 'AMX not set: the first oneDNN primitive failed (%s)' % e
+    finally:
+        if os.environ.get(name) == AMX_ISA:
+            del os.environ[name]
+
+
+class _AfterMXNetLoads(importlib.abc.MetaPathFinder):
+    """Runs :func:`_settle` right after ``mxnet`` is imported, once, whoever imports it."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != 'mxnet':
+            return None
+        _remove_hook()
+        spec = importlib.util.find_spec('mxnet')
+        if spec is None or spec.loader is None or not hasattr(spec.loader, 'exec_module'):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _settle(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def _remove_hook():
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterMXNetLoads)]
+
+
+def enable():
+    """Called once by ``import gluon_dml``; see the module's docstring."""
+    if sys.platform != 'linux' or platform.machine() not in ('x86_64', 'AMD64'):
+        _state['reason'] = 'not x86-64 Linux'
+        return
+    _state['cpu'] = cpu_has_amx()
+    if not _state['cpu']:
+        _state['reason'] = 'the CPU has no AMX'
+        return
+    _state['permitted'] = request_permission()
+    if not _state['permitted']:
+        _state['reason'] = 'Linux did not grant the AMX tile state (a kernel before 5.16?)'
+        return
+    if any(v in os.environ for v in ISA_VARIABLES):
+        _state['isa'] = 'user'
+        _state['reason'] = 'AMX permitted; oneDNN\'s ISA limit is the user\'s (%s)' % ', '.join(
+            '%s=%s' % (v, os.environ[v]) for v in ISA_VARIABLES if v in os.environ)
+        return
+    if 'mxnet' in sys.modules:       # loaded before gluon_dml: works if no primitive ran yet
+        _settle(sys.modules['mxnet'])
+    elif not any(isinstance(f, _AfterMXNetLoads) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterMXNetLoads())
+        _state['reason'] = 'AMX permitted; oneDNN\'s limit is set when MXNet loads'
