@@ -82,18 +82,25 @@ def _settle(mx):
 
 
 class _AfterMXNetLoads(importlib.abc.MetaPathFinder):
-    """Runs :func:`_settle` right after ``mxnet`` is imported, once, whoever imports it."""
+    """Runs :func:`_settle` right after ``mxnet`` is imported, once, whoever imports it. It stays
+    in ``sys.meta_path`` until MXNet's module is executed, so a mere ``find_spec('mxnet')`` probe
+    does not use it up."""
+    _looking = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != 'mxnet':
+        if fullname != 'mxnet' or self._looking:
             return None
-        _remove_hook()
-        spec = importlib.util.find_spec('mxnet')
+        self._looking = True
+        try:
+            spec = importlib.util.find_spec('mxnet')       # the other finders' answer
+        finally:
+            self._looking = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, 'exec_module'):
             return spec
         run = spec.loader.exec_module
 
         def exec_module(module):
+            _remove_hook()
             run(module)
             _settle(module)
 

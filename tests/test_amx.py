@@ -24,6 +24,9 @@ import json, os, subprocess, sys
 if sys.argv[1] == 'mxnet-first':
     import mxnet
 import gluon_dml
+if sys.argv[1] == 'probe-first':           # a find_spec probe does not use up the import hook
+    import importlib.util
+    assert importlib.util.find_spec('mxnet') is not None
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
@@ -78,7 +81,7 @@ def test_cpu_has_amx_reads_the_flags_line(tmp_path):
 
 
 @needs_amx
-@pytest.mark.parametrize('order', ['gluon-dml-first', 'mxnet-first'])
+@pytest.mark.parametrize('order', ['gluon-dml-first', 'mxnet-first', 'probe-first'])
 def test_int8_runs_on_amx_by_default_and_no_later_process_inherits_the_limit(tmp_path, order):
     r = run_child(tmp_path, order=order)
     assert r['status']['permitted'] and r['status']['isa'] == 'ours', r['status']
