@@ -24,7 +24,7 @@ import os
 import platform
 import sys
 
-__all__ = ['cpu_has_amx', 'request_permission', 'status', 'ISA_VARIABLES', 'AMX_ISA']
+__all__ = ['cpu_has_amx', 'request_permission', 'status', 'active', 'ISA_VARIABLES', 'AMX_ISA']
 
 ISA_VARIABLES = ('DNNL_MAX_CPU_ISA', 'ONEDNN_MAX_CPU_ISA')   # oneDNN 2.4 reads the first
 AMX_ISA = 'AVX512_CORE_AMX'
@@ -64,6 +64,17 @@ def status():
     """A copy of what this process did about AMX: ``cpu``, ``permitted``, ``isa`` (``'ours'``: the
     package set oneDNN's limit; ``'user'``: the user's variable; None) and ``reason``."""
     return dict(_state)
+
+
+def active():
+    """Whether oneDNN may run AMX kernels in this process: permitted, and its ISA limit AMX (the
+    package's, or the user's ``AVX512_CORE_AMX``; oneDNN 2.4's ``ALL`` leaves AMX out)."""
+    if not _state['permitted']:
+        return False
+    if _state['isa'] == 'ours':
+        return True
+    user = [os.environ.get(v) for v in ISA_VARIABLES if v in os.environ]
+    return _state['isa'] == 'user' and bool(user) and user[0].upper() == AMX_ISA
 
 
 def _settle(mx):

@@ -648,7 +648,9 @@ def inference_note(trained, brief=False):
         info = trained.int8_info
         if brief:
             return ', INT8'
-        return ('; INT8, %s calibration, %s' % (info['calib_mode'], info['source']))
+        from .amx import active
+        return ('; INT8, %s calibration, %s%s' % (info['calib_mode'], info['source'],
+                                                  ', on Intel AMX' if active() else ''))
     if brief:
         return ''
     return '; float32, MKLDNN fusion' if trained.fused else '; float32'

@@ -50,7 +50,7 @@ else:                                   # a few float32 training steps; the weig
 later = subprocess.run([sys.executable, '-c', 'import os; print(os.environ.get("DNNL_MAX_CPU_ISA"))'],
                        capture_output=True, text=True).stdout.strip()
 print('RESULT ' + json.dumps({'status': gluon_dml.amx.status(), 'var': os.environ.get('DNNL_MAX_CPU_ISA'),
-                              'child_var': later}), flush=True)
+                              'child_var': later, 'active': gluon_dml.amx.active()}), flush=True)
 '''
 
 
@@ -88,12 +88,13 @@ def test_int8_runs_on_amx_by_default_and_no_later_process_inherits_the_limit(tmp
     amx = [c for c in r['convs'] if 'amx_int8' in c]
     assert amx, 'no AMX int8 convolution among %s' % sorted(set(r['convs']))
     assert r['var'] is None and r['child_var'] == 'None'
+    assert r['active']
 
 
 @needs_amx
 def test_the_users_limit_wins(tmp_path):
     r = run_child(tmp_path, DNNL_MAX_CPU_ISA='AVX512_CORE_BF16')
-    assert r['status']['isa'] == 'user'
+    assert r['status']['isa'] == 'user' and not r['active']
     assert not [c for c in r['convs'] if 'amx' in c], sorted(set(r['convs']))
     assert r['var'] == 'AVX512_CORE_BF16'
 
@@ -103,7 +104,7 @@ def test_a_user_amx_limit_does_not_kill_the_process(tmp_path):
     # oneDNN 2.4.4 does not ask Linux for the tile state: before gluon_dml asked for it, this
     # process died of SIGILL at its first AMX instruction
     r = run_child(tmp_path, DNNL_MAX_CPU_ISA='AVX512_CORE_AMX')
-    assert r['status']['permitted'] and r['status']['isa'] == 'user'
+    assert r['status']['permitted'] and r['status']['isa'] == 'user' and r['active']
     assert [c for c in r['convs'] if 'amx_int8' in c]
 
 

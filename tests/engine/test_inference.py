@@ -190,6 +190,8 @@ def test_evaluate_int8_and_no_fusion_from_the_command_line(digits_run, tmp_path)
     int8, out_int8 = evaluate('--int8', '--calib-images', '128', '--calib-mode', 'entropy')
     assert 'MKLDNN fusion' in out_fused and 'MKLDNN fusion' not in out_plain
     assert 'INT8, entropy calibration' in out_int8
+    from gluon_dml.amx import active                        # the same CPU and environment
+    assert ('on Intel AMX' in out_int8) == active()
     for k in ('recall@1', 'recall@2', 'recall@4', 'recall@8', 'r_precision', 'map@r'):
         assert fused[k] == pytest.approx(plain[k], abs=1e-4), k        # the same numbers
     assert int8['recall@1'] == pytest.approx(fused['recall@1'], abs=0.03)
