@@ -26,7 +26,9 @@ import sys
 
 __all__ = ['cpu_has_amx', 'request_permission', 'status', 'active', 'ISA_VARIABLES', 'AMX_ISA']
 
-ISA_VARIABLES = ('DNNL_MAX_CPU_ISA', 'ONEDNN_MAX_CPU_ISA')   # oneDNN 2.4 reads the first
+# oneDNN 2.4.4 reads only the first; a user's setting of either (the second is newer oneDNN's
+# spelling) is left to decide
+ISA_VARIABLES = ('DNNL_MAX_CPU_ISA', 'ONEDNN_MAX_CPU_ISA')
 AMX_ISA = 'AVX512_CORE_AMX'
 _SYS_ARCH_PRCTL = 158               # x86-64 Linux
 _ARCH_REQ_XCOMP_PERM = 0x1023
@@ -73,8 +75,8 @@ def active():
         return False
     if _state['isa'] == 'ours':
         return True
-    user = [os.environ.get(v) for v in ISA_VARIABLES if v in os.environ]
-    return _state['isa'] == 'user' and bool(user) and user[0].upper() == AMX_ISA
+    return (_state['isa'] == 'user'
+            and os.environ.get(ISA_VARIABLES[0], '').upper() == AMX_ISA)
 
 
 def _settle(mx):
