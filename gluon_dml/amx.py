@@ -18,10 +18,8 @@ Only INT8 inference (``--int8``) and ``--amp bfloat16`` run AMX kernels; float32
 AVX-512 kernels and gives bitwise the same numbers (tests/test_amx.py; speeds in docs/speed.md).
 Nothing happens on other CPUs, other systems, or where the permission is refused.
 """
-import importlib.abc
 import importlib.util
 import os
-import platform
 import sys
 
 __all__ = ['cpu_has_amx', 'request_permission', 'status', 'active', 'ISA_VARIABLES', 'AMX_ISA']
@@ -94,10 +92,12 @@ def _settle(mx):
             del os.environ[name]
 
 
-class _AfterMXNetLoads(importlib.abc.MetaPathFinder):
+class _AfterMXNetLoads:
     """Runs :func:`_settle` right after ``mxnet`` is imported, once, whoever imports it. It stays
     in ``sys.meta_path`` until MXNet's module is executed, so a mere ``find_spec('mxnet')`` probe
-    does not use it up."""
+    does not use it up. (A meta path finder needs only ``find_spec``; subclassing
+    ``importlib.abc.MetaPathFinder`` would import ``importlib.resources``, ``tempfile`` and
+    ``typing``: about 15 ms on every ``import gluon_dml``.)"""
     _looking = False
 
     def find_spec(self, fullname, path=None, target=None):
@@ -127,7 +127,7 @@ def _remove_hook():
 
 def enable():
     """Called once by ``import gluon_dml``; see the module's docstring."""
-    if sys.platform != 'linux' or platform.machine() not in ('x86_64', 'AMD64'):
+    if sys.platform != 'linux' or os.uname().machine != 'x86_64':
         _state['reason'] = 'not x86-64 Linux'
         return
     _state['cpu'] = cpu_has_amx()
