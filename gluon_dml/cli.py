@@ -363,6 +363,8 @@ def parse(method, argv=None, stream=None):
                 print('warning: %s' % line, file=stream or sys.stderr)
             return args
     config.resolve(args, m)
+    if getattr(args, '_batch_note', None):
+        print('note: %s' % args._batch_note, file=stream or sys.stderr)
     args.few_shot = few_shot_setting(args)
     if m.default_loss is not None:
         _loss_kwargs(args, given)

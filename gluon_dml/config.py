@@ -111,6 +111,7 @@ def resolve(args, method):
         if hasattr(args, dest):
             setattr(args, dest, None)
     asked_beta_per_class = getattr(args, 'beta_per_class', None)
+    k_only = getattr(args, 'batch_k', None) is not None and getattr(args, 'batch_size', None) is None
     named = named_recipe(recipe_name, args.data)
     if hasattr(args, 'loss') and named.get('loss') is None and args.loss is None:
         args.loss = method.default_loss
@@ -120,9 +121,22 @@ def resolve(args, method):
                 setattr(args, key, value)
     if asked_beta_per_class is None and getattr(args, 'loss', None) != 'margin':
         args.beta_per_class = False          # a recipe's margin-loss setting; other losses have no beta
+    if k_only and args.batch_size % args.batch_k:
+        _fit_batch_size(args)
     method.setup(args)
     check(args, method)
     return args
+
+
+def _fit_batch_size(args):
+    """``--batch-k`` given alone, and the default batch size is no multiple of it: take the
+    multiple nearest that default, of at least two classes (``--batch-k 5`` with 128 gives 130,
+    26 classes x 5 images), and leave a note for the command line to print."""
+    default, k = args.batch_size, args.batch_k
+    args.batch_size = k * max(2, int(default / k + 0.5))    # a batch of one class has no negatives
+    args._batch_note = ('--batch-k %d: the batch takes %d images (%d classes x %d), the multiple '
+                        'of %d nearest the default batch size %d; --batch-size chooses another.'
+                        % (k, args.batch_size, args.batch_size // k, k, k, default))
 
 
 def _flag_name(key):

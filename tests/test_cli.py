@@ -50,6 +50,22 @@ def test_beta_per_class_is_the_omniglot_margin_default_only():
     assert loss_from_args(_parse_margin('--data', 'fashion-mnist'), 5, 64).beta.shape == (1,)
 
 
+def test_batch_k_alone_fits_the_default_batch_size(capsys):
+    # the usage line `train_margin.py --gpus=0 --batch-k=5 --use_viz`: 128 images are no multiple
+    # of 5, so the batch takes the nearest multiple and the command line says so
+    a = cli.parse('margin', ['--data', 'omniglot', '--batch-k', '5', '--save-dir', 'unused'])
+    assert (a.batch_size, a.batch_k) == (130, 5)
+    assert 'note: --batch-k 5: the batch takes 130 images (26 classes x 5)' in capsys.readouterr().err
+    assert _parse('--data', 'omniglot', '--batch-k', '3').batch_size == 129
+    assert _parse('--data', 'digits', '--batch-k', '7').batch_size == 63      # 60 / 7 = 8.6
+    assert _parse('--data', 'digits', '--batch-k', '40').batch_size == 80     # at least two classes
+    # a multiple already, or both flags given: nothing changes
+    assert _parse('--data', 'omniglot', '--batch-k', '8').batch_size == 128
+    assert _parse('--data', 'omniglot', '--batch-k', '5', '--batch-size', '125').batch_size == 125
+    with pytest.raises(cli.UserError, match=r'--batch-size \(128\) must be a multiple'):
+        _parse('--data', 'omniglot', '--batch-k', '5', '--batch-size', '128')
+
+
 def test_npair_method_defaults_over_the_recipe():
     def _npair(*argv):
         return parse('npair', *argv)
