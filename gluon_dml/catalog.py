@@ -20,6 +20,7 @@ the parts are removed once the index is saved. Images that cannot be read are sk
 counted.
 """
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -29,12 +30,13 @@ import numpy as np
 
 from .data.sources import list_images
 from .engine import get_contexts
-from .fileio import atomic_save, atomic_write_json
+from .fileio import LockBusy, atomic_save, atomic_write_json, hold_lock, release_lock
 from .errors import UserError
 from .index import create_index, open_index
 from .methods import open_run
 
-__all__ = ['Catalog', 'build_catalog', 'open_catalog', 'hit_record', 'CATALOG_FILE']
+__all__ = ['Catalog', 'build_catalog', 'open_catalog', 'lock_catalog', 'release_lock', 'hit_record',
+           'CATALOG_FILE']
 
 CATALOG_FILE = 'catalog.json'
 _PENDING = '.embedding'
@@ -52,6 +54,33 @@ def _label_of(path, root):
     rel = os.path.relpath(path, root)
     parts = rel.split(os.sep)
     return parts[-2] if len(parts) >= 2 else None
+
+
+def params_digest(path):
+    """SHA-256 of a parameter file: ``catalog.json`` records the one of the network that
+    embedded the catalogue, so a run trained further afterwards is noticed."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _unit_rows(v):
+    """The rows of ``v`` at unit length: the catalogue compares directions (inner product of
+    unit vectors, cosine), and a longer vector added by a client would otherwise outscore every
+    item. Rows already at unit length up to rounding (the network's own embeddings) are kept as
+    they are, bit for bit; a row of zeros has no direction and is refused."""
+    v = np.asarray(v, dtype=np.float32)
+    norms = np.sqrt(np.einsum('ij,ij->i', v.astype(np.float64), v.astype(np.float64)))
+    if (norms == 0).any():
+        raise ValueError('A vector of zeros has no direction; this catalogue compares unit-length '
+                         'vectors (cosine similarity).')
+    off = np.abs(norms - 1) > 1e-4
+    if off.any():
+        v = v.copy()
+        v[off] /= norms[off, None].astype(np.float32)
+    return v
 
 
 class Catalog(object):
@@ -75,6 +104,16 @@ class Catalog(object):
             # the run folder) when it was built with int8
             trained = open_run(run_dir, self._ctx or get_contexts(''), self.source.get('which'),
                                fuse=self._fuse, int8=self.source.get('int8'))
+            want = self.source.get('params_sha256')      # catalogues made before it: unchecked
+            if want is not None and params_digest(trained.params) != want:
+                raise UserError(
+                    'The run %s has changed since the catalogue %s was built (trained further, '
+                    'or trained again): its vectors came from %s, and %s now holds other '
+                    'parameters, which would place queries by image or text elsewhere. Search by '
+                    'vector or id still works; to search by image, build the catalogue again '
+                    '(gluon-dml index %s --images %s --out NEW_FOLDER).'
+                    % (run_dir, self.path, self.source.get('params'), trained.params, run_dir,
+                       self.source.get('images', 'IMAGES')))
             self._encoders = trained.encoders()
         return self._encoders
 
@@ -110,6 +149,8 @@ class Catalog(object):
         if v.ndim != 2 or v.shape[1] != width:
             raise ValueError('A query vector of this catalogue has %d values (%s); got shape %s.'
                              % (width, 'float' if self.kind == 'float' else 'bits', v.shape))
+        if self.kind == 'float' and self.source.get('normalized'):
+            v = _unit_rows(v)
         return v
 
     def search_vectors(self, vectors, k=10, filter=None):
@@ -162,9 +203,7 @@ def open_catalog(path, ctx=None, uri=None, fuse=True):
     """Open a catalogue folder written by :func:`build_catalog` (``fuse``: MKLDNN operator
     fusion when queries are embedded, see :func:`gluon_dml.methods.open_run`)."""
     cat_file = os.path.join(str(path), CATALOG_FILE)
-    if not os.path.isfile(cat_file):
-        raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
-                        '--images DIR --out %s).' % (path, CATALOG_FILE, path))
+    _check_is_catalog(path)
     try:
         with open(cat_file) as f:
             source = json.load(f)
@@ -172,6 +211,32 @@ def open_catalog(path, ctx=None, uri=None, fuse=True):
         raise UserError('%s is damaged (%s).' % (cat_file, err)) from None
     index = open_index(str(path), **({'uri': uri} if uri else {}))
     return Catalog(str(path), index, source, ctx, fuse)
+
+
+def _check_is_catalog(path):
+    if not os.path.isfile(os.path.join(str(path), CATALOG_FILE)):
+        raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
+                        '--images DIR --out %s).' % (path, CATALOG_FILE, path))
+
+
+def lock_catalog(path, new=False):
+    """Take the writer lock of the catalogue folder ``path`` (``path/.lock``): one process at a
+    time changes a catalogue (``gluon-dml serve``, ``gluon-dml index``), since each keeps the
+    index in memory and saves it whole, and two would hand out the same ids and lose each
+    other's items. Another writer is refused with one sentence; readers (``gluon-dml search``)
+    take no lock. Returns the lock for :func:`release_lock` (it also goes with the process).
+    ``new``: the folder is being made (it need not hold a catalogue yet)."""
+    path = str(path)
+    if not new:
+        _check_is_catalog(path)
+    try:
+        return hold_lock(os.path.join(path, '.lock'))
+    except LockBusy as err:
+        raise UserError('The catalogue %s is being changed by another process (pid %s, a gluon-dml '
+                        'serve or index); stop it first, or add items through that service '
+                        '(POST /items).' % (path, err.pid)) from None
+    except OSError as err:
+        raise UserError('The catalogue %s cannot be written: %s.' % (path, err.strerror or err)) from None
 
 
 def _pending_parts(out):
@@ -222,6 +287,32 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
     the times and the index's size. ``fuse``, ``int8``: how the run's network computes (see
     :func:`gluon_dml.methods.open_run`); ``catalog.json`` records ``int8``, and the catalogue's
     queries are embedded the same way; adding to a catalogue keeps its setting."""
+    if add:
+        lock = lock_catalog(out)
+    else:
+        if os.path.isfile(os.path.join(out, CATALOG_FILE)):
+            raise UserError('%s already holds a catalogue; add to it with --add, or choose another '
+                            '--out.' % out)
+        created = not os.path.isdir(out)
+        os.makedirs(out, exist_ok=True)
+        lock = lock_catalog(out, new=True)
+    try:
+        return _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_size, chunk,
+                              which, ctx, progress, log, fuse, int8, index_params)
+    finally:
+        release_lock(lock)
+        if not add and not os.path.isfile(os.path.join(out, CATALOG_FILE)):
+            # a failed first build leaves no lock file, nor a folder it made and left empty
+            for clean in (lambda: os.unlink(os.path.join(out, '.lock')),
+                          lambda: os.rmdir(out) if created else None):
+                try:
+                    clean()
+                except OSError:
+                    pass
+
+
+def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_size, chunk, which,
+                   ctx, progress, log, fuse, int8, index_params):
     log = log or (lambda msg: None)
     t0 = time.time()
     paths, labels = list_images(images)
@@ -243,13 +334,9 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
         labels = [labels[i] for i in keep] if labels is not None else None
         trained_enc = cat.encoders
     else:
-        if os.path.isfile(os.path.join(out, CATALOG_FILE)):
-            raise UserError('%s already holds a catalogue; add to it with --add, or choose another '
-                            '--out.' % out)
         skipped_known = 0
         trained = open_run(run_dir, ctx or get_contexts(''), which, fuse=fuse, int8=int8)
         trained_enc = trained.encoders()
-    os.makedirs(out, exist_ok=True)
     vectors, kept, bad = _embed_resumable(trained_enc, paths, out, batch_size, chunk, progress, log)
     t_embed = time.time() - t0
     label_of = dict(zip(paths, labels)) if labels is not None else {}
@@ -279,6 +366,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
         source = {'run_dir': os.path.abspath(run_dir), 'method': args.get('method'),
                   'data': args.get('data'), 'loss': args.get('loss'), 'which': which,
                   'network': trained.params_label, 'params': os.path.abspath(trained.params),
+                  'params_sha256': params_digest(trained.params),
                   'kind': kind, 'dim': trained_enc.dim, 'normalized': trained_enc.normalized,
                   'int8': int8,
                   'images': os.path.abspath(images), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}

@@ -598,8 +598,8 @@ def _one_line(err):
         text = lines[0]
     else:
         text = ' '.join(lines)
-    if isinstance(err, KeyError):
-        text = 'missing %s' % text
+    if isinstance(err, KeyError) and type(err).__str__ is KeyError.__str__:
+        text = 'missing %s' % text           # a bare KeyError says only the key
     return text or type(err).__name__
 
 

@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from .errors import UserError
+from .fileio import atomic_save
 
 __all__ = ['exported_files', 'load_exported', 'export_onnx', 'onnx_session', 'run_onnx',
            'sample_images', 'verify', 'ONNX_EXTRA', 'DEFAULT_OPSET']
@@ -342,10 +343,12 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     out = out or os.path.join(run_dir, '%s%s.onnx' % (prefix, '-' + part if part else ''))
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(dir=folder, suffix='.onnx.tmp', delete=False)
-    with tmp:
-        tmp.write(model.SerializeToString())
-    os.replace(tmp.name, out)
+    blob = model.SerializeToString()
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:       # open(), not mkstemp: the file gets the umask's mode
+            f.write(blob)
+    atomic_save(out, write)
     return out
 
 

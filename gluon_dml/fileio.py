@@ -1,14 +1,61 @@
 """Files that are either whole or absent: every write of a run folder, a checkpoint or a
 catalogue goes through here (a temporary file, fsync, ``os.replace``, fsync of the folder).
+:func:`hold_lock` keeps a second writer out of a run folder or a catalogue.
 
 A temporary file is named ``PATH.tmp-DIGITS`` (the process id, then the thread id when another
 thread writes): :func:`gluon_dml.engine.checkpoint.remove_stale_temporaries` removes what a kill
 left behind."""
+import errno
+import fcntl
 import json
 import os
 import threading
 
-__all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json']
+__all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
+           'release_lock', 'LockBusy']
+
+
+class LockBusy(OSError):
+    """Another process holds the lock; ``pid`` is the one it wrote (a string, '?' if unknown)."""
+
+    def __init__(self, path, pid):
+        super().__init__(errno.EAGAIN, 'locked by pid %s' % pid, path)
+        self.pid = pid
+
+
+def hold_lock(path):
+    """Take the exclusive lock file ``path`` (created if missing) without waiting, and write this
+    process's id in it. Returns the descriptor to give :func:`release_lock`, or None on a file
+    system without locks (then nothing is kept out). Raises :class:`LockBusy` when another
+    process holds it, OSError when the file cannot be created. The lock goes with the process,
+    even on ``kill -9``."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            os.close(fd)
+            return None
+        try:
+            other = os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
+        except OSError:
+            other = '?'
+        os.close(fd)
+        raise LockBusy(path, other) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode('ascii'), 0)
+    return fd
+
+
+def release_lock(fd):
+    """Give back a lock taken by :func:`hold_lock` (None: nothing to do)."""
+    if fd is None:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def fsync_dir(path):

@@ -174,3 +174,79 @@ def test_an_int8_catalogue_embeds_its_queries_in_int8_too(digits_run, image_fold
     proc = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--add',
                       check=False)
     assert proc.returncode == 2 and 'INT8 vectors' in proc.stderr
+
+
+def test_a_catalogue_refuses_queries_by_image_once_its_run_changed(digits_run, image_folder, tmp_path):
+    """The run is trained further after the catalogue was built (checkpoint rotation deletes the
+    parameters that embedded it): a query by image would be embedded by another network, so it
+    is refused with the way out; by vector and id still works, and --add is refused too."""
+    import shutil
+    run = tmp_path / 'run'
+    shutil.copytree(str(digits_run), str(run))
+    cat = tmp_path / 'cat'
+    _gluon_dml('index', run, '--images', image_folder, '--out', cat, '--no-progress')
+    source = json.load(open(cat / 'catalog.json'))
+    assert len(source['params_sha256']) == 64
+    query = image_folder / '3' / '003.png'
+    assert json.loads(_gluon_dml('search', cat, '--image', query, '--json').stdout)[0]['path'] == str(query)
+    run_command('train-margin', '--save-dir', run, '--resume', '--epochs', '2', '--no-progress',
+                check=True)
+    bad = _gluon_dml('search', cat, '--image', query, check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert 'has changed since the catalogue' in bad.stderr and 'gluon-dml index %s' % run in bad.stderr
+    assert len(json.loads(_gluon_dml('search', cat, '--id', 0, '-k', 3, '--json').stdout)) == 3
+    bad = _gluon_dml('index', run, '--images', image_folder, '--out', cat, '--add', check=False)
+    assert bad.returncode == 2 and 'has changed since the catalogue' in bad.stderr
+
+
+def test_one_writer_at_a_time(digits_run, image_folder, tmp_path):
+    """A catalogue held by another process (a gluon-dml serve, an index --add) refuses a second
+    writer in one sentence, and searches still read it; a failed first build leaves nothing."""
+    import subprocess
+    import sys
+    import time
+    cat = tmp_path / 'cat'
+    listing = tmp_path / 'l.txt'
+    listing.write_text('\n'.join(sorted(str(p) for p in image_folder.glob('[0-4]/*.png'))) + '\n')
+    _gluon_dml('index', digits_run, '--images', listing, '--out', cat, '--no-progress')
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import sys, time; from gluon_dml.catalog import lock_catalog; lock_catalog(sys.argv[1]); '
+        'print("held", flush=True); time.sleep(120)'), str(cat)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        bad = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--add',
+                         check=False)
+        assert bad.returncode == 2
+        assert 'is being changed by another process (pid %d' % holder.pid in bad.stderr, bad.stderr
+        assert len(json.loads(_gluon_dml('search', cat, '--id', 0, '-k', 2, '--json').stdout)) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    proc = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--add', '--no-progress')
+    assert '120 items' in proc.stdout
+    # a first build that fails leaves neither the lock file nor the folder it made
+    bad = _gluon_dml('index', digits_run, '--images', tmp_path / 'nothing-here', '--out',
+                     tmp_path / 'new', check=False)
+    assert bad.returncode == 2 and not (tmp_path / 'new').exists()
+
+
+def test_vectors_are_kept_at_unit_length(digits_run, image_folder, tmp_path):
+    """The catalogue compares unit vectors (inner product = cosine): a longer vector added from
+    outside is stored at unit length, so it cannot outscore every item; the network's own
+    vectors stay bit for bit; a vector of zeros is refused."""
+    c, _ = build_catalog(str(digits_run), str(image_folder / '3'), str(tmp_path / 'cat'))
+    first = c.index.ids()[0]
+    v = c.index.vector(first)
+    [new] = c.add_vectors(50 * v[None], [{'big': 1}])
+    np.testing.assert_allclose(np.linalg.norm(c.index.vector(new)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(c.index.vector(new), v, atol=1e-6)
+    others = [i for i in c.index.ids() if i not in (first, new)]
+    for i in others[:5]:
+        top = c.search_vectors(c.index.vector(i), k=1)[0][0]
+        assert top.id == i and top.score == pytest.approx(1.0, abs=1e-5)
+    emb = c.embed_images([str(image_folder / '3' / '003.png')])
+    assert np.array_equal(c.check_vectors(emb), emb)
+    with pytest.raises(ValueError, match='vector of zeros has no direction'):
+        c.add_vectors(np.zeros((1, c.dim), np.float32), [{}])
+    c.close()

@@ -72,6 +72,9 @@ def main(argv=None):
           % (a.run_dir, args.get('method') or 'margin', args.get('model'), args.get('data'),
              sym, params, 's' if len(names) > 1 else '', ', '.join(names)))
     del net
+    if a.check and a.onnx and a.batch_size:    # refused before anything is written
+        raise UserError('--check runs the ONNX model on --images images: leave --batch-size '
+                        'unset (a free batch size) to check it.')
     if a.onnx:
         if vse and part != 'image':
             raise UserError('--onnx converts the image encoder of a VSE run (--part image).')
@@ -84,9 +87,6 @@ def main(argv=None):
         return 0
     if vse and part != 'image':
         raise UserError('--check compares the image encoder of a VSE run (--part image).')
-    if a.onnx and a.batch_size:
-        raise UserError('--check runs the ONNX model on --images images: leave --batch-size '
-                        'unset (a free batch size) to check it.')
     res = export.verify(a.run_dir, onnx_path=a.onnx, check_onnx=bool(a.onnx), count=a.images,
                         part=part)
     lines = ['max |Gluon - SymbolBlock|  = %.3g' % res['symbolblock']]

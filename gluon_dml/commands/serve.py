@@ -117,17 +117,27 @@ def _serve(a, sock, stop):
     try:
         import fastapi  # noqa: F401
         import python_multipart  # noqa: F401
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError as err:
         raise cli.UserError('gluon-dml serve needs FastAPI, uvicorn and python-multipart: '
                             'pip install -e ".[serve]" (%s).' % err) from None
+    from ..catalog import lock_catalog, open_catalog, release_lock
+    from ..engine import get_contexts
+
+    lock = lock_catalog(a.catalog)           # the service is the catalogue's one writer
+    try:
+        return _serve_locked(a, sock, stop, open_catalog(a.catalog, get_contexts(a.gpus), a.uri,
+                                                         fuse=not a.no_fusion))
+    finally:
+        release_lock(lock)
+
+
+def _serve_locked(a, sock, stop, cat):
+    import uvicorn
     import warnings
     from PIL import Image
-    from ..catalog import open_catalog
-    from ..engine import get_contexts
     from ..serve import Limits, Service, create_app
 
-    cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri, fuse=not a.no_fusion)
     limits = Limits(max_k=a.max_k, default_k=min(10, a.max_k),
                     max_upload_bytes=int(a.max_upload_mb * 2 ** 20), max_pixels=a.max_pixels,
                     max_items=a.max_items)
@@ -153,7 +163,7 @@ def _serve(a, sock, stop):
                      info['backend'], info['index_type'], url, url), flush=True)
             stop['server'].run(sockets=[sock])
     finally:
-        count = len(cat.index)
-        service.close()
+        service.close()            # idempotent: the app's shutdown has closed it when it served
+    count = service.count_at_close
     why = ' (%s)' % signal.Signals(stop['signals'][0]).name if stop['signals'] else ''
     print('stopped%s; the catalogue %s is saved (%d items).' % (why, a.catalog, count), flush=True)

@@ -15,8 +15,6 @@ A run folder is one run and stays that run:
   returns the settings in force (the original with every resume's changes applied);
 * one process at a time: a second process on the same folder is refused (``.lock``).
 """
-import errno
-import fcntl
 import glob
 import json
 import os
@@ -26,6 +24,7 @@ import sys
 import time
 
 from ..errors import UserError
+from ..fileio import LockBusy, hold_lock, release_lock
 from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_temporaries
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
@@ -119,37 +118,21 @@ def lock_run(run_dir):
     key = os.path.realpath(run_dir)
     if key in _LOCKS:
         return
-    path = os.path.join(run_dir, '.lock')
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = hold_lock(os.path.join(run_dir, '.lock'))
+    except LockBusy as err:
+        raise UserError('The run folder %s is in use by another training process (pid %s); wait '
+                        'for it to end, or stop it, before running in that folder.' % (run_dir, err.pid)) from None
     except OSError as err:
         raise UserError('The run folder %s cannot be written: %s.' % (run_dir, err.strerror or err)) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            os.close(fd)
-            return                                     # a file system without locks: go on
-        try:
-            other = os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
-        except OSError:
-            other = '?'
-        os.close(fd)
-        raise UserError('The run folder %s is in use by another training process (pid %s); wait '
-                        'for it to end, or stop it, before running in that folder.' % (run_dir, other)) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode('ascii'), 0)
-    _LOCKS[key] = fd
+    if fd is not None:
+        _LOCKS[key] = fd
 
 
 def release_locks():
     """Release every run folder this process holds (for in-process callers such as tests)."""
     for fd in _LOCKS.values():
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-        except OSError:
-            pass
+        release_lock(fd)
     _LOCKS.clear()
 
 

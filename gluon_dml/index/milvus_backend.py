@@ -94,15 +94,23 @@ def _literal(v):
 
 
 def filter_expression(filter):
-    """The Milvus filter expression of a dict filter ``{field: value or [values]}`` on ``meta``."""
+    """The Milvus filter expression of a dict filter ``{field: value or [values]}`` on ``meta``.
+    Milvus refuses an ``in`` list that mixes types (``meta["label"] in [4, "4"]`` fails inside
+    the server), so a list becomes one ``in`` per type, joined by ``or``."""
     parts = []
     for key, value in filter.items():
+        if not isinstance(key, str) or not key:
+            raise ValueError('filter field names must be non-empty strings; got %r.' % (key,))
         field = 'meta[%s]' % json.dumps(key, ensure_ascii=False)
         if isinstance(value, (list, tuple, set, frozenset)):
-            values = list(value)
-            if any(isinstance(v, bool) for v in values) and not all(isinstance(v, bool) for v in values):
-                raise ValueError('filter field %r mixes booleans with other values.' % key)
-            parts.append('%s in [%s]' % (field, ', '.join(_literal(v) for v in values)))
+            groups = {}
+            for v in value:
+                v = v.item() if isinstance(v, (np.integer, np.floating)) else v
+                groups.setdefault(type(v) if isinstance(v, (bool, int, float)) else str, []).append(v)
+            ors = ['%s in [%s]' % (field, ', '.join(_literal(v) for v in vs)) for vs in groups.values()]
+            if not ors:
+                ors = ['%s in []' % field]
+            parts.append(ors[0] if len(ors) == 1 else '(%s)' % ' or '.join(ors))
         else:
             parts.append('%s == %s' % (field, _literal(value)))
     return ' and '.join(parts)

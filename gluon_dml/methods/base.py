@@ -354,6 +354,12 @@ class TrainedRun(object):
         self.params, self.params_label, self.ctx = params, params_label, ctx
         self._fused, self.precision, self.int8_info = bool(fused), 'float32', None
 
+    def eval_path(self, name):
+        """Where ``gluon-dml evaluate`` writes its metrics by default: ``RUN/eval-NAME.json``,
+        ``RUN/eval-NAME-int8.json`` for the INT8 network (float32's file stays)."""
+        return os.path.join(self.run_dir, 'eval-%s%s.json'
+                            % (name, '-int8' if self.precision == 'int8' else ''))
+
     @property
     def fused(self):
         """Whether the network runs fused (False once a :class:`FusedNet` fell back)."""

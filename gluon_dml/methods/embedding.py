@@ -244,9 +244,9 @@ class EmbeddingMethod(Method):
         if a.few_shot:
             metrics.update(few_shot_metrics(emb, labels, **a.few_shot))
         metrics.update(run_dir=a.run_dir, split=a.split, params=trained.params,
-                       network=trained.params_label, data=args['data'],
+                       network=trained.params_label, precision=trained.precision, data=args['data'],
                        num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))
-        written = [a.out or os.path.join(a.run_dir, 'eval-%s.json' % a.split)]
+        written = [a.out or trained.eval_path(a.split)]
         with open(written[0], 'w') as f:
             json.dump(metrics, f, indent=1)
         if a.save_embeddings:

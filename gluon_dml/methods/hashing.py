@@ -238,11 +238,11 @@ class HashMethod(Method):
         metrics = hashing_metrics(q_codes, db_codes, q_labels, db_labels, topk=(1000,))
         radii, prec, rec = pr_curve(q_codes, db_codes, q_labels, db_labels)
         metrics.update(run_dir=a.run_dir, params=trained.params, network=trained.params_label,
-                       data=args['data'], loss=args.get('loss'), bits=int(args['bits']),
+                       precision=trained.precision, data=args['data'], loss=args.get('loss'), bits=int(args['bits']),
                        num_queries=int(len(q_labels)), num_database=int(len(db_labels)),
                        pr_curve={'radius': radii.tolist(), 'precision': prec.tolist(),
                                  'recall': rec.tolist()})
-        written = [a.out or os.path.join(a.run_dir, 'eval-hash.json')]
+        written = [a.out or trained.eval_path('hash')]
         with open(written[0], 'w') as f:
             json.dump(metrics, f, indent=1)
         if a.save_codes:

@@ -373,9 +373,9 @@ class VSEMethod(Method):
         img, cap = ev.embed(trained.net, trained.ctx)
         metrics = crossmodal_metrics(img, cap, coco_folds=_is_coco(args['data']))
         metrics.update(run_dir=a.run_dir, split=split, params=trained.params,
-                       network=trained.params_label, data=args['data'],
+                       network=trained.params_label, precision=trained.precision, data=args['data'],
                        num_images=int(cset.num_images), num_captions=int(len(cset)))
-        written = [a.out or os.path.join(a.run_dir, 'eval-%s.json' % split)]
+        written = [a.out or trained.eval_path(split)]
         with open(written[0], 'w') as f:
             json.dump(metrics, f, indent=1)
         if a.save_embeddings:

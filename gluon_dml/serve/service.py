@@ -128,6 +128,8 @@ class Service(object):
                                   'values), got %s.' % type(flt).__name__)
         out = {}
         for key, value in flt.items():
+            if not key:
+                raise ServeError(400, 'filter field names must be non-empty.')
             values = value if isinstance(value, list) else [value]
             if not values:
                 raise ServeError(400, 'filter field %r lists no values.' % key)
@@ -427,6 +429,7 @@ class Service(object):
         if self._saver is not None:
             self._saver.join(30)
         self.save()
+        self.count_at_close = len(self.catalog.index)    # a closed Milvus index cannot count
         self.catalog.close()
 
 

@@ -121,7 +121,26 @@ def test_metadata_filters_agree_with_faiss(tmp_path, data):
 
 def test_filter_expression_quotes_values():
     assert filter_expression({'label': 3}) == 'meta["label"] == 3'
-    assert filter_expression({'ok': True, 'x': [1.5, 2]}) == 'meta["ok"] == true and meta["x"] in [1.5, 2]'
+    assert filter_expression({'ok': True, 'x': [1.5, 2]}) == \
+        'meta["ok"] == true and (meta["x"] in [1.5] or meta["x"] in [2])'
+    assert filter_expression({'label': [4, '4', 5]}) == '(meta["label"] in [4, 5] or meta["label"] in ["4"])'
+    with pytest.raises(ValueError, match='non-empty strings'):
+        filter_expression({'': 4})
+
+
+def test_filters_mixing_types_run_on_milvus_lite(tmp_path, data):
+    # `--filter label=4` asks for 4 or "4"; Milvus refuses one `in` list of both types
+    x, _, _ = data
+    m = create_index('milvus', 'float', dim=D, metric='l2', index_type='flat', path=str(tmp_path))
+    try:
+        m.add(x[:6], metadata=[{'label': 4}, {'label': '4'}, {'label': 4.5}, {'label': 'x'},
+                               {'label': True}, {'sku': 1}])
+        for flt, want in (({'label': [4, '4']}, [0, 1]), ({'label': [4, 4.5, 'x']}, [0, 2, 3]),
+                          ({'label': [True, 'x']}, [3, 4]), ({'label': 4.5}, [2]),
+                          ({'label': [4, '4'], 'sku': 1}, [])):
+            assert sorted(h.id for h in m.search(x[0], k=6, filter=flt)[0]) == want, flt
+    finally:
+        m.close()
     assert filter_expression({'path': 'a"b\\c'}) == 'meta["path"] == "a\\"b\\\\c"'
 
 

@@ -227,6 +227,7 @@ def _bad_requests(url, data, truncated):
         ('text on a margin catalogue', 400, lambda: post(url + '/search', json={'text': 'a seven'})),
         ('filter of objects', 400, lambda: post(url + '/search', json={'id': 3, 'filter': {'label': {'a': 1}}})),
         ('filter without =', 400, lambda: post(url + '/search?filter=label', json={'id': 3})),
+        ('filter with an empty field name', 400, lambda: post(url + '/search', json={'id': 3, 'filter': {'': '4'}})),
         ('multipart without boundary', 400, lambda: post(url + '/search', data=b'abc', headers={'Content-Type': 'multipart/form-data'})),
         ('image field as text', 400, lambda: post(url + '/search', files={'image': (None, 'abc')})),
         ('form-urlencoded', 415, lambda: post(url + '/search', data={'id': '3'})),
@@ -446,3 +447,42 @@ def test_a_binary_catalogue_takes_and_gives_codes(tmp_path):
             service.check_vector([1.0, -1.0, 1.0, 1.0])
     finally:
         service.close()
+
+
+def test_a_milvus_catalogue_served_with_one_writer(digits_catalog, serve, tmp_path):
+    """A Milvus Lite catalogue behind the service: a filter on a number (which also matches its
+    text) answers, a vector added from outside is kept at unit length, a second service on the
+    same catalogue is refused in one sentence, and SIGTERM stops it with the saved count."""
+    pytest.importorskip('pymilvus', reason='the milvus extra is not installed (pip install -e ".[milvus]")')
+    run, images, _ = digits_catalog
+    cat = tmp_path / 'mcat'
+    proc = subprocess.run(gluon_dml('index', run, '--images', images, '--out', cat, '--backend',
+                                    'milvus', '--no-progress'),
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=script_env(OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    server = serve(cat)
+    url = server.url
+    for flt in ({'filter': 'label=4'}, {}):
+        r = requests.post(url + '/search', params=dict(flt, k=5),
+                          json={'id': 4, **({'filter': {'label': [4, 'x']}} if not flt else {})}, timeout=60)
+        assert r.status_code == 200, r.text
+        hits = r.json()['hits']
+        assert len(hits) == 5 and {h['label'] for h in hits} == {'4'}, hits
+    second = subprocess.run(gluon_dml('serve', cat, '--port', 0), capture_output=True, text=True,
+                            cwd=REPO, timeout=120, env=script_env(OMP_NUM_THREADS='1'))
+    assert second.returncode == 2
+    assert 'is being changed by another process (pid %d' % server.proc.pid in second.stderr, second.stderr
+    v = np.asarray(requests.post(url + '/embed', json={'id': 7}, timeout=30).json()['vector'])
+    r = requests.post(url + '/items', json={'vector': list(50 * v), 'metadata': {'big': 1}}, timeout=60)
+    assert r.status_code == 201, r.text
+    big = r.json()['items'][0]['id']
+    stored = np.asarray(requests.post(url + '/embed', json={'id': big}, timeout=30).json()['vector'])
+    np.testing.assert_allclose(stored, v, atol=1e-6)
+    top = requests.post(url + '/search', params={'k': 1}, json={'id': 20}, timeout=60).json()['hits']
+    assert top[0]['id'] != big
+    zero = requests.post(url + '/items', json={'vector': [0.0] * len(v)}, timeout=60)
+    assert_refused(zero, 400)
+    assert server.stop(signal.SIGTERM) == 0, server.stderr()[-2000:]
+    assert 'stopped (SIGTERM); the catalogue %s is saved (%d items).' % (cat, CATALOG_IMAGES + 1) \
+        in server.stdout(), server.stdout() + server.stderr()
