@@ -359,6 +359,7 @@ def parse(method, argv=None, stream=None):
         if record is not None:
             args = _resumed_args(parser, argv, given, record, m, save_dir,
                                  args.name or os.path.basename(os.path.normpath(save_dir)))
+            _keep_recorded_threads(args, given, stream)
             for line in config.flag_warnings(args, given, m):
                 print('warning: %s' % line, file=stream or sys.stderr)
             return args
@@ -379,12 +380,40 @@ def parse(method, argv=None, stream=None):
         record = _resume_record(args.save_dir)
         if record is not None:
             args = _resumed_args(parser, argv, given, record, m, args.save_dir, args.name)
+            _keep_recorded_threads(args, given, stream)
     for line in config.flag_warnings(args, given, m):
         print('warning: %s' % line, file=stream or sys.stderr)
     return args
 
 
 _MISSING = object()
+# set by main_guard when it runs the process's own command line: only then may a resumed run
+# start the process again with its recorded thread count
+_TOP_LEVEL = {'command': False}
+
+
+def _keep_recorded_threads(args, given, stream=None):
+    """A resumed run computes with the thread count it recorded: threads change the rounding
+    of reductions, so on another count it would not end where an uninterrupted run ends. The
+    count is fixed when MXNet loads, already done here, so the command starts again (same
+    command line, ``OMP_NUM_THREADS`` set). Unless ``--threads`` is given again or the user set
+    ``OMP_NUM_THREADS``: their choice, recorded as a change."""
+    import gluon_dml
+    want = getattr(args, 'threads', None)
+    if want is None or 'threads' in given or gluon_dml.OMP_FROM_USER or \
+            os.environ.get('OMP_NUM_THREADS') == str(want):
+        return
+    if _TOP_LEVEL['command'] and os.environ.get('GLUON_DML_THREADS_EXEC') != str(want):
+        print('note: %s was trained with --threads %d; resuming with %d threads, as recorded '
+              '(--threads N chooses another count).' % (args.save_dir, want, want),
+              file=stream or sys.stderr, flush=True)
+        sys.stdout.flush()
+        env = dict(os.environ, OMP_NUM_THREADS=str(want), GLUON_DML_THREADS_EXEC=str(want))
+        os.execve(sys.executable, list(getattr(sys, 'orig_argv', [sys.executable] + sys.argv)), env)
+    print('warning: %s was trained with --threads %d, and this process computes with %s threads '
+          '(fixed when MXNet loaded): the resumed run will not end bitwise where an uninterrupted '
+          'one would.' % (args.save_dir, want, os.environ.get('OMP_NUM_THREADS', 'the default')),
+          file=stream or sys.stderr)
 
 
 def _resume_record(save_dir):
@@ -547,13 +576,14 @@ def set_threads(argv):
             os.environ['OMP_NUM_THREADS'] = value
 
 
-def main_guard(main, argv=None):
+def main_guard(main, argv=None, top_level=False):
     """Run ``main(argv)``; errors a user can cause become one line on stderr and exit code 2:
     bad flags and data (``UserError``, ``ValueError``, ``FileNotFoundError``), what the OS
     refuses (``OSError``: a full disk, a permission), damaged files. A signal is one line (exit
     130 / 143). ``GLUON_DML_DEBUG=1`` shows the full traceback instead. Anything else is a bug:
     one line saying so (exit 1), the traceback with ``GLUON_DML_DEBUG=1``."""
     set_threads(list(argv or []))
+    _TOP_LEVEL['command'] = bool(top_level)
     from .engine import NaNLossError, TrainingInterrupted
     from .models import PretrainedUnavailableError
     debug = bool(os.environ.get('GLUON_DML_DEBUG'))

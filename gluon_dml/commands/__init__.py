@@ -85,6 +85,7 @@ def command(name):
 def main(argv=None):
     """The ``gluon-dml`` console script."""
     from ..cli import main_guard
+    top_level = argv is None                  # the process's own command line
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ('-h', '--help', 'help'):
         print(_usage())
@@ -94,11 +95,11 @@ def main(argv=None):
         print('error: unknown command %r; the commands are: %s.' % (name, ', '.join(COMMANDS)),
               file=sys.stderr)
         return 2
-    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], argv[1:])
+    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], argv[1:], top_level)
     return 0
 
 
 def alias(name):
     """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias)."""
     from ..cli import main_guard
-    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], sys.argv[1:])
+    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], sys.argv[1:], True)

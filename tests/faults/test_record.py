@@ -240,3 +240,30 @@ def test_a_resumed_run_reads_back_its_settings_in_force(partial):
     settings = load_run_args(partial)
     assert settings['epochs'] == 3 and settings['eval_batch_size'] == 100 and rec['epochs'] == 2
     assert json.loads(json.dumps(settings))['seed'] == rec['seed']
+
+
+@handled
+def test_a_resumed_run_computes_with_its_recorded_threads(tmp_path):
+    """A run trained with --threads 1 and resumed without the flag on a machine of more cores:
+    the command starts again with one thread, as recorded, so it ends bitwise where the run
+    without interruption ends (with the default count of every core it did not)."""
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip('one core: the default thread count is the recorded one')
+    env = script_env()
+    env.pop('OMP_NUM_THREADS', None)
+
+    def run(*argv):
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'train-margin'] + [str(a) for a in argv],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+    ref, part = tmp_path / 'ref', tmp_path / 'part'
+    run(*TINY, '--epochs', '2', '--threads', '1', '--save-dir', ref)
+    run(*TINY, '--epochs', '1', '--threads', '1', '--save-dir', part)
+    resumed = run('--save-dir', part, '--resume', '--epochs', '2')
+    assert 'resuming with 1 threads, as recorded' in resumed.stderr
+    assert record(part)['resumes'][-1]['changed'] == {'epochs': 2}
+    assert_same_params(final_params(ref), final_params(part))
