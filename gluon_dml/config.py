@@ -139,6 +139,11 @@ def _fit_batch_size(args):
                         % (k, args.batch_size, args.batch_size // k, k, k, default))
 
 
+def _optimizers():
+    import mxnet as mx
+    return set(mx.optimizer.Optimizer.opt_registry)
+
+
 def _flag_name(key):
     return '--' + key.replace('_', '-')
 
@@ -161,6 +166,11 @@ def check(args, method=None):
         raise UserError('--batch-size (%d) must be a multiple of --batch-k (%d): a batch is P classes '
                         'x K images; try --batch-size %d.'
                         % (args.batch_size, args.batch_k, args.batch_k * max(1, args.batch_size // args.batch_k)))
+    for key in ('optimizer', 'loss_optimizer'):
+        name = getattr(args, key, None)
+        if name is not None and str(name).lower() not in _optimizers():
+            raise UserError('%s %s is no MXNet optimizer; known: %s.'
+                            % (_flag_name(key), name, ', '.join(sorted(_optimizers()))))
     if args.lr <= 0:
         raise UserError('--lr must be positive, got %g.' % args.lr)
     loss_lr = getattr(args, 'loss_lr', None)

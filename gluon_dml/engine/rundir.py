@@ -29,7 +29,7 @@ from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_tempo
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
            'load_run_args', 'read_record', 'settings_in_force', 'trained_params_path',
-           'resume_point', 'check_run_folder', 'lock_run', 'release_locks', 'RUN_FILES',
+           'resume_point', 'check_run_folder', 'lock_run', 'release_locks', 'abandon_run', 'RUN_FILES',
            'CHANGEABLE_ON_RESUME', 'IGNORED_ON_RESUME']
 
 RUN_FILES = ('args.json', 'log.jsonl', 'checkpoints', 'best.params', 'best.loss.params',
@@ -127,6 +127,21 @@ def lock_run(run_dir):
         raise UserError('The run folder %s cannot be written: %s.' % (run_dir, err.strerror or err)) from None
     if fd is not None:
         _LOCKS[key] = fd
+
+
+def abandon_run(run_dir, created):
+    """A run refused before its record was written (a backbone that does not exist, episodes
+    the data cannot fill): give its folder back as it was, without the lock file, and without
+    the folder itself when this run made it (empty)."""
+    fd = _LOCKS.pop(os.path.realpath(run_dir), None)
+    release_lock(fd)
+    for clean in (lambda: os.unlink(os.path.join(run_dir, '.lock')),
+                  lambda: os.rmdir(os.path.join(run_dir, 'checkpoints')),      # only when empty
+                  lambda: os.rmdir(run_dir) if created else None):
+        try:
+            clean()
+        except OSError:
+            pass
 
 
 def release_locks():

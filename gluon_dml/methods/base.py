@@ -14,7 +14,8 @@ from ..engine.logger import read_log
 from ..engine.distributed import cluster as job_cluster
 from ..engine.inference import fused_or_plain, hybridize_for_inference, quantize
 from ..engine.loop import Engine, _progress, embed_dataset, enable_amp
-from ..engine.rundir import load_run_args, prepare_run, trained_params_path, write_args
+from ..engine.rundir import (abandon_run, load_run_args, prepare_run, trained_params_path,
+                             write_args)
 from ..errors import UserError
 from ..viz import VisdomSink, env_name
 from .registry import get_method
@@ -199,31 +200,18 @@ def run(method, args):
     job = job_cluster(getattr(args, 'kvstore', None) or 'device')
     writer = job.is_writer
     if writer:
+        created = not os.path.isdir(args.save_dir)
         run_dir = prepare_run(args)
-        logger = Logger(run_dir, sinks=viz_sinks(args))
+        try:
+            logger = Logger(run_dir, sinks=viz_sinks(args))
+            engine, data, ctx = _build(method, args, run_dir, logger, job)
+        except BaseException:
+            if not os.path.exists(os.path.join(run_dir, 'args.json')):
+                abandon_run(run_dir, created)      # refused before anything of the run was written
+            raise
     else:
         run_dir, logger = args.save_dir, _QuietLogger()
-    ctx = get_contexts(args.gpus)
-    if getattr(args, 'amp', None):      # before any network runs: AMP rewrites MXNet's operators
-        enable_amp(args.amp, ctx)
-    seed_everything(args.seed)
-    data = method.build_data(args, logger)
-    sampler = _job_sampler(method, args, data, job)
-    loss = method.build_loss(args, data)
-    loss = _with_memory(loss, args)
-    if writer:
-        write_args(args)
-    net = method.build_network(args, data, ctx)
-    if getattr(args, 'freeze_bn', False):
-        freeze_batch_norm(net)
-    loss.initialize(ctx=ctx[0])
-    evaluator = method.build_evaluator(args, data, logger) if writer else _no_evaluation
-    config = EngineConfig.from_args(args, best_metric=method.best_metric,
-                                    select_best=method.selects_on_validation(args))
-    engine = method.engine_class(net, loss, data['train'], sampler, evaluator, run_dir, ctx,
-                                 config, logger=logger if writer else None,
-                                 **method.engine_options(args, data))
-    engine.inference_net = method.inference_network(args, net)
+        engine, data, ctx = _build(method, args, run_dir, logger, job)
     metrics = engine.fit(resume=args.resume)
     logger.close()
     if not writer:
@@ -237,6 +225,35 @@ def run(method, args):
             reported = json.load(f)
     logger.info(summary_line(method, args, untrained, reported, run_dir))
     return engine, final
+
+
+def _build(method, args, run_dir, logger, job):
+    """The data, loss, network, evaluator and engine of a run; the writer's record
+    (``args.json``) is written last, once everything that can refuse the run has been built.
+    Returns (engine, data, ctx)."""
+    writer = job.is_writer
+    ctx = get_contexts(args.gpus)
+    if getattr(args, 'amp', None):      # before any network runs: AMP rewrites MXNet's operators
+        enable_amp(args.amp, ctx)
+    seed_everything(args.seed)
+    data = method.build_data(args, logger)
+    sampler = _job_sampler(method, args, data, job)
+    loss = method.build_loss(args, data)
+    loss = _with_memory(loss, args)
+    net = method.build_network(args, data, ctx)
+    if getattr(args, 'freeze_bn', False):
+        freeze_batch_norm(net)
+    loss.initialize(ctx=ctx[0])
+    evaluator = method.build_evaluator(args, data, logger) if writer else _no_evaluation
+    config = EngineConfig.from_args(args, best_metric=method.best_metric,
+                                    select_best=method.selects_on_validation(args))
+    engine = method.engine_class(net, loss, data['train'], sampler, evaluator, run_dir, ctx,
+                                 config, logger=logger if writer else None,
+                                 **method.engine_options(args, data))
+    engine.inference_net = method.inference_network(args, net)
+    if writer:
+        write_args(args)
+    return engine, data, ctx
 
 
 def _job_sampler(method, args, data, job):

@@ -22,6 +22,7 @@ from ..losses import get_loss_class
 from ..losses.factory import build_loss
 from ..losses.members import MemberLoss
 from ..metrics import evaluate_embeddings, few_shot_metrics
+from ..metrics.fewshot import sample_episodes
 from ..models import get_model, with_tta
 from .base import Encoders, Method
 
@@ -152,6 +153,11 @@ class EmbeddingMethod(Method):
         return net
 
     def build_evaluator(self, args, data, logger):
+        labels = getattr(data['eval'], 'labels', None)
+        if args.few_shot and labels is not None:
+            # the episodes' requirements, checked before anything of the run is written (one
+            # episode drawn: the same check, and the same error, as every evaluation's)
+            sample_episodes(labels, **dict(args.few_shot, episodes=1))
         return RetrievalEvaluator(data['eval'], batch_size=args.eval_batch_size, logger=logger,
                                   num_workers=args.num_workers, query_set=data['query'],
                                   nmi_runs=getattr(args, 'nmi_runs', None),

@@ -52,6 +52,10 @@ REFUSED = [
     (['--checkpoint-every', '0m'], '--checkpoint-every takes a number of batches'),
     (['--margin', 'nan'], '--margin for the margin loss must be a finite number, got nan.'),
     (['--loss', 'no_such_loss'], "Unknown loss 'no_such_loss'"),
+    (['--optimizer', 'nosuch'], '--optimizer nosuch is no MXNet optimizer; known: adadelta'),
+    # refused once the data or the network is built: the folder is still given back as it was
+    (['--model', 'nosuch'], "Unknown backbone 'nosuch'"),
+    (['--episodes', '10'], 'A 20-way episode needs 20 classes with at least shot + queries = 6 images'),
 ]
 
 
@@ -65,6 +69,17 @@ def test_a_setting_that_cannot_train_is_one_sentence_and_writes_nothing(tmp_path
     assert r.error_lines[0].startswith('error: ' + sentence), r.error_lines[0]
     assert 'Traceback' not in r.err
     assert not os.path.exists(run)
+
+
+@error
+def test_a_run_refused_late_leaves_its_existing_folder_as_it_was(tmp_path):
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'notes.txt').write_text('mine')
+    r = gluon_dml('train-margin', *TINY, '--save-dir', run, '--model', 'nosuch')
+    assert r.code == 2 and "Unknown backbone 'nosuch'" in r.err, r
+    assert sorted(os.listdir(run)) == ['notes.txt']
+    assert gluon_dml('train-margin', *TINY, '--epochs', '1', '--save-dir', run).code == 0
 
 
 PHOTO_REFUSED = [
