@@ -3,8 +3,9 @@
     gluon-dml results-table runs/om-margin-s1 runs/om-margin-s2 runs/om-margin-s3 ...
 
 Runs are grouped by (dataset, loss, every setting except the seed, the name and the folder);
-each group gives one row with the mean (and each seed's value) of the final epoch's Recall@1,
-NMI and MAP@R, and the command of its first run with the seed shown as S.
+each group gives one row with the mean (and each seed's value) of the final epoch's metrics
+(Recall@1, NMI and MAP@R for margin and N-pair runs; mAP for hashing runs; rsum and the R@1s
+for VSE runs: one table per kind), and the command of its first run with the seed shown as S.
 
 ``--metrics-file eval-final.json`` takes each run's final metrics from that file in the run
 folder instead of its log: the final network re-scored with today's metrics by
@@ -22,6 +23,7 @@ import sys
 import numpy as np
 
 from ..engine import load_run_args, read_log
+from ..errors import UserError
 
 _IGNORED = {'seed', 'name', 'save_dir', 'command', 'started', 'resume', 'no_progress', 'steps_list'}
 
@@ -44,30 +46,54 @@ def _command(command):
     return ' '.join(out)
 
 
-def _final_metrics(run, last, metrics_file):
-    """The metrics of ``RUN/metrics_file``, checked to be those of the log's final network."""
+# the columns of each kind of run: (log key, header)
+COLUMNS = {
+    'embedding': (('recall@1', 'Recall@1'), ('nmi', 'NMI'), ('map@r', 'MAP@R')),
+    'hash': (('map', 'mAP'),),
+    'vse': (('rsum', 'rsum'), ('i2t_r1', 'image->text R@1'), ('t2i_r1', 'text->image R@1')),
+}
+
+
+def _kind(args):
+    method = args.get('method') or 'margin'
+    return method if method in ('hash', 'vse') else 'embedding'
+
+
+def _final_metrics(run, last, metrics_file, key):
+    """The metrics of ``RUN/metrics_file``, checked to be those of the log's final network (its
+    ``key`` metric equal to the log's last)."""
     path = os.path.join(run, metrics_file)
     if not os.path.exists(path):
         raise SystemExit('error: %s has no %s; write it with: gluon-dml evaluate %s '
                          '--checkpoint last --out %s' % (run, metrics_file, run, path))
     with open(path) as f:
         scored = json.load(f)
-    if abs(scored['recall@1'] - last['recall@1']) > 1e-6:
-        raise SystemExit('error: %s is not the final network of %s (Recall@1 %.6f, the log\'s '
-                         'last epoch %.6f); evaluate it with --checkpoint last.'
-                         % (path, run, scored['recall@1'], last['recall@1']))
+    if key not in scored or key not in last or abs(scored[key] - last[key]) > 1e-6:
+        raise SystemExit('error: %s is not the final network of %s (%s %s, the log\'s last epoch '
+                         '%s); evaluate it with --checkpoint last.'
+                         % (path, run, key, scored.get(key), last.get(key)))
     return scored
 
 
-def summarise(run_dirs, metrics=('recall@1', 'nmi', 'map@r'), metrics_file=None):
+def summarise(run_dirs, metrics=None, metrics_file=None):
+    """Rows of the runs' table (``metrics``: the log keys of the columns; default those of the
+    runs' kind, :data:`COLUMNS`)."""
     finished = []
     for run in run_dirs:
+        if not os.path.isfile(os.path.join(run, 'args.json')):
+            raise UserError('%s is not a run folder (it has no args.json).' % run)
         args = load_run_args(run)
+        if metrics is None:
+            metrics = tuple(k for k, _ in COLUMNS[_kind(args)])
         log = read_log(run)
         if not log or log[-1]['epoch'] != args['epochs']:
             print('skipped (not finished): %s' % run, file=sys.stderr)
             continue
-        last = _final_metrics(run, log[-1], metrics_file) if metrics_file else log[-1]
+        last = _final_metrics(run, log[-1], metrics_file, metrics[0]) if metrics_file else log[-1]
+        missing = [m for m in metrics if m not in last]
+        if missing:
+            raise UserError('%s has no %s in its final metrics (a %s run): give runs of one kind '
+                            'to a table.' % (run, ', '.join(missing), args.get('method') or 'margin'))
         finished.append((args, last))
     # Runs group when every setting differs only in the seed. A setting that some run does not
     # record (a flag added after it was made, whose default keeps the old behaviour) or records as
@@ -100,9 +126,18 @@ def main(argv=None):
                    help='read each run\'s final metrics from RUN/FILE (eval/evaluate.py RUN '
                         '--checkpoint last --out RUN/FILE) instead of its log')
     a = p.parse_args(argv)
-    rows = summarise([r for r in a.runs if os.path.isdir(r)], metrics_file=a.metrics_file)
-    print('| data | loss | seeds | Recall@1 | NMI | MAP@R | command |')
-    print('| --- | --- | --- | --- | --- | --- | --- |')
-    for r in rows:
-        print('| ' + ' | '.join(str(c) for c in r) + ' |')
+    kinds = {}
+    for run in a.runs:
+        if not os.path.isfile(os.path.join(run, 'args.json')):
+            raise UserError('%s is not a run folder (it has no args.json).' % run)
+        kinds.setdefault(_kind(load_run_args(run)), []).append(run)
+    for n, (kind, runs) in enumerate(kinds.items()):
+        columns = COLUMNS[kind]
+        rows = summarise(runs, metrics=tuple(k for k, _ in columns), metrics_file=a.metrics_file)
+        if n:
+            print()
+        print('| data | loss | seeds | %s | command |' % ' | '.join(h for _, h in columns))
+        print('|' + ' --- |' * (len(columns) + 4))
+        for r in rows:
+            print('| ' + ' | '.join(str(c) for c in r) + ' |')
 

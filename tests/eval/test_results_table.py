@@ -51,3 +51,23 @@ def test_metrics_file_rescores_the_final_network_and_is_checked(tmp_path):
     assert bad.returncode != 0 and 'is not the final network' in bad.stderr
     missing = run_script('eval/results_table.py', tmp_path / 'a1', '--metrics-file', 'nothing.json')
     assert missing.returncode != 0 and '--checkpoint last' in missing.stderr
+
+
+def test_runs_of_each_kind_get_their_own_columns_and_a_non_run_is_named(tmp_path):
+    _run(tmp_path / 'a1', 1, {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4})
+    _run(tmp_path / 'h1', 1, {'map': 0.61, 'map@1000': 0.6}, method='hash', loss='hashnet',
+         command='train_hash.py --seed 1 --save-dir x')
+    _run(tmp_path / 'h2', 2, {'map': 0.63, 'map@1000': 0.6}, method='hash', loss='hashnet',
+         command='train_hash.py --seed 2 --save-dir y')
+    _run(tmp_path / 'v1', 1, {'rsum': 310.5, 'i2t_r1': 40.0, 't2i_r1': 30.0}, method='vse',
+         loss='vsepp', command='train_vse.py --seed 1 --save-dir v')
+    proc = run_script('eval/results_table.py', tmp_path / 'a1', tmp_path / 'h1', tmp_path / 'v1',
+                      tmp_path / 'h2', check=True)
+    out = proc.stdout
+    assert '| data | loss | seeds | Recall@1 | NMI | MAP@R | command |' in out
+    assert '| data | loss | seeds | mAP | command |' in out
+    assert '| omniglot | hashnet | 1, 2 | **0.620** (0.610 / 0.630) | `python train_hash.py --seed S` |' in out
+    assert '| omniglot | vsepp | 1 | 310.500 | 40.000 | 30.000 |' in out
+    for path in (tmp_path / 'nothing', tmp_path / 'a1' / 'args.json'):
+        bad = run_script('eval/results_table.py', tmp_path / 'a1', path)
+        assert bad.returncode == 2 and 'error: %s is not a run folder' % path in bad.stderr, bad.stderr
