@@ -280,6 +280,8 @@ class VSEMethod(Method):
 
     def build_data(self, args, logger):
         train, val = load_split(args, args.data_path, 'train'), load_split(args, args.data_path, args.val_split)
+        if args.test_split and args.test_split not in ('train', args.val_split):
+            load_split(args, args.data_path, args.test_split)    # a bad name fails now, not after training
         vocab_path = os.path.join(args.save_dir, 'vocab.json')
         if args.resume and os.path.exists(vocab_path):
             vocab = Vocabulary.load(vocab_path)

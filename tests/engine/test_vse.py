@@ -100,6 +100,11 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
                       '--save-dir', str(tmp_path / 'bad'), '--model', 'resnet18_v1', '--finetune', 'false',
                       timeout=300)
     assert proc.returncode == 2 and 'error:' in proc.stderr and '--use-pretrained' in proc.stderr
+    # a test split that does not exist is refused before training, and the run leaves nothing
+    proc = run_script('train_vse.py', '--data', 'fashion3', '--data-path', f3_root,
+                      '--save-dir', str(tmp_path / 'bad2'), '--test-split', 'nosuch', timeout=300)
+    assert proc.returncode == 2 and "Unknown split 'nosuch'" in proc.stderr, proc.stderr[-2000:]
+    assert 'epoch 1' not in proc.stdout and not (tmp_path / 'bad2').exists()
 
 
 def test_frozen_backbone_step_trains_only_the_heads(tmp_path):
