@@ -83,8 +83,12 @@ def build_parser(method):
     def rule(key):
         return config.default_rule(key, m)
 
+    # the name the user typed: the script (train_margin.py), or gluon-dml train-margin
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
+    prog = m.script if not m.script or invoked == m.script or m.name not in (
+        'margin', 'npair', 'hash', 'vse') else 'gluon-dml train-%s' % m.name
     p = argparse.ArgumentParser(
-        prog=m.script, usage='%(prog)s [options]', formatter_class=_HelpFormatter,
+        prog=prog, usage='%(prog)s [options]', formatter_class=_HelpFormatter,
         allow_abbrev=False,
         description=m.description + ' Flags take - or _; yes/no options take true/false, 1/0 or '
         'yes/no; defaults that depend on the dataset are given per dataset.')
@@ -226,7 +230,7 @@ def build_parser(method):
           help='replace the run already in the folder (its files are removed first)')
     _flag(g, '--checkpoint-every', default=None, metavar='N|Mm',
           help='also checkpoint every N batches, or every M minutes with "Mm" (default: at the end '
-               'of each epoch only)')
+               'of each epoch only; 0: that again, e.g. on --resume)')
     _flag(g, '--save-model-prefix', default='model', metavar='PREFIX',
           help='file prefix of the exported deployment model in the run folder (default model)')
     _flag(g, '--log-interval', type=int, default=None, metavar='N',

@@ -49,6 +49,10 @@ def test_help_groups_in_order_and_the_first_forty_lines_show_usage_and_the_first
     assert len(first) == 40 and first[0] == 'usage: train_margin.py [options]'
     assert 'data:' in first and any(ln.startswith('  --data NAME') for ln in first)
     assert 'model:' in first
+    # the same parser under the name the user typed
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'train-margin', '--help'],
+                          capture_output=True, text=True, cwd=REPO, env=script_env())
+    assert proc.stdout.splitlines()[0] == 'usage: gluon-dml train-margin [options]'
 
 
 def test_help_states_real_defaults_and_recipe_rules():

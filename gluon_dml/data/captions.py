@@ -200,11 +200,11 @@ def is_precomputed(root, data=''):
 
 
 def _karpathy_json(root, data):
+    name = KARPATHY_FILES.get(str(data).lower())
     if root is None or not os.path.isdir(root):
         raise FileNotFoundError('The caption data folder %s does not exist; pass --data-path DIR, '
-                                'the folder holding the Karpathy split file (e.g. '
-                                'dataset_flickr30k.json) and the images.' % root)
-    name = KARPATHY_FILES.get(str(data).lower())
+                                'the folder holding the Karpathy split file (%s) and the images.'
+                                % (root, name or 'e.g. dataset_flickr30k.json'))
     if name and os.path.isfile(os.path.join(root, name)):
         return os.path.join(root, name)
     found = sorted(glob.glob(os.path.join(root, 'dataset_*.json')))

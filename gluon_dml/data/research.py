@@ -548,6 +548,9 @@ def load_folder(root=None, split='train', **options):
             raise FileNotFoundError('%s has no query/ and gallery/ sub-folders.' % root)
         folder = root
         all_images = _non_empty_classes(root, _class_folders(root), root, 'folder')
+        if not all_images:
+            raise ValueError('%s has no class folders holding images; --data folder expects %s.'
+                             % (root, _FOLDER_LAYOUT))
         classes = _split_class_list(sorted(all_images), split, options.get('split_classes'))
         images = {c: all_images[c] for c in classes}
         labels_from = None

@@ -196,6 +196,21 @@ def test_empty_class_folders_are_skipped_and_counted(tmp_path):
     assert three.class_names == ['class_a', 'class_b', 'class_c']
 
 
+
+def test_a_folder_of_images_without_class_folders_is_named(tmp_path):
+    """Images straight in the folder (no class sub-folders): the error says what layout is
+    expected, not that a class split is empty."""
+    from PIL import Image
+    root = tmp_path / 'flat'
+    root.mkdir()
+    for i in range(4):
+        Image.new('RGB', (24, 24), (i * 40, 0, 0)).save(str(root / ('%d.png' % i)))
+    with pytest.raises(ValueError) as e:
+        get_dataset('folder', str(root), 'train', **SMALL)
+    assert str(e.value).startswith('%s has no class folders holding images; --data folder '
+                                   'expects one sub-folder of images per class' % root)
+
+
 # -- bad images -------------------------------------------------------------------------------
 
 @handled
