@@ -21,6 +21,7 @@ nothing but the standard library (and ssh for ``--hosts``).
 import argparse
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,6 +131,18 @@ def _describe_code(code):
     return 'exited with code %d' % code
 
 
+def _die_with_parent():
+    """In a child, before exec: Linux sends it SIGTERM when the launcher dies, even by
+    SIGKILL (its own session keeps it from the terminal's signals, so without this a killed
+    launcher left the whole job running). Elsewhere nothing is done."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class Job(object):
     """The scheduler, servers and workers of one job; :meth:`run` starts and watches them."""
 
@@ -187,7 +200,8 @@ class Job(object):
             cmd = self.ssh + [host, remote]
             full_env = dict(os.environ)
         popen = subprocess.Popen(cmd, env=full_env, stdin=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, start_new_session=True)
+                                 stderr=subprocess.PIPE, start_new_session=True,
+                                 preexec_fn=_die_with_parent)
         proc = _Proc(role, index, host or '127.0.0.1', popen, rank_file)
         echo = role == 'worker' or not self.quiet_servers
         t = threading.Thread(target=proc.pump, args=(echo,), daemon=True)
@@ -208,7 +222,7 @@ class Job(object):
                          'after a checkpoint (again to abort).\n' % name)
         for p in self.procs:
             if p.role == 'worker' and p.popen.poll() is None:
-                self._send(p, signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+                self._send(p, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
 
     def _send(self, proc, sig):
         try:
@@ -244,7 +258,7 @@ class Job(object):
     def run(self, timeout=None):
         """Start the job, forward signals, wait; returns the exit code (see the module doc)."""
         handlers = {}
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):     # SIGHUP: the terminal closed
             try:
                 handlers[s] = signal.signal(s, self._on_signal)
             except ValueError:
@@ -270,9 +284,11 @@ class Job(object):
             time.sleep(0.1)
             failed = [p for p in workers if p.popen.poll() not in (None, 0)]
             if failed:
-                first = min(failed, key=lambda p: (p.popen.returncode in (130, 143), p.index))
+                stops = (130, 143, -signal.SIGINT, -signal.SIGTERM) if self._signal else (130, 143)
+                first = min(failed, key=lambda p: (p.popen.returncode in stops, p.index))
                 code = first.popen.returncode
-                if code in (130, 143):
+                if code in stops:
+                    code = {-signal.SIGINT: 130, -signal.SIGTERM: 143}.get(code, code)
                     # a signal (ours, forwarded, or one sent to a worker): the workers stop
                     # together after rank 0's checkpoint; let them all finish
                     self._wait_workers(workers, _GRACE * 6)
@@ -378,6 +394,17 @@ def build_parser():
     return p
 
 
+def _kvstore_of(args):
+    """The ``--kvstore`` value among a worker's arguments, or None."""
+    args = list(args)
+    for i, a in enumerate(args):
+        if a == '--kvstore' and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith('--kvstore='):
+            return a.split('=', 1)[1]
+    return None
+
+
 def worker_command(script, args, kvstore='dist_sync'):
     """The command of each worker: a ``.py`` script runs with this Python; ``--kvstore`` is
     added (``dist_sync``) when the arguments do not give one."""
@@ -391,6 +418,16 @@ def worker_command(script, args, kvstore='dist_sync'):
 
 def main(argv=None):
     a = build_parser().parse_args(argv)
+    for flag, value in (('-n', a.num_workers), ('-s', a.num_servers), ('--threads', a.threads)):
+        if value is not None and value < 1:
+            print('launch: error: %s must be at least 1, got %d.' % (flag, value), file=sys.stderr)
+            return 2
+    kvstore = _kvstore_of(a.args)
+    if kvstore is not None and not kvstore.startswith('dist'):
+        print('launch: error: --kvstore %s is a single-process store; a job started by the '
+              'launcher trains with dist_sync, dist_device_sync or dist_async (or leave '
+              '--kvstore out: dist_sync).' % kvstore, file=sys.stderr)
+        return 2
     env = {}
     for item in a.env:
         key, eq, value = item.partition('=')
@@ -413,6 +450,10 @@ def main(argv=None):
         threads = max(1, cores // a.num_workers)
     if a.script.endswith('.py') and not os.path.exists(a.script):
         print('launch: error: no script %s here (%s).' % (a.script, os.getcwd()), file=sys.stderr)
+        return 2
+    if not a.script.endswith('.py') and not hosts and shutil.which(a.script) is None:
+        print('launch: error: no command %s (neither a train_*.py script nor a program on the '
+              'PATH).' % a.script, file=sys.stderr)
         return 2
     try:
         job = Job(worker_command(a.script, a.args), a.num_workers, servers, hosts=hosts,

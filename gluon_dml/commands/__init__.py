@@ -95,11 +95,20 @@ def main(argv=None):
         print('error: unknown command %r; the commands are: %s.' % (name, ', '.join(COMMANDS)),
               file=sys.stderr)
         return 2
-    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], argv[1:], top_level)
-    return 0
+    return exit_code(main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], argv[1:],
+                                top_level))
+
+
+def exit_code(result):
+    """The process's exit status from a command's return value: an int is one (``download``
+    and ``visdom-server`` return 2 / 1 on failure); anything else (metrics, a report) is 0."""
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def alias(name):
     """Run command ``name`` on ``sys.argv[1:]`` (the body of every script alias)."""
     from ..cli import main_guard
-    main_guard(lambda rest: (load_plugins(), command(name)(rest))[1], sys.argv[1:], True)
+    code = exit_code(main_guard(lambda rest: (load_plugins(), command(name)(rest))[1],
+                                sys.argv[1:], True))
+    if code:
+        sys.exit(code)

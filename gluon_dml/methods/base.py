@@ -199,6 +199,7 @@ def run(method, args):
     # writes the run folder, logs and evaluates; the batches are shards of one global plan.
     job = job_cluster(getattr(args, 'kvstore', None) or 'device')
     writer = job.is_writer
+    _check_job_size(args, job.num_workers)
     if writer:
         created = not os.path.isdir(args.save_dir)
         run_dir = prepare_run(args)
@@ -225,6 +226,21 @@ def run(method, args):
             reported = json.load(f)
     logger.info(summary_line(method, args, untrained, reported, run_dir))
     return engine, final
+
+
+def _check_job_size(args, workers):
+    """Record how many workers train the run (``--batch-size`` is each worker's, so the
+    global batch is their product) and refuse a resume by another number: it would be another
+    run, as another --batch-size would. Runs recorded before this have no count: not checked."""
+    recorded = getattr(args, 'job_workers', None)
+    if args.resume and getattr(args, '_record', None) is not None and recorded is not None \
+            and int(recorded) != workers:
+        raise UserError('%s was trained by %d worker%s (a global batch of %d); resumed by %d it '
+                        'would be another run: resume it with python -m gluon_dml.launch -n %d%s.'
+                        % (args.save_dir, recorded, '' if recorded == 1 else 's',
+                           args.batch_size * recorded, workers, recorded,
+                           '' if recorded > 1 else ' or without the launcher'))
+    args.job_workers = workers
 
 
 def _build(method, args, run_dir, logger, job):

@@ -410,6 +410,10 @@ def test_download_unpacks_archives_and_reports_failures(tmp_path):
         server.server_close()
     with pytest.raises(ValueError, match='cannot be downloaded automatically'):
         download_dataset('InShop', str(tmp_path / 'y'))
+    # the command's failure is its exit status, so `gluon-dml download X && train ...` stops
+    from ..helpers import run_command
+    proc = run_command('download', 'InShop', '--root', tmp_path / 'z')
+    assert proc.returncode == 2 and 'cannot be downloaded automatically' in proc.stderr
 
 
 def test_extract_refuses_members_outside_the_root(tmp_path):

@@ -69,6 +69,15 @@ def test_launcher_arguments(tmp_path):
     assert worker_command('gluon-dml', ['--kvstore=dist_async']) == ['gluon-dml', '--kvstore=dist_async']
     code, out, err = run_job('-n', 2, 'no_such_script.py', timeout=60)
     assert code == 2 and 'no script no_such_script.py' in err
+    for args, message in ((['-n', 0], '-n must be at least 1, got 0.'),
+                          (['-n', 2, '-s', 0], '-s must be at least 1, got 0.'),
+                          (['-n', 2, '--threads', 0], '--threads must be at least 1, got 0.'),
+                          (['-n', 2, 'no-such-command'], 'no command no-such-command'),
+                          (['-n', 2, 'train_margin.py', '--kvstore', 'device'],
+                           '--kvstore device is a single-process store')):
+        code, out, err = run_job(*(args if len(args) > 2 and args[-1] != 0 else
+                                   args + ['train_margin.py']), timeout=60)
+        assert code == 2 and 'launch: error: ' + message in err and 'Traceback' not in err, err
 
 
 def test_a_worker_that_fails_stops_the_job_with_its_rank():
@@ -169,6 +178,56 @@ def test_a_killed_worker_and_a_signal_stop_the_job_and_resume_continues_it(tmp_p
     code, _, err = run_job(*args, '--save-dir', tmp_path / 'C', '--resume', timeout=300)
     assert code == 0, err[-3000:]
     assert _max_diff(_params(tmp_path / 'A'), _params(tmp_path / 'C')) < 1e-5
+
+
+@pytest.mark.slow
+def test_a_killed_launcher_takes_its_job_and_another_worker_count_cannot_resume(tmp_path):
+    """kill -9 of the launcher (or the terminal closing): its scheduler, server and workers
+    stop too (they were left training as orphans); the workers' checkpoint is whole, and the
+    run, trained by 2 workers, is refused when resumed by 1 (another global batch)."""
+    args = ['--threads', 1, 'train_margin.py', *DIGITS, '--epochs', '3', '--batches-per-epoch',
+            '12', '--batch-size', '24', '--save-dir', tmp_path / 'K']
+    with job('-n', 2, *args) as proc:
+        pointer = tmp_path / 'K' / 'checkpoints' / 'latest'
+        assert wait_for(pointer.exists, proc), proc.stderr.read()[-3000:]
+        children = [p for p in __import__('tests.distributed.jobs', fromlist=['descendants'])
+                    .descendants(proc.pid)]
+        assert len(children) >= 4
+        proc.kill()
+        deadline = time.time() + 60
+        while time.time() < deadline and [p for p in children if alive(p)]:
+            time.sleep(0.2)
+        assert not [p for p in children if alive(p)]
+    assert _params(tmp_path / 'K')
+    assert json.load(open(tmp_path / 'K' / 'args.json'))['job_workers'] == 2
+    code, _, err = run_job('-n', 1, *args, '--resume', timeout=300)
+    assert code == 2, err[-3000:]
+    assert 'was trained by 2 workers (a global batch of 48); resumed by 1' in err, err[-3000:]
+
+
+@pytest.mark.slow
+def test_a_signal_while_rank_0_evaluates_the_last_epoch_loses_nothing(tmp_path):
+    """Rank 1 has finished its steps and left the engine (its own handlers gone) while rank 0
+    still evaluates the last epoch: a Ctrl-C to the launcher then killed rank 1 by SIGINT, the
+    launcher took that for a failure and killed rank 0 mid-evaluation, losing the last epoch.
+    Now it waits for rank 0, and the run ends with its final checkpoint."""
+    args = ['-n', 2, '--threads', 1, 'train_margin.py', *DIGITS, '--epochs', '1',
+            '--batches-per-epoch', '6', '--batch-size', '24', '--nmi-runs', '300',
+            '--save-dir', tmp_path / 'E']
+    from .jobs import descendants
+    with job(*args) as proc:
+        def one_worker_left():
+            kids = [p for p in descendants(proc.pid) if alive(p)]
+            return len(worker_pids(proc)) == 1 and len(kids) >= 1
+        # the workers start, then rank 1 leaves first: rank 0 still evaluates (300 k-means runs)
+        assert wait_for(lambda: len(worker_pids(proc)) == 2, proc)
+        assert wait_for(one_worker_left, proc, timeout=300), proc.stderr.read()[-3000:]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+        assert 'launch: error' not in err, err[-3000:]
+        assert proc.returncode in (0, 130), err[-3000:]
+    meta = CheckpointManager.meta(CheckpointManager(str(tmp_path / 'E')).latest())
+    assert meta['epoch'] == 1 and meta['batch'] == 0, meta      # the last epoch is kept
 
 
 @pytest.mark.slow
