@@ -124,12 +124,17 @@ def read_text_lines(path):
             raise ValueError('%s, line %d is not UTF-8 text (byte 0x%02x at column %d): save the file '
                              'as UTF-8 (e.g. iconv -f latin1 -t utf-8).'
                              % (path, lineno, line[err.start], err.start + 1)) from None
+    if out and out[0].startswith('\ufeff'):
+        out[0] = out[0][1:]                 # a byte-order mark (Windows Notepad's UTF-8)
     if out and out[-1] == '':
         out.pop()
     return out
 
 
-def _read_rows(path, min_fields, skip_lines=0):
+def _read_rows(path, min_fields, skip_lines=0, numbers=()):
+    """The whitespace-separated fields of each non-empty line (from line ``skip_lines + 1``);
+    the fields at the indices ``numbers`` must be numbers (an int where the text is one, else a
+    float) and are converted, a bad one named with its file and line."""
     rows = []
     for lineno, line in enumerate(read_text_lines(path), 1):
         if lineno <= skip_lines:
@@ -140,6 +145,12 @@ def _read_rows(path, min_fields, skip_lines=0):
         if len(parts) < min_fields:
             raise ValueError('%s, line %d: expected %d fields, got %r.'
                              % (path, lineno, min_fields, line.strip()))
+        for i in numbers:
+            try:
+                parts[i] = int(parts[i]) if parts[i].lstrip('-').isdigit() else float(parts[i])
+            except ValueError:
+                raise ValueError('%s, line %d: field %d must be a number, got %r.'
+                                 % (path, lineno, i + 1, parts[i])) from None
         rows.append(parts)
     return rows
 
@@ -259,13 +270,14 @@ def load_cub(root=None, split='train', **options):
         if not os.path.isfile(os.path.join(base, f)):
             raise _missing('CUB_200_2011', root, os.path.join(base, f), _CUB_LAYOUT)
     images = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'images.txt'), 2)}
-    labels = {r[0]: int(r[1]) for r in _read_rows(os.path.join(base, 'image_class_labels.txt'), 2)}
-    classes = {int(r[0]): r[1] for r in _read_rows(os.path.join(base, 'classes.txt'), 2)}
+    labels = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'image_class_labels.txt'), 2,
+                                               numbers=(1,))}
+    classes = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'classes.txt'), 2, numbers=(0,))}
     boxes = {}
     box_file = os.path.join(base, 'bounding_boxes.txt')
     if options.get('crop_boxes'):
         if os.path.isfile(box_file):
-            for r in _read_rows(box_file, 5):
+            for r in _read_rows(box_file, 5, numbers=(1, 2, 3, 4)):
                 x, y, w, h = (float(v) for v in r[1:5])
                 boxes[r[0]] = (x, y, x + w, y + h)
         else:
@@ -274,6 +286,12 @@ def load_cub(root=None, split='train', **options):
     if missing:
         raise ValueError('%s: image id %s has no class in image_class_labels.txt.'
                          % (base, missing[0]))
+    unknown = sorted((k for k in images if labels[k] not in classes),
+                     key=lambda s: int(s) if s.isdigit() else s)
+    if unknown:
+        raise ValueError('%s: image id %s has class %s in image_class_labels.txt, which '
+                         'classes.txt does not list (%d image(s) so).'
+                         % (base, unknown[0], labels[unknown[0]], len(unknown)))
     wanted = set(_split_class_list(sorted(classes), split))
     records = []
     for image_id, rel in sorted(images.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else kv[0]):
@@ -315,13 +333,17 @@ def load_cars196(root=None, split='train', **options):
     base = os.path.dirname(mat)
     from scipy.io import loadmat
     try:
+        from scipy.io.matlab import MatReadError
+    except ImportError:                    # older SciPy
+        MatReadError = ValueError
+    try:
         m = loadmat(mat, squeeze_me=True)
         annos = np.atleast_1d(m['annotations'])
         fields = annos.dtype.names or ()
         for f in ('relative_im_path', 'class'):
             if f not in fields:
                 raise KeyError(f)
-    except (KeyError, ValueError, TypeError, OSError) as err:
+    except (KeyError, ValueError, TypeError, OSError, MatReadError) as err:
         raise ValueError('%s is not the Cars196 annotation file (it needs an annotations struct '
                          'with relative_im_path, bbox_x1..bbox_y2 and class: %s).' % (mat, err)) from None
     class_names = {}
@@ -365,12 +387,23 @@ def load_sop(root=None, split='train', **options):
     if path is None:
         raise _missing('SOP', root, os.path.join(root, 'Stanford_Online_Products', fname), _SOP_LAYOUT)
     base = os.path.dirname(path)
-    rows = _read_rows(path, 4)
-    if rows and not rows[0][0].isdigit():        # the header line
-        rows = rows[1:]
-    records = [{'path': os.path.join(base, r[3]), 'cls': int(r[1]), 'super': int(r[2]) - 1}
-               for r in rows]
+    rows = _sop_rows(path)
+    if split == 'test':
+        other = _find(root, ['Ebay_train.txt', os.path.join('Stanford_Online_Products', 'Ebay_train.txt')])
+        if other is not None:
+            both = {r[1] for r in rows} & {r[1] for r in _sop_rows(other)}
+            if both:
+                raise ValueError('%s and Ebay_train.txt share %d product id(s) (e.g. %s): SOP is an '
+                                 'open-set benchmark, its test products are not trained on; the '
+                                 'files are not the official ones.' % (path, len(both), min(both)))
+    records = [{'path': os.path.join(base, r[3]), 'cls': r[1], 'super': r[2] - 1} for r in rows]
     return _build('SOP', split, records, options)
+
+
+def _sop_rows(path):
+    rows = read_text_lines(path)
+    skip = 1 if rows and rows[0].split() and not rows[0].split()[0].isdigit() else 0   # the header
+    return _read_rows(path, 4, skip_lines=skip, numbers=(1, 2))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -395,7 +428,12 @@ def load_inshop(root=None, split='train', **options):
         raise _missing('InShop', root, os.path.join(root, 'Eval', 'list_eval_partition.txt'),
                        _INSHOP_LAYOUT)
     lines = [ln.split() for ln in read_text_lines(listing)]
-    rows = [ln for ln in lines[2:] if ln]
+    # the count line and the header come first; a copy without them keeps its first rows
+    head = 0
+    while head < min(2, len(lines)) and not (len(lines[head]) >= 3 and
+                                            lines[head][2] in ('train', 'query', 'gallery')):
+        head += 1
+    rows = [ln for ln in lines[head:] if ln]
     bad = [r for r in rows if len(r) < 3 or r[2] not in ('train', 'query', 'gallery')]
     if bad:
         raise ValueError('%s: expected "image_name item_id evaluation_status" rows after the count '
@@ -598,6 +636,14 @@ def load_list(root=None, split='train', **options):
         rows.append((p, parts[1], parts[2] if len(parts) == 3 else None, lineno))
     if not rows:
         raise ValueError('The list file %s lists no images.' % path)
+    seen = {}
+    for p, _, sp, ln in rows:
+        key = (os.path.normpath(p), sp)
+        if key in seen:
+            raise ValueError('%s lists %s twice (lines %d and %d%s): each image once, or it is '
+                             'counted twice and finds itself as its neighbour.'
+                             % (path, p, seen[key], ln, ', both %s' % sp if sp else ''))
+        seen[key] = ln
     if len(kinds) == 2:
         (i_label, i_line), (n_label, n_line) = kinds['integer'], kinds['name']
         raise ValueError('%s mixes integer labels (%r, line %d) and names (%r, line %d): labels are '

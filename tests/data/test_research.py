@@ -423,3 +423,53 @@ def test_extract_refuses_members_outside_the_root(tmp_path):
     with pytest.raises(ValueError, match='outside'):
         extract(evil, str(tmp_path / 'root'))
     assert not (tmp_path / 'outside.txt').exists()
+
+
+def test_layout_mistakes_are_named_not_silent(tmp_path):
+    """Mistakes in the official files, each one sentence naming the file (and line), where
+    they were dropped rows, a count-less bug report or inflated metrics."""
+    # CUB: a class id that is no number, a bad box value, a class classes.txt does not list
+    F.write_cub(str(tmp_path / 'cub'), num_classes=4, per_class=2)
+    base = tmp_path / 'cub' / 'CUB_200_2011'
+    labels = (base / 'image_class_labels.txt').read_text()
+    (base / 'image_class_labels.txt').write_text(labels.replace('\n2 ', '\n2 one', 1).replace('one1', 'one'))
+    with pytest.raises(ValueError, match=r'image_class_labels.txt, line 2: field 2 must be a number'):
+        get_dataset('CUB_200_2011', str(tmp_path / 'cub'), 'train', **SMALL)
+    lines = labels.splitlines()
+    lines[1] = lines[1].split()[0] + ' 9'
+    (base / 'image_class_labels.txt').write_text('\n'.join(lines) + '\n')
+    with pytest.raises(ValueError, match=r'has class 9 in image_class_labels.txt, which classes.txt '
+                                         r'does not list \(1 image'):
+        get_dataset('CUB_200_2011', str(tmp_path / 'cub'), 'train', **SMALL)
+    (base / 'image_class_labels.txt').write_text(labels)
+    boxes = (base / 'bounding_boxes.txt').read_text().splitlines()
+    boxes[0] = ' '.join(boxes[0].split()[:1] + ['x5.0'] + boxes[0].split()[2:])
+    (base / 'bounding_boxes.txt').write_text('\n'.join(boxes) + '\n')
+    with pytest.raises(ValueError, match=r"bounding_boxes.txt, line 1: field 2 must be a number, got 'x5.0'"):
+        get_dataset('CUB_200_2011', str(tmp_path / 'cub'), 'train', crop_boxes=True, **SMALL)
+    # Cars196: a file that is not a MAT file
+    (tmp_path / 'cars').mkdir()
+    (tmp_path / 'cars' / 'cars_annos.mat').write_text('garbage\n')
+    with pytest.raises(ValueError, match='is not the Cars196 annotation file'):
+        get_dataset('Cars196', str(tmp_path / 'cars'), 'train', **SMALL)
+    # SOP: test products that are training products
+    F.write_sop(str(tmp_path / 'sop'))
+    sop = tmp_path / 'sop' / 'Stanford_Online_Products'
+    (sop / 'Ebay_test.txt').write_text((sop / 'Ebay_train.txt').read_text())
+    with pytest.raises(ValueError, match='share .* product id.*open-set'):
+        get_dataset('SOP', str(tmp_path / 'sop'), 'test', **SMALL)
+    # In-Shop: the listing without its count and header lines keeps every row
+    F.write_inshop(str(tmp_path / 'shop'))
+    listing = tmp_path / 'shop' / 'list_eval_partition.txt'
+    full = len(get_dataset('InShop', str(tmp_path / 'shop'), 'train', **SMALL))
+    listing.write_text('\n'.join(listing.read_text().splitlines()[2:]) + '\n')
+    assert len(get_dataset('InShop', str(tmp_path / 'shop'), 'train', **SMALL)) == full == 18
+    # a list file: saved with a byte-order mark it reads; an image listed twice is refused
+    F.write_folder(str(tmp_path / 'imgs'), num_classes=4, per_class=2)
+    paths = sorted(str(p) for p in (tmp_path / 'imgs').glob('*/*.png'))
+    text = ''.join('%s %s\n' % (p, os.path.basename(os.path.dirname(p))) for p in paths)
+    (tmp_path / 'bom.txt').write_bytes(b'\xef\xbb\xbf' + text.encode())
+    assert len(get_dataset('list', str(tmp_path / 'bom.txt'), 'train', **SMALL)) == 4
+    (tmp_path / 'dup.txt').write_text(text + '%s %s\n' % (paths[-1], os.path.basename(os.path.dirname(paths[-1]))))
+    with pytest.raises(ValueError, match=r'lists .* twice \(lines 8 and 9\)'):
+        get_dataset('list', str(tmp_path / 'dup.txt'), 'test', **SMALL)
