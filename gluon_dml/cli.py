@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import sys
+import warnings
 
 from .errors import UserError
 
@@ -580,6 +581,14 @@ def set_threads(argv):
             os.environ['OMP_NUM_THREADS'] = value
 
 
+def _warning_line(message, category, filename, lineno, line=None):
+    """A command's warnings as one line, ``warning: ...`` (Python's format adds the source file
+    and line of the package, which tells a user nothing); other libraries' keep their category."""
+    if issubclass(category, UserWarning) and category is UserWarning:
+        return 'warning: %s\n' % message
+    return '%s: %s\n' % (category.__name__, message)
+
+
 def main_guard(main, argv=None, top_level=False):
     """Run ``main(argv)``; errors a user can cause become one line on stderr and exit code 2:
     bad flags and data (``UserError``, ``ValueError``, ``FileNotFoundError``), what the OS
@@ -588,6 +597,8 @@ def main_guard(main, argv=None, top_level=False):
     one line saying so (exit 1), the traceback with ``GLUON_DML_DEBUG=1``."""
     set_threads(list(argv or []))
     _TOP_LEVEL['command'] = bool(top_level)
+    if top_level:
+        warnings.formatwarning = _warning_line
     from .engine import NaNLossError, TrainingInterrupted
     from .models import PretrainedUnavailableError
     debug = bool(os.environ.get('GLUON_DML_DEBUG'))

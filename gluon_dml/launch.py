@@ -132,13 +132,17 @@ def _describe_code(code):
 
 
 def _die_with_parent():
-    """In a child, before exec: Linux sends it SIGTERM when the launcher dies, even by
-    SIGKILL (its own session keeps it from the terminal's signals, so without this a killed
-    launcher left the whole job running). Elsewhere nothing is done."""
+    """In a child, before exec: Linux kills it when the launcher dies, even by SIGKILL (its own
+    session keeps it from the terminal's signals, so without this a killed launcher left the
+    whole job running). SIGKILL, not SIGTERM: the scheduler and servers go at the same moment, so
+    workers asked to stop could not agree on a step and would hang; the last checkpoint is whole
+    (written under a temporary name), and --resume continues from it. A launcher that is only
+    asked to stop (SIGINT, SIGTERM, SIGHUP) stops the job cleanly instead. Elsewhere nothing is
+    done."""
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)          # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)          # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 

@@ -186,7 +186,7 @@ def load_fashion_mnist(root=None, split='train'):
         raise FileNotFoundError(
             'Fashion-MNIST %s files not found in %s, and the download failed (%s); install '
             'them with "apt-get install dataset-fashion-mnist" or place the four files %s '
-            '(optionally .gz) in a folder and pass it as root.'
+            '(optionally .gz) in a folder and give it as --data-path (root= in Python).'
             % (split, ' or '.join(tried), download_error, names))
     images_path, labels_path = pair
     images = read_idx(images_path)
@@ -330,8 +330,9 @@ def load_omniglot(root=None, split='train'):
     _check_split(split)
     root = os.path.expanduser(root if root is not None else _omniglot_default_root())
     if not os.path.exists(root):
-        raise FileNotFoundError('Omniglot folder %s does not exist; pass root= pointing to %s.'
-                                % (root, _OMNIGLOT_LAYOUT))
+        raise FileNotFoundError('Omniglot folder %s does not exist; --data-path (root= in Python) '
+                                'takes %s (https://github.com/brendenlake/omniglot); leave it out '
+                                'for the copy inside the package.' % (root, _OMNIGLOT_LAYOUT))
     sources = _omniglot_sources(root)
     wanted = OMNIGLOT_TRAIN_ALPHABETS if split == 'train' else OMNIGLOT_TEST_ALPHABETS
     found = {}          # (alphabet, character, file) -> location; first source wins

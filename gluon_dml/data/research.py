@@ -91,10 +91,19 @@ def _missing(name, root, what, layout):
                              % (name, what, layout, how))
 
 
+def default_root(name):
+    """Where a photo dataset is looked for without --data-path: ``$MXNET_HOME/datasets/NAME``
+    (``~/.mxnet/datasets/NAME``), where MXNet and GluonCV keep their datasets."""
+    home = os.environ.get('MXNET_HOME', os.path.join(os.path.expanduser('~'), '.mxnet'))
+    return os.path.join(home, 'datasets', name)
+
+
 def _root_or_error(root, name, layout):
     if root is None:
-        raise FileNotFoundError('--data %s needs --data-path: the folder that holds %s.'
-                                % (name, layout))
+        root = default_root(name)
+        if not os.path.exists(root):
+            raise FileNotFoundError('--data %s needs --data-path: the folder that holds %s (without '
+                                    'it, %s is read, which does not exist).' % (name, layout, root))
     root = os.path.expanduser(str(root))
     if not os.path.exists(root):
         raise _missing(name, root, root, layout)

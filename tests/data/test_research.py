@@ -473,3 +473,15 @@ def test_layout_mistakes_are_named_not_silent(tmp_path):
     (tmp_path / 'dup.txt').write_text(text + '%s %s\n' % (paths[-1], os.path.basename(os.path.dirname(paths[-1]))))
     with pytest.raises(ValueError, match=r'lists .* twice \(lines 8 and 9\)'):
         get_dataset('list', str(tmp_path / 'dup.txt'), 'test', **SMALL)
+
+
+def test_photo_datasets_default_to_mxnet_home(tmp_path, monkeypatch):
+    """Without --data-path a photo dataset is read from $MXNET_HOME/datasets/NAME (what --help
+    says); where that is missing the error names both."""
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxhome'))
+    with pytest.raises(FileNotFoundError) as e:
+        get_dataset('CUB_200_2011', None, 'train', **SMALL)
+    assert 'needs --data-path' in str(e.value)
+    assert str(tmp_path / 'mxhome' / 'datasets' / 'CUB_200_2011') in str(e.value)
+    F.write_cub(str(tmp_path / 'mxhome' / 'datasets' / 'CUB_200_2011'), num_classes=4, per_class=2)
+    assert len(get_dataset('CUB_200_2011', None, 'train', **SMALL)) == 4
