@@ -648,6 +648,26 @@ def _one_line(err):
     return text or type(err).__name__
 
 
+def output_path(path, suffix=None, flag='--out'):
+    """An output file of a command, settled before any work: ``suffix`` added when missing
+    (``np.savez`` adds ``.npz`` itself, so the name printed would not be the file's), its folder
+    made, and a folder that cannot be made refused now rather than after the embedding."""
+    if path is None:
+        return None
+    path = os.path.expanduser(str(path))
+    if suffix and not path.endswith(suffix):
+        path += suffix
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise UserError('%s %s: its folder %s cannot be made (%s).'
+                        % (flag, path, folder, err.strerror or err)) from None
+    if os.path.isdir(path):
+        raise UserError('%s %s is a folder; give a file name.' % (flag, path))
+    return path
+
+
 def add_trained_run_flags(parser):
     """The flags every command that loads a trained run shares: which parameters, on which
     device, in batches of how many."""

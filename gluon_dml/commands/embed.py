@@ -47,6 +47,7 @@ def main(argv=None):
     if not a.captions and not a.images:
         raise UserError('Nothing to embed: pass --images (an image, a folder or a list file) '
                         'and/or --captions FILE.')
+    a.out = cli.output_path(a.out, '.npz')
 
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,
                        int8=cli.int8_setting(a))

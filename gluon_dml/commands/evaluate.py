@@ -52,6 +52,12 @@ def main(argv=None):
     config.check_nmi_runs(a.nmi_runs)
     config.check_tta_shift(a.tta_shift)
     a.few_shot = cli.few_shot_setting(a)
+    # everything that can refuse the command, before the embedding: the outputs, the Ks
+    a.out = cli.output_path(a.out)
+    a.save_embeddings = cli.output_path(getattr(a, 'save_embeddings', None), '.npz',
+                                        '--save-embeddings')
+    if getattr(a, 'ks', None) is not None:
+        config.parse_int_list(a.ks, '--ks', '1,2,4,8')
     run_args = load_run_args(a.run_dir)
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,

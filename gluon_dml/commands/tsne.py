@@ -10,7 +10,8 @@ import os
 import numpy as np
 
 from .. import cli
-from ..data import get_dataset
+from .. import config
+from ..data import get_dataset, split_validation
 from ..engine import embed_dataset, get_contexts
 from ..methods import open_run
 from ..viz import plots, views
@@ -20,7 +21,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml tsne', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
     p.add_argument('run_dir')
-    p.add_argument('--split', default='test', help='train or test (default: test)')
+    p.add_argument('--split', default='test', help='train, test, or val (the held-out classes of a --val-classes run) (default: test)')
     p.add_argument('--out', default=None, metavar='PNG',
                    help='output file (default: RUN_DIR/plots/tsne_SPLIT.png)')
     p.add_argument('--thumbnails', action='store_true',
@@ -38,7 +39,17 @@ def main(argv=None):
     ctx = get_contexts(a.gpus)
     trained = open_run(a.run_dir, ctx, a.checkpoint, fuse=not a.no_fusion)
     args, net, params = trained.args, trained.net, trained.params
-    dataset = get_dataset(args['data'], args.get('data_path'), a.split)
+    # the images as the run's evaluation sees them: its preprocessing options, and for 'val'
+    # the classes a --val-classes run held out of its training split
+    options = config.dataset_options(args, augment=False)
+    if a.split == 'val':
+        if not args.get('val_classes'):
+            raise cli.UserError('%s holds out no validation classes (it trained without '
+                                '--val-classes), so it has no val split.' % a.run_dir)
+        train = get_dataset(args['data'], args.get('data_path'), 'train', **options)
+        dataset = split_validation(train, args['val_classes'])[1]
+    else:
+        dataset = get_dataset(args['data'], args.get('data_path'), a.split, **options)
     idx = views.sample_indices(dataset.labels, a.points, a.seed)
     if len(idx) == len(dataset):
         subset, images = dataset, dataset.images

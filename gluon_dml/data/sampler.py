@@ -73,6 +73,10 @@ class BalancedBatchSampler(object):
                                 '%d or ' % lower if lower else '', lower + batch_k))
         self.classes, inverse = np.unique(labels, return_inverse=True)
         num_per_batch = batch_size // batch_k
+        if len(self.classes) < 2:
+            raise ValueError('The labels hold %d class: a batch needs images of at least two '
+                             'classes (positives and negatives); these data cannot train a '
+                             'metric.' % len(self.classes))
         if len(self.classes) < num_per_batch:
             raise ValueError('A batch of %d with batch_k=%d needs %d distinct classes, but the '
                              'labels hold only %d; lower batch_size to at most %d or raise '

@@ -681,7 +681,9 @@ class Engine:
             b += 1
             fault_point('step', epoch=epoch, batch=b)
             step = (epoch - 1) * len(batches) + b
-            if log_interval and b % log_interval == 0 and self.logger:
+            # every --log-interval iterations of the run (not of the epoch: an epoch shorter
+            # than the interval would log nothing, and each epoch's tail would be left out)
+            if log_interval and step % log_interval == 0 and self.logger:
                 recent = float(np.mean(losses[-log_interval:]))
                 self.logger.log_iter(step, {'loss': recent, 'lr': self.lr_at(epoch)})
             if hasattr(bar, 'set_postfix'):

@@ -204,8 +204,11 @@ def run(method, args):
         created = not os.path.isdir(args.save_dir)
         run_dir = prepare_run(args)
         try:
-            logger = Logger(run_dir, sinks=viz_sinks(args))
+            logger = Logger(run_dir)
             engine, data, ctx = _build(method, args, run_dir, logger, job)
+            # the dashboard once the run is sure to start: a run refused on the way neither
+            # leaves plots/ behind nor redraws the windows of the run before it
+            logger.sinks.extend(viz_sinks(args))
         except BaseException:
             if not os.path.exists(os.path.join(run_dir, 'args.json')):
                 abandon_run(run_dir, created)      # refused before anything of the run was written
@@ -216,6 +219,13 @@ def run(method, args):
     metrics = engine.fit(resume=args.resume)
     logger.close()
     if not writer:
+        if job.distributed:
+            # done with its steps, this worker only waits for rank 0 (which may still evaluate
+            # and save) at the store's shutdown: a stop signal now would end it, and rank 0,
+            # waiting for it there, would hang; rank 0 answers the signal alone
+            import signal
+            for s in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(s, signal.SIG_IGN)
         return engine, metrics
     final = method.finish(args, engine, data, ctx, logger) or metrics
     rows = read_log(run_dir)

@@ -7,8 +7,6 @@ and MAP@R on the evaluation split (the test classes, or with ``--val-classes`` h
 classes, where the best epoch is then chosen).
 """
 import copy
-import json
-import os
 
 import numpy as np
 
@@ -18,6 +16,7 @@ from ..data import (BalancedBatchSampler, ImageFileDataset, SuperClassBatchSampl
                     dataset_sampling, get_dataset, get_transform, has_query_split, split_validation)
 from ..engine.evaluation import RetrievalEvaluator
 from ..errors import UserError
+from ..fileio import atomic_write_json
 from ..losses import get_loss_class
 from ..losses.factory import build_loss
 from ..losses.members import MemberLoss
@@ -253,8 +252,7 @@ class EmbeddingMethod(Method):
                        network=trained.params_label, precision=trained.precision, data=args['data'],
                        num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))
         written = [a.out or trained.eval_path(a.split)]
-        with open(written[0], 'w') as f:
-            json.dump(metrics, f, indent=1)
+        atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_embeddings:
             arrays = dict(embeddings=emb.astype(np.float32), labels=labels.astype(np.int64))
             if q_emb is not None:

@@ -8,7 +8,6 @@ precision within Hamming radius 2, bit balance). The evaluation searches the que
 reported network is the final one; after training the codes are written packed
 (``RUN_DIR/codes.npz``).
 """
-import json
 import os
 
 import mxnet as mx
@@ -19,6 +18,7 @@ from ..data import ShuffledBatchSampler, dataset_splits, get_transform
 from ..data.hashing import get_hash_splits
 from ..engine.loop import Engine, embed_dataset
 from ..errors import UserError
+from ..fileio import atomic_write_json
 from ..index import save_codes
 from ..losses.factory import build_loss
 from ..metrics.hashing import hashing_metrics, pr_curve
@@ -243,8 +243,7 @@ class HashMethod(Method):
                        pr_curve={'radius': radii.tolist(), 'precision': prec.tolist(),
                                  'recall': rec.tolist()})
         written = [a.out or trained.eval_path('hash')]
-        with open(written[0], 'w') as f:
-            json.dump(metrics, f, indent=1)
+        atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_codes:
             save_codes(a.save_codes, q_codes, q_labels, db_codes, db_labels)
             written.append(a.save_codes)

@@ -23,6 +23,7 @@ from ..data.fashion3 import build
 from ..engine.checkpoint import atomic_write_text
 from ..engine.loop import Engine, _progress
 from ..errors import UserError
+from ..fileio import atomic_write_json
 from ..losses.options import str2bool
 from ..losses.vse import VSELoss
 from ..metrics.crossmodal import crossmodal_metrics
@@ -378,8 +379,7 @@ class VSEMethod(Method):
                        network=trained.params_label, precision=trained.precision, data=args['data'],
                        num_images=int(cset.num_images), num_captions=int(len(cset)))
         written = [a.out or trained.eval_path(split)]
-        with open(written[0], 'w') as f:
-            json.dump(metrics, f, indent=1)
+        atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_embeddings:
             np.savez(a.save_embeddings, image_embeddings=img, caption_embeddings=cap,
                      image_ids=np.array([str(i) for i in cset.image_ids]),

@@ -176,6 +176,35 @@ def allow_visdom_user_css():
     StaticFileHandler._gluon_dml_user_css = True
 
 
+def _check_port_free(rest):
+    """Refuse, in one sentence, a port that another server listens on (visdom's server failed
+    with a tornado traceback, after writing its environment folder)."""
+    import socket
+    from ..errors import UserError
+    port = 8097
+    for i, a in enumerate(rest):
+        value = None
+        if a in ('-port', '--port') and i + 1 < len(rest):
+            value = rest[i + 1]
+        elif a.startswith(('-port=', '--port=')):
+            value = a.split('=', 1)[1]
+        if value is not None:
+            try:
+                port = int(value)
+            except ValueError:
+                raise UserError('-port takes a number, got %r.' % value) from None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(('', port))
+    except OSError as err:
+        raise UserError('Cannot start the Visdom server on port %d: %s (another server, perhaps '
+                        'a Visdom server already running there); choose another with -port N.'
+                        % (port, err.strerror or err)) from None
+    finally:
+        sock.close()
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(
@@ -211,6 +240,7 @@ def main(argv=None):
         print('Visdom page files in place in %s' % static_dir())
         return 0
 
+    _check_port_free(rest)
     from visdom.server import run_server
     allow_visdom_user_css()
     sys.argv = [sys.argv[0]] + rest

@@ -236,7 +236,7 @@ class VisdomSink:
         self.channel = None
         if connect:
             hint = (' Everything is still written to %s; push it to a dashboard later with: '
-                    'python eval/replay_viz.py %s' % (run_dir, run_dir))
+                    'gluon-dml replay-viz %s' % (run_dir, run_dir))
             self.channel = VisdomChannel(self.state, server, port, env, maxsize=queue_size,
                                          timeout=timeout, retry_s=retry_s, hint=hint,
                                          views=self.tsne_interval > 0)
@@ -299,7 +299,7 @@ class VisdomSink:
         if self.plotter.is_alive():
             print('warning: the plots in %s were still being drawn %d s after the run ended (a '
                   'loaded machine); they are left as they are: log.jsonl holds every value, and '
-                  'python eval/replay_viz.py %s shows them on a dashboard.'
+                  'gluon-dml replay-viz %s shows them on a dashboard.'
                   % (self.plots_dir, wait, os.path.dirname(self.plots_dir.rstrip(os.sep))),
                   file=sys.stderr, flush=True)
         if self.channel is not None:

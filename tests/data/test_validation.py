@@ -92,6 +92,10 @@ def test_train_margin_with_validation_alphabets_never_reads_the_test_split(tmp_p
     assert ev['num_images'] == 1240 and ev['num_classes'] == 62
     assert ev['recall@1'] == pytest.approx(last['recall@1'], abs=1e-6)
     assert ev['map@r'] == pytest.approx(last['map@r'], abs=1e-6)
+    # the t-SNE map of the same held-out classes (it was refused: 'Unknown split val')
+    proc = run_script('eval/tsne.py', run, '--split', 'val', '--points', '200', check=True)
+    assert ' val images of %s (62 classes)' % run in proc.stdout
+    assert (run / 'plots' / 'tsne_val.png').stat().st_size > 1000
 
 
 def test_bad_val_classes_is_one_sentence(tmp_path):

@@ -77,7 +77,7 @@ def test_unreachable_or_hung_server_costs_the_caller_nothing(tmp_path, capfd):
             assert len(open(sink.iter_path).readlines()) == 3000      # the files are complete
             err = capfd.readouterr().err
             assert err.count('cannot reach the Visdom server') == 1, err
-            assert 'eval/replay_viz.py' in err
+            assert 'gluon-dml replay-viz' in err
     finally:
         hung.close()
 
@@ -96,3 +96,24 @@ def test_a_server_started_later_gets_the_whole_run(tmp_path, visdom_server):
     assert xs == [2, 4, 6, 100]
     assert traces(wins[metric_window('recall@1')])['recall@1'] == ([0, 1], [0.5, 0.6])
     assert 'tsne' in wins
+
+
+def test_a_busy_port_is_one_sentence(tmp_path):
+    """gluon-dml visdom-server on a port another server listens on: one line, exit 2, and no
+    environment folder written (it was a tornado traceback after writing one)."""
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    busy = socket.socket()
+    busy.bind(('127.0.0.1', 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'visdom-server', '--no-install',
+                               '-port', str(port), '-env_path', str(tmp_path / 'envs')],
+                              capture_output=True, text=True, timeout=120, cwd=REPO, env=script_env())
+    finally:
+        busy.close()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith('error: Cannot start the Visdom server on port %d' % port), proc.stderr
+    assert not (tmp_path / 'envs').exists()

@@ -55,7 +55,7 @@ def test_training_streams_every_window(tmp_path, visdom_server):
 
     wins = server.windows('viz-live')                                  # env = the run name
     steps, _ = _iterations(run_dir)
-    assert steps == [2, 4, 7, 9]                   # 2 epochs x 5 batches, every 2nd batch
+    assert steps == [2, 4, 6, 8, 10]               # 2 epochs x 5 batches, every 2nd iteration
     assert_windows_match_run(wins, run_dir)
     assert sum(len(x) for x, _ in traces(wins['tsne']).values()) == 200
     assert wins['retrieval']['type'] == 'image'

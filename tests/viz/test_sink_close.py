@@ -24,7 +24,7 @@ def test_close_waits_a_bounded_time_for_slow_plots(tmp_path, capsys):
     sink.close()
     assert time.time() - t0 < 3
     err = capsys.readouterr().err
-    assert 'still being drawn' in err and 'replay_viz.py' in err
+    assert 'still being drawn' in err and 'gluon-dml replay-viz' in err
 
 
 @pytest.mark.skipif(not hasattr(os, 'getpriority') or os.geteuid() != 0,
