@@ -154,3 +154,10 @@ def test_works_as_dataloader_batch_sampler():
         assert (groups == groups[:, :1]).all() and len(set(groups[:, 0])) == 4
         seen += 1
     assert seen == 3
+
+
+def test_labels_of_one_class_are_refused_in_one_sentence():
+    # the advice of the class-count check ('lower batch_size to at most K') would lead to a
+    # batch of one class, which the losses refuse next: say what is wrong instead
+    with pytest.raises(ValueError, match='The labels hold 1 class: a batch needs images of at least two'):
+        BalancedBatchSampler(np.zeros(20, np.int64), batch_size=10, batch_k=5)
