@@ -15,6 +15,7 @@ import time
 
 from .. import cli
 from ..engine import load_run_args
+from ..errors import UserError
 from ..viz import RunState, env_name
 from ..viz.dashboard import Dashboard, connect
 
@@ -31,6 +32,8 @@ def main(argv=None):
     a = p.parse_args(argv)
 
 
+    if not os.path.isdir(a.run_dir):
+        raise UserError('The run folder %s does not exist.' % a.run_dir)
     run_args = load_run_args(a.run_dir)          # a clear error when this is not a run folder
     env = env_name(a.viz_env or run_args.get('viz_env') or run_args.get('name')
                    or os.path.basename(os.path.normpath(a.run_dir)))

@@ -62,8 +62,14 @@ def views_files(run_dir):
 
 
 def load_views(path):
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    """The views dict of ``views_epochNNN.npz``; a damaged file is a ValueError naming it."""
+    import zipfile
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise ValueError('%s is damaged (%s: %s); delete it and the dashboard goes on without '
+                         'that epoch\'s views.' % (path, type(err).__name__, err)) from None
 
 
 class RunState:

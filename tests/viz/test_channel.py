@@ -117,3 +117,21 @@ def test_a_busy_port_is_one_sentence(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith('error: Cannot start the Visdom server on port %d' % port), proc.stderr
     assert not (tmp_path / 'envs').exists()
+
+
+def test_replay_names_a_missing_run_folder_and_a_damaged_views_file(tmp_path):
+    import subprocess
+    import sys
+    import pytest
+    from gluon_dml.viz.sink import load_views
+    from ..helpers import REPO, script_env
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(tmp_path / 'nothing')],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=script_env())
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == 'error: The run folder %s does not exist.' % (tmp_path / 'nothing')
+    good = tmp_path / 'views_epoch001.npz'
+    np.savez_compressed(str(good), tsne=np.zeros((3, 2)))
+    assert load_views(str(good))['tsne'].shape == (3, 2)
+    good.write_bytes(good.read_bytes()[:40])                  # truncated
+    with pytest.raises(ValueError, match='views_epoch001.npz is damaged'):
+        load_views(str(good))
