@@ -291,7 +291,14 @@ def _job_sampler(method, args, data, job):
     from ..data import ShardedBatchSampler
     global_args = copy.copy(args)
     global_args.batch_size = args.batch_size * job.num_workers
-    return ShardedBatchSampler(method.build_sampler(global_args, data), job.rank, job.num_workers)
+    try:
+        plan = method.build_sampler(global_args, data)
+    except ValueError as err:
+        # the sampler speaks of the job's batch; --batch-size is each worker's
+        raise UserError('%s (In this job --batch-size %d is each worker\'s: the batch of the %d '
+                        'workers together is %d.)' % (str(err).rstrip(), args.batch_size,
+                                                      job.num_workers, global_args.batch_size)) from None
+    return ShardedBatchSampler(plan, job.rank, job.num_workers)
 
 
 def _with_memory(loss, args):

@@ -90,6 +90,10 @@ def test_a_worker_that_fails_stops_the_job_with_its_rank():
         assert 'worker of rank' in line[0] and 'exited with code 2' in line[0]
         assert 'no_such_loss' in line[0]                   # its last message
         assert not [p for p in proc.seen if alive(p)]
+    # a batch the data cannot fill is said in the flag's terms: --batch-size is each worker's
+    code, out, err = run_job('-n', 3, 'train_margin.py', *DIGITS, '--batch-size', 24, timeout=180)
+    assert code == 2, err[-3000:]
+    assert "--batch-size 24 is each worker's: the batch of the 3 workers together is 72" in err, err[-3000:]
 
 
 # -- slow: real training ------------------------------------------------------------------------
