@@ -605,7 +605,9 @@ def main_guard(main, argv=None, top_level=False):
     try:
         return main(argv)
     except TrainingInterrupted as err:
-        print('\n' + str(err), file=sys.stderr)
+        from .engine import distributed
+        if distributed.writes_the_run():     # in a job, rank 0 speaks for the workers
+            print('\n' + str(err), file=sys.stderr)
         sys.exit(130 if err.signame == 'SIGINT' else 143)
     except KeyboardInterrupt as err:
         if debug:

@@ -42,6 +42,13 @@ GATHER_KEY_BASE = 1 << 16
 _CLUSTER = None
 
 
+def writes_the_run():
+    """Whether this process writes the run folder: not in a job, or rank 0 of one (the
+    checkpoint a stop names is rank 0's; other workers' messages would repeat it, or name one
+    that a dist_async worker never wrote)."""
+    return _CLUSTER is None or not _CLUSTER.distributed or _CLUSTER.is_writer
+
+
 def cluster(kvstore='device'):
     """The process's :class:`Cluster` (one per process: a distributed store can be created once)."""
     global _CLUSTER
