@@ -30,7 +30,7 @@ import numpy as np
 
 from .data.sources import list_images
 from .engine import get_contexts
-from .fileio import LockBusy, atomic_save, atomic_write_json, hold_lock, release_lock
+from .fileio import LockBusy, atomic_save, atomic_write_json, give_back_folder, hold_lock, release_lock
 from .errors import UserError
 from .index import create_index, open_index
 from .methods import open_run
@@ -303,12 +303,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
         release_lock(lock)
         if not add and not os.path.isfile(os.path.join(out, CATALOG_FILE)):
             # a failed first build leaves no lock file, nor a folder it made and left empty
-            for clean in (lambda: os.unlink(os.path.join(out, '.lock')),
-                          lambda: os.rmdir(out) if created else None):
-                try:
-                    clean()
-                except OSError:
-                    pass
+            give_back_folder(out, created)
 
 
 def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_size, chunk, which,

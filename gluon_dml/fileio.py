@@ -12,7 +12,7 @@ import os
 import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
-           'release_lock', 'LockBusy']
+           'release_lock', 'give_back_folder', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -56,6 +56,21 @@ def release_lock(fd):
         os.close(fd)
     except OSError:
         pass
+
+
+def give_back_folder(folder, created, empty_subfolders=()):
+    """Undo a refused or failed start in ``folder``: remove its ``.lock`` file, the listed
+    subfolders if they are empty, and ``folder`` itself when ``created`` (this process made it)
+    and it is now empty. Release the lock first. Anything else in the folder stays."""
+    steps = [lambda: os.unlink(os.path.join(folder, '.lock'))]
+    steps += [lambda sub=sub: os.rmdir(os.path.join(folder, sub)) for sub in empty_subfolders]
+    if created:
+        steps.append(lambda: os.rmdir(folder))          # only when empty
+    for step in steps:
+        try:
+            step()
+        except OSError:
+            pass
 
 
 def fsync_dir(path):

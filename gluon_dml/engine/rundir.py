@@ -24,7 +24,7 @@ import sys
 import time
 
 from ..errors import UserError
-from ..fileio import LockBusy, hold_lock, release_lock
+from ..fileio import LockBusy, give_back_folder, hold_lock, release_lock
 from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_temporaries
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
@@ -135,13 +135,7 @@ def abandon_run(run_dir, created):
     the folder itself when this run made it (empty)."""
     fd = _LOCKS.pop(os.path.realpath(run_dir), None)
     release_lock(fd)
-    for clean in (lambda: os.unlink(os.path.join(run_dir, '.lock')),
-                  lambda: os.rmdir(os.path.join(run_dir, 'checkpoints')),      # only when empty
-                  lambda: os.rmdir(run_dir) if created else None):
-        try:
-            clean()
-        except OSError:
-            pass
+    give_back_folder(run_dir, created, empty_subfolders=('checkpoints',))
 
 
 def release_locks():

@@ -1,0 +1,66 @@
+"""gluon_dml.fileio: the folder lock shared by run folders and catalogues, and the clean-up of a
+refused start (real files, a real second process)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gluon_dml.fileio import LockBusy, give_back_folder, hold_lock, release_lock
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _try_lock_in_child(path):
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'from gluon_dml.fileio import LockBusy, hold_lock\n'
+            'try:\n    hold_lock(%r)\nexcept LockBusy as e:\n    print("busy", e.pid)\n'
+            'else:\n    print("taken")\n') % (REPO, path)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def test_lock_keeps_another_process_out_until_released(tmp_path):
+    path = str(tmp_path / '.lock')
+    fd = hold_lock(path)
+    assert fd is not None
+    assert _try_lock_in_child(path) == ['busy', str(os.getpid())]
+    release_lock(fd)
+    assert _try_lock_in_child(path) == ['taken']
+
+
+def test_lock_busy_in_the_same_process(tmp_path):
+    path = str(tmp_path / '.lock')
+    fd = hold_lock(path)
+    try:
+        with pytest.raises(LockBusy):
+            hold_lock(path)
+    finally:
+        release_lock(fd)
+
+
+def test_give_back_a_folder_this_process_made(tmp_path):
+    folder = tmp_path / 'run'
+    (folder / 'checkpoints').mkdir(parents=True)
+    release_lock(hold_lock(str(folder / '.lock')))
+    give_back_folder(str(folder), created=True, empty_subfolders=('checkpoints',))
+    assert not folder.exists()
+
+
+def test_give_back_keeps_what_it_did_not_make(tmp_path):
+    folder = tmp_path / 'run'
+    (folder / 'checkpoints').mkdir(parents=True)
+    (folder / 'checkpoints' / 'epoch-1.params').write_text('x')
+    (folder / 'notes.txt').write_text('mine')
+    (folder / '.lock').write_text('1')
+    give_back_folder(str(folder), created=True, empty_subfolders=('checkpoints',))
+    assert sorted(os.listdir(folder)) == ['checkpoints', 'notes.txt']
+    assert (folder / 'checkpoints' / 'epoch-1.params').read_text() == 'x'
+
+
+def test_give_back_an_existing_empty_folder_stays(tmp_path):
+    folder = tmp_path / 'out'
+    folder.mkdir()
+    (folder / '.lock').write_text('1')
+    give_back_folder(str(folder), created=False)
+    assert folder.is_dir() and os.listdir(folder) == []
