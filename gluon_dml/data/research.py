@@ -140,12 +140,16 @@ def read_text_lines(path):
     return out
 
 
-def _read_rows(path, min_fields, skip_lines=0, numbers=()):
-    """The whitespace-separated fields of each non-empty line (from line ``skip_lines + 1``);
-    the fields at the indices ``numbers`` must be numbers (an int where the text is one, else a
-    float) and are converted, a bad one named with its file and line."""
+def _read_rows(path, min_fields, skip_lines=0, numbers=(), header=False):
+    """The whitespace-separated fields of each non-empty line (from line ``skip_lines + 1``;
+    ``header``: from line 2 when the first line's first field is not a number); the fields at the
+    indices ``numbers`` must be numbers (an int where the text is one, else a float) and are
+    converted, a bad one named with its file and line."""
     rows = []
-    for lineno, line in enumerate(read_text_lines(path), 1):
+    lines = read_text_lines(path)
+    if header and lines and lines[0].split() and not lines[0].split()[0].isdigit():
+        skip_lines = max(skip_lines, 1)
+    for lineno, line in enumerate(lines, 1):
         if lineno <= skip_lines:
             continue
         parts = line.split()
@@ -410,9 +414,7 @@ def load_sop(root=None, split='train', **options):
 
 
 def _sop_rows(path):
-    rows = read_text_lines(path)
-    skip = 1 if rows and rows[0].split() and not rows[0].split()[0].isdigit() else 0   # the header
-    return _read_rows(path, 4, skip_lines=skip, numbers=(1, 2))
+    return _read_rows(path, 4, numbers=(1, 2), header=True)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -160,6 +160,11 @@ def test_sop_files_header_super_classes(tmp_path):
     assert train.super_labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6
     assert not set(train.paths) & set(test.paths)
     assert train.paths[0].endswith(os.path.join('bicycle_final', '111001_0.JPG'))
+    # a copy without the header line keeps every row
+    listing = tmp_path / 'Stanford_Online_Products' / 'Ebay_train.txt'
+    listing.write_text('\n'.join(listing.read_text().splitlines()[1:]) + '\n')
+    again = get_dataset('EbayCrossClass', str(tmp_path), 'train', **SMALL)
+    assert (len(again), again.paths[0]) == (18, train.paths[0])
 
 
 def test_in_class_sampler_keeps_each_batch_in_one_super_class(tmp_path):
