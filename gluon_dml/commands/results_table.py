@@ -64,25 +64,29 @@ def _final_metrics(run, last, metrics_file, key):
     ``key`` metric equal to the log's last)."""
     path = os.path.join(run, metrics_file)
     if not os.path.exists(path):
-        raise SystemExit('error: %s has no %s; write it with: gluon-dml evaluate %s '
-                         '--checkpoint last --out %s' % (run, metrics_file, run, path))
+        raise UserError('%s has no %s; write it with: gluon-dml evaluate %s --checkpoint last '
+                        '--out %s' % (run, metrics_file, run, path))
     with open(path) as f:
         scored = json.load(f)
     if key not in scored or key not in last or abs(scored[key] - last[key]) > 1e-6:
-        raise SystemExit('error: %s is not the final network of %s (%s %s, the log\'s last epoch '
-                         '%s); evaluate it with --checkpoint last.'
-                         % (path, run, key, scored.get(key), last.get(key)))
+        raise UserError('%s is not the final network of %s (%s %s, the log\'s last epoch %s); '
+                        'evaluate it with --checkpoint last.'
+                        % (path, run, key, scored.get(key), last.get(key)))
     return scored
 
 
-def summarise(run_dirs, metrics=None, metrics_file=None):
+def _run_args(run):
+    if not os.path.isfile(os.path.join(run, 'args.json')):
+        raise UserError('%s is not a run folder (it has no args.json).' % run)
+    return load_run_args(run)
+
+
+def summarise(run_dirs, metrics=None, metrics_file=None, run_args=None):
     """Rows of the runs' table (``metrics``: the log keys of the columns; default those of the
-    runs' kind, :data:`COLUMNS`)."""
+    runs' kind, :data:`COLUMNS`; ``run_args``: {run: its recorded settings} already read)."""
     finished = []
     for run in run_dirs:
-        if not os.path.isfile(os.path.join(run, 'args.json')):
-            raise UserError('%s is not a run folder (it has no args.json).' % run)
-        args = load_run_args(run)
+        args = run_args[run] if run_args and run in run_args else _run_args(run)
         if metrics is None:
             metrics = tuple(k for k, _ in COLUMNS[_kind(args)])
         log = read_log(run)
@@ -126,14 +130,13 @@ def main(argv=None):
                    help='read each run\'s final metrics from RUN/FILE (eval/evaluate.py RUN '
                         '--checkpoint last --out RUN/FILE) instead of its log')
     a = p.parse_args(argv)
-    kinds = {}
+    kinds, run_args = {}, {run: _run_args(run) for run in a.runs}
     for run in a.runs:
-        if not os.path.isfile(os.path.join(run, 'args.json')):
-            raise UserError('%s is not a run folder (it has no args.json).' % run)
-        kinds.setdefault(_kind(load_run_args(run)), []).append(run)
+        kinds.setdefault(_kind(run_args[run]), []).append(run)
     for n, (kind, runs) in enumerate(kinds.items()):
         columns = COLUMNS[kind]
-        rows = summarise(runs, metrics=tuple(k for k, _ in columns), metrics_file=a.metrics_file)
+        rows = summarise(runs, metrics=tuple(k for k, _ in columns), metrics_file=a.metrics_file,
+                         run_args=run_args)
         if n:
             print()
         print('| data | loss | seeds | %s | command |' % ' | '.join(h for _, h in columns))
