@@ -584,7 +584,7 @@ def set_threads(argv):
 def _warning_line(message, category, filename, lineno, line=None):
     """A command's warnings as one line, ``warning: ...`` (Python's format adds the source file
     and line of the package, which tells a user nothing); other libraries' keep their category."""
-    if issubclass(category, UserWarning) and category is UserWarning:
+    if category is UserWarning:
         return 'warning: %s\n' % message
     return '%s: %s\n' % (category.__name__, message)
 
