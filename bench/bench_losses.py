@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """What mining costs: forward + backward time of every loss at batch 128 and 512, 64-d and 512-d.
 
-    python bench/bench_losses.py                 # every loss, the four shapes
+    python bench/bench_losses.py                 # every embedding loss, the four shapes
+    python bench/bench_losses.py --losses hashnet,dsh,dch    # the hashing losses, on the same inputs
     python bench/bench_losses.py --losses margin,triplet --repeat 20
 
 Hybridized, on random L2-normalised embeddings with P x K labels (K = 4), after warm-up.
@@ -27,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gluon_dml.losses.factory import build_loss, loss_flags  # noqa: E402
+from gluon_dml.losses.factory import build_loss, loss_family, loss_flags  # noqa: E402
 from gluon_dml.engine import get_contexts  # noqa: E402
 from gluon_dml.losses import list_losses  # noqa: E402
 from pml_triplet import status_kb  # noqa: E402  (bench/, the script's own folder)
@@ -37,13 +38,16 @@ def time_loss(name, batch, dim, ctx, repeat, extra=()):
     extra = list(extra)
     options, _ = loss_flags(name, dict(zip([e.lstrip('-').replace('-', '_') for e in extra[::2]],
                                            extra[1::2])))
-    loss, _ = build_loss(name, options, num_classes=batch // 4, embed_dim=dim, batch_k=4)
+    loss, _ = build_loss(name, options, num_classes=batch // 4, embed_dim=dim, batch_k=4,
+                         family=loss_family(name))
     loss.initialize(ctx=ctx)
     loss.hybridize(static_alloc=True)
     rng = np.random.RandomState(0)
     x = rng.randn(batch, dim).astype(np.float32)
     x = mx.nd.array(x / np.linalg.norm(x, axis=1, keepdims=True), ctx=ctx)
     y = mx.nd.array(np.repeat(np.arange(batch // 4), 4), ctx=ctx)
+    if loss_family(name) == 'hashing':      # class labels one-hot, as train_hash.py gives them
+        y = mx.nd.one_hot(y, batch // 4)
     x.attach_grad()
 
     def step():
@@ -95,12 +99,22 @@ def _loadavg():
     return '%.2f %.2f %.2f' % os.getloadavg()
 
 
+def _shapes(text):
+    try:
+        shapes = [tuple(int(v) for v in s.split('x')) for s in text.split(',')]
+    except ValueError:
+        shapes = []
+    if not shapes or any(len(s) != 2 or min(s) < 1 for s in shapes):
+        raise SystemExit('--shapes: expected BxD,... such as 128x64,512x512, got %r' % text)
+    return shapes
+
+
 def triplet_compare(a):
     here = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ)
     env.setdefault('OMP_NUM_THREADS', '2')
     impls = ['ours'] + ([] if a.no_cube else ['cube']) + (['pml'] if a.pml_python else [])
-    shapes = [tuple(int(v) for v in s.split('x')) for s in a.shapes.split(',')]
+    shapes = _shapes(a.shapes or '128x64,512x512')
     print('triplet mining, forward + backward, ms per call (median, min over %d rounds); peak MB over '
           'the RSS before the first call; OMP_NUM_THREADS=%s, %d CPUs' % (a.rounds, env['OMP_NUM_THREADS'],
                                                                            os.cpu_count()))
@@ -129,12 +143,15 @@ def triplet_compare(a):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--losses', default=None, help='comma-separated; default every registered loss')
+    p.add_argument('--losses', default=None,
+                   help='comma-separated; default every embedding loss (the hashing losses of '
+                        'train_hash.py only when named)')
     p.add_argument('--repeat', type=int, default=10)
     p.add_argument('--gpus', default='')
     p.add_argument('--triplet', action='store_true',
                    help='triplet all / semihard: this form against the cube form (and PML)')
-    p.add_argument('--shapes', default='128x64,512x512', help='with --triplet: BxD,...')
+    p.add_argument('--shapes', default=None,
+                   help='BxD,... (default 128x64,128x512,512x64,512x512; with --triplet 128x64,512x512)')
     p.add_argument('--rounds', type=int, default=3, help='with --triplet: interleaved rounds')
     p.add_argument('--cube-repeat', type=int, default=3, help='with --triplet: timed calls of the cube')
     p.add_argument('--no-cube', action='store_true', help='with --triplet: skip the cube form')
@@ -148,10 +165,11 @@ def main():
     if a.triplet:
         return triplet_compare(a)
     ctx = get_contexts(a.gpus)[0]
-    variants = [(n, ()) for n in (a.losses.split(',') if a.losses else list_losses())]
+    names = a.losses.split(',') if a.losses else [n for n in list_losses() if loss_family(n) == 'embedding']
+    variants = [(n, ()) for n in names]
     if not a.losses:
         variants += [('triplet', ('--mining', m)) for m in ('semihard', 'batch_hard')]
-    shapes = [(128, 64), (128, 512), (512, 64), (512, 512)]
+    shapes = _shapes(a.shapes or '128x64,128x512,512x64,512x512')
     print('forward + backward, ms per call, hybridized, %s, mxnet %s' % (ctx, mx.__version__))
     print('%-28s' % 'loss' + ''.join('%14s' % ('B=%d D=%d' % s) for s in shapes))
     for name, extra in variants:
