@@ -119,10 +119,6 @@ class EmbeddingMethod(Method):
                     % (args.data, len(train), train.num_classes, turned, len(evaluation),
                        evaluation.split, evaluation.num_classes, ' searched by %d query images'
                        % len(query) if query is not None else '', args.loss, args.save_dir))
-        for split, ds in (('train', train), ('test', evaluation), ('query', query)):
-            if getattr(ds, 'skipped', None):
-                logger.info('--skip-bad-images: %d %s image(s) left out, first: %s (%s)'
-                            % ((len(ds.skipped), split) + tuple(ds.skipped[0])))
         return {'train': train, 'eval': evaluation, 'query': query}
 
     def build_sampler(self, args, data):

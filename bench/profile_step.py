@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Where a training step goes: the step of ``bench/compare_pml.py``'s throughput rows (forward,
+margin loss with distance-weighted sampling, backward, Adam), timed, then broken down.
+
+    python bench/profile_step.py --model smallconv             # MXNet's profiler, per operator
+    python bench/profile_step.py --model resnet50 --onednn     # oneDNN's own timing, per primitive
+
+``--onednn`` runs the steps again in a child process with ``DNNL_VERBOSE=1`` and sums oneDNN's
+execution times per primitive kind, direction and implementation (convolutions also per shape,
+with their GFLOP/s). Run it on an idle machine; the threads are ``OMP_NUM_THREADS`` (default every
+core, as gluon-dml sets them).
+"""
+import argparse
+import collections
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+MODELS = {'smallconv': ('smallconv', 64, 128, (1, 28, 28)),
+          'resnet50': ('resnet50_v1b', 128, 16, (3, 224, 224))}
+MARK = '-- timed steps --'
+
+
+def build(model, batch):
+    import gluon_dml  # first: it sets the threads before MXNet loads
+    import mxnet as mx
+    import numpy as np
+    from mxnet import autograd, gluon
+    from gluon_dml.losses import MarginLoss
+    from gluon_dml.models import get_model
+    name, embed, default_batch, shape = MODELS[model]
+    batch = batch or default_batch
+    k = 4
+    mx.random.seed(0)
+    net = get_model(name, embed, ctx=[mx.cpu()])
+    net.hybridize(static_alloc=True)
+    loss = MarginLoss(negatives_per_anchor=k - 1)
+    loss.initialize()
+    loss.hybridize(static_alloc=True)
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-4})
+    beta_trainer = gluon.Trainer(loss.collect_params(), 'adam', {'learning_rate': 1e-3}, kvstore=None)
+    x = mx.nd.array(np.random.RandomState(0).rand(batch, *shape).astype(np.float32))
+    y = mx.nd.array(np.repeat(np.arange(batch // k), k))
+
+    def step():
+        with autograd.record():
+            out = loss(net(x), y)
+        out.backward()
+        trainer.step(1)
+        beta_trainer.step(1)
+    return mx, step, batch, gluon_dml.__version__
+
+
+def run_steps(a, profile):
+    mx, step, batch, version = build(a.model, a.batch)
+    for _ in range(a.warmup):
+        step()
+    mx.nd.waitall()
+    if a.child:
+        print(MARK, flush=True)
+    if profile:
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True,
+                               filename=os.devnull if os.name != 'nt' else 'NUL')
+        mx.profiler.set_state('run')
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    mx.nd.waitall()
+    dt = time.perf_counter() - t0
+    if profile:
+        mx.profiler.set_state('stop')
+    return mx, dt, batch, version
+
+
+def _conv_gflop(shape):
+    """FLOPs of a oneDNN convolution descriptor such as mb128_ic32oc64_ih14oh14kh3..._iw14ow14kw3..."""
+    import re
+    f = {k: int(v) for k, v in re.findall(r'([a-z]+)(\d+)', shape)}
+    return 2.0 * f['mb'] * f['ic'] * f['oc'] * f['oh'] * f['ow'] * f['kh'] * f['kw'] / 1e9
+
+
+def onednn_table(lines, steps):
+    by_kind, by_conv, total = collections.defaultdict(float), collections.defaultdict(float), 0.0
+    calls = collections.Counter()
+    for line in lines:
+        if not line.startswith('dnnl_verbose,exec'):
+            continue
+        p = line.split(',')
+        ms = float(p[-1])
+        key = (p[3], p[5], p[4])
+        by_kind[key] += ms
+        calls[key] += 1
+        total += ms
+        if p[3] == 'convolution':
+            by_conv[(p[5], p[-2])] += ms
+    print('oneDNN primitives, ms per step (%d steps): %.1f in all' % (steps, total / steps))
+    for key, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print('%9.2f  %4d calls  %s' % (ms / steps, calls[key] / steps, ' / '.join(key)))
+    if by_conv:
+        print('\nconvolutions by shape, ms per step, GFLOP/s')
+        for (direction, shape), ms in sorted(by_conv.items(), key=lambda kv: -kv[1]):
+            print('%9.2f  %6.0f  %s %s' % (ms / steps, _conv_gflop(shape) / (ms / steps / 1000),
+                                           direction, shape))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--model', choices=sorted(MODELS), default='smallconv')
+    p.add_argument('--batch', type=int, default=None, help='default 128 (smallconv), 16 (resnet50)')
+    p.add_argument('--steps', type=int, default=None, help='timed steps (default 40 / 4)')
+    p.add_argument('--warmup', type=int, default=None, help='untimed steps first (default 5 / 2)')
+    p.add_argument('--onednn', action='store_true', help="oneDNN's per-primitive times instead")
+    p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+    a = p.parse_args()
+    small = a.model == 'smallconv'
+    a.steps = a.steps or (40 if small else 4)
+    a.warmup = a.warmup or (5 if small else 2)
+    if a.steps < 1 or a.warmup < 1 or (a.batch is not None and (a.batch < 8 or a.batch % 4)):
+        raise SystemExit('--steps and --warmup must be at least 1, --batch a multiple of 4 from 8.')
+    if a.child:
+        run_steps(a, profile=False)
+        return
+    mx, dt, batch, version = run_steps(a, profile=not a.onednn)
+    print('gluon-dml %s, mxnet %s: %s, batch %d, OMP_NUM_THREADS=%s, %d cores: %.2f ms a step, %.1f img/s (load %.2f)'
+          % (version, mx.__version__, a.model, batch, os.environ.get('OMP_NUM_THREADS'), os.cpu_count(), 1000 * dt / a.steps,
+             batch * a.steps / dt, os.getloadavg()[0]), flush=True)
+    if not a.onednn:
+        dump = mx.profiler.dumps(sort_by='total', ascending=False)
+        table = dump[dump.index('\noperator\n') + 1:] if '\noperator\n' in dump else dump
+        ops = [ln.split() for ln in table.splitlines()]
+        ops = [(int(r[-5]), float(r[-4])) for r in ops if len(r) >= 6 and r[-5].isdigit()]
+        print('operators: %.1f calls and %.2f ms a step in all (MXNet profiler)\n'
+              % (sum(c for c, _ in ops) / a.steps, sum(t for _, t in ops) / a.steps))
+        print(table)
+        return
+    env = dict(os.environ, DNNL_VERBOSE='1')
+    cmd = [sys.executable, os.path.abspath(__file__), '--child', '--model', a.model,
+           '--steps', str(a.steps), '--warmup', str(a.warmup)] + (['--batch', str(a.batch)] if a.batch else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    onednn_table(out.split(MARK, 1)[1].splitlines(), a.steps)
+
+
+if __name__ == '__main__':
+    main()
