@@ -14,8 +14,8 @@ from ..engine.logger import read_log
 from ..engine.distributed import cluster as job_cluster
 from ..engine.inference import fused_or_plain, hybridize_for_inference, quantize
 from ..engine.loop import Engine, _progress, embed_dataset, enable_amp
-from ..engine.rundir import (abandon_run, load_run_args, prepare_run, trained_params_path,
-                             write_args)
+from ..engine.rundir import (abandon_run, load_run_args, missing_folders, prepare_run,
+                             trained_params_path, write_args)
 from ..errors import UserError
 from ..viz import VisdomSink, env_name
 from .registry import get_method
@@ -201,7 +201,7 @@ def run(method, args):
     writer = job.is_writer
     _check_job_size(args, job.num_workers)
     if writer:
-        created = not os.path.isdir(args.save_dir)
+        made = missing_folders(args.save_dir)     # given back if the run is refused before it starts
         run_dir = prepare_run(args)
         try:
             logger = Logger(run_dir)
@@ -211,7 +211,7 @@ def run(method, args):
             logger.sinks.extend(viz_sinks(args))
         except BaseException:
             if not os.path.exists(os.path.join(run_dir, 'args.json')):
-                abandon_run(run_dir, created)      # refused before anything of the run was written
+                abandon_run(run_dir, made)         # refused before anything of the run was written
             raise
     else:
         run_dir, logger = args.save_dir, _QuietLogger()

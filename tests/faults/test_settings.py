@@ -116,11 +116,16 @@ def test_batch_k_above_every_class_is_refused_with_the_largest_class(tmp_path):
 
 @error
 def test_more_classes_per_batch_than_the_data_has_is_refused(tmp_path):
-    run = str(tmp_path / 'run')
+    run = str(tmp_path / 'runs' / 'margin' / 'run')
     r = gluon_dml('train-margin', *TINY, '--save-dir', run, '--batch-k', '2', '--batch-size', '20')
     assert r.code == 2 and len(r.error_lines) == 1, r
     assert 'needs 10 distinct classes, but the labels hold only 5' in r.error_lines[0]
-    assert not os.path.exists(run)               # the folder it made is gone: no run files
+    assert os.listdir(tmp_path) == []            # the folders it made are gone, parents too
+    # a parent that held something before stays, with what it held
+    (tmp_path / 'runs').mkdir()
+    (tmp_path / 'runs' / 'notes.txt').write_text('mine')
+    r = gluon_dml('train-margin', *TINY, '--save-dir', run, '--batch-k', '2', '--batch-size', '20')
+    assert r.code == 2 and os.listdir(tmp_path / 'runs') == ['notes.txt']
 
 
 @handled
