@@ -30,7 +30,8 @@ import numpy as np
 
 from .data.sources import list_images
 from .engine import get_contexts
-from .fileio import LockBusy, atomic_save, atomic_write_json, give_back_folder, hold_lock, release_lock
+from .fileio import (LockBusy, atomic_save, atomic_write_json, give_back_folder, hold_lock,
+                     missing_folders, release_lock)
 from .errors import UserError
 from .index import create_index, open_index
 from .methods import open_run
@@ -293,7 +294,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
         if os.path.isfile(os.path.join(out, CATALOG_FILE)):
             raise UserError('%s already holds a catalogue; add to it with --add, or choose another '
                             '--out.' % out)
-        created = not os.path.isdir(out)
+        made = missing_folders(out)          # given back if the first build fails
         os.makedirs(out, exist_ok=True)
         lock = lock_catalog(out, new=True)
     try:
@@ -303,7 +304,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
         release_lock(lock)
         if not add and not os.path.isfile(os.path.join(out, CATALOG_FILE)):
             # a failed first build leaves no lock file, nor a folder it made and left empty
-            give_back_folder(out, created)
+            give_back_folder(out, made)
 
 
 def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_size, chunk, which,

@@ -12,7 +12,7 @@ import os
 import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
-           'release_lock', 'give_back_folder', 'LockBusy']
+           'release_lock', 'missing_folders', 'give_back_folder', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -58,19 +58,36 @@ def release_lock(fd):
         pass
 
 
-def give_back_folder(folder, created, empty_subfolders=()):
+def missing_folders(path):
+    """The folders that creating ``path`` would make: ``path`` and its missing parents, deepest
+    first (empty when ``path`` exists)."""
+    missing, path = [], os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def give_back_folder(folder, made=(), empty_subfolders=()):
     """Undo a refused or failed start in ``folder``: remove its ``.lock`` file, the listed
-    subfolders if they are empty, and ``folder`` itself when ``created`` (this process made it)
-    and it is now empty. Release the lock first. Anything else in the folder stays."""
+    subfolders if they are empty, then the folders this process made for it (``made``, from
+    :func:`missing_folders` before it started: ``folder`` and new parents) while they are empty.
+    Release the lock first. Anything else stays."""
     steps = [lambda: os.unlink(os.path.join(folder, '.lock'))]
     steps += [lambda sub=sub: os.rmdir(os.path.join(folder, sub)) for sub in empty_subfolders]
-    if created:
-        steps.append(lambda: os.rmdir(folder))          # only when empty
     for step in steps:
         try:
             step()
         except OSError:
             pass
+    for path in made:                                    # deepest first, each only when empty
+        try:
+            os.rmdir(path)
+        except OSError:
+            break
 
 
 def fsync_dir(path):

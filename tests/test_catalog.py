@@ -225,9 +225,9 @@ def test_one_writer_at_a_time(digits_run, image_folder, tmp_path):
     time.sleep(0.1)
     proc = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--add', '--no-progress')
     assert '120 items' in proc.stdout
-    # a first build that fails leaves neither the lock file nor the folder it made
+    # a first build that fails leaves neither the lock file nor the folders it made
     bad = _gluon_dml('index', digits_run, '--images', tmp_path / 'nothing-here', '--out',
-                     tmp_path / 'new', check=False)
+                     tmp_path / 'new' / 'catalog', check=False)
     assert bad.returncode == 2 and not (tmp_path / 'new').exists()
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gluon_dml.fileio import LockBusy, give_back_folder, hold_lock, release_lock
+from gluon_dml.fileio import LockBusy, give_back_folder, hold_lock, missing_folders, release_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,21 +39,29 @@ def test_lock_busy_in_the_same_process(tmp_path):
         release_lock(fd)
 
 
-def test_give_back_a_folder_this_process_made(tmp_path):
-    folder = tmp_path / 'run'
+def test_missing_folders_deepest_first(tmp_path):
+    assert missing_folders(str(tmp_path)) == []
+    deep = tmp_path / 'a' / 'b' / 'c'
+    assert missing_folders(str(deep)) == [str(deep), str(tmp_path / 'a' / 'b'), str(tmp_path / 'a')]
+
+
+def test_give_back_the_folders_this_process_made(tmp_path):
+    folder = tmp_path / 'runs' / 'run'
+    made = missing_folders(str(folder))
     (folder / 'checkpoints').mkdir(parents=True)
     release_lock(hold_lock(str(folder / '.lock')))
-    give_back_folder(str(folder), created=True, empty_subfolders=('checkpoints',))
-    assert not folder.exists()
+    give_back_folder(str(folder), made, empty_subfolders=('checkpoints',))
+    assert os.listdir(tmp_path) == []
 
 
 def test_give_back_keeps_what_it_did_not_make(tmp_path):
     folder = tmp_path / 'run'
+    made = missing_folders(str(folder))
     (folder / 'checkpoints').mkdir(parents=True)
     (folder / 'checkpoints' / 'epoch-1.params').write_text('x')
     (folder / 'notes.txt').write_text('mine')
     (folder / '.lock').write_text('1')
-    give_back_folder(str(folder), created=True, empty_subfolders=('checkpoints',))
+    give_back_folder(str(folder), made, empty_subfolders=('checkpoints',))
     assert sorted(os.listdir(folder)) == ['checkpoints', 'notes.txt']
     assert (folder / 'checkpoints' / 'epoch-1.params').read_text() == 'x'
 
@@ -62,5 +70,5 @@ def test_give_back_an_existing_empty_folder_stays(tmp_path):
     folder = tmp_path / 'out'
     folder.mkdir()
     (folder / '.lock').write_text('1')
-    give_back_folder(str(folder), created=False)
+    give_back_folder(str(folder), missing_folders(str(folder)))
     assert folder.is_dir() and os.listdir(folder) == []

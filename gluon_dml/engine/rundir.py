@@ -29,8 +29,7 @@ from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_tempo
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
            'load_run_args', 'read_record', 'settings_in_force', 'trained_params_path',
-           'resume_point', 'check_run_folder', 'lock_run', 'release_locks', 'abandon_run',
-           'missing_folders', 'RUN_FILES',
+           'resume_point', 'check_run_folder', 'lock_run', 'release_locks', 'abandon_run', 'RUN_FILES',
            'CHANGEABLE_ON_RESUME', 'IGNORED_ON_RESUME']
 
 RUN_FILES = ('args.json', 'log.jsonl', 'checkpoints', 'best.params', 'best.loss.params',
@@ -130,34 +129,14 @@ def lock_run(run_dir):
         _LOCKS[key] = fd
 
 
-def missing_folders(path):
-    """The folders that creating ``path`` would make: ``path`` and its missing parents, deepest
-    first (empty when ``path`` exists)."""
-    missing, path = [], os.path.abspath(path)
-    while not os.path.exists(path):
-        missing.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return missing
-
-
 def abandon_run(run_dir, made=()):
     """A run refused before its record was written (a backbone that does not exist, episodes
     the data cannot fill): give its folder back as it was, without the lock file, and without
-    the folders this run made for it (``made``: :func:`missing_folders` before it started) when
-    they are empty."""
+    the folders this run made for it (``made``: :func:`gluon_dml.fileio.missing_folders` before
+    it started) when they are empty."""
     fd = _LOCKS.pop(os.path.realpath(run_dir), None)
     release_lock(fd)
-    made = [os.path.abspath(p) for p in made]
-    give_back_folder(run_dir, os.path.abspath(run_dir) in made, empty_subfolders=('checkpoints',))
-    for folder in made:
-        if folder != os.path.abspath(run_dir):
-            try:
-                os.rmdir(folder)                          # only when empty
-            except OSError:
-                break
+    give_back_folder(run_dir, made, empty_subfolders=('checkpoints',))
 
 
 def release_locks():

@@ -14,9 +14,10 @@ from ..engine.logger import read_log
 from ..engine.distributed import cluster as job_cluster
 from ..engine.inference import fused_or_plain, hybridize_for_inference, quantize
 from ..engine.loop import Engine, _progress, embed_dataset, enable_amp
-from ..engine.rundir import (abandon_run, load_run_args, missing_folders, prepare_run,
-                             trained_params_path, write_args)
+from ..engine.rundir import (abandon_run, load_run_args, prepare_run, trained_params_path,
+                             write_args)
 from ..errors import UserError
+from ..fileio import missing_folders
 from ..viz import VisdomSink, env_name
 from .registry import get_method
 
