@@ -3,6 +3,11 @@ import os as _os
 
 __version__ = "0.2.0"
 
+# the environment this process started with, before the package set anything (threads, the
+# host-copy size, AMX, OpenBLAS's kernels for faiss): a command that starts itself again passes
+# this on, so the new process chooses as this one did and computes bit for bit the same
+ENV_AT_START = dict(_os.environ)
+
 
 def _use_every_core():
     """MXNet 1.9 uses half the cores when OMP_NUM_THREADS is unset (it assumes hyper-threads):

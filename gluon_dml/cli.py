@@ -413,7 +413,10 @@ def _keep_recorded_threads(args, given, stream=None):
               '(--threads N chooses another count).' % (args.save_dir, want, want),
               file=stream or sys.stderr, flush=True)
         sys.stdout.flush()
-        env = dict(os.environ, OMP_NUM_THREADS=str(want), GLUON_DML_THREADS_EXEC=str(want))
+        # the environment the command was started with: what importing the package set here
+        # (OPENBLAS_CORETYPE, for one) would otherwise reach MXNet's BLAS in the new process
+        env = dict(gluon_dml.ENV_AT_START, OMP_NUM_THREADS=str(want),
+                   GLUON_DML_THREADS_EXEC=str(want))
         os.execve(sys.executable, list(getattr(sys, 'orig_argv', [sys.executable] + sys.argv)), env)
     print('warning: %s was trained with --threads %d, and this process computes with %s threads '
           '(fixed when MXNet loaded): the resumed run will not end bitwise where an uninterrupted '

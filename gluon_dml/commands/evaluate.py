@@ -56,6 +56,7 @@ def main(argv=None):
     a.out = cli.output_path(a.out)
     a.save_embeddings = cli.output_path(getattr(a, 'save_embeddings', None), '.npz',
                                         '--save-embeddings')
+    a.save_codes = cli.output_path(getattr(a, 'save_codes', None), '.npz', '--save-codes')
     if getattr(a, 'ks', None) is not None:
         config.parse_int_list(a.ks, '--ks', '1,2,4,8')
     run_args = load_run_args(a.run_dir)

@@ -564,7 +564,8 @@ class Engine:
         self._last_save = time.time()
         self._resumed_from = (meta['epoch'], meta['batch'], last) if last is not None else None
         if resume and last is None and self.logger:
-            self.logger.info('--resume: no checkpoint in %s yet, starting from the beginning.'
+            self.logger.info('--resume: no checkpoint in %s yet (a new run folder, or a run '
+                             'stopped before its first checkpoint), starting from the beginning.'
                              % self.ckpt.dir)
         if last is not None:
             start_epoch, start_batch = meta['epoch'], meta['batch']

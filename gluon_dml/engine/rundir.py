@@ -136,7 +136,17 @@ def abandon_run(run_dir, made=()):
     it started) when they are empty."""
     fd = _LOCKS.pop(os.path.realpath(run_dir), None)
     release_lock(fd)
-    give_back_folder(run_dir, made, empty_subfolders=('checkpoints',))
+    # the folder held no run file when the run started (check_run_folder), so those there now
+    # (vocab.json of a VSE run, for one) were written by this attempt
+    for name in RUN_FILES:
+        path = os.path.join(run_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+    give_back_folder(run_dir, made, empty_subfolders=[n for n in RUN_FILES
+                                                       if os.path.isdir(os.path.join(run_dir, n))])
 
 
 def release_locks():

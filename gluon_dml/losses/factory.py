@@ -48,12 +48,9 @@ def build_loss(name, options=None, num_classes=None, embed_dim=None, batch_k=Non
                beta_per_class=False, family='embedding'):
     """(loss block, {option: value used}) for loss ``name`` with ``options`` (typed, see
     :func:`loss_flags`); the other constructor arguments come from the run."""
-    try:
-        cls = get_loss_class(name)
-    except ValueError as err:
-        raise UserError(str(err)) from None
     key = name.lower().replace('-', '_')
     check_loss(key, family, beta_per_class)
+    cls = get_loss_class(key)
     params = inspect.signature(cls.__init__).parameters
     kwargs = dict(options or {})
     if 'num_classes' in params:
@@ -65,7 +62,7 @@ def build_loss(name, options=None, num_classes=None, embed_dim=None, batch_k=Non
     try:
         loss = cls(**kwargs)
     except (TypeError, ValueError) as err:
-        raise UserError('Bad options for the %s loss: %s.' % (name, err)) from None
+        raise UserError('Bad options for the %s loss: %s.' % (name, str(err).rstrip('.'))) from None
     used = {n: (kwargs[n] if n in kwargs else p.default) for n, p in params.items()
             if n not in ('self', 'prefix', 'params') and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     return loss, used
@@ -75,8 +72,9 @@ def check_loss(name, family='embedding', beta_per_class=False):
     """Refuse a loss of the other family, or --beta-per-class for a loss without beta."""
     try:
         get_loss_class(name)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    except ValueError:
+        raise UserError('Unknown loss %r; the %s losses are: %s.'
+                        % (name, family, ', '.join(_family_members(family)))) from None
     if loss_family(name) != family:
         if family == 'hashing':
             raise UserError('train_hash.py trains a hashing loss (--loss %s); %s is not one.'

@@ -164,6 +164,13 @@ class HashMethod(Method):
         if args.bits < 1:
             raise UserError('--bits must be a positive integer, got %d.' % args.bits)
         args.topk_list = parse_int_list(args.topk, '--topk', '1000')
+        if not args.topk_list or min(args.topk_list) < 1:
+            raise UserError('--topk takes the K of mAP@top-K, positive integers such as "1000", '
+                            'got %r.' % args.topk)
+        if args.batch_size < 2:
+            raise UserError('--batch-size %d: the hashing losses learn from the pairs of a batch, '
+                            'so it needs at least 2 images.' % args.batch_size)
+        args.loss = args.loss.lower().replace('-', '_')
         args.embed_dim = args.bits
 
     def evaluation_split(self, args):
@@ -223,6 +230,13 @@ class HashMethod(Method):
         super().check_evaluation(args, a)
         if a.save_embeddings:
             raise UserError('%s is a hashing run: use --save-codes FILE.npz.' % a.run_dir)
+        if getattr(a, 'split', 'test') != 'test':
+            raise UserError('--split %s: a hashing run is evaluated on its protocol, the query '
+                            'images searched in the database (the test split); leave --split out.'
+                            % a.split)
+        if getattr(a, 'few_shot', None):
+            raise UserError('--episodes is for the embedding runs (train-margin, train-npair); %s '
+                            'is a hashing run.' % a.run_dir)
 
     def evaluate_run(self, trained, a):
         """mAP (whole database), mAP@top-K, precision within Hamming radius 2 and the

@@ -229,7 +229,7 @@ class VSEMethod(Method):
                             help='train the image backbone too (default: frozen; fashion3: '
                                  'trained)')),
         ('--grad-clip', dict(type=float, default=2.0,
-                             help="clip the gradients' global norm (default 2)")),
+                             help="clip the gradients' global norm (default 2; 0: no clipping)")),
         ('--min-word-count', dict(type=int, default=4,
                                   help='vocabulary: training-caption words seen at least this '
                                        'often (default 4)')),
@@ -268,8 +268,23 @@ class VSEMethod(Method):
         return '%s split' % args.val_split
 
     def setup(self, args):
+        names = self.dataset_names()
+        if args.data.lower() not in names:
+            raise UserError('Unknown --data %s for %s; the caption sets are: %s.'
+                            % (args.data, self.script, ', '.join(names)))
         if args.warmup_epochs < 0 or args.grad_clip < 0 or args.margin < 0:
             raise UserError('--warmup-epochs, --grad-clip and --margin must not be negative.')
+        for flag, value in (('--word-dim', args.word_dim), ('--num-layers', args.num_layers)):
+            if value < 1:
+                raise UserError('%s must be a positive integer, got %d.' % (flag, value))
+        if args.max_len is not None and args.max_len < 1:
+            raise UserError('--max-len must be a positive number of tokens (leave it out for no '
+                            'cut), got %d.' % args.max_len)
+        if args.min_word_count < 1:
+            raise UserError('--min-word-count must be at least 1, got %d.' % args.min_word_count)
+        if args.batch_size < 2:
+            raise UserError('--batch-size %d: VSE++ needs at least 2 image-caption pairs per batch '
+                            '(the other pairs of the batch are the negatives).' % args.batch_size)
         root = data_root(args)
         args.data_path = root
         args.precomputed = is_precomputed(root, args.data)

@@ -74,6 +74,13 @@ def test_training_improves_map_and_codes_are_saved_searched_and_evaluated(tmp_pa
     proc = run_script('eval/search.py', run, '--queries', out, '--k', '5', check=True)
     assert 'precision@5' in proc.stdout
 
+    # evaluate flags that do not apply to a hashing run are refused, before any work
+    for flags, said in ((['--split', 'train'], '--split train: a hashing run is evaluated on its protocol'),
+                        (['--episodes', '10'], '--episodes is for the embedding runs'),
+                        (['--save-codes', tmp_path / 'codes.npz' / 'x'], '--save-codes')):
+        bad = run_script('eval/evaluate.py', run, *flags)
+        assert bad.returncode == 2 and said in bad.stderr and 'Traceback' not in bad.stderr, bad.stderr
+
 
 @pytest.mark.slow
 def test_resume_continues_the_scale_schedule_exactly(tmp_path):

@@ -209,8 +209,8 @@ def test_resume_of_an_empty_folder_starts_the_run(tmp_path, reference):
     run = str(tmp_path / 'new')
     r = gluon_dml('train-margin', *TINY, *STD, '--save-dir', run, '--resume')
     assert r.code == 0, r
-    assert '--resume: no checkpoint in %s yet, starting from the beginning.' % \
-        os.path.join(run, 'checkpoints') in r.out
+    assert ('--resume: no checkpoint in %s yet (a new run folder, or a run stopped before its first '
+            'checkpoint), starting from the beginning.' % os.path.join(run, 'checkpoints')) in r.out
     assert_same_params(final_params(reference), final_params(run))
 
 
@@ -266,4 +266,34 @@ def test_a_resumed_run_computes_with_its_recorded_threads(tmp_path):
     resumed = run('--save-dir', part, '--resume', '--epochs', '2')
     assert 'resuming with 1 threads, as recorded' in resumed.stderr
     assert record(part)['resumes'][-1]['changed'] == {'epochs': 2}
+    assert_same_params(final_params(ref), final_params(part))
+
+
+@handled
+def test_a_command_started_again_for_its_threads_gets_the_environment_it_started_with(tmp_path):
+    """The command that starts again passes on the environment it was started with, not what
+    importing the package set in it: OPENBLAS_CORETYPE (set for faiss) reached MXNet's BLAS in the
+    new process, and a resumed hashing run (dense layers) ended 1e-7 away from the run without
+    interruption."""
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip('one core: the default thread count is the recorded one')
+    env = script_env()
+    for name in ('OMP_NUM_THREADS', 'OPENBLAS_CORETYPE'):
+        env.pop(name, None)
+
+    def run(*argv):
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'train-hash'] + [str(a) for a in argv],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+    flags = ['--data', 'digits', '--batches-per-epoch', '6', '--bits', '16', '--no-progress',
+             '--threads', '1']
+    ref, part = tmp_path / 'ref', tmp_path / 'part'
+    run(*flags, '--epochs', '3', '--save-dir', ref)
+    run(*flags, '--epochs', '1', '--save-dir', part)
+    resumed = run('--save-dir', part, '--resume', '--epochs', '3')
+    assert 'resuming with 1 threads, as recorded' in resumed.stderr
     assert_same_params(final_params(ref), final_params(part))

@@ -207,7 +207,8 @@ def test_resuming_a_run_killed_before_its_first_checkpoint_logs_epoch_0_once(par
     open(os.path.join(partial, 'log.jsonl'), 'w').write(first)     # epoch 0 only
     r = resume(partial)
     assert r.code == 0, r
-    assert 'no checkpoint in %s yet, starting from the beginning' % os.path.join(partial, 'checkpoints') in r.out
+    assert 'no checkpoint in %s yet (a new run folder, or a run stopped before its first checkpoint), ' \
+        'starting from the beginning' % os.path.join(partial, 'checkpoints') in r.out
     assert [row['epoch'] for row in log_rows(partial)] == [0, 1, 2, 3]
     ends_like(reference, partial)
 

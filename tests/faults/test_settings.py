@@ -71,6 +71,36 @@ def test_a_setting_that_cannot_train_is_one_sentence_and_writes_nothing(tmp_path
     assert not os.path.exists(run)
 
 
+# the other training commands: refused before the run folder (or a data set) is made
+METHOD_REFUSED = [
+    ('train-vse', ['--data', 'bogus'], 'Unknown --data bogus for train_vse.py; the caption sets are: coco,'),
+    ('train-vse', ['--num-layers', '0'], '--num-layers must be a positive integer, got 0.'),
+    ('train-vse', ['--word-dim', '0'], '--word-dim must be a positive integer, got 0.'),
+    ('train-vse', ['--max-len', '0'], '--max-len must be a positive number of tokens'),
+    ('train-vse', ['--min-word-count', '0'], '--min-word-count must be at least 1, got 0.'),
+    ('train-vse', ['--batch-size', '1'], '--batch-size 1: VSE++ needs at least 2 image-caption pairs'),
+    ('train-hash', ['--topk', '0'], '--topk takes the K of mAP@top-K, positive integers'),
+    ('train-hash', ['--batch-size', '1'], '--batch-size 1: the hashing losses learn from the pairs'),
+    ('train-hash', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the hashing losses are: dch, dsh, hashnet."),
+    ('train-hash', ['--alpha-bits', '0'], 'Bad options for the hashnet loss: HashNet needs bits >= 1 and '
+                                          'alpha_bits > 0, got 48 and 0.0.'),
+    ('train-npair', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the embedding losses are: arcface,"),
+]
+
+
+@error
+@pytest.mark.parametrize('command,flags,sentence', METHOD_REFUSED,
+                         ids=['%s %s' % (c, ' '.join(f)) for c, f, _ in METHOD_REFUSED])
+def test_settings_other_commands_cannot_train_with_are_refused(tmp_path, command, flags, sentence):
+    run = str(tmp_path / 'run')
+    data = ['--data', 'fashion3'] if command == 'train-vse' else ['--data', 'digits']
+    r = gluon_dml(command, *data, '--epochs', '1', '--save-dir', run, '--no-progress', *flags)
+    assert r.code == 2 and len(r.error_lines) == 1, r
+    assert r.error_lines[0].startswith('error: ' + sentence), r.error_lines[0]
+    assert not r.error_lines[0].endswith('..')
+    assert not os.path.exists(run)
+
+
 @error
 def test_a_run_refused_late_leaves_its_existing_folder_as_it_was(tmp_path):
     run = tmp_path / 'run'
