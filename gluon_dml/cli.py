@@ -106,7 +106,8 @@ def build_parser(method):
     _flag(g, '--batch-k', type=int, default=None, metavar='K',
           help='images per class in a batch: P classes x K images (default %s)' % rule('batch_k'))
     _flag(g, '--batches-per-epoch', type=int, default=None, metavar='N',
-          help='batches in an epoch (default: training images // batch size)')
+          help='batches in an epoch (default %s)'
+               % rule('batches_per_epoch').replace('none', 'training images // batch size'))
     _flag(g, '--num-workers', type=int, default=None, metavar='N',
           help='data loading threads (default %s)' % rule('num_workers'))
     _flag(g, '--image-size', type=int, default=None, metavar='PX',

@@ -294,8 +294,8 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
         raise UserError('opset must be %s (the opset MXNet 1.9.1\'s converters are written '
                         'for), got %r.' % (', '.join(map(str, sorted(_IR_VERSION))), opset))
     if batch_size is not None and int(batch_size) < 1:
-        raise UserError('batch_size must be a positive integer or None (free), got %r.'
-                        % batch_size)
+        raise UserError('--batch-size must be a positive integer (leave it out for a free batch '
+                        'size), got %r.' % batch_size)
     missing = unsupported_operators(sym_path, opset)
     if missing:
         raise UserError('%s cannot be exported to ONNX: MXNet 1.9.1\'s exporter has no converter '
@@ -342,13 +342,23 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     prefix = args.get('save_model_prefix') or 'model'
     out = out or os.path.join(run_dir, '%s%s.onnx' % (prefix, '-' + part if part else ''))
     folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
+    if os.path.isdir(out):
+        raise UserError('%s is a folder; give the ONNX file a name (--onnx OUT.onnx).' % out)
+    parent = folder
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError('%s cannot be written: %s is a file, not a folder.' % (out, parent))
     blob = model.SerializeToString()
 
     def write(tmp):
         with open(tmp, 'wb') as f:       # open(), not mkstemp: the file gets the umask's mode
             f.write(blob)
-    atomic_save(out, write)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        atomic_save(out, write)
+    except OSError as err:              # named by the file asked for, not its temporary name
+        raise UserError('%s cannot be written: %s.' % (out, err.strerror or err)) from None
     return out
 
 

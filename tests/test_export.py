@@ -322,13 +322,19 @@ def test_an_operator_without_converter_is_named(tmp_path):
     assert not os.path.exists(os.path.join(run, 'model.onnx'))
 
 
-def test_the_command_refuses_what_it_cannot_do(margin_run, capsys):
+def test_the_command_refuses_what_it_cannot_do(margin_run, capsys, tmp_path):
     from gluon_dml.cli import main_guard
     from gluon_dml.commands.export import main
+    (tmp_path / 'a-file').write_text('x')
     for argv, message in (([margin_run, '--onnx', 'x.onnx', '--input-shape', '1,8'],
                            '--input-shape takes three positive integers'),
                           ([margin_run, '--check', '--images', '0'],
-                           '--images must be at least 1')):
+                           '--images must be at least 1'),
+                          ([margin_run, '--onnx', 'x.onnx', '--batch-size', '0'],
+                           '--batch-size must be a positive integer'),
+                          ([margin_run, '--onnx', str(tmp_path)], 'is a folder; give the ONNX file a name'),
+                          ([margin_run, '--onnx', str(tmp_path / 'a-file' / 'x.onnx')],
+                           'cannot be written: %s is a file, not a folder.' % (tmp_path / 'a-file'))):
         with pytest.raises(SystemExit) as exit_:
             main_guard(main, argv)
         assert exit_.value.code == 2

@@ -249,7 +249,7 @@ def test_best_epoch_is_chosen_on_validation_classes_only(tmp_path, digits_run):
     assert best['recall@1'] == max(r['recall@1'] for r in log[1:])
     assert 'on the validation classes (digits, best-on-validation network)' in proc.stdout
     ev = run_script('eval/evaluate.py', run, '--split', 'val', check=True)
-    assert 'network: best epoch, chosen on validation classes' in ev.stdout
+    assert 'network: best epoch, chosen on the validation classes' in ev.stdout
     # a run folder of an older version, whose best.params was chosen on the test split
     (digits_run / 'best.json').write_text(json.dumps({'epoch': 1, 'recall@1': 0.5}))
     import shutil

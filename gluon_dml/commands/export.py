@@ -61,6 +61,9 @@ def main(argv=None):
     from .. import export
     if a.images < 1 or a.tol < 0:
         raise UserError('--images must be at least 1 and --tol not negative.')
+    if a.batch_size is not None and a.batch_size < 1:
+        raise UserError('--batch-size must be a positive integer (leave it out for a free batch '
+                        'size), got %d.' % a.batch_size)
     shape = _shape(a.input_shape) if a.input_shape else None
     args = export._run_args(a.run_dir)
     vse = args.get('method') == 'vse'

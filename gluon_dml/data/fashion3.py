@@ -169,13 +169,21 @@ def build(out_dir, num_train=10000, seed=0, fashion_root=FASHION_ROOT, progress=
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog='gluon-dml make-fashion3', description=__doc__.splitlines()[0])
-    p.add_argument('out_dir')
-    p.add_argument('--train', type=int, default=10000, help='number of training pictures')
-    p.add_argument('--seed', type=int, default=0)
+    p = argparse.ArgumentParser(
+        prog='gluon-dml make-fashion3',
+        description='Build "fashion3": an image-caption set of three Fashion-MNIST items in a row '
+                    '(28 x 84 pictures, five captions each), in the Karpathy split layout '
+                    '(dataset_fashion3.json + images/) that train-vse reads.')
+    p.add_argument('out_dir', help='the folder to write (made if missing)')
+    p.add_argument('--train', type=int, default=10000, metavar='N',
+                   help='training pictures (default 10000; val and test: 10000 each)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the drawn pictures and captions '
+                                                       '(default 0)')
     p.add_argument('--fashion-root', default=FASHION_ROOT,
-                   help='folder with the four Fashion-MNIST IDX files')
+                   help='folder with the four Fashion-MNIST IDX files (default %(default)s)')
     a = p.parse_args(argv)
+    if a.train < 1:
+        p.error('--train must be a positive number of training pictures, got %d' % a.train)
     path = build(a.out_dir, a.train, a.seed, a.fashion_root, progress=True)
     print('written: %s' % path)
 

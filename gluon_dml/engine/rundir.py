@@ -338,7 +338,12 @@ def trained_params_path(run_dir, which=None):
     split (runs made before model selection moved to validation data): an optimistic number."""
     best = os.path.join(run_dir, 'best.params')
     last = CheckpointManager(run_dir, create=False).latest()
-    on_validation = False
+    on_validation, held_out = False, 'classes'
+    try:
+        if read_record(run_dir).get('method') == 'vse':
+            held_out = 'split'                   # caption sets hold out images, not classes
+    except (OSError, ValueError):
+        pass
     if os.path.exists(best):
         try:
             with open(os.path.join(run_dir, 'best.json')) as f:
@@ -347,7 +352,7 @@ def trained_params_path(run_dir, which=None):
             on_validation = False
     if which == 'best' or (which is None and on_validation):
         if os.path.exists(best):
-            return best, ('best epoch, chosen on validation classes' if on_validation else
+            return best, ('best epoch, chosen on the validation %s' % held_out if on_validation else
                           'best epoch, CHOSEN ON THE TEST SPLIT (optimistic)')
         if which == 'best':
             raise FileNotFoundError('%s has no best.params: its best epoch is chosen only when it '

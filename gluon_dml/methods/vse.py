@@ -282,6 +282,9 @@ class VSEMethod(Method):
                             'cut), got %d.' % args.max_len)
         if args.min_word_count < 1:
             raise UserError('--min-word-count must be at least 1, got %d.' % args.min_word_count)
+        if args.fashion3_train is not None and args.fashion3_train < 1:
+            raise UserError('--fashion3-train must be a positive number of training pictures, '
+                            'got %d.' % args.fashion3_train)
         if args.batch_size < 2:
             raise UserError('--batch-size %d: VSE++ needs at least 2 image-caption pairs per batch '
                             '(the other pairs of the batch are the negatives).' % args.batch_size)

@@ -66,6 +66,7 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
     npz = str(tmp_path / 'emb.npz')
     proc = run_script('eval/evaluate.py', run, '--split', 'test', '--save-embeddings', npz,
                       check=True)
+    assert 'best epoch, chosen on the validation split' in proc.stdout     # not "classes"
     z = np.load(npz)
     assert z['image_embeddings'].shape == (1000, 64)
     assert z['caption_embeddings'].shape == (5000, 64)
@@ -137,3 +138,17 @@ def test_frozen_backbone_step_trains_only_the_heads(tmp_path):
     assert all(np.array_equal(before[k], after[k]) for k in backbone)     # running stats too
     changed = [k for k in before if k not in backbone and not np.array_equal(before[k], after[k])]
     assert any('dense' in k for k in changed) and any('gru' in k or 'embedding' in k for k in changed)
+
+
+def test_make_fashion3_help_and_refusal(tmp_path):
+    import subprocess
+    import sys
+    from tests.helpers import REPO, script_env
+    cmd = [sys.executable, '-m', 'gluon_dml', 'make-fashion3']
+    help_text = subprocess.run(cmd + ['--help'], capture_output=True, text=True, env=script_env(),
+                               cwd=REPO, check=True).stdout
+    assert 'that train-vse reads.' in help_text and 'default 10000' in help_text
+    bad = subprocess.run(cmd + [str(tmp_path / 'f3'), '--train', '0'], capture_output=True,
+                         text=True, env=script_env(), cwd=REPO)
+    assert bad.returncode == 2 and '--train must be a positive number' in bad.stderr
+    assert not (tmp_path / 'f3').exists()

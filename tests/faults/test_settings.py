@@ -79,6 +79,7 @@ METHOD_REFUSED = [
     ('train-vse', ['--max-len', '0'], '--max-len must be a positive number of tokens'),
     ('train-vse', ['--min-word-count', '0'], '--min-word-count must be at least 1, got 0.'),
     ('train-vse', ['--batch-size', '1'], '--batch-size 1: VSE++ needs at least 2 image-caption pairs'),
+    ('train-vse', ['--fashion3-train', '-5'], '--fashion3-train must be a positive number of training pictures'),
     ('train-hash', ['--topk', '0'], '--topk takes the K of mAP@top-K, positive integers'),
     ('train-hash', ['--batch-size', '1'], '--batch-size 1: the hashing losses learn from the pairs'),
     ('train-hash', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the hashing losses are: dch, dsh, hashnet."),
