@@ -241,7 +241,11 @@ def test_l2normalization_converts_with_its_eps(tmp_path):
 def test_a_run_trained_without_hybridize_has_no_export(runs_dir):
     from gluon_dml.errors import UserError
     from gluon_dml.export import export_onnx, load_exported
-    run = _train(runs_dir, 'train_margin.py', '--disable-hybridize')
+    run = os.path.join(runs_dir, 'margin-disable-hybridize')
+    proc = run_script('train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '3',
+                      '--no-progress', '--save-dir', run, '--disable-hybridize', check=True,
+                      env=script_env(OMP_NUM_THREADS='1'))
+    assert 'Not exported: --disable-hybridize trains without a symbol graph' in proc.stdout + proc.stderr
     assert not os.path.exists(os.path.join(run, 'model-symbol.json'))
     for call in (lambda: load_exported(run), lambda: export_onnx(run, 'x.onnx')):
         with pytest.raises(UserError, match='trained with --disable-hybridize'):

@@ -744,7 +744,14 @@ class Engine:
         best = self.reported_params()
         if best is not None:
             self.net.load_parameters(best, ctx=self.ctx)
-        if not self.config.hybridize or not self.cluster.is_writer:      # [distributed]
+        if not self.cluster.is_writer:                                    # [distributed]
+            return
+        if not self.config.hybridize:
+            if self.logger:
+                self.logger.info('Not exported: --disable-hybridize trains without a symbol graph '
+                                 '(gluon-dml evaluate and embed read the parameters; train '
+                                 'without the flag for %s-symbol.json and ONNX).'
+                                 % self.config.export_prefix)
             return
         written = self.export()
         if self.logger:

@@ -10,6 +10,7 @@ once, with the best parameters, at the end.
 """
 import json
 import os
+import warnings
 
 import mxnet as mx
 from mxnet import autograd, gluon
@@ -308,11 +309,26 @@ class VSEMethod(Method):
             vocab = Vocabulary.build(train.captions, args.min_word_count)
             vocab.save(vocab_path)
         args.vocab_size = len(vocab)
+        if len(vocab) <= len(Vocabulary.SPECIALS):
+            warnings.warn('--min-word-count %d leaves no word of the training captions in the '
+                          'vocabulary: every caption reads as unknown words, and the text encoder '
+                          'cannot learn.' % args.min_word_count)
+        if not args.max_violation:
+            loss = 'VSE0 (sum of violations)'
+        elif args.warmup_epochs >= args.epochs:
+            loss = 'VSE0 (sum of violations) in every epoch: --warmup-epochs %d covers the run' \
+                % args.warmup_epochs
+            warnings.warn('--warmup-epochs %d covers all %d epochs: the run trains VSE0 only, never '
+                          'VSE++ (max violation).' % (args.warmup_epochs, args.epochs))
+        elif args.warmup_epochs:
+            loss = 'VSE0 (sum of violations) for %d warm-up epoch%s, then VSE++ (max violation)' % (
+                args.warmup_epochs, '' if args.warmup_epochs == 1 else 's')
+        else:
+            loss = 'VSE++ (max violation)'
         logger.info('%s: %d training images (%d captions), %d %s images; vocabulary %d words (seen >= %d '
                     'times in training); loss %s; run folder %s'
                     % (args.data, train.num_images, len(train), val.num_images, args.val_split,
-                       len(vocab), args.min_word_count, 'VSE++ (max violation)' if args.max_violation
-                       else 'VSE0 (sum of violations)', args.save_dir))
+                       len(vocab), args.min_word_count, loss, args.save_dir))
         pairs = CaptionPairs(train, vocab, args.max_len, train=True, seed=args.seed)
         return {'train': pairs, 'val': val, 'vocab': vocab}
 

@@ -51,6 +51,7 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
                       '--save-dir', run, '--epochs', '2', '--batches-per-epoch', '40',
                       '--warmup-epochs', '1', '--steps', '', '--embed-dim', '64',
                       '--word-dim', '32', '--no-progress', check=True)
+    assert 'loss VSE0 (sum of violations) for 1 warm-up epoch, then VSE++ (max violation)' in proc.stdout
     log = [json.loads(l) for l in open(os.path.join(run, 'log.jsonl'))]
     assert [r['epoch'] for r in log] == [0, 1, 2]
     # untrained: chance level (rsum ~ 3); after 80 steps the embedding must retrieve far better
@@ -152,3 +153,15 @@ def test_make_fashion3_help_and_refusal(tmp_path):
                          text=True, env=script_env(), cwd=REPO)
     assert bad.returncode == 2 and '--train must be a positive number' in bad.stderr
     assert not (tmp_path / 'f3').exists()
+
+
+def test_a_run_that_cannot_learn_what_it_says_is_warned(tmp_path):
+    """A warm-up as long as the run trains VSE0 only; a vocabulary of no word leaves the text
+    encoder nothing to learn: each is one warning line, and the header says which loss trains."""
+    proc = run_script('train_vse.py', '--data', 'fashion3', '--fashion3-train', '500', '--epochs', '1',
+                      '--batches-per-epoch', '1', '--warmup-epochs', '3', '--min-word-count', '100000',
+                      '--no-progress', '--save-dir', tmp_path / 'run', check=True)
+    out = proc.stdout + proc.stderr
+    assert 'warning: --warmup-epochs 3 covers all 1 epochs: the run trains VSE0 only' in out
+    assert 'warning: --min-word-count 100000 leaves no word of the training captions' in out
+    assert 'loss VSE0 (sum of violations) in every epoch' in out
