@@ -60,7 +60,8 @@ class _HelpFormatter(argparse.HelpFormatter):
         shown = [s for s in action.option_strings if s == action.option_strings[0] or '_' not in s]
         if action.nargs == 0:
             return ', '.join(shown)
-        return ', '.join('%s %s' % (s, self._format_args(action, action.dest.upper())) for s in shown)
+        default = {int: 'N', float: 'X'}.get(action.type, action.dest.upper())
+        return ', '.join('%s %s' % (s, self._format_args(action, default)) for s in shown)
 
 
 def _flag(group, *names, **kw):
@@ -96,7 +97,7 @@ def build_parser(method):
     g = p.add_argument_group('data')
     _flag(g, '--data', default=None, metavar='NAME',
           help='dataset: %s (default %s)' % (', '.join(m.dataset_names()), m.default_data))
-    if m.default_loss is not None:
+    if m.name == 'margin':                       # the named recipes train a loss of the zoo
         _flag(g, '--recipe', default=None, metavar='NAME',
               help='named settings (%s; default none)' % _recipe_list())
     _flag(g, '--data-path', default=None, metavar='PATH',
@@ -253,6 +254,9 @@ def build_parser(method):
     _flag(g, '--tsne-points', type=int, default=1000, metavar='N',
           help='test embeddings in the t-SNE and distance views, a class-balanced sample '
                '(default 1000)')
+    for action in p._actions:                    # shared flags this method takes no notice of
+        if action.dest in m.ignored_flags:
+            action.help = 'no effect with %s: %s' % (m.script, m.ignored_flags[action.dest])
     return p
 
 

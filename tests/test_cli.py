@@ -260,3 +260,14 @@ def test_importing_the_package_sets_every_core_and_serial_host_copies_unless_the
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120, env=env)
     assert proc.stdout.split() == ['1', '5000'], proc.stderr[-2000:]
+
+
+def test_help_of_each_command_says_which_shared_flags_it_ignores():
+    """--help gave train-hash's --batch-k a default (it is ignored, with a warning) and offered
+    the few-shot recipes, which only train-margin takes; type placeholders read N / X."""
+    hash_help = cli.build_parser('hash').format_help()
+    assert '--recipe' not in hash_help
+    assert '--batch-k K                 no effect with train_hash.py: hashing batches' in hash_help
+    assert '--init-scale X' in hash_help and '--bits N' in hash_help
+    margin_help = cli.build_parser('margin').format_help()
+    assert '--recipe NAME' in margin_help and 'no effect with' not in margin_help

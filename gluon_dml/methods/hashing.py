@@ -143,7 +143,8 @@ class HashMethod(Method):
         ('--scale-power', dict(type=float, default=0.5, help='continuation power (default 0.5)')),
         ('--scale-step', dict(type=int, default=200,
                               help='iterations between scale updates (default 200)')),
-        ('--topk', dict(default='1000', help='the K of mAP@top-K, comma-separated (default 1000)')),
+        ('--topk', dict(default='1000', metavar='K[,K]',
+                        help='the K of mAP@top-K, comma-separated (default 1000)')),
     )
 
     def recipe(self, data):

@@ -270,7 +270,7 @@ class VSEMethod(Method):
 
     def setup(self, args):
         names = self.dataset_names()
-        if args.data.lower() not in names:
+        if args.data.lower().replace('-', '_') not in {n.replace('-', '_') for n in names}:
             raise UserError('Unknown --data %s for %s; the caption sets are: %s.'
                             % (args.data, self.script, ', '.join(names)))
         if args.warmup_epochs < 0 or args.grad_clip < 0 or args.margin < 0:
