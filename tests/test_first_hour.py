@@ -259,7 +259,8 @@ def test_best_epoch_is_chosen_on_validation_classes_only(tmp_path, digits_run):
     assert 'network: final network' in ev.stdout             # the default never takes it
     ev = run_script('eval/evaluate.py', digits_run, '--checkpoint', 'best', check=True)
     assert 'CHOSEN ON THE TEST SPLIT (optimistic)' in ev.stdout
-    assert 'CHOSEN ON THE TEST SPLIT' in json.load(open(digits_run / 'eval-test.json'))['network']
+    assert 'CHOSEN ON THE TEST SPLIT' in json.load(open(digits_run / 'eval-test-best.json'))['network']
+    assert json.load(open(digits_run / 'eval-test.json'))['network'] == 'final network'   # kept
 
 
 # ---------------------------------------------------------------------------------------------

@@ -406,10 +406,18 @@ class TrainedRun(object):
         self._fused, self.precision, self.int8_info = bool(fused), 'float32', None
 
     def eval_path(self, name):
-        """Where ``gluon-dml evaluate`` writes its metrics by default: ``RUN/eval-NAME.json``,
-        ``RUN/eval-NAME-int8.json`` for the INT8 network (float32's file stays)."""
-        return os.path.join(self.run_dir, 'eval-%s%s.json'
-                            % (name, '-int8' if self.precision == 'int8' else ''))
+        """Where ``gluon-dml evaluate`` writes its metrics by default: ``RUN/eval-NAME.json`` for
+        the network the run reports (the file training wrote, if any, holds the same network),
+        ``RUN/eval-NAME-last.json`` / ``-best.json`` for another one chosen with
+        ``--checkpoint``, and ``-int8`` added for the INT8 network (float32's file stays)."""
+        try:
+            reported = os.path.realpath(trained_params_path(self.run_dir)[0])
+        except FileNotFoundError:
+            reported = None
+        other = '' if os.path.realpath(self.params) == reported else \
+            ('-best' if os.path.basename(self.params) == 'best.params' else '-last')
+        return os.path.join(self.run_dir, 'eval-%s%s%s.json'
+                            % (name, other, '-int8' if self.precision == 'int8' else ''))
 
     @property
     def fused(self):

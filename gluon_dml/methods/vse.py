@@ -412,6 +412,12 @@ class VSEMethod(Method):
         metrics.update(run_dir=a.run_dir, split=split, params=trained.params,
                        network=trained.params_label, precision=trained.precision, data=args['data'],
                        num_images=int(cset.num_images), num_captions=int(len(cset)))
+        if os.path.basename(trained.params) == 'best.params':    # as training's eval-TEST.json says
+            try:
+                with open(os.path.join(a.run_dir, 'best.json')) as f:
+                    metrics['best_epoch'] = int(json.load(f)['epoch'])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
         written = [a.out or trained.eval_path(split)]
         atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_embeddings:

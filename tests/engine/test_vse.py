@@ -74,6 +74,7 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
     assert z['image_ids'][0] == 'test_00000.png' and len(z['image_ids']) == 1000
     again = json.load(open(os.path.join(run, 'eval-test.json')))
     assert again['rsum'] == pytest.approx(test['rsum'], abs=1e-6)
+    assert again['best_epoch'] == test['best_epoch']      # training's record keeps what it said
     # caption j belongs to image j // 5: the saved rows reproduce the metric
     from gluon_dml.metrics.crossmodal import i2t_t2i_recall
     assert i2t_t2i_recall(z['image_embeddings'], z['caption_embeddings'])['rsum'] == \
