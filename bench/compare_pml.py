@@ -104,7 +104,11 @@ def _proc_helpers():
     return reset_peak, status_kb
 
 
-def worker_throughput(model, mode, batch, size, warmup, steps, k=4):
+def throughput_step(model, mode, batch, size, k=4):
+    """``(step, fused)``: one step of the throughput rows on a fixed batch, ``model`` 'smallconv'
+    or 'resnet50' (v1b), ``mode`` 'train' (forward, margin loss with distance-weighted sampling,
+    backward, Adam; the loss's beta on its own trainer) or 'infer' (fused as evaluation runs).
+    bench/profile_step.py breaks the same step down."""
     import mxnet as mx
     import numpy as np
     from mxnet import autograd, gluon
@@ -128,20 +132,26 @@ def worker_throughput(model, mode, batch, size, warmup, steps, k=4):
     if mode == 'infer':
         def step():
             net(x).wait_to_read()
-    else:
-        loss = MarginLoss(negatives_per_anchor=k - 1)
-        loss.initialize(ctx=ctx[0])
-        loss.hybridize(static_alloc=True)
-        trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-4})
-        beta_trainer = gluon.Trainer(loss.collect_params(), 'adam', {'learning_rate': 1e-3},
-                                     kvstore=None)
+        return step, fused
+    loss = MarginLoss(negatives_per_anchor=k - 1)
+    loss.initialize(ctx=ctx[0])
+    loss.hybridize(static_alloc=True)
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-4})
+    beta_trainer = gluon.Trainer(loss.collect_params(), 'adam', {'learning_rate': 1e-3},
+                                 kvstore=None)
 
-        def step():
-            with autograd.record():
-                out = loss(net(x), y)
-            out.backward()
-            trainer.step(1)
-            beta_trainer.step(1)
+    def step():
+        with autograd.record():
+            out = loss(net(x), y)
+        out.backward()
+        trainer.step(1)
+        beta_trainer.step(1)
+    return step, fused
+
+
+def worker_throughput(model, mode, batch, size, warmup, steps, k=4):
+    import mxnet as mx
+    step, fused = throughput_step(model, mode, batch, size, k)
     for _ in range(warmup):
         step()
     mx.nd.waitall()

@@ -19,38 +19,18 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MODELS = {'smallconv': ('smallconv', 64, 128, (1, 28, 28)),
-          'resnet50': ('resnet50_v1b', 128, 16, (3, 224, 224))}
+MODELS = {'smallconv': (128, 28), 'resnet50': (16, 224)}     # default batch, image side
 MARK = '-- timed steps --'
 
 
 def build(model, batch):
     import gluon_dml  # first: it sets the threads before MXNet loads
     import mxnet as mx
-    import numpy as np
-    from mxnet import autograd, gluon
-    from gluon_dml.losses import MarginLoss
-    from gluon_dml.models import get_model
-    name, embed, default_batch, shape = MODELS[model]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from compare_pml import throughput_step
+    default_batch, size = MODELS[model]
     batch = batch or default_batch
-    k = 4
-    mx.random.seed(0)
-    net = get_model(name, embed, ctx=[mx.cpu()])
-    net.hybridize(static_alloc=True)
-    loss = MarginLoss(negatives_per_anchor=k - 1)
-    loss.initialize()
-    loss.hybridize(static_alloc=True)
-    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 1e-4})
-    beta_trainer = gluon.Trainer(loss.collect_params(), 'adam', {'learning_rate': 1e-3}, kvstore=None)
-    x = mx.nd.array(np.random.RandomState(0).rand(batch, *shape).astype(np.float32))
-    y = mx.nd.array(np.repeat(np.arange(batch // k), k))
-
-    def step():
-        with autograd.record():
-            out = loss(net(x), y)
-        out.backward()
-        trainer.step(1)
-        beta_trainer.step(1)
+    step, _ = throughput_step(model, 'train', batch, size)
     return mx, step, batch, gluon_dml.__version__
 
 
