@@ -172,7 +172,7 @@ def save_codes(path, query_codes, query_labels, db_codes, db_labels, query_ids=N
 
 def load_codes(path):
     """The arrays of :func:`save_codes` as a dict (``bits`` an int)."""
-    with np.load(path) as f:
+    with open(path, 'rb') as fh, np.load(fh) as f:    # the file is closed even when numpy refuses it
         out = {k: f[k] for k in f.files}
     for key in ('query_codes', 'db_codes'):
         if key not in out:
