@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 
 from .errors import UserError
-from .fileio import atomic_save
+from .fileio import atomic_save, existing_ancestor
 
 __all__ = ['exported_files', 'load_exported', 'export_onnx', 'onnx_session', 'run_onnx',
            'sample_images', 'verify', 'ONNX_EXTRA', 'DEFAULT_OPSET']
@@ -344,9 +344,7 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     folder = os.path.dirname(os.path.abspath(out))
     if os.path.isdir(out):
         raise UserError('%s is a folder; give the ONNX file a name (--onnx OUT.onnx).' % out)
-    parent = folder
-    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
-        parent = os.path.dirname(parent)
+    parent = existing_ancestor(folder)
     if not os.path.isdir(parent):
         raise UserError('%s cannot be written: %s is a file, not a folder.' % (out, parent))
     blob = model.SerializeToString()

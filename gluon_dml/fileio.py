@@ -12,7 +12,7 @@ import os
 import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
-           'release_lock', 'missing_folders', 'give_back_folder', 'LockBusy']
+           'release_lock', 'missing_folders', 'existing_ancestor', 'give_back_folder', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -69,6 +69,13 @@ def missing_folders(path):
             break
         path = parent
     return missing
+
+
+def existing_ancestor(path):
+    """``path`` when it exists, else the nearest of its parents that does (a file, perhaps: then
+    ``path`` cannot be made)."""
+    missing = missing_folders(path)
+    return os.path.dirname(missing[-1]) if missing else os.path.abspath(path)
 
 
 def give_back_folder(folder, made=(), empty_subfolders=()):

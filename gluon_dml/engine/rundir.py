@@ -24,7 +24,7 @@ import sys
 import time
 
 from ..errors import UserError
-from ..fileio import LockBusy, give_back_folder, hold_lock, release_lock
+from ..fileio import LockBusy, existing_ancestor, give_back_folder, hold_lock, release_lock
 from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_temporaries
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
@@ -93,10 +93,8 @@ def check_run_folder(run_dir, flag='--save-dir'):
     be written."""
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise UserError('%s %s is a file, not a folder; choose another %s.' % (flag, run_dir, flag))
-    parent = os.path.abspath(run_dir)
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
+    parent = existing_ancestor(run_dir)
+    if not os.path.isdir(parent):
         raise UserError('%s %s cannot be created: %s is a file, not a folder.' % (flag, run_dir, parent))
     try:
         os.makedirs(run_dir, exist_ok=True)
