@@ -143,8 +143,7 @@ def abandon_run(run_dir, made=()):
                 os.remove(path)
             except OSError:
                 pass
-    give_back_folder(run_dir, made, empty_subfolders=[n for n in RUN_FILES
-                                                       if os.path.isdir(os.path.join(run_dir, n))])
+    give_back_folder(run_dir, made, empty_subfolders=RUN_FILES)    # the folders among them, if empty
 
 
 def release_locks():
