@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from gluon_dml.fileio import LockBusy, give_back_folder, hold_lock, missing_folders, release_lock
+from gluon_dml.fileio import (LockBusy, existing_ancestor, give_back_folder, hold_lock, missing_folders,
+                              release_lock)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,6 +44,13 @@ def test_missing_folders_deepest_first(tmp_path):
     assert missing_folders(str(tmp_path)) == []
     deep = tmp_path / 'a' / 'b' / 'c'
     assert missing_folders(str(deep)) == [str(deep), str(tmp_path / 'a' / 'b'), str(tmp_path / 'a')]
+
+
+def test_existing_ancestor_is_the_path_or_its_nearest_existing_parent(tmp_path):
+    assert existing_ancestor(str(tmp_path)) == str(tmp_path)
+    assert existing_ancestor(str(tmp_path / 'a' / 'b')) == str(tmp_path)
+    (tmp_path / 'f').write_text('x')
+    assert existing_ancestor(str(tmp_path / 'f' / 'sub' / 'x.onnx')) == str(tmp_path / 'f')
 
 
 def test_give_back_the_folders_this_process_made(tmp_path):
