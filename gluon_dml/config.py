@@ -78,7 +78,20 @@ def canonical_data_name(name):
 
 
 def _dataset_recipe(data):
-    return RECIPES.get(data, IMAGE_RECIPE if is_image_dataset(data) else {})
+    """The recipe of dataset ``data`` (its canonical name): :data:`RECIPES` under any spelling of
+    the name (a plug-in's ``RECIPES['my_glyphs']`` serves ``--data my_glyphs``), else the photo
+    datasets' :data:`IMAGE_RECIPE` or nothing."""
+    for key, recipe in RECIPES.items():
+        if canonical_data_name(key) == data:
+            return recipe
+    return IMAGE_RECIPE if is_image_dataset(data) else {}
+
+
+def _recipe_missing(args, method):
+    """True for an in-memory dataset that neither :data:`RECIPES` nor the method gives settings:
+    it trains with :data:`DEFAULTS`, made for photos (a plug-in that registered no recipe)."""
+    return not (is_image_dataset(args.data) or _dataset_recipe(args.data) or
+                method.recipe(args.data))
 
 
 def named_recipe(name, data):
@@ -357,6 +370,13 @@ def flag_warnings(args, given, method):
     for dest, reason in method.ignored_flags.items():
         if dest in given:
             out.append('%s has no effect with %s: %s.' % (_flag(dest), method.script, reason))
+    if _recipe_missing(args, method) and not getattr(args, 'resume', False):
+        unset = [k for k in ('model', 'batch_size', 'epochs', 'lr') if k not in given]
+        if unset:
+            out.append('--data %s has no recipe (config.RECIPES[%r]): %s come from the defaults '
+                       'made for photos (%s).' % (args.data, args.data, ', '.join(
+                           _flag(k) for k in unset), ', '.join('%s %s' % (_flag(k), DEFAULTS[k])
+                                                               for k in unset)))
     if 'data_path' in given and args.data == 'digits':
         out.append('--data-path has no effect with --data digits: the digits ship with '
                    'scikit-learn.')

@@ -31,6 +31,40 @@ def test_recipes_and_overrides():
     assert a.use_pretrained and a.use_viz and a.save_dir == 'r'
 
 
+def test_a_plugin_recipe_under_any_spelling_and_a_missing_one_said(capsys):
+    # extending.md: a registered in-memory dataset takes config.RECIPES under the name it was
+    # given (RECIPES['my_glyphs'] served --data my_glyphs only as 'my-glyphs' before: the run
+    # silently took resnet50_v2 and 20 epochs); one with no recipe at all is warned
+    import numpy as np
+    from gluon_dml import config
+    from gluon_dml.data import ArrayDataset, register_dataset
+    from gluon_dml.data import registry
+
+    def tiny(root=None, split='train'):
+        return ArrayDataset(np.zeros((4, 1, 8, 8)), [0, 1, 0, 1], ['a', 'b'], 'tiny', split)
+    register_dataset('my_glyphs', tiny)
+    register_dataset('no_recipe_set', tiny)
+    config.RECIPES['my_glyphs'] = dict(model='smallconv', embed_dim=32, batch_size=40,
+                                       batch_k=4, epochs=4)
+    try:
+        a = cli.parse('margin', ['--data', 'my_glyphs', '--save-dir', 'unused'])
+        assert (a.data, a.model, a.embed_dim, a.batch_size, a.epochs) == \
+            ('my-glyphs', 'smallconv', 32, 40, 4)
+        assert 'recipe' not in capsys.readouterr().err
+        a = cli.parse('margin', ['--data', 'no_recipe_set', '--epochs', '2', '--save-dir', 'unused'])
+        assert (a.model, a.epochs) == ('resnet50_v2', 2)
+        err = capsys.readouterr().err
+        assert "warning: --data no-recipe-set has no recipe (config.RECIPES['no-recipe-set']): " \
+            '--model, --batch-size, --lr come from the defaults made for photos (--model ' \
+            'resnet50_v2, --batch-size 70, --lr 0.0001).' in err, err
+        cli.parse('margin', ['--data', 'omniglot', '--save-dir', 'unused'])
+        assert 'recipe' not in capsys.readouterr().err
+    finally:
+        config.RECIPES.pop('my_glyphs')
+        for key in ('myglyphs', 'norecipeset'):
+            registry._DATASETS.pop(('open-set', key), None)
+
+
 def test_beta_per_class_is_the_omniglot_margin_default_only():
     _parse_margin = _parse
 

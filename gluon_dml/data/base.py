@@ -60,6 +60,10 @@ class ArrayDataset(Dataset):
         if images.ndim != 4:
             raise ValueError('images must have shape (N, C, H, W), got shape %s.'
                              % (images.shape,))
+        if images.shape[1] > 4 and images.shape[3] in (1, 3, 4):
+            raise ValueError('images must have shape (N, C, H, W); shape %s looks like (N, H, W, '
+                             'C), channels last: pass images.transpose(0, 3, 1, 2).'
+                             % (images.shape,))
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
             raise ValueError('labels must have shape (%d,) to match the images, got %s.'
                              % (images.shape[0], labels.shape))

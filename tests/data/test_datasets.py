@@ -155,6 +155,9 @@ def test_array_dataset_contract_and_validation():
         ArrayDataset(images * 255, [0, 1, 0, 1], ['a', 'b'])
     with pytest.raises(ValueError, match='shape'):
         ArrayDataset(images[:, 0], [0, 1, 0, 1], ['a', 'b'])
+    with pytest.raises(ValueError, match=r'channels last: pass images.transpose\(0, 3, 1, 2\)'):
+        ArrayDataset(np.zeros((4, 12, 12, 1)), [0, 1, 0, 1], ['a', 'b'])
+    assert ArrayDataset(np.zeros((4, 4, 12, 12)), [0, 1, 0, 1], ['a', 'b']).image_shape == (4, 12, 12)
 
 
 # ----------------------------------------------------------------------------- digits
