@@ -128,14 +128,16 @@ def lock_run(run_dir):
 
 
 def abandon_run(run_dir, made=()):
-    """A run refused before its record was written (a backbone that does not exist, episodes
-    the data cannot fill): give its folder back as it was, without the lock file, and without
+    """A new run refused before its record was written (a backbone that does not exist, episodes
+    the data cannot fill), or failed before it trained anything (an unreadable test image at the
+    epoch-0 evaluation): give its folder back as it was, without the lock file, and without
     the folders this run made for it (``made``: :func:`gluon_dml.fileio.missing_folders` before
     it started) when they are empty."""
     fd = _LOCKS.pop(os.path.realpath(run_dir), None)
     release_lock(fd)
     # the folder held no run file when the run started (check_run_folder), so those there now
-    # (vocab.json of a VSE run, for one) were written by this attempt
+    # (vocab.json of a VSE run, args.json and log.jsonl of one that failed at its first
+    # evaluation) were written by this attempt
     for name in RUN_FILES:
         path = os.path.join(run_dir, name)
         if os.path.isfile(path) and not os.path.islink(path):

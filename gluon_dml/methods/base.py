@@ -13,9 +13,9 @@ from ..engine import EngineConfig, Logger, get_contexts, seed_everything
 from ..engine.logger import read_log
 from ..engine.distributed import cluster as job_cluster
 from ..engine.inference import fused_or_plain, hybridize_for_inference, quantize
-from ..engine.loop import Engine, _progress, embed_dataset, enable_amp
-from ..engine.rundir import (abandon_run, load_run_args, prepare_run, trained_params_path,
-                             write_args)
+from ..engine.loop import Engine, TrainingInterrupted, _progress, embed_dataset, enable_amp
+from ..engine.rundir import (abandon_run, load_run_args, prepare_run, resume_point,
+                             trained_params_path, write_args)
 from ..errors import UserError
 from ..fileio import missing_folders
 from ..viz import VisdomSink, env_name
@@ -204,6 +204,7 @@ def run(method, args):
     if writer:
         made = missing_folders(args.save_dir)     # given back if the run is refused before it starts
         run_dir = prepare_run(args)
+        fresh = not os.path.exists(os.path.join(run_dir, 'args.json'))     # not a resumed run
         try:
             logger = Logger(run_dir)
             engine, data, ctx = _build(method, args, run_dir, logger, job)
@@ -217,7 +218,19 @@ def run(method, args):
     else:
         run_dir, logger = args.save_dir, _QuietLogger()
         engine, data, ctx = _build(method, args, run_dir, logger, job)
-    metrics = engine.fit(resume=args.resume)
+    try:
+        metrics = engine.fit(resume=args.resume)
+    except TrainingInterrupted:
+        raise                                  # stopped by the user: --resume continues it
+    except Exception:
+        # failed before it trained anything (an image of the test split that cannot be read,
+        # found by the epoch-0 evaluation): the folder is given back, so that the run the error
+        # advises (--skip-bad-images, say) can start in it without --overwrite
+        if writer and fresh and resume_point(run_dir) is None and \
+                not any(r.get('epoch', 0) >= 1 for r in read_log(run_dir)):
+            logger.close()
+            abandon_run(run_dir, made)
+        raise
     logger.close()
     if not writer:
         if job.distributed:

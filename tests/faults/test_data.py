@@ -297,6 +297,29 @@ def test_a_training_run_with_skipped_images_counts_each_query_once(tmp_path):
 
 
 @error
+def test_a_run_that_fails_at_its_first_evaluation_gives_its_folder_back(tmp_path):
+    """An unreadable test image is found by the epoch-0 evaluation, after the run's record was
+    written: the folder stayed, so the run the error advises (--skip-bad-images) was refused as
+    'already holds a run', and with --resume as a change of settings."""
+    root = tmp_path / 'data'
+    _images(root, classes=4, per_class=4)
+    bad = root / 'class_d' / 'img2.png'
+    _break_data(str(bad))
+    run = tmp_path / 'runs' / 'b1'
+    argv = ('train-margin', '--data', 'folder', '--data-path', str(root), '--save-dir', str(run),
+            '--batch-size', '4', '--batch-k', '2', '--model', 'smallconv', '--embed-dim', '8',
+            '--image-size', '24', '--epochs', '1', '--num-workers', '0', '--no-progress',
+            '--nmi-runs', '1')
+    r = gluon_dml(*argv)
+    assert r.code == 2 and str(bad) in r.err and '--skip-bad-images' in r.err, r
+    assert not (tmp_path / 'runs').exists()          # the folders it made, given back
+    with pytest.warns(UserWarning, match='left out 1 unreadable'):
+        r = gluon_dml(*argv + ('--skip-bad-images',))
+    assert r.code == 0, r
+    assert [row['num_queries'] for row in log_rows(str(run))] == [7, 7]
+
+
+@error
 def test_a_research_annotation_file_that_is_not_utf8_is_named(tmp_path):
     base = F.write_cub(str(tmp_path), num_classes=2, per_class=2, boxes=False)
     path = os.path.join(base, 'classes.txt')
