@@ -6,6 +6,7 @@ backbone with an embedding head, the chosen loss, and every epoch Recall@K, NMI,
 and MAP@R on the evaluation split (the test classes, or with ``--val-classes`` held-out training
 classes, where the best epoch is then chosen).
 """
+import argparse
 import copy
 
 import numpy as np
@@ -233,7 +234,7 @@ class EmbeddingMethod(Method):
         else:
             dataset = get_dataset(args['data'], data_path, a.split, **options)
         emb, labels = trained.embed(dataset, a.batch_size, progress=True)
-        q_emb = q_labels = None
+        q_emb = q_labels = query = None
         if a.split in ('test', 'gallery') and has_query_split(args['data'], data_path):
             # In-Shop style: the query images are searched among the gallery images
             query = get_dataset(args['data'], data_path, 'query', **options)
@@ -244,6 +245,14 @@ class EmbeddingMethod(Method):
                                       query_labels=q_labels, nmi_runs=nmi_runs)
         if a.few_shot:
             metrics.update(few_shot_metrics(emb, labels, **a.few_shot))
+        if type(self).build_evaluator is not EmbeddingMethod.build_evaluator:
+            # a method with its own evaluator (extending.md's nearest-centroid accuracy): its
+            # metrics too, from the same network and split (it embeds the split itself)
+            settings = argparse.Namespace(**dict(args, eval_batch_size=a.batch_size,
+                                                 nmi_runs=nmi_runs, few_shot=None))
+            evaluator = self.build_evaluator(settings, {'eval': dataset, 'query': query}, None)
+            extra = evaluator(trained.net, trained.ctx)
+            metrics.update((k, v) for k, v in extra.items() if k not in metrics)
         metrics.update(run_dir=a.run_dir, split=a.split, params=trained.params,
                        network=trained.params_label, precision=trained.precision, data=args['data'],
                        num_images=int(len(labels)), num_classes=int(len(np.unique(labels))))
