@@ -87,8 +87,7 @@ def build_parser(method):
 
     # the name the user typed: the script (train_margin.py), or gluon-dml train-margin
     invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
-    prog = m.script if not m.script or invoked == m.script or m.name not in (
-        'margin', 'npair', 'hash', 'vse') else 'gluon-dml train-%s' % m.name
+    prog = m.script if not m.script or invoked == m.script else m.command
     p = argparse.ArgumentParser(
         prog=prog, usage='%(prog)s [options]', formatter_class=_HelpFormatter,
         allow_abbrev=False,
@@ -256,7 +255,7 @@ def build_parser(method):
                '(default 1000)')
     for action in p._actions:                    # shared flags this method takes no notice of
         if action.dest in m.ignored_flags:
-            action.help = 'no effect with %s: %s' % (m.script, m.ignored_flags[action.dest])
+            action.help = 'no effect with %s: %s' % (m.command, m.ignored_flags[action.dest])
     return p
 
 
@@ -475,7 +474,7 @@ def _resumed_args(parser, argv, given, record, method, save_dir, name):
     if record.get('method') not in (None, method.name):
         raise UserError('%s holds a %s run (made with %s); resume it with that command, not %s.'
                         % (save_dir, record.get('method'), record.get('command', '').split(' ')[0]
-                           or 'its script', method.script))
+                           or 'its script', method.command))
     recorded = settings_in_force(record)
     args = parser.parse_args(argv)
     for key, value in recorded.items():

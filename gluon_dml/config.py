@@ -116,8 +116,8 @@ def resolve(args, method):
     args.method = method.name
     recipe_name = getattr(args, 'recipe', None)
     if recipe_name and method.name != 'margin':
-        raise UserError('--recipe %s is a recipe of train_margin.py (a loss of the zoo); %s has '
-                        'no --loss to take it.' % (recipe_name, method.script))
+        raise UserError('--recipe %s is a recipe of gluon-dml train-margin (a loss of the zoo); '
+                        '%s has no --loss to take it.' % (recipe_name, method.command))
     args.data = canonical_data_name(args.data or (NAMED_RECIPES[recipe_name][0] if recipe_name in
                                                   NAMED_RECIPES else method.default_data))
     for dest in method.ignored_flags:        # no effect with this method: its recipe value stays
@@ -262,7 +262,7 @@ def check(args, method=None):
         raise UserError('--color-jitter must lie in [0, 1], got %g.' % jitter)
     (args.checkpoint_every_batches,
      args.checkpoint_every_minutes) = parse_checkpoint_every(getattr(args, 'checkpoint_every', None))
-    check_distributed(args)
+    check_distributed(args, method)
 
 
 def parse_checkpoint_every(text):
@@ -299,13 +299,20 @@ def check_amp(amp, gpus, method=None):
                         'the zero initial state of Gluon\'s GRU layer and fails; leave --amp out.')
 
 
-def check_distributed(args):
+def check_distributed(args, method=None):
     """``--kvstore`` and the cross-batch memory flags."""
     kvstore = getattr(args, 'kvstore', None) or 'device'
     if kvstore.startswith('dist') and 'DMLC_ROLE' not in os.environ:
+        command = getattr(method, 'command', None) or 'gluon-dml train-margin'
+        workers = getattr(args, 'job_workers', None)
+        if getattr(args, 'resume', False) and workers:
+            # the setting came from the run's record, not from the command line
+            raise UserError('%s was trained by a job of %d workers (--kvstore %s): resume it with '
+                            'python -m gluon_dml.launch -n %d %s --resume ...'
+                            % (args.save_dir, workers, kvstore, workers, command))
         raise UserError('--kvstore %s trains as one worker of a job: start the job with python -m '
                         'gluon_dml.launch -n WORKERS %s ... --kvstore %s.'
-                        % (kvstore, getattr(args, 'script', None) or 'train_margin.py', kvstore))
+                        % (kvstore, command, kvstore))
     size = getattr(args, 'xbm_size', 0) or 0
     if size < 0 or (getattr(args, 'xbm_start', 0) or 0) < 0:
         raise UserError('--xbm-size and --xbm-start must be >= 0, got %d and %d.'
@@ -369,7 +376,7 @@ def flag_warnings(args, given, method):
     out = []
     for dest, reason in method.ignored_flags.items():
         if dest in given:
-            out.append('%s has no effect with %s: %s.' % (_flag(dest), method.script, reason))
+            out.append('%s has no effect with %s: %s.' % (_flag(dest), method.command, reason))
     if _recipe_missing(args, method) and not getattr(args, 'resume', False):
         unset = [k for k in ('model', 'batch_size', 'epochs', 'lr') if k not in given]
         if unset:

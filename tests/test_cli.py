@@ -119,7 +119,7 @@ def test_npair_method_defaults_over_the_recipe():
     (['--steps', 'ten'], r'--steps takes comma-separated integers'),
     (['--gpus', 'zero'], r'--gpus takes comma-separated GPU ids'),
     (['--model', 'smallconv', '--use-pretrained'], r'smallconv has no pretrained weights'),
-    (['--loss', 'hashnet'], r'hashing loss over binary codes; train it with train_hash.py'),
+    (['--loss', 'hashnet'], r'hashing loss over binary codes; train it with gluon-dml train-hash'),
     (['--nmi-runs', '0'], r'--nmi-runs must be at least 1'),
 ])
 def test_bad_input_gives_one_clear_sentence(tmp_path, argv, message):
@@ -301,7 +301,26 @@ def test_help_of_each_command_says_which_shared_flags_it_ignores():
     the few-shot recipes, which only train-margin takes; type placeholders read N / X."""
     hash_help = cli.build_parser('hash').format_help()
     assert '--recipe' not in hash_help
-    assert '--batch-k K                 no effect with train_hash.py: hashing batches' in hash_help
+    assert '--batch-k K                 no effect with gluon-dml train-hash: hashing batches' in hash_help
     assert '--init-scale X' in hash_help and '--bits N' in hash_help
     margin_help = cli.build_parser('margin').format_help()
     assert '--recipe NAME' in margin_help and 'no effect with' not in margin_help
+
+
+def test_a_distributed_setting_outside_a_job_names_the_launcher_and_the_command(monkeypatch):
+    from argparse import Namespace
+    from gluon_dml import config
+    from gluon_dml.methods import get_method
+    monkeypatch.delenv('DMLC_ROLE', raising=False)
+    with pytest.raises(cli.UserError) as e:
+        config.check_distributed(Namespace(kvstore='dist_sync'), get_method('hash'))
+    assert str(e.value) == ('--kvstore dist_sync trains as one worker of a job: start the job with '
+                            'python -m gluon_dml.launch -n WORKERS gluon-dml train-hash ... '
+                            '--kvstore dist_sync.')
+    # resumed without the launcher: the setting is the record's, not a flag the user typed
+    with pytest.raises(cli.UserError) as e:
+        config.check_distributed(Namespace(kvstore='dist_sync', resume=True, job_workers=2,
+                                           save_dir='runs/x'), get_method('margin'))
+    assert str(e.value) == ('runs/x was trained by a job of 2 workers (--kvstore dist_sync): '
+                            'resume it with python -m gluon_dml.launch -n 2 gluon-dml '
+                            'train-margin --resume ...')

@@ -216,6 +216,11 @@ def test_the_help_table_lists_every_command_once_in_the_order_of_the_command_map
     rows = [line.split()[0] for line in commands._usage().splitlines()
             if line and not line.startswith(('usage:', '=', 'command '))]
     assert rows == list(commands.COMMANDS), rows
+    # usage.md's table of the commands: the same, in the same order
+    with open(os.path.join(DOCS, 'usage.md')) as f:
+        usage = f.read()
+    table = re.findall(r'^\| `([a-z0-9-]+)` \|', usage, flags=re.M)
+    assert table == list(commands.COMMANDS), table
     # a key written twice in the COMMANDS literal is silently one key at run time
     tree = ast.parse(inspect.getsource(commands))
     literal = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
@@ -256,3 +261,14 @@ def test_design_import_graph_is_the_packages():
     assert m, 'docs/design.md has no <!-- import-graph --> block'
     assert m.group(1).strip() == format_graph(import_graph(REPO)).strip(), \
         'docs/design.md: the import graph changed; paste the output of python docs/examples/import_graph.py'
+
+
+def test_losses_page_names_every_loss_that_keeps_its_embeddings_unnormalised():
+    from gluon_dml.losses import get_loss_class, list_losses
+    with open(os.path.join(DOCS, 'losses.md')) as f:
+        page = ' '.join(f.read().split())
+    named = re.search(r'`normalize_embeddings = False` \(the network then does not L2-normalise '
+                      r'its output: ([^)]*)\)', page).group(1)
+    unnormalised = [n for n in list_losses()
+                    if getattr(get_loss_class(n), 'normalize_embeddings', True) is False]
+    assert sorted(re.findall(r'`(\w+)`', named)) == sorted(unnormalised), named

@@ -86,9 +86,9 @@ def _warnings(method, *argv):
      '--beta has no effect with --loss triplet (it is an option of binomial, margin, multi_similarity'),
     ('margin', ['--loss', 'contrastive', '--mining', 'semihard'],
      '--mining has no effect with --loss contrastive'),
-    ('hash', ['--data', 'digits', '--batch-k', '4'], '--batch-k has no effect with train_hash.py'),
+    ('hash', ['--data', 'digits', '--batch-k', '4'], '--batch-k has no effect with gluon-dml train-hash'),
     ('hash', ['--data', 'digits', '--embed-dim', '32'],
-     '--embed-dim has no effect with train_hash.py: the code length --bits is the output size'),
+     '--embed-dim has no effect with gluon-dml train-hash: the code length --bits is the output size'),
     ('margin', ['--data', 'omniglot', '--image-size', '64'],
      '--image-size has no effect with --data omniglot'),
     ('margin', ['--viz-port', '9000'], '--viz-port has no effect without --use_viz'),
@@ -108,7 +108,7 @@ def test_vse_ignores_batch_k_with_a_warning(tmp_path, monkeypatch):
     root = tmp_path / 'f30k'
     root.mkdir()
     lines = _warnings('vse', '--data', 'f30k_precomp', '--data-path', root, '--batch-k', '3')
-    assert lines == ['--batch-k has no effect with train_vse.py: VSE batches are image-caption '
+    assert lines == ['--batch-k has no effect with gluon-dml train-vse: VSE batches are image-caption '
                      'pairs, not P classes x K images.']
 
 

@@ -10,7 +10,7 @@ import argparse
 import json
 import time
 
-from .. import config
+from .. import cli, config
 from ..data.hashing import get_hash_splits
 from ..index.baselines import get_baseline
 from ..metrics.hashing import hashing_metrics
@@ -24,6 +24,7 @@ def main(argv=None):
     p.add_argument('--methods', default='lsh,itq')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None, metavar='FILE.json')
+    cli.add_threads_flag(p, 'numpy and faiss')
     a = p.parse_args(argv)
 
 

@@ -191,7 +191,7 @@ def read_record(run_dir):
     path = os.path.join(run_dir, 'args.json')
     if not os.path.exists(path):
         raise FileNotFoundError('%s is not a run folder: it has no args.json (a run folder is what '
-                                'train_*.py writes under runs/NAME).' % run_dir)
+                                'a training command writes under runs/NAME).' % run_dir)
     try:
         with open(path, encoding='utf-8') as f:
             record = json.load(f)

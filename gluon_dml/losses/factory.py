@@ -77,10 +77,10 @@ def check_loss(name, family='embedding', beta_per_class=False):
                         % (name, family, ', '.join(_family_members(family)))) from None
     if loss_family(name) != family:
         if family == 'hashing':
-            raise UserError('train_hash.py trains a hashing loss (--loss %s); %s is not one.'
+            raise UserError('gluon-dml train-hash trains a hashing loss (--loss %s); %s is not one.'
                             % (', '.join(_family_members('hashing')), name))
         raise UserError('--loss %s is a hashing loss over binary codes; train it with '
-                        'train_hash.py.' % name)
+                        'gluon-dml train-hash.' % name)
     if beta_per_class and name.lower().replace('-', '_') != 'margin':
         raise UserError('--beta-per-class is an option of the margin loss, not of %s.' % name)
 

@@ -40,6 +40,15 @@ class Method(object):
     name = None
     script = None
     description = ''
+    # the methods with a command of their own (gluon-dml train-NAME); others: their script
+    COMMAND_METHODS = ('margin', 'npair', 'hash', 'vse')
+
+    @property
+    def command(self):
+        """How a user types this method's training command, for messages: ``gluon-dml
+        train-margin`` for the four built-in commands, else ``script`` (a plug-in's
+        ``train_centroid.py``, ``gluon-dml train hdc``)."""
+        return 'gluon-dml train-%s' % self.name if self.name in self.COMMAND_METHODS else self.script
     default_loss = None
     loss_family = 'embedding'
     default_data = 'omniglot'

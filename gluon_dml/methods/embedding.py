@@ -217,7 +217,7 @@ class EmbeddingMethod(Method):
     def check_evaluation(self, args, a):
         super().check_evaluation(args, a)
         if a.save_codes:
-            raise UserError('--save-codes is for train_hash.py runs; %s is not one (use '
+            raise UserError('--save-codes is for train-hash runs; %s is not one (use '
                             '--save-embeddings).' % a.run_dir)
         if a.split == 'val' and not args.get('val_classes'):
             raise UserError('%s was not trained with --val-classes, so it has no val split; use '

@@ -190,10 +190,10 @@ class VSEMethod(Method):
     ignored_flags = {
         'batch_k': 'VSE batches are image-caption pairs, not P classes x K images',
         'val_classes': 'the caption datasets have their own val split (--val-split)',
-        'rotations': 'rotated classes are for the embedding methods (train_margin.py)',
-        'shift': 'shift augmentation is for the embedding methods (train_margin.py)',
-        'tilt': 'tilt augmentation is for the embedding methods (train_margin.py)',
-        'zoom': 'zoom augmentation is for the embedding methods (train_margin.py)',
+        'rotations': 'rotated classes are for the embedding methods (train-margin, train-npair)',
+        'shift': 'shift augmentation is for the embedding methods (train-margin, train-npair)',
+        'tilt': 'tilt augmentation is for the embedding methods (train-margin, train-npair)',
+        'zoom': 'zoom augmentation is for the embedding methods (train-margin, train-npair)',
         'nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'eval_nmi_runs': 'VSE runs report cross-modal recall, not NMI',
         'episodes': 'VSE runs report cross-modal recall, not few-shot accuracy',
@@ -272,7 +272,7 @@ class VSEMethod(Method):
         names = self.dataset_names()
         if args.data.lower().replace('-', '_') not in {n.replace('-', '_') for n in names}:
             raise UserError('Unknown --data %s for %s; the caption sets are: %s.'
-                            % (args.data, self.script, ', '.join(names)))
+                            % (args.data, self.command, ', '.join(names)))
         if args.warmup_epochs < 0 or args.grad_clip < 0 or args.margin < 0:
             raise UserError('--warmup-epochs, --grad-clip and --margin must not be negative.')
         for flag, value in (('--word-dim', args.word_dim), ('--num-layers', args.num_layers)):
@@ -396,7 +396,7 @@ class VSEMethod(Method):
     def check_evaluation(self, args, a):
         super().check_evaluation(args, a)
         if a.save_codes:
-            raise UserError('--save-codes is for train_hash.py runs; %s is a VSE run.' % a.run_dir)
+            raise UserError('--save-codes is for train-hash runs; %s is a VSE run.' % a.run_dir)
 
     def evaluate_run(self, trained, a):
         """i2t / t2i recall of a split; ``--save-embeddings`` writes image_embeddings (N, D),

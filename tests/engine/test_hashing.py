@@ -2,6 +2,8 @@
 --save-codes, eval/search.py, exact --resume of the continuation schedule, clear errors."""
 import json
 import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -11,7 +13,7 @@ from gluon_dml.engine import CheckpointManager, read_log
 from gluon_dml.index import load_codes
 from gluon_dml.metrics.hashing import hamming_map
 
-from ..helpers import run_script
+from ..helpers import run_script, script_env
 
 TINY = ['--data', 'digits', '--bits', '16', '--no-progress']
 
@@ -19,7 +21,7 @@ TINY = ['--data', 'digits', '--bits', '16', '--no-progress']
 def test_bad_flags_are_clear_errors(tmp_path):
     from gluon_dml.cli import train
     from gluon_dml.errors import UserError
-    with pytest.raises(UserError, match='train_hash.py trains a hashing loss'):
+    with pytest.raises(UserError, match='gluon-dml train-hash trains a hashing loss'):
         train('hash', TINY + ['--loss', 'margin', '--save-dir', str(tmp_path / 'a')])
     with pytest.raises(UserError, match='Unknown dataset .omniglot. for the hashing protocol'):
         train('hash', ['--data', 'omniglot', '--save-dir', str(tmp_path / 'b')])
@@ -27,7 +29,7 @@ def test_bad_flags_are_clear_errors(tmp_path):
         train('hash', TINY + ['--bits', '0', '--save-dir', str(tmp_path / 'c')])
     # as a user sees it: one line, exit code 2
     proc = run_script('train_hash.py', *TINY, '--loss', 'margin', '--save-dir', tmp_path / 'd')
-    assert proc.returncode == 2 and proc.stderr.strip().startswith('error: train_hash.py trains')
+    assert proc.returncode == 2 and proc.stderr.strip().startswith('error: gluon-dml train-hash trains')
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -135,3 +137,17 @@ def test_multi_label_data_train_through_the_engine(tmp_path):
     # the scale set before the 4th and the 8th steps (iterations 3 and 7: schedule steps 2 and 6)
     assert log[1]['scale'] == pytest.approx(np.sqrt(1 + 0.005 * 2))
     assert log[2]['scale'] == pytest.approx(np.sqrt(1 + 0.005 * 6))
+
+
+def test_hash_baselines_command_writes_each_method_and_takes_threads(tmp_path):
+    """hashing.md repeats its baseline numbers with --threads 1: the command takes the flag (it
+    was refused as an unrecognised argument) and writes one row per method and length."""
+    out = tmp_path / 'b.json'
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data', 'digits',
+                           '--bits', '16', '--methods', 'lsh,itq', '--threads', '1', '--out',
+                           str(out)], capture_output=True, text=True, env=script_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [(r['method'], r['bits'], r['data']) for r in rows] == [('lsh', 16, 'digits'),
+                                                                   ('itq', 16, 'digits')]
+    assert rows[1]['map'] > rows[0]['map'] > 0.2        # 5 classes: chance is about 0.2

@@ -134,7 +134,7 @@ def test_resuming_with_the_script_of_another_method_is_refused(two_epochs):
     r = gluon_dml('train-hash', '--save-dir', two_epochs, '--resume', '--data', 'digits')
     assert r.code == 2 and len(r.error_lines) == 1, r
     assert 'holds a margin run (made with train_margin.py); resume it with that command, not ' \
-           'train_hash.py' in r.err
+           'gluon-dml train-hash' in r.err
 
 
 @error

@@ -73,7 +73,7 @@ def test_a_setting_that_cannot_train_is_one_sentence_and_writes_nothing(tmp_path
 
 # the other training commands: refused before the run folder (or a data set) is made
 METHOD_REFUSED = [
-    ('train-vse', ['--data', 'bogus'], 'Unknown --data bogus for train_vse.py; the caption sets are: coco,'),
+    ('train-vse', ['--data', 'bogus'], 'Unknown --data bogus for gluon-dml train-vse; the caption sets are: coco,'),
     ('train-vse', ['--num-layers', '0'], '--num-layers must be a positive integer, got 0.'),
     ('train-vse', ['--word-dim', '0'], '--word-dim must be a positive integer, got 0.'),
     ('train-vse', ['--max-len', '0'], '--max-len must be a positive number of tokens'),
