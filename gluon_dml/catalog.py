@@ -30,6 +30,7 @@ import numpy as np
 
 from .data.sources import list_images
 from .engine import get_contexts
+from .engine.faults import fault_point
 from .fileio import (LockBusy, atomic_save, atomic_write_json, give_back_folder, hold_lock,
                      missing_folders, release_lock)
 from .errors import UserError
@@ -37,10 +38,45 @@ from .index import create_index, open_index
 from .methods import open_run
 
 __all__ = ['Catalog', 'build_catalog', 'open_catalog', 'lock_catalog', 'release_lock', 'hit_record',
-           'CATALOG_FILE']
+           'CATALOG_FILE', 'IndexingInterrupted']
 
 CATALOG_FILE = 'catalog.json'
 _PENDING = '.embedding'
+
+
+class IndexingInterrupted(KeyboardInterrupt):
+    """SIGINT / SIGTERM (``signame``) stopped :func:`build_catalog`; the message says how many
+    images were embedded and kept under ``OUT/.embedding/`` and that the same command continues."""
+
+    def __init__(self, message, signame='SIGINT'):
+        super().__init__(message)
+        self.signame = signame
+
+
+def _interrupted(out, signame):
+    """The :class:`IndexingInterrupted` of a build of ``out`` stopped by ``signame``: what the
+    parts saved so far under ``out/.embedding/`` hold."""
+    embedded = unreadable = 0
+    for part in _pending_parts(out):
+        try:
+            with np.load(part, allow_pickle=False) as z:
+                embedded += len(z['kept'])
+                unreadable += len(z['bad_paths'])
+        except (OSError, ValueError, KeyError):
+            continue
+    what = 'Interrupted (Ctrl-C)' if signame == 'SIGINT' else 'Stopped (%s)' % signame
+    if not embedded and not unreadable:
+        try:
+            os.rmdir(os.path.join(out, _PENDING))      # only when empty
+        except OSError:
+            pass
+        return IndexingInterrupted('%s before any image was embedded; nothing was kept.'
+                                   % what, signame)
+    return IndexingInterrupted(
+        '%s; the catalogue was not written, but the %d image(s) embedded so far%s are kept in %s: '
+        'run the same command again to continue from there.'
+        % (what, embedded, ' (and %d unreadable, skipped)' % unreadable if unreadable else '',
+           os.path.join(out, _PENDING)), signame)
 
 
 def hit_record(hit):
@@ -274,6 +310,7 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log):
         kept.extend(k)
         bad.extend(b)
         log('embedding: %d/%d images' % (min(s + chunk, len(paths)), len(paths)))
+        fault_point('index-part', part=n + 1)
     vectors = np.concatenate(vecs) if vecs else np.zeros((0, enc.dim), np.float32)
     return vectors, kept, bad
 
@@ -300,6 +337,8 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
     try:
         return _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_size, chunk,
                               which, ctx, progress, log, fuse, int8, index_params)
+    except KeyboardInterrupt as err:
+        raise _interrupted(out, getattr(err, 'signame', 'SIGINT')) from None
     finally:
         release_lock(lock)
         if not add and not os.path.isfile(os.path.join(out, CATALOG_FILE)):

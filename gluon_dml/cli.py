@@ -622,7 +622,7 @@ def main_guard(main, argv=None, top_level=False):
         print('\n%s' % (str(err) or 'Interrupted (Ctrl-C); nothing was saved at this point: a '
                          'training run continues from its last checkpoint with --resume.'),
               file=sys.stderr)
-        sys.exit(130)
+        sys.exit(143 if getattr(err, 'signame', None) == 'SIGTERM' else 130)
     except (UserError, ValueError, FileNotFoundError, PretrainedUnavailableError, NaNLossError) as err:
         if debug:
             raise

@@ -13,12 +13,24 @@ interruption and the parts already embedded are reused. Unreadable images are sk
 counted. Prints the catalogue's size, memory and build time.
 """
 import argparse
+import signal
+import threading
 
 from .. import cli
 from ..catalog import build_catalog
 from ..engine import get_contexts
 
 __all__ = ['main']
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM, answered as Ctrl-C is: :func:`build_catalog` reports what it kept."""
+
+    signame = 'SIGTERM'
+
+
+def _on_sigterm(signum, frame):
+    raise _Stopped()
 
 INDEX_TYPES = ('auto', 'flat', 'ivf_flat', 'ivf_pq', 'hnsw', 'ivf', 'hash')
 
@@ -58,12 +70,19 @@ def main(argv=None):
     if a.batch_size < 1 or a.chunk < 1:
         raise cli.UserError('--batch-size and --chunk must be positive.')
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
-    cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend,
-                                index_type=a.index_type, uri=a.uri, add=a.add,
-                                batch_size=a.batch_size, chunk=a.chunk, which=a.checkpoint,
-                                ctx=get_contexts(a.gpus), progress=not a.no_progress,
-                                log=lambda msg: print(msg, flush=True), fuse=not a.no_fusion,
-                                int8=cli.int8_setting(a), **params)
+    # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend,
+                                    index_type=a.index_type, uri=a.uri, add=a.add,
+                                    batch_size=a.batch_size, chunk=a.chunk, which=a.checkpoint,
+                                    ctx=get_contexts(a.gpus), progress=not a.no_progress,
+                                    log=lambda msg: print(msg, flush=True), fuse=not a.no_fusion,
+                                    int8=cli.int8_setting(a), **params)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     info = cat.info()
     for path, why in report['unreadable']:
         print('skipped: %s (%s)' % (path, why))

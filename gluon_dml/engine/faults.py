@@ -15,7 +15,8 @@ The points: ``step`` (after each optimisation step), ``load`` (before each batch
 file of a checkpoint written), ``checkpoint-meta`` (every file but ``meta.json`` written),
 ``checkpoint-rename``, ``checkpoint-between-renames`` (a re-saved checkpoint: the old one moved
 aside, the new one not yet in place), ``checkpoint-pointer`` (renamed, ``latest`` not updated),
-``checkpoint-done``.
+``checkpoint-done``; ``index-part`` (``gluon-dml index``: a part of the embedding saved under
+``OUT/.embedding/``).
 """
 import errno
 import os
