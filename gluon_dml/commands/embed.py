@@ -14,6 +14,7 @@ VSE runs write ``image_embeddings`` / ``image_files`` and ``caption_embeddings``
 """
 import argparse
 import os
+import warnings
 
 import numpy as np
 
@@ -71,6 +72,13 @@ def main(argv=None):
         if trained.args.get('precomputed'):
             raise UserError('This run embeds precomputed CNN features, not image files.')
         paths, labels = list_images(a.images)
+        if labels is not None and None in labels:
+            # one labels array: a list with unlabelled lines gives none (the catalogue of
+            # gluon-dml index keeps each line's own)
+            warnings.warn('%d of the %d lines of %s have no label (first: %s); the embeddings '
+                          'are written without labels.' % (labels.count(None), len(labels),
+                                                            a.images, paths[labels.index(None)]))
+            labels = None
         emb, kept, bad = enc.embed_paths(paths, a.batch_size, progress=True,
                                          skip_bad=a.skip_bad_images)
         for path, why in bad:

@@ -7,8 +7,8 @@
 * a list file, UTF-8 text, one image per line in either of the two formats of the toolkit:
   ``path`` (the path alone; it may contain spaces) or the training format
   ``path label [split]`` (whitespace-separated, as ``--data list`` reads it). ``#`` starts a
-  comment; a relative path is taken from the list file's folder. When every line has a label,
-  the labels are returned too.
+  comment; a relative path is taken from the list file's folder. When a line has a label, the
+  labels are returned too: each line's own, None for a line without one.
 """
 import os
 
@@ -58,12 +58,13 @@ def _read_list(path):
     if missing:
         raise FileNotFoundError('%d image(s) listed in %s do not exist, first: %s.'
                                 % (len(missing), path, missing[0]))
-    return paths, (labels if paths and all(lab is not None for lab in labels) else None)
+    return paths, (labels if any(lab is not None for lab in labels) else None)
 
 
 def list_images(source):
     """``(paths, labels)`` of the images ``source`` names (see the module docstring); ``labels``
-    is None unless ``source`` is a list file with a label on every line."""
+    is None unless ``source`` is a list file with a label on some line: then one per path, None
+    where its line has none."""
     source = os.path.expanduser(str(source))
     if os.path.isdir(source):
         paths = []

@@ -1,8 +1,10 @@
 """gluon-dml index as a user runs it: what an interrupted build says, settings refused before the
 embedding, list files with and without labels, and a Milvus Lite catalogue held by another
 process (real run folders, real image files, real faiss and Milvus Lite, real signals)."""
+import json
 import os
 
+import numpy as np
 import pytest
 
 from gluon_dml.catalog import build_catalog
@@ -68,3 +70,57 @@ def test_an_index_interrupted_before_any_part_leaves_nothing(tiny_digits_run, im
     finally:
         catalog.open_run = real
     assert not (tmp_path / 'new').exists()
+
+
+def _listing(tmp_path, image_folder, labelled):
+    """A list file of the images of classes 0-3: the lines of the ``labelled`` classes carry
+    a label (``digit-N``), the others are the path alone."""
+    lines = []
+    for p in sorted(image_folder.glob('[0-3]/*.png')):
+        cls = p.parent.name
+        lines.append('%s digit-%s' % (p, cls) if cls in labelled else str(p))
+    listing = tmp_path / 'mixed.txt'
+    listing.write_text('\n'.join(lines) + '\n')
+    return listing
+
+
+def test_a_list_file_keeps_each_lines_own_label(tiny_digits_run, image_folder, tmp_path):
+    """A list file where some lines have a label and some do not: each item keeps its own line's
+    label (before, one unlabelled line dropped every label); --filter label=... finds the
+    labelled items, the others have no label (null in --json, '-' in the table)."""
+    from gluon_dml.data.sources import list_images
+    listing = _listing(tmp_path, image_folder, labelled={'1', '3'})
+    paths, labels = list_images(str(listing))
+    want = {p: ('digit-' + os.path.basename(os.path.dirname(p))
+                if os.path.basename(os.path.dirname(p)) in ('1', '3') else None) for p in paths}
+    assert labels == [want[p] for p in paths] and None in labels
+    cat = tmp_path / 'cat'
+    c, report = build_catalog(str(tiny_digits_run), str(listing), str(cat))
+    assert report['added'] == len(paths)
+    meta = [c.index.get(i) for i in c.index.ids()]
+    assert {m['path']: m.get('label') for m in meta} == want
+    assert all('label' not in m for m in meta if want[m['path']] is None)   # absent, not null
+    c.close()
+    threes = sorted(p for p in paths if want[p] == 'digit-3')
+    hits = json.loads(run_command('search', cat, '--id', 0, '-k', 200, '--json', '--filter',
+                                  'label=digit-3', check=True).stdout)
+    assert sorted(h['path'] for h in hits) == [p for p in threes if p != meta[0]['path']]
+    assert {h['label'] for h in hits} == {'digit-3'}
+    everything = json.loads(run_command('search', cat, '--id', 0, '-k', 200, '--json',
+                                        check=True).stdout)
+    assert {h['path']: h['label'] for h in everything} == {p: want[p] for p in paths
+                                                          if p != meta[0]['path']}
+    source = json.load(open(cat / 'catalog.json'))        # records no labels, only the source
+    assert source['images'] == str(listing) and source['count'] == len(paths)
+
+
+def test_embed_warns_when_a_list_file_has_unlabelled_lines(tiny_digits_run, image_folder, tmp_path):
+    """gluon-dml embed writes one labels array: a list with unlabelled lines gives none, and says
+    so in one line naming the first unlabelled image."""
+    listing = _listing(tmp_path, image_folder, labelled={'1', '3'})
+    first = next(str(p) for p in sorted(image_folder.glob('[0-3]/*.png')) if p.parent.name == '0')
+    out = tmp_path / 'e.npz'
+    proc = run_command('embed', tiny_digits_run, '--images', listing, '--out', out, check=True)
+    assert 'warning: ' in proc.stderr and '(first: %s)' % first in proc.stderr, proc.stderr
+    with np.load(out) as z:
+        assert 'labels' not in z.files and len(z['paths']) == len(listing.read_text().splitlines())
