@@ -34,7 +34,7 @@ from .engine.faults import fault_point
 from .fileio import (LockBusy, atomic_save, atomic_write_json, give_back_folder, hold_lock,
                      missing_folders, release_lock)
 from .errors import UserError
-from .index import create_index, open_index
+from .index import check_index, create_index, open_index
 from .methods import open_run
 
 __all__ = ['Catalog', 'build_catalog', 'open_catalog', 'lock_catalog', 'release_lock', 'hit_record',
@@ -372,6 +372,16 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         skipped_known = 0
         trained = open_run(run_dir, ctx or get_contexts(''), which, fuse=fuse, int8=int8)
         trained_enc = trained.encoders()
+        kind = trained_enc.kind
+        metric = 'hamming' if kind == 'binary' else ('ip' if trained_enc.normalized else 'l2')
+        params = dict(index_params)
+        if uri:
+            params['uri'] = uri
+        params.setdefault('expected_size', len(paths))
+        # the backend, the index type and a server's address are checked before the embedding
+        # (which may take hours), not after it
+        check_index(backend=backend, kind=kind, dim=trained_enc.dim, metric=metric,
+                    index_type=index_type, path=out, **params)
     vectors, kept, bad = _embed_resumable(trained_enc, paths, out, batch_size, chunk, progress, log)
     t_embed = time.time() - t0
     label_of = dict(zip(paths, labels)) if labels is not None else {}
@@ -389,12 +399,8 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
     else:
         if not len(kept):
             raise UserError('None of the %d image(s) of %s could be read.' % (len(paths), images))
-        kind = trained_enc.kind
-        metric = 'hamming' if kind == 'binary' else ('ip' if trained_enc.normalized else 'l2')
-        params = dict(index_params)
-        if uri:
-            params['uri'] = uri
-        params.setdefault('expected_size', len(kept))
+        if 'expected_size' not in index_params:
+            params['expected_size'] = len(kept)
         index = create_index(backend=backend, kind=kind, dim=trained_enc.dim, metric=metric,
                              index_type=index_type, path=out, **params)
         args = trained.args

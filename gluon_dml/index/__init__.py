@@ -22,6 +22,9 @@ The Index interface
   every added vector and query. ``path``: the catalogue folder (optional for faiss until
   :meth:`Index.save`; required for Milvus); an existing catalogue is refused unless
   ``overwrite=True``.
+* ``check_index(...)``, the arguments of ``create_index``: raise the ``ValueError`` creating
+  that index would raise (backend, index type, parameters; a Milvus server's address is
+  reached), creating nothing.
 * ``open_index(path, **options) -> Index``: reopen a saved catalogue (Milvus: ``uri=``,
   ``token=``, ``db_name=``, ``timeout=`` override the saved connection).
 * :class:`Index` methods: ``add(vectors, ids=None, metadata=None) -> ids``; ``train(vectors)``;
@@ -141,10 +144,11 @@ Binary codes on disk and faiss binary indexes (the lower-level functions)
 import numpy as np
 
 from .core import (AUTO_BINARY_EXACT_MAX, AUTO_EXACT_MAX, AUTO_IVF_PQ_MIN, BACKENDS, KINDS, METRICS,
-                   Hit, Index, UnknownIdError, create_index, is_catalog, open_index)
+                   Hit, Index, UnknownIdError, check_index, create_index, is_catalog, open_index)
 
 __all__ = ['save_codes', 'load_codes', 'build_binary_index', 'search', 'INDEX_KINDS', 'index_bytes',
-           'Hit', 'Index', 'UnknownIdError', 'create_index', 'open_index', 'is_catalog', 'BACKENDS',
+           'Hit', 'Index', 'UnknownIdError', 'create_index', 'check_index', 'open_index', 'is_catalog',
+           'BACKENDS',
            'KINDS', 'METRICS', 'AUTO_EXACT_MAX', 'AUTO_IVF_PQ_MIN', 'AUTO_BINARY_EXACT_MAX']
 
 INDEX_KINDS = ('flat', 'ivf', 'hash')

@@ -546,6 +546,29 @@ def create_index(backend='faiss', kind='float', dim=None, metric=None, index_typ
     raise ValueError('Unknown backend %r; choose faiss or milvus.' % (backend,))
 
 
+def check_index(backend='faiss', kind='float', dim=None, metric=None, index_type='auto',
+                path=None, normalize=False, overwrite=False, **params):
+    """Raise the ``ValueError`` that :func:`create_index` with these arguments would, creating
+    nothing: the backend, the index type for this kind of vector and backend (Milvus Lite's
+    limits, faiss factory strings), the parameters, and for a Milvus server that it answers. A
+    caller that has work to do before it can create the index (``gluon-dml index`` embeds a
+    collection first) checks here first."""
+    if dim is None:
+        raise ValueError('create_index needs dim (the vector dimension, or the number of bits).')
+    backend = str(backend).lower()
+    if backend == 'faiss':
+        from .faiss_backend import FaissIndex
+        FaissIndex(kind=kind, dim=dim, metric=metric, index_type=index_type, path=None,
+                   normalize=normalize, **params)          # in memory only; nothing trained
+        return
+    if backend == 'milvus':
+        from .milvus_backend import MilvusIndex
+        MilvusIndex.check(kind=kind, dim=dim, metric=metric, index_type=index_type, path=path,
+                          normalize=normalize, overwrite=overwrite, **params)
+        return
+    raise ValueError('Unknown backend %r; choose faiss or milvus.' % (backend,))
+
+
 def open_index(path, **options) -> Index:
     """Open the catalogue folder ``path`` written by :meth:`Index.save` (``ValueError`` when it is
     not one). ``options`` (Milvus): ``uri=`` to reach the collection at another address."""

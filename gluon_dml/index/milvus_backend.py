@@ -127,27 +127,14 @@ class MilvusIndex(Index):
 
     def __init__(self, kind='float', dim=None, metric=None, index_type='auto', path=None,
                  normalize=False, overwrite=False, **params):
-        unknown = sorted(set(params) - set(DEFAULTS))
-        if unknown:
-            raise ValueError('Unknown Milvus index parameter(s): %s; known: %s.'
-                             % (', '.join(unknown), ', '.join(sorted(DEFAULTS))))
-        if path is None:
-            raise ValueError('The Milvus backend needs path= (the catalogue folder; Milvus Lite '
-                             'keeps its milvus.db there).')
-        merged = dict(DEFAULTS)
-        merged.update({k: v for k, v in params.items() if v is not None})
-        super().__init__(kind, dim, metric, 'auto', path, normalize, merged)
-        self.lite = _is_lite(self._uri())
-        self.index_type = self._check_type(index_type)
-        self.requested_type = self.index_type
+        self._settle(kind, dim, metric, index_type, path, normalize, params)
         self.next_id = 0
         self._client = None
         self._connect()
         name = self.params['collection']
         if self._client.has_collection(name, timeout=self._timeout()):
             if not overwrite:
-                raise ValueError('The Milvus collection %r already exists at %s; open its catalogue '
-                                 'with open_index() or pass overwrite=True.' % (name, self._uri()))
+                raise ValueError(self._exists_message())
             self._client.drop_collection(name, timeout=self._timeout())
         self._created = False
         exp = self.params['expected_size']
@@ -160,6 +147,48 @@ class MilvusIndex(Index):
             self._create_collection(int(exp or 0))
         os.makedirs(self.path, exist_ok=True)
         self._save()
+
+    def _settle(self, kind, dim, metric, index_type, path, normalize, params):
+        """The checks and settings of a new index that touch nothing: parameters, kind, metric,
+        dimension, index type (Milvus Lite's limits)."""
+        unknown = sorted(set(params) - set(DEFAULTS))
+        if unknown:
+            raise ValueError('Unknown Milvus index parameter(s): %s; known: %s.'
+                             % (', '.join(unknown), ', '.join(sorted(DEFAULTS))))
+        if path is None:
+            raise ValueError('The Milvus backend needs path= (the catalogue folder; Milvus Lite '
+                             'keeps its milvus.db there).')
+        merged = dict(DEFAULTS)
+        merged.update({k: v for k, v in params.items() if v is not None})
+        Index.__init__(self, kind, dim, metric, 'auto', path, normalize, merged)
+        self.lite = _is_lite(self._uri())
+        self.index_type = self._check_type(index_type)
+        self.requested_type = self.index_type
+
+    def _exists_message(self):
+        return ('The Milvus collection %r already exists at %s; open its catalogue with '
+                'open_index() or pass overwrite=True.' % (self.params['collection'], self._uri()))
+
+    @classmethod
+    def check(cls, kind='float', dim=None, metric=None, index_type='auto', path=None,
+              normalize=False, overwrite=False, **params):
+        """Raise the ``ValueError`` that creating this index would, without creating anything:
+        the settings, pymilvus, the Milvus Lite file's name, and on a server that it answers and
+        holds no collection of that name (unless ``overwrite``)."""
+        self = cls.__new__(cls)
+        self._settle(kind, dim, metric, index_type, path, normalize, params)
+        _pymilvus()
+        if self.lite:
+            self._check_lite_file(self._uri())
+            return
+        self._client = None
+        self._connect()
+        try:
+            if not overwrite and self._client.has_collection(self.params['collection'],
+                                                             timeout=self._timeout()):
+                raise ValueError(self._exists_message())
+        finally:
+            self.close()
 
     # ----------------------------------------------------------------- connection
     def _uri(self):
@@ -178,9 +207,7 @@ class MilvusIndex(Index):
         pymilvus = _pymilvus()
         uri = self._uri()
         if self.lite:
-            if not uri.endswith('.db'):
-                raise ValueError('A Milvus Lite file must end in .db, or give a server URI such as '
-                                 'http://localhost:19530; got %r.' % uri)
+            self._check_lite_file(uri)
             os.makedirs(os.path.dirname(uri), exist_ok=True)
         kwargs = {'uri': uri, 'timeout': self._timeout()}
         if self.params['token']:
@@ -192,6 +219,12 @@ class MilvusIndex(Index):
         except pymilvus.MilvusException as e:
             what = 'open the Milvus Lite file' if self.lite else 'reach the Milvus server at'
             raise ValueError('Cannot %s %s (%s).' % (what, uri, getattr(e, 'message', e))) from None
+
+    @staticmethod
+    def _check_lite_file(uri):
+        if not uri.endswith('.db'):
+            raise ValueError('A Milvus Lite file must end in .db, or give a server URI such as '
+                             'http://localhost:19530; got %r.' % uri)
 
     def close(self):
         with self._lock:

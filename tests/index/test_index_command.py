@@ -3,6 +3,7 @@ embedding, list files with and without labels, and a Milvus Lite catalogue held 
 process (real run folders, real image files, real faiss and Milvus Lite, real signals)."""
 import json
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -25,6 +26,15 @@ def image_folder(tmp_path_factory):
         img = (255 - d.images[i] * 16).clip(0, 255).astype('uint8')
         Image.fromarray(img).resize((32, 32)).save(folder / ('%03d.png' % i))
     return root
+
+
+@pytest.fixture(scope='module')
+def hash_run(tmp_path_factory):
+    """A real hashing run on digits (binary codes), one short epoch."""
+    run = tmp_path_factory.mktemp('hash-run') / 'h'
+    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '4',
+                '--no-progress', '--save-dir', run, check=True)
+    return run
 
 
 @pytest.mark.parametrize('signame', ['SIGINT', 'SIGTERM'])
@@ -70,6 +80,42 @@ def test_an_index_interrupted_before_any_part_leaves_nothing(tiny_digits_run, im
     finally:
         catalog.open_run = real
     assert not (tmp_path / 'new').exists()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_backend_and_index_type_errors_come_before_the_embedding(tiny_digits_run, hash_run,
+                                                                image_folder, tmp_path):
+    """Settings the index cannot take are refused with the index's own sentence before a single
+    image is embedded (no "embedding: ..." line, no parts, no folder left)."""
+    pytest.importorskip('pymilvus', reason='the milvus extra is not installed')
+    port = _free_port()                                    # nothing listens there
+    cases = [
+        (tiny_digits_run, ['--backend', 'milvus', '--index-type', 'hnsw'],
+         'Milvus Lite supports only FLAT and IVF_FLAT (floats) and BIN_FLAT (binary); HNSW needs a '
+         'Milvus server'),
+        (tiny_digits_run, ['--backend', 'milvus', '--index-type', 'ivf_pq'],
+         'IVF_PQ needs a Milvus server'),
+        (tiny_digits_run, ['--backend', 'milvus', '--index-type', 'factory:IVF4,Flat'],
+         'faiss factory strings need the faiss backend'),
+        (tiny_digits_run, ['--index-type', 'factory:NotAnIndex7'],
+         "faiss cannot build the factory string 'NotAnIndex7'"),
+        (hash_run, ['--index-type', 'ivf_flat'],
+         "Unknown binary faiss index_type 'ivf_flat'; choose one of: auto, flat, ivf, hash."),
+        (tiny_digits_run, ['--backend', 'milvus', '--uri', 'http://127.0.0.1:%d' % port],
+         'Cannot reach the Milvus server at http://127.0.0.1:%d' % port),
+    ]
+    for n, (run, flags, message) in enumerate(cases):
+        out = tmp_path / ('new-%d' % n) / 'cat'
+        proc = run_command('index', run, '--images', image_folder, '--out', out, '--chunk', '30',
+                           '--no-progress', *flags)
+        assert proc.returncode == 2 and message in proc.stderr, (flags, proc.stdout, proc.stderr)
+        assert 'embedding:' not in proc.stdout, (flags, proc.stdout)
+        assert not (tmp_path / ('new-%d' % n)).exists(), flags
 
 
 def _listing(tmp_path, image_folder, labelled):
