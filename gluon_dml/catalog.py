@@ -32,7 +32,7 @@ from .data.sources import list_images
 from .engine import get_contexts
 from .engine.faults import fault_point
 from .fileio import (LockBusy, atomic_save, atomic_write_json, give_back_folder, hold_lock,
-                     missing_folders, release_lock)
+                     lock_holder, missing_folders, release_lock)
 from .errors import UserError
 from .index import check_index, create_index, open_index
 from .methods import open_run
@@ -246,8 +246,33 @@ def open_catalog(path, ctx=None, uri=None, fuse=True):
             source = json.load(f)
     except ValueError as err:
         raise UserError('%s is damaged (%s).' % (cat_file, err)) from None
+    _check_not_served(str(path), uri)
     index = open_index(str(path), **({'uri': uri} if uri else {}))
     return Catalog(str(path), index, source, ctx, fuse)
+
+
+def _check_not_served(path, uri):
+    """A Milvus Lite catalogue whose ``.lock`` another process holds (``gluon-dml serve``, an
+    ``index --add``) cannot be opened: Milvus Lite lets one process at a time open its ``.db``
+    file. Refused here with the holder's pid, before Milvus Lite is asked (a failed attempt of
+    milvus-lite 2.5.1 removes the holder's own lock file, and the next attempt would open the
+    file beside it). faiss catalogues are read while another process holds them."""
+    from .index.core import read_catalog
+    from .index.milvus_backend import _is_lite
+    try:
+        manifest = read_catalog(path)[1]
+    except (ValueError, OSError):
+        return                                  # open_index says what is wrong
+    target = uri or (manifest.get('params') or {}).get('uri')
+    if manifest.get('backend') != 'milvus' or (target and not _is_lite(target)):
+        return
+    pid = lock_holder(os.path.join(path, '.lock'))
+    if pid is None or pid == str(os.getpid()):
+        return
+    raise UserError('The catalogue %s is being served by process %s (a gluon-dml serve, or an '
+                    'index --add), which holds its Milvus Lite file: Milvus Lite lets one process '
+                    'at a time open it. While that process runs, send queries to the service '
+                    '(POST /search); or stop it first.' % (path, pid))
 
 
 def _check_is_catalog(path):
@@ -261,7 +286,7 @@ def lock_catalog(path, new=False):
     time changes a catalogue (``gluon-dml serve``, ``gluon-dml index``), since each keeps the
     index in memory and saves it whole, and two would hand out the same ids and lose each
     other's items. Another writer is refused with one sentence; readers (``gluon-dml search``)
-    take no lock. Returns the lock for :func:`release_lock` (it also goes with the process).
+    take no lock (a Milvus Lite catalogue cannot be read meanwhile: its file opens in one process). Returns the lock for :func:`release_lock` (it also goes with the process).
     ``new``: the folder is being made (it need not hold a catalogue yet)."""
     path = str(path)
     if not new:

@@ -12,7 +12,7 @@ import os
 import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
-           'release_lock', 'missing_folders', 'existing_ancestor', 'give_back_folder', 'LockBusy']
+           'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor', 'give_back_folder', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -45,6 +45,30 @@ def hold_lock(path):
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode('ascii'), 0)
     return fd
+
+
+def lock_holder(path):
+    """The process id (a string, '?' if unknown) written in the lock file ``path`` when a
+    process holds it (:func:`hold_lock`; this process too, through another descriptor), else
+    None. Nothing is written."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return None
+        try:
+            return os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
+        except OSError:
+            return '?'
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def release_lock(fd):

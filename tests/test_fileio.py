@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from gluon_dml.fileio import (LockBusy, existing_ancestor, give_back_folder, hold_lock, missing_folders,
-                              release_lock)
+from gluon_dml.fileio import (LockBusy, existing_ancestor, give_back_folder, hold_lock, lock_holder,
+                              missing_folders, release_lock)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,6 +38,21 @@ def test_lock_busy_in_the_same_process(tmp_path):
             hold_lock(path)
     finally:
         release_lock(fd)
+
+
+def test_lock_holder_names_the_holder_and_takes_nothing(tmp_path):
+    """lock_holder: the pid written by the process that holds the lock (this one, through another
+    descriptor), None once released or with no lock file; it writes nothing and keeps nothing."""
+    path = str(tmp_path / '.lock')
+    assert lock_holder(path) is None and not os.path.exists(path)
+    fd = hold_lock(path)
+    assert lock_holder(path) == str(os.getpid())
+    assert _try_lock_in_child(path) == ['busy', str(os.getpid())]      # the probe kept nothing
+    release_lock(fd)
+    assert lock_holder(path) is None
+    with open(path) as f:
+        assert f.read() == str(os.getpid())
+    assert _try_lock_in_child(path) == ['taken']
 
 
 def test_missing_folders_deepest_first(tmp_path):

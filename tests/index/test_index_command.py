@@ -4,13 +4,15 @@ process (real run folders, real image files, real faiss and Milvus Lite, real si
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from gluon_dml.catalog import build_catalog
+from gluon_dml.catalog import build_catalog, open_catalog
 
-from ..helpers import run_command, script_env
+from ..helpers import REPO, run_command, script_env
 
 
 @pytest.fixture(scope='module')
@@ -170,3 +172,39 @@ def test_embed_warns_when_a_list_file_has_unlabelled_lines(tiny_digits_run, imag
     assert 'warning: ' in proc.stderr and '(first: %s)' % first in proc.stderr, proc.stderr
     with np.load(out) as z:
         assert 'labels' not in z.files and len(z['paths']) == len(listing.read_text().splitlines())
+
+
+def test_search_on_a_milvus_lite_catalogue_held_by_another_process(tiny_digits_run, image_folder,
+                                                                  tmp_path):
+    """A second real process holds the catalogue as gluon-dml serve does (its .lock, and the
+    Milvus Lite file open): search says which process serves it and to query the service,
+    instead of "Cannot open the Milvus Lite file"; Milvus Lite's own lock file is left alone; once
+    the holder is gone, search reads the catalogue."""
+    pytest.importorskip('pymilvus', reason='the milvus extra is not installed')
+    listing = tmp_path / 'l.txt'
+    listing.write_text('\n'.join(sorted(str(p) for p in image_folder.glob('[0-2]/*.png'))) + '\n')
+    cat = tmp_path / 'cat'
+    run_command('index', tiny_digits_run, '--images', listing, '--out', cat, '--backend', 'milvus',
+                '--no-progress', check=True)
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import sys, time; from gluon_dml.catalog import lock_catalog, open_catalog; '
+        'lock_catalog(sys.argv[1]); c = open_catalog(sys.argv[1]); print(len(c.index), flush=True); '
+        'time.sleep(300)'), str(cat)], stdout=subprocess.PIPE, text=True, env=script_env(), cwd=REPO)
+    try:
+        assert int(holder.stdout.readline()) > 0
+        for _ in range(2):               # the second try as the first (milvus-lite untouched)
+            bad = run_command('search', cat, '--id', 0, '-k', 3)
+            assert bad.returncode == 2, (bad.stdout, bad.stderr)
+            assert 'Cannot open the Milvus Lite file' not in bad.stderr
+            assert ('The catalogue %s is being served by process %d' % (cat, holder.pid)
+                    in bad.stderr), bad.stderr
+            assert 'send queries to the service (POST /search)' in bad.stderr
+            assert (cat / '.milvus.db.lock').exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    hits = json.loads(run_command('search', cat, '--id', 0, '-k', 3, '--json', check=True).stdout)
+    assert len(hits) == 3
+    c = open_catalog(str(cat))
+    assert len(c.index) == len(listing.read_text().split())
+    c.close()
