@@ -18,6 +18,11 @@ Embedding is resumable: the vectors are written in parts under ``catalog/.embedd
 are made, and a new ``build_catalog`` over the same images takes the parts already written;
 the parts are removed once the index is saved. Images that cannot be read are skipped and
 counted.
+
+Ids are never reused. The index's manifest records the next id when it is saved; a catalogue on
+disk also records it in ``next_id.json`` (atomically, fsynced) each time it hands ids out, before
+they reach the caller, so ids handed out and then lost before a save (a service with
+``--save-delay`` killed) are not handed out again, by the service or by ``gluon-dml index --add``.
 """
 import glob
 import hashlib
@@ -38,9 +43,10 @@ from .index import check_index, create_index, open_index
 from .methods import open_run
 
 __all__ = ['Catalog', 'build_catalog', 'open_catalog', 'lock_catalog', 'release_lock', 'hit_record',
-           'CATALOG_FILE', 'IndexingInterrupted']
+           'CATALOG_FILE', 'NEXT_ID_FILE', 'IndexingInterrupted']
 
 CATALOG_FILE = 'catalog.json'
+NEXT_ID_FILE = 'next_id.json'
 _PENDING = '.embedding'
 
 
@@ -127,6 +133,7 @@ class Catalog(object):
     def __init__(self, path, index, source, ctx=None, fuse=True):
         self.path, self.index, self.source, self._ctx = path, index, source, ctx
         self._encoders, self._fuse = None, fuse
+        self._recorded_next_id = _read_next_id(path)
 
     # -- the run ------------------------------------------------------------------------------
     @property
@@ -203,8 +210,35 @@ class Catalog(object):
         return self.index.search_by_id(int(id), k=k, filter=filter)
 
     # -- changes ------------------------------------------------------------------------------
+    @property
+    def next_id(self):
+        """The id the next item added gets: above every id this catalogue ever handed out, saved
+        in the index or only recorded in ``next_id.json`` (lost by a crash before a save)."""
+        return max(int(self.index.next_id), self._recorded_next_id)
+
     def add_vectors(self, vectors, metadata, ids=None):
-        return self.index.add(self.check_vectors(vectors), ids=ids, metadata=metadata)
+        """Add vectors with their metadata; returns their ids (``ids=None``: from
+        :attr:`next_id` on). The next id is recorded durably before the index takes them."""
+        v = self.check_vectors(vectors)
+        if ids is None and len(v):
+            start = self.next_id
+            self._record_next_id(start + len(v))
+            # the index numbers from its next_id, which may lag behind the record
+            self.index.next_id = start
+        ids = self.index.add(v, ids=ids, metadata=metadata)
+        if len(ids):          # the caller's own ids (or an index that went further)
+            self._record_next_id(int(ids.max()) + 1)
+        return ids
+
+    def _record_next_id(self, next_id):
+        """Write ``next_id.json`` (atomically, fsynced) when ``next_id`` is beyond what it holds:
+        ids handed out before the next save stay taken if the process dies first. A catalogue
+        not yet saved (being built) has handed out no id anyone holds and writes nothing."""
+        if next_id <= self._recorded_next_id:
+            return
+        if os.path.isfile(os.path.join(self.path, CATALOG_FILE)):
+            atomic_write_json(os.path.join(self.path, NEXT_ID_FILE), {'next_id': int(next_id)})
+        self._recorded_next_id = int(next_id)
 
     def add_images(self, images, metadata=None, ids=None):
         """Embed and add images (paths, or arrays with their metadata); returns their ids."""
@@ -275,6 +309,22 @@ def _check_not_served(path, uri):
                     '(POST /search); or stop it first.' % (path, pid))
 
 
+def _read_next_id(path):
+    """The next id recorded in the catalogue folder ``path`` (0 when it has no record)."""
+    if path is None:
+        return 0
+    record = os.path.join(str(path), NEXT_ID_FILE)
+    try:
+        with open(record) as f:
+            return int(json.load(f)['next_id'])
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError('%s is damaged (%s); it records the next id of the catalogue: delete it '
+                        'only if no item was added since the catalogue was last saved.'
+                        % (record, err)) from None
+
+
 def _check_is_catalog(path):
     if not os.path.isfile(os.path.join(str(path), CATALOG_FILE)):
         raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
@@ -286,7 +336,8 @@ def lock_catalog(path, new=False):
     time changes a catalogue (``gluon-dml serve``, ``gluon-dml index``), since each keeps the
     index in memory and saves it whole, and two would hand out the same ids and lose each
     other's items. Another writer is refused with one sentence; readers (``gluon-dml search``)
-    take no lock (a Milvus Lite catalogue cannot be read meanwhile: its file opens in one process). Returns the lock for :func:`release_lock` (it also goes with the process).
+    take no lock (a Milvus Lite catalogue cannot be read meanwhile: its file opens in one
+    process). Returns the lock for :func:`release_lock` (it also goes with the process).
     ``new``: the folder is being made (it need not hold a catalogue yet)."""
     path = str(path)
     if not new:

@@ -250,3 +250,26 @@ def test_vectors_are_kept_at_unit_length(digits_run, image_folder, tmp_path):
     with pytest.raises(ValueError, match='vector of zeros has no direction'):
         c.add_vectors(np.zeros((1, c.dim), np.float32), [{}])
     c.close()
+
+
+def test_ids_handed_out_before_a_save_stay_taken(digits_run, image_folder, tmp_path):
+    """An id handed out and lost before a save (a killed service with --save-delay) is not
+    handed out again: the catalogue records its next id (next_id.json) as it hands ids out;
+    a new catalogue writes no record until it is saved; index --add numbers after the record."""
+    cat = str(tmp_path / 'cat')
+    c, _ = build_catalog(str(digits_run), str(image_folder / '3'), cat)
+    n = len(c.index)
+    assert not os.path.exists(os.path.join(cat, 'next_id.json'))
+    [lost] = c.add_vectors(c.index.vector(0)[None], [{'lost': 1}])        # never saved
+    with open(os.path.join(cat, 'next_id.json')) as f:
+        assert lost == n and json.load(f) == {'next_id': n + 1}
+    c.close()
+    c = open_catalog(cat)
+    assert len(c.index) == n and lost not in c.index and c.next_id == n + 1
+    assert c.add_vectors(c.index.vector(0)[None], [{}]).tolist() == [n + 1]
+    assert c.add_vectors(c.index.vector(1)[None], [{}], ids=[n + 10]).tolist() == [n + 10]
+    assert c.next_id == n + 11
+    c.close()                                                           # lost as well
+    c, report = build_catalog(str(digits_run), str(image_folder / '4'), cat, add=True)
+    assert report['added'] and int(c.index.ids()[n]) == n + 11
+    c.close()

@@ -8,8 +8,10 @@
 a vector, a text or an item id), ``POST /embed``, ``GET /items``, ``POST /items``,
 ``GET /items/{id}``, ``GET /items/{id}/image``, ``DELETE /items/{id}``. Changes are saved into the
 catalogue (atomically) before they are answered, or every ``--save-delay`` seconds, and when the
-service stops (SIGINT / SIGTERM). Concurrent image and text queries go through the network
-together, up to ``--max-batch`` at a time after waiting at most ``--max-delay-ms`` for company.
+service stops (SIGINT / SIGTERM); ids are never reused, even after a crash, and on start the
+upload files of items a crash lost are removed. Concurrent image and text queries go through the
+network together, up to ``--max-batch`` at a time after waiting at most ``--max-delay-ms`` for
+company.
 Prints the address once the network is loaded and the port is open.
 """
 import argparse
@@ -147,6 +149,12 @@ def _serve_locked(a, sock, stop, cat):
         if service.encoder_error:
             print('warning: %s Serving searches by vector and id only.' % service.encoder_error,
                   file=sys.stderr)
+        orphans = service.remove_orphan_uploads()
+        if orphans:
+            print('removed %d file%s of %s that no item names (images of items added after the '
+                  'last save of a service that was killed): %s'
+                  % (len(orphans), '' if len(orphans) == 1 else 's', service.uploads,
+                     ', '.join(orphans[:5]) + (', ...' if len(orphans) > 5 else '')), flush=True)
         # the service checks --max-pixels itself, before decoding; PIL's warning is noise here
         warnings.filterwarnings('ignore', category=Image.DecompressionBombWarning)
         stop['server'] = uvicorn.Server(uvicorn.Config(

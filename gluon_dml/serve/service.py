@@ -5,9 +5,11 @@ status of its errors (:class:`ServeError`), so each piece can be used and tested
 Changes (:meth:`Service.add`, :meth:`Service.remove`) are saved before they are answered
 (``save_delay=0``, the default), with the catalogue's atomic save; with ``save_delay=S`` they
 are saved at most every S seconds and when the service closes (a crash loses at most S
-seconds of changes; worth it when the index is large and changes are frequent). Images added
-through the service are stored in the catalogue folder under ``uploads/``; removing such an
-item removes its file.
+seconds of changes; worth it when the index is large and changes are frequent). Ids are never
+reused even then: the catalogue records its next id durably as it hands ids out (see
+:mod:`gluon_dml.catalog`). Images added through the service are stored in the catalogue folder
+under ``uploads/``; removing such an item removes its file, and the files of items a crash lost
+are removed when the service starts again (:meth:`Service.remove_orphan_uploads`).
 """
 import json
 import os
@@ -359,6 +361,35 @@ class Service(object):
             if path and os.path.dirname(os.path.abspath(path)) == self.uploads:
                 _unlink(path)
             return item
+
+    def remove_orphan_uploads(self):
+        """Remove the files of ``uploads/`` that no item of the catalogue names: the images of
+        items added and then lost by a crash before the catalogue was saved (``save_delay > 0``),
+        and the temporaries of an upload interrupted by a kill. Call it only as the catalogue's
+        one writer, before serving (``gluon-dml serve`` does, holding ``CATALOG/.lock``).
+        Returns the names removed. Items are matched by the file's name (a random one), so a
+        catalogue folder copied or moved with its ``uploads/`` keeps its files."""
+        with self._write_lock:
+            try:
+                files = sorted(e.name for e in os.scandir(self.uploads)
+                               if e.is_file(follow_symlinks=False))
+            except FileNotFoundError:
+                return []
+            if not files:
+                return []
+            index = self.catalog.index
+            held = set()
+            for i in index.ids():
+                try:
+                    path = index.get(int(i)).get('path')
+                except UnknownIdError:
+                    continue
+                if path and os.path.basename(os.path.dirname(path)) == UPLOADS:
+                    held.add(os.path.basename(path))
+            orphans = [name for name in files if name not in held]
+            for name in orphans:
+                _unlink(os.path.join(self.uploads, name))
+            return orphans
 
     def _store(self, data, ext):
         os.makedirs(self.uploads, exist_ok=True)

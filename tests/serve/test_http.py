@@ -322,6 +322,70 @@ def test_changes_are_saved_and_survive_a_restart(catalog_copy, serve, digits_cat
     assert last.stop() == 0
 
 
+def test_ids_are_never_reused_after_a_kill(catalog_copy, serve, digits_catalog, tmp_path):
+    """With --save-delay, an item added and then lost by kill -9 before the save keeps its id
+    taken: the restarted service, and gluon-dml index --add after another kill, hand out the
+    ids after it (clients hold the lost id; browsers cache its thumbnail)."""
+    run = digits_catalog[0]
+    blobs = [open(p, 'rb').read() for p in write_digits(tmp_path / 'new', [1600, 1601, 1602])]
+    server = serve(catalog_copy, '--save-delay', '3600')
+    r = requests.post(server.url + '/items', files={'image': blobs[0]}, timeout=60)
+    assert r.status_code == 201, r.text
+    lost = r.json()['items'][0]['id']
+    assert lost == CATALOG_IMAGES
+    server.kill()                                                        # SIGKILL: nothing saved
+    assert server.proc.returncode == -signal.SIGKILL
+
+    again = serve(catalog_copy, '--save-delay', '3600')
+    assert requests.get(again.url + '/health', timeout=30).json()['count'] == CATALOG_IMAGES
+    assert_refused(requests.get('%s/items/%d' % (again.url, lost), timeout=30), 404)
+    r = requests.post(again.url + '/items', files={'image': blobs[1]}, timeout=60)
+    assert r.status_code == 201, r.text
+    assert r.json()['items'][0]['id'] == lost + 1, r.json()              # not the lost item's id
+    again.kill()                                                         # lost too
+
+    more = tmp_path / 'more'
+    write_digits(more, [1602])
+    proc = subprocess.run(gluon_dml('index', run, '--images', more, '--out', catalog_copy, '--add',
+                                    '--no-progress'), capture_output=True, text=True, cwd=REPO,
+                          timeout=300, env=script_env(OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    last = serve(catalog_copy)
+    items = requests.get(last.url + '/items', params={'offset': CATALOG_IMAGES}, timeout=30).json()
+    assert items['count'] == CATALOG_IMAGES + 1
+    assert [(i['id'], os.path.basename(i['path'])) for i in items['items']] == [(lost + 2, '1602.png')]
+    r = requests.post(last.url + '/items', files={'image': blobs[0]}, timeout=60)
+    assert r.status_code == 201, r.text
+    assert r.json()['items'][0]['id'] == lost + 3, r.json()
+    assert last.stop() == 0
+
+
+def test_the_upload_of_an_item_lost_by_a_kill_is_removed_on_start(catalog_copy, serve, tmp_path):
+    """The image file stored for an item that kill -9 lost before the save (and the temporary
+    of an interrupted upload) is removed when the service starts again, in one line of its
+    output; the files of saved items stay."""
+    blobs = [open(p, 'rb').read() for p in write_digits(tmp_path / 'new', [1700, 1701])]
+    uploads = catalog_copy / 'uploads'
+    first = serve(catalog_copy)                                          # saves before answering
+    kept = requests.post(first.url + '/items', files={'image': blobs[0]}, timeout=60).json()['items'][0]
+    first.kill()
+    second = serve(catalog_copy, '--save-delay', '3600')
+    lost = requests.post(second.url + '/items', files={'image': blobs[1]}, timeout=60).json()['items'][0]
+    assert os.path.dirname(lost['path']) == str(uploads) and os.path.isfile(lost['path'])
+    second.kill()
+    assert 'removed' not in second.stdout()
+    (uploads / 'f00d.png.part').write_bytes(blobs[1][:50])             # a kill during _store
+
+    third = serve(catalog_copy)
+    assert sorted(os.listdir(str(uploads))) == [os.path.basename(kept['path'])]
+    assert 'removed 2 files of %s that no item names' % uploads in third.stdout(), third.stdout()
+    assert os.path.basename(lost['path']) in third.stdout()
+    assert requests.get('%s/items/%d/image' % (third.url, kept['id']), timeout=30).content == blobs[0]
+    assert_refused(requests.get('%s/items/%d' % (third.url, lost['id']), timeout=30), 404)
+    assert third.stop() == 0
+
+
 def test_a_signal_while_loading_stops_it_cleanly(digits_catalog, tmp_path):
     """SIGTERM once the port is open but before the network is loaded: the command finishes
     loading, does not serve, says why it stopped and exits 0."""
