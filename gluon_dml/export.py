@@ -54,7 +54,8 @@ OUTPUT_NAME = 'embedding'
 def _run_args(run_dir):
     from .engine.rundir import load_run_args
     if not os.path.isdir(run_dir):
-        raise UserError('%s is not a folder: pass a run folder written by a training command.' % run_dir)
+        raise UserError('%s is not a folder: pass a run folder written by a training command.'
+                        % run_dir)
     return load_run_args(run_dir)
 
 

@@ -22,7 +22,8 @@ __all__ = ['main']
 def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml evaluate', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
-    p.add_argument('run_dir', help='a run folder written by a training command (gluon-dml train-margin, ...)')
+    p.add_argument('run_dir',
+                   help='a run folder written by a training command (gluon-dml train-margin, ...)')
     p.add_argument('--split', default='test',
                    help='train or test (In-Shop and query/gallery folders: test = query vs '
                         'gallery); val = the classes a --val-classes run held out (VSE: its val '

@@ -25,7 +25,8 @@ __all__ = ['main', 'build_parser']
 
 def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml export', description=__doc__.splitlines()[0])
-    p.add_argument('run_dir', help='a run folder written by a training command (gluon-dml train-margin, ...)')
+    p.add_argument('run_dir',
+                   help='a run folder written by a training command (gluon-dml train-margin, ...)')
     p.add_argument('--onnx', default=None, metavar='OUT.onnx',
                    help='write the image network as an ONNX model to this file')
     p.add_argument('--check', action='store_true',

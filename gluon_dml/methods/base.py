@@ -48,7 +48,9 @@ class Method(object):
         """How a user types this method's training command, for messages: ``gluon-dml
         train-margin`` for the four built-in commands, else ``script`` (a plug-in's
         ``train_centroid.py``, ``gluon-dml train hdc``)."""
-        return 'gluon-dml train-%s' % self.name if self.name in self.COMMAND_METHODS else self.script
+        if self.name in self.COMMAND_METHODS:
+            return 'gluon-dml train-%s' % self.name
+        return self.script
     default_loss = None
     loss_family = 'embedding'
     default_data = 'omniglot'
