@@ -270,6 +270,21 @@ def _input_shape(run_dir, args, part):
                         % (args.get('data'), err)) from None
 
 
+def _warn_other_shape(run_dir, args, part, shape):
+    """``input_shape`` given while the run's dataset is readable: a shape other than its images'
+    is exported as asked (a convolutional net takes it) but named, as a likely slip."""
+    import warnings
+    try:
+        known = _input_shape(run_dir, args, part)
+    except UserError:
+        return                                  # the dataset is not here: the reason for the flag
+    if tuple(known) != tuple(shape):
+        warnings.warn('--input-shape %s differs from the shape of the run\'s test images (%s): '
+                      'the ONNX model takes %s inputs, as asked.'
+                      % (','.join(map(str, shape)), ','.join(map(str, known)),
+                         'x'.join(map(str, shape))))
+
+
 def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=None,
                 input_shape=None):
     """Convert a run's exported image network to ONNX; returns the path written (default
@@ -311,6 +326,8 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
                         'image networks with one input.'
                         % (run_dir, len(inputs), ', '.join(inputs)))
     shape = tuple(int(s) for s in (input_shape or _input_shape(run_dir, args, part)))
+    if input_shape:
+        _warn_other_shape(run_dir, args, part, shape)
     fixed = (int(batch_size) if batch_size else 1,) + shape
     current = []
     shapes = {k: v.shape for k, v in params.items() if k in sym.list_inputs()}

@@ -13,7 +13,8 @@ The launcher watches the processes: when one fails (a worker killed, an error) i
 other process of the job and prints one line naming the failed worker's rank; SIGINT and
 SIGTERM are forwarded to the workers, which agree on a step, let rank 0 save a checkpoint and
 exit (continue with the same command and ``--resume``). Its exit code is the first failing
-worker's (130 / 143 after a signal), else 0.
+worker's (130 / 143 after a signal; 128 + N for a worker killed by signal N, as a shell
+reports it: 137 for SIGKILL), else 0.
 
 MXNet's own ``tools/launch.py`` (dmlc_tracker) does not run on Python 3.11; this one needs
 nothing but the standard library (and ssh for ``--hosts``).
@@ -302,7 +303,7 @@ class Job(object):
                         return code
                 time.sleep(0.3)                    # let its last words reach the pipe
                 self._fail(first, code)
-                return code if code > 0 else 1
+                return code if code > 0 else 128 - code      # killed by signal N: 128 + N, as a shell
             dead = [p for p in others if p.popen.poll() is not None
                     and any(w.popen.poll() is None for w in workers)]
             if dead:

@@ -324,3 +324,22 @@ def test_a_distributed_setting_outside_a_job_names_the_launcher_and_the_command(
     assert str(e.value) == ('runs/x was trained by a job of 2 workers (--kvstore dist_sync): '
                             'resume it with python -m gluon_dml.launch -n 2 gluon-dml '
                             'train-margin --resume ...')
+
+
+def test_evaluate_and_embed_take_no_progress(tiny_digits_run, tmp_path):
+    """evaluate and embed drew progress bars with no way to turn them off (they ran into the
+    result lines); --no-progress, as the training commands and index have."""
+    import numpy as np
+    from PIL import Image
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(str(tmp_path / 'a.png'))
+    for argv in (['evaluate', str(tiny_digits_run), '--nmi-runs', '1', '--out',
+                  str(tmp_path / 'e.json')],
+                 ['embed', str(tiny_digits_run), '--images', str(tmp_path / 'a.png'), '--out',
+                  str(tmp_path / 'e.npz')]):
+        bars = subprocess.run([sys.executable, '-m', 'gluon_dml'] + argv, capture_output=True,
+                              text=True, timeout=300, env=script_env())
+        quiet = subprocess.run([sys.executable, '-m', 'gluon_dml'] + argv + ['--no-progress'],
+                               capture_output=True, text=True, timeout=300, env=script_env())
+        assert bars.returncode == quiet.returncode == 0, bars.stderr + quiet.stderr
+        assert 'embed' in bars.stderr and '%|' in bars.stderr, bars.stderr
+        assert '%|' not in quiet.stderr, quiet.stderr

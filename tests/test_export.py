@@ -194,6 +194,22 @@ def test_gluon_dml_export_writes_onnx_and_prints_the_differences(margin_run, tmp
     assert max(values.values()) <= TOL
 
 
+def test_an_input_shape_other_than_the_runs_images_is_exported_and_named(margin_run, tmp_path):
+    """--input-shape is for a run whose dataset is not here; a shape other than the readable
+    test images' (a digits run is 1x8x8) is a likely slip: exported as asked, with a warning."""
+    _need_onnx()
+    from gluon_dml.export import export_onnx, run_onnx
+    with pytest.warns(UserWarning, match=r"--input-shape 1,28,28 differs from the shape of the "
+                      r"run's test images \(1,8,8\): the ONNX model takes 1x28x28 inputs"):
+        path = export_onnx(margin_run, str(tmp_path / 'big.onnx'), input_shape=(1, 28, 28))
+    assert run_onnx(path, np.zeros((2, 1, 28, 28), np.float32)).shape[0] == 2
+    import warnings
+    with warnings.catch_warnings(record=True) as seen:      # the right shape: no word
+        warnings.simplefilter('always')
+        export_onnx(margin_run, str(tmp_path / 'ok.onnx'), input_shape=(1, 8, 8))
+    assert not [w for w in seen if '--input-shape' in str(w.message)]
+
+
 def _fake_run(folder, net, shape, method='margin', **args):
     """A run folder holding ``net``'s export (for conversions no training run makes)."""
     import mxnet as mx

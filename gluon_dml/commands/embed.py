@@ -31,6 +31,7 @@ __all__ = ['main']
 def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml embed', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('run_dir', help='a run folder written by train_*.py')
     p.add_argument('--images', default=None,
                    help='one image, a folder (searched recursively) or a list file')
@@ -79,7 +80,7 @@ def main(argv=None):
                           'are written without labels.' % (labels.count(None), len(labels),
                                                             a.images, paths[labels.index(None)]))
             labels = None
-        emb, kept, bad = enc.embed_paths(paths, a.batch_size, progress=True,
+        emb, kept, bad = enc.embed_paths(paths, a.batch_size, progress=not a.no_progress,
                                          skip_bad=a.skip_bad_images)
         for path, why in bad:
             print('skipped: %s (%s)' % (path, why))

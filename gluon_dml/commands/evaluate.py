@@ -22,6 +22,7 @@ __all__ = ['main']
 def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml evaluate', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('run_dir',
                    help='a run folder written by a training command (gluon-dml train-margin, ...)')
     p.add_argument('--split', default='test',

@@ -161,6 +161,12 @@ def load_fashion_mnist(root=None, split='train'):
     _check_split(split)
     first = root if root is not None else FASHION_MNIST_DEBIAN_ROOT
     first = os.path.expanduser(first)
+    if root is not None and not os.path.isdir(first):
+        # a path the user gave: not silently replaced by the cache or a download
+        raise FileNotFoundError('Fashion-MNIST: --data-path %s is not a folder; give the folder '
+                                'that holds the four IDX files, or leave --data-path out (then '
+                                '%s, then %s, then a download).'
+                                % (root, FASHION_MNIST_DEBIAN_ROOT, _fashion_cache_dir()))
     cache_dir = _fashion_cache_dir()
     tried = []
     pair = None

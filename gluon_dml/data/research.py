@@ -30,7 +30,7 @@ options (:data:`IMAGE_OPTIONS`) are the transform's (``image_size``, ``resize``,
 ``color_jitter``, ``augment``), ``crop_boxes``, ``skip_bad_images``, ``split_classes`` and
 ``seed``. A dataset that is not there raises ``FileNotFoundError`` with one sentence: where to
 download it, which layout is expected, and the download command for users with internet
-(``python -m gluon_dml.data.download NAME --root DIR``).
+(``gluon-dml download NAME --root DIR``).
 """
 import os
 import re
@@ -83,10 +83,11 @@ def _missing(name, root, what, layout):
     info = DOWNLOADS.get(name)
     how = ''
     if info is not None:
-        how = ' Download it from %s' % info['page']
         if info['files']:
-            how += ' (or run: python -m gluon_dml.data.download %s --root %s)' % (name, root)
-        how += ' and unpack it there.'
+            how = (' Run gluon-dml download %s --root %s (it downloads and unpacks it), or '
+                   'download it from %s and unpack it there.' % (name, root, info['page']))
+        else:
+            how = ' Download it from %s and unpack it there.' % info['page']
     return FileNotFoundError('%s not found: %s is missing; expected %s.%s'
                              % (name, what, layout, how))
 

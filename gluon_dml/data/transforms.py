@@ -38,6 +38,7 @@ onto white first.
 """
 import math
 import os
+import re
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFile, ImageOps
@@ -86,8 +87,10 @@ def load_image(image):
                 img.load()  # decode now, while the file is open
             return img
         except (OSError, SyntaxError, ValueError) as err:
-            raise ValueError('Cannot read the image file %s (%s); check that it is a valid '
-                             'image, or remove it from the folder.' % (image, err)) from None
+            bad = BadImageError('Cannot read the image file %s (%s); check that it is a valid '
+                                'image, or remove it from the folder.' % (image, err))
+            bad.reason = 'cannot decode: %s' % _decoder_words(err, image)
+            raise bad from None
     raise TypeError('Expected a PIL image or a path to an image file, got %s.'
                     % type(image).__name__)
 
@@ -229,8 +232,15 @@ register_transform('omniglot', _factory('omniglot', size=(28, 28), invert=True,
 # photographs
 # ---------------------------------------------------------------------------------------------
 
+def _decoder_words(err, path):
+    """PIL's message without the file object it names (``<_io.BufferedReader name=...>``)."""
+    return re.sub(r"<_io\.\w+ name=('[^']*'|\"[^\"]*\")>", repr(str(path)), str(err))
+
+
 class BadImageError(ValueError):
-    """An image file that cannot be decoded (corrupt, truncated, not an image)."""
+    """An image file that cannot be decoded (corrupt, truncated, not an image). ``reason``: the
+    decoder's words alone, for a list of the images left out (the message also advises)."""
+    reason = None
 
 
 def to_rgb(img):
@@ -270,8 +280,10 @@ def open_image(path, min_size=None):
         raise FileNotFoundError('The image file %s does not exist; the dataset\'s annotation files '
                                 'list it, so the image folder is incomplete.' % path) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise BadImageError('Cannot decode the image %s (%s); replace or delete the file, or pass '
-                            '--skip-bad-images to leave unreadable images out.' % (path, err)) from None
+        bad = BadImageError('Cannot decode the image %s (%s); replace or delete the file, or pass '
+                            '--skip-bad-images to leave unreadable images out.' % (path, err))
+        bad.reason = 'cannot decode: %s' % _decoder_words(err, path)
+        raise bad from None
     scale = (img.size[0] / float(full[0]), img.size[1] / float(full[1]))
     return to_rgb(img), scale
 

@@ -410,7 +410,7 @@ class Encoders(object):
                 except (OSError, ValueError) as err:
                     if not skip_bad:
                         raise
-                    bad.append((p, str(err)))
+                    bad.append((p, getattr(err, 'reason', None) or str(err)))
             if arrays:
                 out.append(self.image(np.stack(arrays)))
                 kept.extend(names)

@@ -233,12 +233,12 @@ class EmbeddingMethod(Method):
             dataset = split_validation(train, args['val_classes'])[1]
         else:
             dataset = get_dataset(args['data'], data_path, a.split, **options)
-        emb, labels = trained.embed(dataset, a.batch_size, progress=True)
+        emb, labels = trained.embed(dataset, a.batch_size, progress=not a.no_progress)
         q_emb = q_labels = query = None
         if a.split in ('test', 'gallery') and has_query_split(args['data'], data_path):
             # In-Shop style: the query images are searched among the gallery images
             query = get_dataset(args['data'], data_path, 'query', **options)
-            q_emb, q_labels = trained.embed(query, a.batch_size, progress=True)
+            q_emb, q_labels = trained.embed(query, a.batch_size, progress=not a.no_progress)
         ks = config.parse_int_list(a.ks, '--ks', '1,2,4,8')
         nmi_runs = a.nmi_runs if a.nmi_runs is not None else args.get('nmi_runs')
         metrics = evaluate_embeddings(emb, labels, ks=ks, query_embeddings=q_emb,

@@ -406,7 +406,7 @@ class VSEMethod(Method):
         split = a.split if a.split != 'val' else args.get('val_split', 'val')
         cset = load_split(args, root, split)
         ev = CrossModalEvaluator(cset, self.vocabulary(trained), a.batch_size,
-                                 coco_folds=_is_coco(args['data']), progress=True)
+                                 coco_folds=_is_coco(args['data']), progress=not a.no_progress)
         img, cap = ev.embed(trained.net, trained.ctx)
         metrics = crossmodal_metrics(img, cap, coco_folds=_is_coco(args['data']))
         metrics.update(run_dir=a.run_dir, split=split, params=trained.params,

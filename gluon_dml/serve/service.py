@@ -89,6 +89,7 @@ class Service(object):
         self._write_lock = threading.RLock()
         self._decode_slots = threading.BoundedSemaphore(decode_slots or max(2, os.cpu_count() or 2))
         self._dirty, self._closed, self._info = False, False, None
+        self._unlink_after_save = []      # upload files of removed items, until the removal is saved
         self.save_delay = float(save_delay)
         if self.save_delay < 0:
             raise ValueError('save_delay must be >= 0 seconds, got %r.' % save_delay)
@@ -350,7 +351,8 @@ class Service(object):
             return [self.item_record(i, m) for i, m in zip(ids, metas)]
 
     def remove(self, id):
-        """Remove an item (404 when unknown); its uploaded image file goes too."""
+        """Remove an item (404 when unknown); its uploaded image file goes too, once the removal
+        is saved."""
         with self._write_lock:
             self._check_open()
             item = self.get_item(id)
@@ -359,7 +361,12 @@ class Service(object):
             self._changed()
             path = item['path']
             if path and os.path.dirname(os.path.abspath(path)) == self.uploads:
-                _unlink(path)
+                if self._dirty:
+                    # not saved yet (save_delay > 0): a crash before the save brings the item
+                    # back, so its file goes only once the removal is on disk
+                    self._unlink_after_save.append(path)
+                else:
+                    _unlink(path)
             return item
 
     def remove_orphan_uploads(self):
@@ -419,6 +426,9 @@ class Service(object):
             if self._dirty:
                 self.catalog.save()
                 self._dirty = False
+                for path in self._unlink_after_save:
+                    _unlink(path)
+                self._unlink_after_save = []
 
     def _save_loop(self):
         while not self._stop.wait(self.save_delay):

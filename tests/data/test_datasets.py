@@ -266,6 +266,17 @@ def test_fashion_falls_back_to_mxnet_cache(tmp_path, monkeypatch):
     np.testing.assert_allclose(data.images[:, 0], images[labels < 5] / 255.0, atol=1e-7)
 
 
+def test_fashion_data_path_that_is_no_folder_is_named(tmp_path, monkeypatch):
+    """A --data-path the user gave is not silently replaced by the cache (or a download)."""
+    home = tmp_path / 'mxhome'
+    monkeypatch.setenv('MXNET_HOME', str(home))
+    make_fashion_fixture(home / 'datasets' / 'fashion-mnist', gz=True)     # would be found
+    with pytest.raises(FileNotFoundError) as info:
+        get_dataset('fashion-mnist', root=str(tmp_path / 'typo'), split='train')
+    assert str(info.value).startswith('Fashion-MNIST: --data-path %s is not a folder'
+                                      % (tmp_path / 'typo'))
+
+
 def test_fashion_nothing_found_names_tried_paths(tmp_path, monkeypatch):
     import mxnet.gluon.data.vision.datasets as gluon_datasets
     home = tmp_path / 'mxhome'

@@ -104,4 +104,4 @@ def test_missing_dataset_is_one_sentence_with_the_download_hint(tmp_path):
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith('error: Cars196 not found') and 'cars_annos.mat' in line
-    assert 'python -m gluon_dml.data.download Cars196' in line
+    assert 'Run gluon-dml download Cars196 --root ' in line

@@ -94,7 +94,7 @@ def test_cub_missing_root_and_files_name_path_and_layout(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         get_dataset('CUB_200_2011', str(tmp_path / 'nowhere'), 'train')
     msg = str(e.value)
-    assert 'nowhere' in msg and 'images.txt' in msg and 'python -m gluon_dml.data.download' in msg
+    assert 'nowhere' in msg and 'images.txt' in msg and 'Run gluon-dml download CUB_200_2011 --root ' in msg
     F.write_cub(str(tmp_path), num_classes=2, per_class=2)
     os.remove(str(tmp_path / 'CUB_200_2011' / 'image_class_labels.txt'))
     with pytest.raises(FileNotFoundError, match='image_class_labels.txt'):

@@ -361,6 +361,25 @@ def test_ids_are_never_reused_after_a_kill(catalog_copy, serve, digits_catalog, 
     assert last.stop() == 0
 
 
+def test_a_removal_lost_by_a_kill_keeps_the_items_image(catalog_copy, serve, tmp_path):
+    """With --save-delay, DELETE removed the item's image file at once, before the removal was
+    saved: after kill -9 the item came back without its image (404 "gone from disk"). The file
+    now goes with the save; a saved removal still removes it."""
+    blob = open(write_digits(tmp_path / 'new', [1790])[0], 'rb').read()
+    first = serve(catalog_copy)                                          # saves before answering
+    item = requests.post(first.url + '/items', files={'image': blob}, timeout=60).json()['items'][0]
+    first.kill()
+    second = serve(catalog_copy, '--save-delay', '3600')
+    assert requests.delete('%s/items/%d' % (second.url, item['id']), timeout=30).status_code == 200
+    assert os.path.isfile(item['path'])                                  # the removal is not saved
+    second.kill()
+    third = serve(catalog_copy, '--save-delay', '3600')
+    assert requests.get('%s/items/%d/image' % (third.url, item['id']), timeout=30).content == blob
+    assert requests.delete('%s/items/%d' % (third.url, item['id']), timeout=30).status_code == 200
+    assert third.stop() == 0                                             # saves on stopping
+    assert not os.path.exists(item['path'])
+
+
 def test_the_upload_of_an_item_lost_by_a_kill_is_removed_on_start(catalog_copy, serve, tmp_path):
     """The image file stored for an item that kill -9 lost before the save (and the temporary
     of an interrupted upload) is removed when the service starts again, in one line of its
