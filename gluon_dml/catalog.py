@@ -180,7 +180,7 @@ class Catalog(object):
     def embed_text(self, texts):
         enc = self.encoders
         if enc.text is None:
-            raise UserError('Search by text needs a catalogue embedded by a train_vse.py run; this '
+            raise UserError('Search by text needs a catalogue embedded by a train-vse run; this '
                             'one was embedded by a %s run.' % self.source.get('method'))
         return enc.text(list(texts))
 

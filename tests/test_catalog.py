@@ -81,7 +81,15 @@ def test_index_and_search_from_the_command_line(digits_run, image_folder, tmp_pa
     bad = _gluon_dml('search', cat, '--vector', tmp_path / 'wrong.npy', check=False)
     assert bad.returncode == 2 and 'has 64 values' in bad.stderr
     bad = _gluon_dml('search', cat, '--text', 'a red bag', check=False)
-    assert bad.returncode == 2 and 'Search by text needs a catalogue embedded by a train_vse.py run' in bad.stderr
+    assert bad.returncode == 2 and 'Search by text needs a catalogue embedded by a train-vse run' in bad.stderr
+    bad = _gluon_dml('search', cat, '--image', image_folder / '3', check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        'error: --image %s is a folder; --image takes image files (to search with every image of '
+        'a folder: --image %s/*).' % (image_folder / '3', image_folder / '3')), bad.stderr
+    bad = _gluon_dml('search', cat, '--vector', query, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        'error: --vector %s is not a .npy array (it is no file written by numpy.save); to search '
+        'with an image, use --image.' % query), bad.stderr
     again = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, check=False)
     assert again.returncode == 2 and 'already holds a catalogue; add to it with --add' in again.stderr
 

@@ -58,7 +58,7 @@ def main(argv=None):
     out = {}
     if a.captions:
         if not vse:
-            raise UserError('--captions needs a train_vse.py run; %s is a %s run.'
+            raise UserError('--captions needs a train-vse run; %s is a %s run.'
                             % (a.run_dir, trained.args.get('method')))
         if not os.path.isfile(a.captions):
             raise FileNotFoundError('--captions %s does not exist.' % a.captions)

@@ -41,7 +41,7 @@ def build_parser():
                    help='also write the embeddings (float32 N x D) and labels (int64 N)')
     p.add_argument('--out', default=None, help='metrics JSON (default RUN_DIR/eval-SPLIT.json)')
     p.add_argument('--save-codes', '--save_codes', default=None, metavar='FILE.npz',
-                   help='train_hash.py runs: write the packed binary codes of queries and database')
+                   help='train-hash runs: write the packed binary codes of queries and database')
     cli.add_few_shot_flags(p)
     p.add_argument('--tta-shift', type=int, default=None, metavar='PX',
                    help="embed each image as the mean over it and 4 copies moved PX pixels "

@@ -11,6 +11,7 @@ Prints the hits nearest first (id, score, label, path); ``--json`` prints them a
 """
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -66,6 +67,11 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     if a.k < 1:
         raise cli.UserError('-k must be a positive integer, got %d.' % a.k)
+    for path in a.image or []:
+        if os.path.isdir(path):
+            raise cli.UserError('--image %s is a folder; --image takes image files (to search '
+                                'with every image of a folder: --image %s/*).'
+                                % (path, path.rstrip('/')))
     cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
     flt = parse_filter(a.filter)
     queries = a.image or a.text or ([a.vector] if a.vector else ['id %d' % a.id])
@@ -77,7 +83,10 @@ def main(argv=None):
         try:
             vectors = np.load(a.vector, allow_pickle=False)
         except (OSError, ValueError) as err:
-            raise cli.UserError('--vector %s is not a .npy array (%s).' % (a.vector, err)) from None
+            why = ('numpy cannot read it: %s' % err if not str(err).startswith('Cannot load file '
+                   'containing pickled data') else 'it is no file written by numpy.save')
+            raise cli.UserError('--vector %s is not a .npy array (%s); to search with an image, '
+                                'use --image.' % (a.vector, why)) from None
         vectors = cat.check_vectors(vectors)
         queries = ['%s[%d]' % (a.vector, i) for i in range(len(vectors))]
     t0 = time.perf_counter()

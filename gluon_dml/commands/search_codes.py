@@ -95,7 +95,7 @@ def _check_index_flags(a, n_db, bits):
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-codes', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
-    p.add_argument('run_dir', help='a run folder written by train_hash.py')
+    p.add_argument('run_dir', help='a run folder written by gluon-dml train-hash')
     p.add_argument('--db', default='database',
                    help='the database split (database, query, train) or a codes .npz (db_codes)')
     p.add_argument('--queries', default='query',

@@ -17,7 +17,7 @@ from ..methods.vse import data_root, embed_captions, embed_images, load_split
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-text', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
-    p.add_argument('run_dir', help='a run folder written by train_vse.py')
+    p.add_argument('run_dir', help='a run folder written by gluon-dml train-vse')
     p.add_argument('sentence', help='the query, in words')
     p.add_argument('--split', default='test', help='the images searched: train, val or test')
     p.add_argument('--data-path', '--data_path', default=None,
@@ -30,7 +30,7 @@ def main(argv=None):
         raise cli.UserError('--top must be at least 1, got %d.' % a.top)
 
     if load_run_args(a.run_dir).get('method') != 'vse':
-        raise cli.UserError('%s is not a train_vse.py run; text search needs an image-caption '
+        raise cli.UserError('%s is not a train-vse run; text search needs an image-caption '
                             'embedding.' % a.run_dir)
     tokens = tokenize(a.sentence)
     if not tokens:

@@ -184,7 +184,7 @@ class Service(object):
         if self.encoders is None:
             raise ServeError(503, 'This service cannot embed %ss: %s' % (kind, self.encoder_error))
         if kind == 'text' and 'text' not in self.batcher.functions:
-            raise ServeError(400, 'Text queries need a catalogue embedded by a train_vse.py run; '
+            raise ServeError(400, 'Text queries need a catalogue embedded by a train-vse run; '
                                   'this one was embedded by a %s run.'
                              % self.catalog.source.get('method'))
 
