@@ -490,7 +490,8 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         cat = Catalog(out, index, source, ctx)
         cat._encoders = trained_enc
         cat.add_vectors(vectors, metadata)
-    cat.save()
+    if len(kept) or not add:          # --add with nothing new: no new version of the same items
+        cat.save()
     shutil.rmtree(os.path.join(out, _PENDING), ignore_errors=True)
     t_index = time.time() - t1
     info = cat.info()

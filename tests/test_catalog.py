@@ -109,6 +109,13 @@ def test_add_takes_only_new_images_and_persists(digits_run, image_folder, tmp_pa
     c = open_catalog(cat)
     assert len(c.index) == 8 and sorted(m['path'] for m in map(c.index.get, c.index.ids())) == sorted(first[:8])
     assert [c.index.get(i).get('label') for i in c.index.ids()].count('zero') == 3
+    c.close()
+    # nothing new: nothing written (it saved a new version of the same items)
+    pointer = os.path.join(cat, 'CATALOG.json')
+    before = (open(pointer).read(), sorted(os.listdir(cat)))
+    c, report = build_catalog(str(digits_run), str(listing), cat, add=True)
+    assert (report['added'], report['skipped_already_there'], len(c.index)) == (0, 8, 8)
+    assert (open(pointer).read(), sorted(os.listdir(cat))) == before
 
 
 def test_embedding_resumes_from_its_saved_parts(digits_run, image_folder, tmp_path):
