@@ -39,9 +39,15 @@ def _encode_split(net, splits, name, ctx, batch_size):
 
 
 def _encode_images(trained, source, batch_size):
+    """The codes of the images of ``source`` (a file, a folder, a list file) and their paths;
+    unreadable images are left out and listed, as ``gluon-dml index`` does."""
     paths, _ = list_images(source)
-    codes, _, _ = trained.encoders().embed_paths(paths, batch_size, skip_bad=False)
-    return codes, None
+    codes, kept, bad = trained.encoders().embed_paths(paths, batch_size, skip_bad=True)
+    for path, why in bad:
+        print('skipped: %s (%s)' % (path, why))
+    if not kept:
+        raise cli.UserError('None of the %d image(s) of %s could be read.' % (len(paths), source))
+    return codes, kept
 
 
 def _load_codes(path, run_bits):
@@ -124,13 +130,15 @@ def main(argv=None):
     else:
         db_codes, db_labels = _encode_split(net, splits, a.db, ctx, a.batch_size)
     _check_index_flags(a, len(db_codes), args['bits'])
+    q_paths = None
     if a.queries.endswith('.npz'):
         c = _load_codes(a.queries, args['bits'])
         q_codes, q_labels = to_pm1(c['query_codes'], c['bits']), c.get('query_labels')
     elif a.queries in splits:
         q_codes, q_labels = _encode_split(net, splits, a.queries, ctx, a.batch_size)
     else:
-        q_codes, q_labels = _encode_images(trained, a.queries, a.batch_size)
+        q_codes, q_paths = _encode_images(trained, a.queries, a.batch_size)
+        q_labels = None
 
     t0 = time.time()
     index = build_binary_index(db_codes, a.index, nlist=a.nlist, nprobe=a.nprobe, hash_bits=a.hash_bits)
@@ -151,6 +159,12 @@ def main(argv=None):
         ap = (hits * cum / np.arange(1, a.k + 1)).sum(1) / np.maximum(cum[:, -1], 1)
         print('precision@%d %.4f  mAP@%d %.4f  queries with fewer than k results: %d'
               % (a.k, hits.mean(), a.k, ap.mean(), int((~found).any(axis=1).sum())))
+    if q_paths is not None:           # image queries: their nearest codes (all of them: --out)
+        shown = min(a.k, 5)
+        for path, row, drow in zip(q_paths, ids, dist):
+            print('%s: %s' % (path, ', '.join(
+                '%d (%d bits%s)' % (i, d, '' if db_labels is None else ', label %s' % db_labels[i])
+                for i, d in zip(row[:shown], drow[:shown]) if i >= 0)))
     if a.out:
         np.savez(a.out, ids=ids, distances=dist)
         print('written: %s' % a.out)

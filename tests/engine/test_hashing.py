@@ -2,6 +2,7 @@
 --save-codes, eval/search.py, exact --resume of the continuation schedule, clear errors."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -75,6 +76,19 @@ def test_training_improves_map_and_codes_are_saved_searched_and_evaluated(tmp_pa
     assert hits['ids'].shape == (300, 10) and hits['ids'].min() >= 0
     proc = run_script('eval/search.py', run, '--queries', out, '--k', '5', check=True)
     assert 'precision@5' in proc.stdout
+    # image queries: each one's nearest codes are printed; an unreadable image is left out
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    pics = tmp_path / 'pics'
+    pics.mkdir()
+    Image.fromarray((load_digits().images[7] * 16).clip(0, 255).astype(np.uint8)).save(
+        str(pics / 'seven.png'))
+    (pics / 'broken.png').write_bytes(b'no image')
+    proc = run_script('eval/search.py', run, '--queries', pics, '--k', '3', check=True)
+    lines = proc.stdout.splitlines()
+    assert any(l.startswith('skipped: %s (cannot decode: ' % (pics / 'broken.png')) for l in lines)
+    shown = [l for l in lines if l.startswith('%s: ' % (pics / 'seven.png'))]
+    assert len(shown) == 1 and len(re.findall(r'\d+ \(\d+ bits, label \d+\)', shown[0])) == 3, lines
 
     # evaluate flags that do not apply to a hashing run are refused, before any work
     for flags, said in ((['--split', 'train'], '--split train: a hashing run is evaluated on its protocol'),
