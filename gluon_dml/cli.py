@@ -606,9 +606,16 @@ def main_guard(main, argv=None, top_level=False):
     _TOP_LEVEL['command'] = bool(top_level)
     if top_level:
         warnings.formatwarning = _warning_line
-    from .engine import NaNLossError, TrainingInterrupted
-    from .models import PretrainedUnavailableError
     debug = bool(os.environ.get('GLUON_DML_DEBUG'))
+    try:
+        # MXNet loads here (a second or more): Ctrl-C meanwhile is one line too
+        from .engine import NaNLossError, TrainingInterrupted
+        from .models import PretrainedUnavailableError
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print('\nInterrupted (Ctrl-C) while starting; nothing was done.', file=sys.stderr)
+        sys.exit(130)
     try:
         return main(argv)
     except TrainingInterrupted as err:

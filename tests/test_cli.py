@@ -343,3 +343,18 @@ def test_evaluate_and_embed_take_no_progress(tiny_digits_run, tmp_path):
         assert bars.returncode == quiet.returncode == 0, bars.stderr + quiet.stderr
         assert 'embed' in bars.stderr and '%|' in bars.stderr, bars.stderr
         assert '%|' not in quiet.stderr, quiet.stderr
+
+
+def test_ctrl_c_while_mxnet_loads_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the first second of any command (MXNet loading, before the guard's try) ended in
+    a traceback. The interrupt is raised where the import is, as a slow import is interrupted."""
+    import types
+
+    class Loading(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+    monkeypatch.setitem(sys.modules, 'gluon_dml.engine', Loading('gluon_dml.engine'))
+    with pytest.raises(SystemExit) as e:
+        cli.main_guard(lambda argv: pytest.fail('ran the command'), [])
+    assert e.value.code == 130
+    assert capsys.readouterr().err == '\nInterrupted (Ctrl-C) while starting; nothing was done.\n'
