@@ -61,3 +61,17 @@ def run_command(*args, timeout=600, env=None, check=False):
         raise AssertionError('gluon-dml %s failed (%d):\n%s\n%s' % (
             args[0], proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
     return proc
+
+
+def write_digit_folder(root, count=120):
+    """The first ``count`` scikit-learn digits as 32x32 PNG files in class folders under
+    ``root`` (dark ink on light paper); returns ``root``."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    for i in range(count):
+        folder = root / str(d.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        img = (255 - d.images[i] * 16).clip(0, 255).astype('uint8')
+        Image.fromarray(img).resize((32, 32)).save(folder / ('%03d.png' % i))
+    return root

@@ -8,7 +8,7 @@ import pytest
 
 from gluon_dml.catalog import build_catalog, open_catalog
 
-from .helpers import run_command
+from .helpers import run_command, write_digit_folder
 
 
 @pytest.fixture(scope='module')
@@ -20,15 +20,7 @@ def digits_run(tiny_digits_run):
 def image_folder(tmp_path_factory):
     """120 scikit-learn digits as PNG files in class folders, dark ink on light paper, and one
     file that is not an image."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-    root = tmp_path_factory.mktemp('images') / 'digits'
-    d = load_digits()
-    for i in range(120):
-        folder = root / str(d.target[i])
-        folder.mkdir(parents=True, exist_ok=True)
-        img = (255 - d.images[i] * 16).clip(0, 255).astype('uint8')
-        Image.fromarray(img).resize((32, 32)).save(folder / ('%03d.png' % i))
+    root = write_digit_folder(tmp_path_factory.mktemp('images') / 'digits')
     (root / '5' / 'broken.png').write_bytes(b'not a png at all')
     return root
 

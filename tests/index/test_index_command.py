@@ -12,22 +12,13 @@ import pytest
 
 from gluon_dml.catalog import build_catalog, open_catalog
 
-from ..helpers import REPO, run_command, script_env
+from ..helpers import REPO, run_command, script_env, write_digit_folder
 
 
 @pytest.fixture(scope='module')
 def image_folder(tmp_path_factory):
     """120 scikit-learn digits as PNG files in class folders."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-    root = tmp_path_factory.mktemp('images') / 'digits'
-    d = load_digits()
-    for i in range(120):
-        folder = root / str(d.target[i])
-        folder.mkdir(parents=True, exist_ok=True)
-        img = (255 - d.images[i] * 16).clip(0, 255).astype('uint8')
-        Image.fromarray(img).resize((32, 32)).save(folder / ('%03d.png' % i))
-    return root
+    return write_digit_folder(tmp_path_factory.mktemp('images') / 'digits')
 
 
 @pytest.fixture(scope='module')
