@@ -87,6 +87,10 @@ def _dataset_recipe(data):
     return IMAGE_RECIPE if is_image_dataset(data) else {}
 
 
+# the side of the in-memory datasets' images (the photo datasets': --image-size)
+_IMAGE_SIDES = {'digits': 8, 'omniglot': 28, 'fashion-mnist': 28}
+
+
 def _recipe_missing(args, method):
     """True for an in-memory dataset that neither :data:`RECIPES` nor the method gives settings:
     it trains with :data:`DEFAULTS`, made for photos (a plug-in that registered no recipe)."""
@@ -384,6 +388,13 @@ def flag_warnings(args, given, method):
                        'made for photos (%s).' % (args.data, args.data, ', '.join(
                            _flag(k) for k in unset), ', '.join('%s %s' % (_flag(k), DEFAULTS[k])
                                                                for k in unset)))
+    side = _IMAGE_SIDES.get(args.data) or (getattr(args, 'image_size', None)
+                                           if is_image_dataset(args.data) else None)
+    shift = getattr(args, 'tta_shift', 0) or 0
+    if side and shift and 2 * shift >= side:
+        out.append('--tta-shift %d moves the %d x %d images by half their side or more: the '
+                   'shifted copies are mostly padding (1 or 2 px is the usual setting).'
+                   % (shift, side, side))
     if 'data_path' in given and args.data == 'digits':
         out.append('--data-path has no effect with --data digits: the digits ship with '
                    'scikit-learn.')

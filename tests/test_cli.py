@@ -358,3 +358,11 @@ def test_ctrl_c_while_mxnet_loads_is_one_line(monkeypatch, capsys):
         cli.main_guard(lambda argv: pytest.fail('ran the command'), [])
     assert e.value.code == 130
     assert capsys.readouterr().err == '\nInterrupted (Ctrl-C) while starting; nothing was done.\n'
+
+
+def test_a_tta_shift_of_half_the_image_or_more_is_warned(capsys):
+    cli.parse('margin', ['--data', 'digits', '--tta-shift', '4', '--save-dir', 'unused'])
+    assert ('warning: --tta-shift 4 moves the 8 x 8 images by half their side or more: the '
+            'shifted copies are mostly padding') in capsys.readouterr().err
+    cli.parse('margin', ['--data', 'omniglot', '--tta-shift', '1', '--save-dir', 'unused'])
+    assert '--tta-shift' not in capsys.readouterr().err
