@@ -196,7 +196,7 @@ def build_binary_index(db_codes, kind='flat', bits=None, nlist=None, nprobe=8, h
     searching the buckets within ``nprobe`` bit flips of the query's key. The IVF's binary
     k-means is trained on at most ``train_size`` codes (a random sample). With ``ids`` the index
     returns them instead of row numbers."""
-    import faiss
+    from ..metrics.neighbors import faiss    # OpenBLAS's kernels chosen first
     packed = np.ascontiguousarray(_packed(db_codes))
     d = packed.shape[1] * 8
     if bits is not None and bits != d:
@@ -233,7 +233,7 @@ def search(index, query_codes, k=10):
 
 def index_bytes(index):
     """Bytes of a faiss index when serialised (what it takes in memory, near enough)."""
-    import faiss
+    from ..metrics.neighbors import faiss    # OpenBLAS's kernels chosen first
     if hasattr(faiss, 'serialize_index_binary') and isinstance(index, faiss.IndexBinary):
         return int(faiss.serialize_index_binary(index).nbytes)
     return int(faiss.serialize_index(index).nbytes)

@@ -61,7 +61,9 @@ COMPACT_FRACTION = 0.25     # HNSW / factory tombstones: rebuild past this share
 
 
 def _faiss():
-    import faiss
+    # through metrics.neighbors: it picks OpenBLAS's kernels before faiss first loads (a VM
+    # whose CPU OpenBLAS does not recognise otherwise gets its slow SSE kernels)
+    from ..metrics.neighbors import faiss
     return faiss
 
 
