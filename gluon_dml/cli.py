@@ -418,7 +418,7 @@ def _keep_recorded_threads(args, given, stream=None):
               file=stream or sys.stderr, flush=True)
         sys.stdout.flush()
         # the environment the command was started with: what importing the package set here
-        # (OPENBLAS_CORETYPE, for one) would otherwise reach MXNet's BLAS in the new process
+        # (MXNET_CPU_PARALLEL_SIZE, for one) would otherwise reach the new process
         env = dict(gluon_dml.ENV_AT_START, OMP_NUM_THREADS=str(want),
                    GLUON_DML_THREADS_EXEC=str(want))
         os.execve(sys.executable, list(getattr(sys, 'orig_argv', [sys.executable] + sys.argv)), env)

@@ -26,7 +26,8 @@ _MIN_ROWS_PER_SHARD = 4096
 
 
 def _hint_openblas_coretype():
-    """Pick OpenBLAS kernels for faiss on CPUs its detection does not recognise.
+    """Pick OpenBLAS kernels for faiss on CPUs its detection does not recognise; returns the
+    value it set in ``OPENBLAS_CORETYPE`` (None when it set nothing).
 
     The faiss-cpu wheels link OpenBLAS statically.  On some virtual machines its
     CPU detection fails and it falls back to SSE kernels ("Prescott"), making
@@ -37,7 +38,7 @@ def _hint_openblas_coretype():
     OPENBLAS_CORETYPE yourself (any value) to disable this.
     """
     if "faiss" in sys.modules or os.environ.get("OPENBLAS_CORETYPE"):
-        return
+        return None
     try:
         with open("/proc/cpuinfo") as f:
             flags = set()
@@ -46,15 +47,30 @@ def _hint_openblas_coretype():
                     flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
-        return
+        return None
     if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
         os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
     elif {"avx2", "fma"} <= flags:
         os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+    return os.environ.get("OPENBLAS_CORETYPE")
 
 
-_hint_openblas_coretype()
-import faiss  # noqa: E402  (after the hint above)
+def _import_faiss():
+    """faiss, loaded with the kernel hint above, which is then taken back out of the
+    environment: faiss's OpenBLAS has read it, and left there it would reach every BLAS loaded
+    later in this process (MXNet's, when MXNet loads after faiss) and every process started
+    from it, whose floats would then differ in the last bits from those of a process started
+    from a shell."""
+    hinted = _hint_openblas_coretype()
+    try:
+        import faiss as module
+    finally:
+        if hinted is not None and os.environ.get("OPENBLAS_CORETYPE") == hinted:
+            del os.environ["OPENBLAS_CORETYPE"]
+    return module
+
+
+faiss = _import_faiss()
 
 
 # ---------------------------------------------------------------------------

@@ -66,9 +66,9 @@ def train(run_dir, *argv, method='margin', env=None):
 
 
 def _initial_environ():
-    """This process's environment as it started (importing gluon_dml sets OPENBLAS_CORETYPE
-    for faiss, which in a child would also change MXNet's BLAS kernels, so the child's floats
-    would differ in the last bits from this process's)."""
+    """This process's environment as it started (loading faiss used to leave OPENBLAS_CORETYPE
+    set, which in a child would also change MXNet's BLAS kernels, so the child's floats would
+    differ in the last bits from this process's; kept as a guard)."""
     try:
         with open('/proc/self/environ', 'rb') as f:
             items = [kv.split(b'=', 1) for kv in f.read().split(b'\0') if b'=' in kv]

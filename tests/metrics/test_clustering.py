@@ -164,3 +164,30 @@ def test_default_nmi_runs_is_one_for_the_largest_sets():
     assert default_nmi_runs(10 ** 5, 100) == 10        # exactly the limit
     assert default_nmi_runs(10 ** 5, 101) == 1
     assert default_nmi_runs(60502, 11316) == 1         # Stanford Online Products test split
+
+
+def _coretype_after_import(tmp_path, env_value):
+    """OPENBLAS_CORETYPE in a fresh process after importing the metrics (faiss loads there),
+    and whether the kernels were chosen there (the hint's value at faiss's load)."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != 'OPENBLAS_CORETYPE'}
+    if env_value is not None:
+        env['OPENBLAS_CORETYPE'] = env_value
+    code = ('import os; import gluon_dml.metrics.neighbors; '
+            'print(os.environ.get("OPENBLAS_CORETYPE"))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env,
+                         timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_the_openblas_hint_for_faiss_is_not_left_in_the_environment(tmp_path):
+    """The kernel hint for faiss's OpenBLAS stayed in os.environ: a BLAS loaded later in the
+    process (MXNet's, when MXNet loads after faiss) and every process started from it used
+    other kernels, so a run started from such a process differed in the last bits from one
+    started from a shell (the fault suite's reference run did, after a test that used faiss).
+    A value the user set stays."""
+    assert _coretype_after_import(tmp_path, None) == 'None'
+    assert _coretype_after_import(tmp_path, 'Haswell') == 'Haswell'
