@@ -11,7 +11,7 @@ import math
 import os
 import re
 
-from .data import IMAGE_OPTIONS, is_image_dataset, normalize_name
+from .data import IMAGE_OPTIONS, get_transform, is_image_dataset, normalize_name
 from .data.augment import ROTATIONS
 from .errors import UserError
 
@@ -87,8 +87,16 @@ def _dataset_recipe(data):
     return IMAGE_RECIPE if is_image_dataset(data) else {}
 
 
-# the side of the in-memory datasets' images (the photo datasets': --image-size)
-_IMAGE_SIDES = {'digits': 8, 'omniglot': 28, 'fashion-mnist': 28}
+def _image_side(args):
+    """The side of the images the network sees: ``--image-size`` for the photo datasets, else
+    that of the dataset's registered test-time transform (None when it has none)."""
+    if is_image_dataset(args.data):
+        return getattr(args, 'image_size', None)
+    try:
+        size = getattr(get_transform(args.data), 'size', None)
+    except ValueError:
+        return None
+    return size[0] if size else None
 
 
 def _recipe_missing(args, method):
@@ -388,10 +396,9 @@ def flag_warnings(args, given, method):
                        'made for photos (%s).' % (args.data, args.data, ', '.join(
                            _flag(k) for k in unset), ', '.join('%s %s' % (_flag(k), DEFAULTS[k])
                                                                for k in unset)))
-    side = _IMAGE_SIDES.get(args.data) or (getattr(args, 'image_size', None)
-                                           if is_image_dataset(args.data) else None)
     shift = getattr(args, 'tta_shift', 0) or 0
-    if side and shift and 2 * shift >= side:
+    side = _image_side(args) if shift else None
+    if side and 2 * shift >= side:
         out.append('--tta-shift %d moves the %d x %d images by half their side or more: the '
                    'shifted copies are mostly padding (1 or 2 px is the usual setting).'
                    % (shift, side, side))

@@ -12,7 +12,8 @@ import os
 import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
-           'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor', 'give_back_folder', 'LockBusy']
+           'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor',
+           'give_back_folder', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -33,13 +34,10 @@ def hold_lock(path):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
-        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+        if not _held_elsewhere(err):
             os.close(fd)
             return None
-        try:
-            other = os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
-        except OSError:
-            other = '?'
+        other = _written_pid(fd)
         os.close(fd)
         raise LockBusy(path, other) from None
     os.ftruncate(fd, 0)
@@ -58,17 +56,27 @@ def lock_holder(path):
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as err:
-        if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-            return None
-        try:
-            return os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
-        except OSError:
-            return '?'
+        return _written_pid(fd) if _held_elsewhere(err) else None
     else:
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:
         os.close(fd)
+
+
+def _held_elsewhere(err):
+    """Whether ``flock``'s error says another descriptor holds the lock (else: a file system
+    without locks)."""
+    return err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
+
+
+def _written_pid(fd):
+    """The process id :func:`hold_lock` wrote in the lock file ``fd`` (a string, '?' if
+    unknown)."""
+    try:
+        return os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
+    except OSError:
+        return '?'
 
 
 def release_lock(fd):

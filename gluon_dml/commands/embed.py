@@ -32,7 +32,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog='gluon-dml embed', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
-    p.add_argument('run_dir', help='a run folder written by train_*.py')
+    p.add_argument('run_dir',
+                   help='a run folder written by a training command (gluon-dml train-margin, ...)')
     p.add_argument('--images', default=None,
                    help='one image, a folder (searched recursively) or a list file')
     p.add_argument('--captions', default=None, help='VSE runs: a text file, one caption per line')

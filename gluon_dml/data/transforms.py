@@ -87,10 +87,9 @@ def load_image(image):
                 img.load()  # decode now, while the file is open
             return img
         except (OSError, SyntaxError, ValueError) as err:
-            bad = BadImageError('Cannot read the image file %s (%s); check that it is a valid '
-                                'image, or remove it from the folder.' % (image, err))
-            bad.reason = 'cannot decode: %s' % _decoder_words(err, image)
-            raise bad from None
+            raise BadImageError('Cannot read the image file %s (%s); check that it is a valid '
+                                'image, or remove it from the folder.' % (image, err),
+                                err, image) from None
     raise TypeError('Expected a PIL image or a path to an image file, got %s.'
                     % type(image).__name__)
 
@@ -239,8 +238,12 @@ def _decoder_words(err, path):
 
 class BadImageError(ValueError):
     """An image file that cannot be decoded (corrupt, truncated, not an image). ``reason``: the
-    decoder's words alone, for a list of the images left out (the message also advises)."""
-    reason = None
+    decoder's words alone (``cause``, the decoder's error, naming ``path``), for a list of the
+    images left out (the message also advises); None when not given."""
+
+    def __init__(self, message, cause=None, path=None):
+        super().__init__(message)
+        self.reason = None if cause is None else 'cannot decode: %s' % _decoder_words(cause, path)
 
 
 def to_rgb(img):
@@ -280,10 +283,9 @@ def open_image(path, min_size=None):
         raise FileNotFoundError('The image file %s does not exist; the dataset\'s annotation files '
                                 'list it, so the image folder is incomplete.' % path) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        bad = BadImageError('Cannot decode the image %s (%s); replace or delete the file, or pass '
-                            '--skip-bad-images to leave unreadable images out.' % (path, err))
-        bad.reason = 'cannot decode: %s' % _decoder_words(err, path)
-        raise bad from None
+        raise BadImageError('Cannot decode the image %s (%s); replace or delete the file, or pass '
+                            '--skip-bad-images to leave unreadable images out.' % (path, err),
+                            err, path) from None
     scale = (img.size[0] / float(full[0]), img.size[1] / float(full[1]))
     return to_rgb(img), scale
 

@@ -148,8 +148,7 @@ from .core import (AUTO_BINARY_EXACT_MAX, AUTO_EXACT_MAX, AUTO_IVF_PQ_MIN, BACKE
 
 __all__ = ['save_codes', 'load_codes', 'build_binary_index', 'search', 'INDEX_KINDS', 'index_bytes',
            'Hit', 'Index', 'UnknownIdError', 'create_index', 'check_index', 'open_index', 'is_catalog',
-           'BACKENDS',
-           'KINDS', 'METRICS', 'AUTO_EXACT_MAX', 'AUTO_IVF_PQ_MIN', 'AUTO_BINARY_EXACT_MAX']
+           'BACKENDS', 'KINDS', 'METRICS', 'AUTO_EXACT_MAX', 'AUTO_IVF_PQ_MIN', 'AUTO_BINARY_EXACT_MAX']
 
 INDEX_KINDS = ('flat', 'ivf', 'hash')
 

@@ -534,15 +534,19 @@ def create_index(backend='faiss', kind='float', dim=None, metric=None, index_typ
     if path is not None and is_catalog(path) and not overwrite:
         raise ValueError('%s already holds an index catalogue; open it with open_index() or '
                          'pass overwrite=True.' % path)
+    return _backend_class(backend)(kind=kind, dim=dim, metric=metric, index_type=index_type,
+                                   path=path, normalize=normalize, overwrite=overwrite, **params)
+
+
+def _backend_class(backend):
+    """The :class:`Index` class of ``backend`` ('faiss' or 'milvus', any case)."""
     backend = str(backend).lower()
     if backend == 'faiss':
         from .faiss_backend import FaissIndex
-        return FaissIndex(kind=kind, dim=dim, metric=metric, index_type=index_type, path=path,
-                          normalize=normalize, overwrite=overwrite, **params)
+        return FaissIndex
     if backend == 'milvus':
         from .milvus_backend import MilvusIndex
-        return MilvusIndex(kind=kind, dim=dim, metric=metric, index_type=index_type, path=path,
-                           normalize=normalize, overwrite=overwrite, **params)
+        return MilvusIndex
     raise ValueError('Unknown backend %r; choose faiss or milvus.' % (backend,))
 
 
@@ -555,18 +559,8 @@ def check_index(backend='faiss', kind='float', dim=None, metric=None, index_type
     collection first) checks here first."""
     if dim is None:
         raise ValueError('create_index needs dim (the vector dimension, or the number of bits).')
-    backend = str(backend).lower()
-    if backend == 'faiss':
-        from .faiss_backend import FaissIndex
-        FaissIndex(kind=kind, dim=dim, metric=metric, index_type=index_type, path=None,
-                   normalize=normalize, **params)          # in memory only; nothing trained
-        return
-    if backend == 'milvus':
-        from .milvus_backend import MilvusIndex
-        MilvusIndex.check(kind=kind, dim=dim, metric=metric, index_type=index_type, path=path,
-                          normalize=normalize, overwrite=overwrite, **params)
-        return
-    raise ValueError('Unknown backend %r; choose faiss or milvus.' % (backend,))
+    _backend_class(backend).check(kind=kind, dim=dim, metric=metric, index_type=index_type,
+                                  path=path, normalize=normalize, overwrite=overwrite, **params)
 
 
 def open_index(path, **options) -> Index:

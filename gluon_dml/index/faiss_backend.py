@@ -116,6 +116,14 @@ class FaissIndex(Index):
 
     backend = 'faiss'
 
+    @classmethod
+    def check(cls, kind='float', dim=None, metric=None, index_type='auto', path=None,
+              normalize=False, overwrite=False, **params):
+        """Raise the ``ValueError`` that creating this index would, creating nothing on disk: the
+        settings, the index type, a factory string (built in memory, untrained)."""
+        cls(kind=kind, dim=dim, metric=metric, index_type=index_type, path=None,
+            normalize=normalize, **params)
+
     def __init__(self, kind='float', dim=None, metric=None, index_type='auto', path=None,
                  normalize=False, overwrite=False, **params):
         unknown = sorted(set(params) - set(DEFAULTS))

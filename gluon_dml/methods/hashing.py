@@ -245,9 +245,10 @@ class HashMethod(Method):
         codes."""
         args = trained.args
         splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
-        db_out, db_labels = trained.embed(splits['database'], a.batch_size, progress=not a.no_progress,
+        progress = not a.no_progress
+        db_out, db_labels = trained.embed(splits['database'], a.batch_size, progress=progress,
                                           desc='encode database')
-        q_out, q_labels = trained.embed(splits['query'], a.batch_size, progress=not a.no_progress,
+        q_out, q_labels = trained.embed(splits['query'], a.batch_size, progress=progress,
                                         desc='encode queries')
         q_codes, db_codes = binarize(q_out), binarize(db_out)
         metrics = hashing_metrics(q_codes, db_codes, q_labels, db_labels, topk=(1000,))
