@@ -438,7 +438,7 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
             raise UserError('%s holds %s vectors; add to it %s --int8, as it was built.'
                             % (out, 'INT8' if cat.source.get('int8') else 'float32',
                                'with' if cat.source.get('int8') else 'without'))
-        have = {m.get('path') for m in (cat.index.get(i) for i in cat.index.ids())}
+        have = {m.get('path') for m in cat.index.all_metadata().values()}
         keep = [i for i, p in enumerate(paths) if p not in have]
         skipped_known = len(paths) - len(keep)
         paths = [paths[i] for i in keep]

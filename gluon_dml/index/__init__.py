@@ -30,7 +30,8 @@ The Index interface
 * :class:`Index` methods: ``add(vectors, ids=None, metadata=None) -> ids``; ``train(vectors)``;
   ``remove(ids) -> int``; ``search(queries, k=10, filter=None) -> list[list[Hit]]``;
   ``search_by_id(id, k=10, filter=None, exclude_self=True) -> list[Hit]``; ``get(id) -> dict``;
-  ``vector(id) -> ndarray``; ``ids() -> ndarray``; ``id in idx``; ``len(idx)``;
+  ``vector(id) -> ndarray``; ``ids() -> ndarray``; ``all_metadata() -> {id: dict}`` (one bulk
+  read; on Milvus one query iterator, not a query per id); ``id in idx``; ``len(idx)``;
   ``save(path=None) -> path``; ``info() -> dict``; ``set_search_params(nprobe=, ef_search=,
   nflip=)``; ``close()`` (also a context manager). Methods hold a lock: one object can serve
   many threads (writes and searches are serialised).

@@ -434,6 +434,12 @@ class Index:
         with self._lock:
             return self._all_ids()
 
+    def all_metadata(self) -> Dict[int, Dict[str, Any]]:
+        """Every id's metadata dict, ``{id: metadata}``, read in bulk (Milvus: one query
+        iterator, not a query per id as :meth:`get` in a loop would make)."""
+        with self._lock:
+            return self._all_metadata()
+
     def __len__(self):
         with self._lock:
             return int(self._len())
@@ -505,6 +511,9 @@ class Index:
 
     def _all_ids(self):
         raise NotImplementedError
+
+    def _all_metadata(self):
+        return {int(i): self._get(int(i)) for i in self._all_ids()}
 
     def _len(self):
         raise NotImplementedError

@@ -531,6 +531,9 @@ class FaissIndex(Index):
     def _all_ids(self):
         return self._idset.copy()
 
+    def _all_metadata(self):
+        return {int(i): dict(self._meta.get(int(i), {})) for i in self._idset.tolist()}
+
     def _len(self):
         return len(self._idset)
 

@@ -33,6 +33,7 @@ a callable filter is applied to over-fetched results within that cap. ``save()``
 collection and writes the manifest; Milvus persists inserts and deletes itself.
 """
 import json
+import logging
 import math
 import os
 
@@ -45,6 +46,16 @@ MAX_TOPK = 16384
 INSERT_BATCH = 5000
 QUERY_BATCH = 1000
 ID_BATCH = 4096
+
+
+def _quiet_iterator_warning(record):
+    """Milvus Lite returns no MVCC timestamp for a query iterator, so pymilvus warns at every
+    iteration (bulk reads: ``all_metadata``, the largest id) that it uses the client's time,
+    which is what a one-process embedded database wants. Only that message is dropped."""
+    return 'failed to get mvccTs' not in record.getMessage()
+
+
+logging.getLogger('pymilvus.client.iterator.query_iterator').addFilter(_quiet_iterator_warning)
 
 FLOAT_TYPES = {'flat': 'FLAT', 'ivf_flat': 'IVF_FLAT', 'hnsw': 'HNSW', 'ivf_pq': 'IVF_PQ'}
 BINARY_TYPES = {'flat': 'BIN_FLAT', 'ivf': 'BIN_IVF_FLAT'}
@@ -346,6 +357,12 @@ class MilvusIndex(Index):
             if batch:
                 best = max(best, max(int(r['id']) for r in batch))
         return best
+
+    def _all_metadata(self):
+        out = {}
+        for batch in self._iterate(['id', 'meta']):
+            out.update((int(r['id']), dict(r.get('meta') or {})) for r in batch)
+        return dict(sorted(out.items()))
 
     def _iterate(self, fields):
         if not self._created:

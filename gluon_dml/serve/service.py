@@ -384,13 +384,9 @@ class Service(object):
                 return []
             if not files:
                 return []
-            index = self.catalog.index
             held = set()
-            for i in index.ids():
-                try:
-                    path = index.get(int(i)).get('path')
-                except UnknownIdError:
-                    continue
+            for meta in self.catalog.index.all_metadata().values():   # one bulk read
+                path = meta.get('path')
                 if path and os.path.basename(os.path.dirname(path)) == UPLOADS:
                     held.add(os.path.basename(path))
             orphans = [name for name in files if name not in held]

@@ -237,6 +237,9 @@ def test_remove_then_readd_and_metadata_round_trip(data, index_type):
     # the same id may be added again after removal, with new metadata
     idx.add(x[10] + 0.0, ids=[10], metadata=[{'path': 'new.png'}])
     assert idx.get(10) == {'path': 'new.png'} and len(idx) == 2998
+    every = idx.all_metadata()
+    assert list(every) == idx.ids().tolist() and every[10] == {'path': 'new.png'}
+    assert all(every[i] == meta[i] for i in every if i != 10)
     assert idx.search(x[10], k=1)[0][0].id == 10
     np.testing.assert_allclose(idx.vector(10), x[10], atol=1e-6)
     # removing most of an HNSW index compacts it (rebuild from the live vectors)

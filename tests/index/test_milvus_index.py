@@ -1,6 +1,8 @@
 """The Milvus backend on embedded Milvus Lite (a real .db file in the catalogue folder) against
 exact faiss on the same vectors: float (IP and L2) and binary (Hamming), reopen, remove,
 metadata filters, clear errors. Needs the milvus extra (pip install -e ".[milvus]")."""
+import logging
+import re
 import os
 
 import numpy as np
@@ -10,6 +12,7 @@ pytest.importorskip('pymilvus', reason='the milvus extra is not installed: pip i
 pytest.importorskip('milvus_lite', reason='the milvus extra is not installed: pip install -e ".[milvus]"')
 
 from gluon_dml.index import UnknownIdError, create_index, open_index  # noqa: E402
+from gluon_dml.index import milvus_backend  # noqa: E402
 from gluon_dml.index.milvus_backend import filter_expression  # noqa: E402
 
 D = 24
@@ -39,7 +42,8 @@ def _same_float_hits(a, b):
 
 
 @pytest.mark.parametrize('metric,index_type', [('ip', 'flat'), ('l2', 'flat'), ('l2', 'ivf_flat')])
-def test_float_milvus_lite_matches_exact_faiss_and_reopens(tmp_path, data, metric, index_type):
+def test_float_milvus_lite_matches_exact_faiss_and_reopens(tmp_path, monkeypatch, caplog, data, metric,
+                                                           index_type):
     x, q, meta = data
     path = str(tmp_path / 'cat')
     exact = create_index('faiss', 'float', dim=D, metric=metric, index_type='flat')
@@ -65,6 +69,14 @@ def test_float_milvus_lite_matches_exact_faiss_and_reopens(tmp_path, data, metri
         assert len(again) == 3000 - len(drop) and again.index_type == index_type
         _same_float_hits(again.search(q, k=10), want)
         assert again.get(5) == meta[5]
+        # the bulk read (one query iterator, here in batches of 700) gives what get() gives
+        monkeypatch.setattr(milvus_backend, 'ID_BATCH', 700)
+        with caplog.at_level(logging.WARNING):
+            every = again.all_metadata()
+        # pymilvus's warning at every Milvus Lite iterator (no MVCC timestamp) is not printed
+        assert not [r for r in caplog.records if 'mvccTs' in r.getMessage()]
+        assert list(every) == [i for i in range(3000) if i not in drop]
+        assert all(every[i] == meta[i] for i in every)
         np.testing.assert_allclose(again.vector(5), x[5], rtol=1e-6)
         assert again.add(x[:2]).tolist() == [3000, 3001]
     finally:
@@ -203,3 +215,15 @@ def test_auto_ids_stay_unique_when_the_manifest_is_stale(tmp_path, data):
         assert again.add(x[8:10]).tolist() == [8, 9]
     finally:
         again.close()
+
+
+def test_bench_metadata_prints_bulk_and_per_item_times():
+    """bench/bench_metadata.py (docs/serve.md's figure) runs on Milvus Lite and checks that the
+    bulk read gives what get() gives before it prints."""
+    from tests.helpers import run_script
+    proc = run_script('bench/bench_metadata.py', '--items', 3000, '--sample', 200, check=True)
+    line = proc.stdout.strip().splitlines()[-1]
+    m = re.match(r'milvus, 3000 items: all_metadata\(\) ([\d.]+) s; get\(\) per item ([\d.]+) s '
+                 r'\(200 timed, scaled\); (\d+)x$', line)
+    assert m, proc.stdout
+    assert float(m.group(2)) > float(m.group(1))      # 3,000 queries cost more than one iterator
