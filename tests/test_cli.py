@@ -232,6 +232,41 @@ def test_evaluate_and_embed_a_run(tmp_path):
     assert notrun.returncode == 2 and 'is not a run folder' in notrun.stderr
 
 
+def test_evaluate_gives_a_plugin_evaluator_the_split_it_has_embedded(tiny_digits_run, tmp_path):
+    """A method with its own build_evaluator (extending.md's): evaluate reports its metrics too,
+    and the split goes through the network once (the evaluator's embed_dataset is answered
+    with the embeddings evaluate has made), not twice."""
+    import argparse
+
+    import numpy as np
+
+    from gluon_dml.engine import embed_dataset
+    from gluon_dml.methods import get_method, open_run
+
+    class NormEvaluator:
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __call__(self, net, ctx, epoch=None):
+            emb, _ = embed_dataset(net, self.dataset, ctx, 64)
+            return {'mean_norm': float(np.linalg.norm(emb, axis=1).mean()), 'recall@1': -1.0}
+
+    class WithOwnEvaluator(type(get_method('margin'))):
+        def build_evaluator(self, args, data, logger):
+            return NormEvaluator(data['eval'])
+
+    trained = open_run(str(tiny_digits_run))
+    images = []
+    trained.net.register_forward_hook(lambda block, inputs, output: images.append(inputs[0].shape[0]))
+    a = argparse.Namespace(run_dir=str(tiny_digits_run), data_path=None, split='test', batch_size=64,
+                           no_progress=True, ks='1,2', nmi_runs=1, few_shot=None,
+                           out=str(tmp_path / 'm.json'), save_embeddings=None)
+    metrics, _, _ = WithOwnEvaluator().evaluate_run(trained, a)
+    assert metrics['num_images'] == 896 and sum(images) == 896
+    assert metrics['mean_norm'] == pytest.approx(1, rel=1e-4)       # the evaluator's metric, reported
+    assert metrics['recall@1'] > 0                                  # evaluate's own value kept
+
+
 def test_npair_script_unnormalised_embeddings_evaluate_consistently(tmp_path):
     run = tmp_path / 'np'
     proc = run_script('train_npair.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '20',

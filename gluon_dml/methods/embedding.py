@@ -15,6 +15,7 @@ from .. import config
 from ..data.augment import augment_training_set
 from ..data import (BalancedBatchSampler, ImageFileDataset, SuperClassBatchSampler,
                     dataset_sampling, get_dataset, get_transform, has_query_split, split_validation)
+from ..engine import reuse_embeddings
 from ..engine.evaluation import RetrievalEvaluator
 from ..errors import UserError
 from ..fileio import atomic_write_json
@@ -247,11 +248,14 @@ class EmbeddingMethod(Method):
             metrics.update(few_shot_metrics(emb, labels, **a.few_shot))
         if type(self).build_evaluator is not EmbeddingMethod.build_evaluator:
             # a method with its own evaluator (extending.md's nearest-centroid accuracy): its
-            # metrics too, from the same network and split (it embeds the split itself)
+            # metrics too, from the same network and split, whose embeddings it is given
+            # (embed_dataset of this net and dataset answers them) instead of embedding again
             settings = argparse.Namespace(**dict(args, eval_batch_size=a.batch_size,
                                                  nmi_runs=nmi_runs, few_shot=None))
             evaluator = self.build_evaluator(settings, {'eval': dataset, 'query': query}, None)
-            extra = evaluator(trained.net, trained.ctx)
+            with reuse_embeddings(trained.net, dataset, emb, labels), \
+                    reuse_embeddings(trained.net, query, q_emb, q_labels):
+                extra = evaluator(trained.net, trained.ctx)
             metrics.update((k, v) for k, v in extra.items() if k not in metrics)
         metrics.update(run_dir=a.run_dir, split=a.split, params=trained.params,
                        network=trained.params_label, precision=trained.precision, data=args['data'],
