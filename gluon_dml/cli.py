@@ -443,6 +443,9 @@ def _same(dest, old, new):
     from . import config
     if old is _MISSING:
         return False
+    if dest == 'data' and isinstance(old, str) and isinstance(new, str):
+        # a record of before the dataset's names were merged may hold 'cub' for 'cub-200-2011'
+        return config.canonical_data_name(old) == config.canonical_data_name(new)
     if dest == 'steps':
         try:
             return sorted(config.parse_int_list(old)) == sorted(config.parse_int_list(new))

@@ -13,6 +13,7 @@ import re
 
 from .data import IMAGE_OPTIONS, get_transform, is_image_dataset, normalize_name
 from .data.augment import ROTATIONS
+from .data.research import DATASET_ALIASES
 from .errors import UserError
 
 __all__ = ['DEFAULTS', 'RECIPES', 'NAMED_RECIPES', 'named_recipe', 'IMAGE_RECIPE', 'canonical_data_name', 'resolve', 'check',
@@ -73,6 +74,12 @@ _ALIASES = {'fashion_mnist': 'fashion-mnist', 'fashionmnist': 'fashion-mnist',
 
 
 def canonical_data_name(name):
+    """The name a run records for ``--data``: lower case with hyphens, one name per dataset
+    (``CUB`` and ``cub_200_2011`` are ``cub-200-2011``; ``fmnist`` is ``fashion-mnist``)."""
+    for alias, name_ in DATASET_ALIASES.items():
+        if normalize_name(alias) == normalize_name(name):
+            name = name_
+            break
     key = name.strip().lower().replace('_', '-')
     return _ALIASES.get(key.replace('-', '_'), _ALIASES.get(key, key))
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gluon_dml import cli
+from gluon_dml.errors import UserError
 
 from .helpers import OMNIGLOT, loss_from_args, parse, run_script, script_env
 
@@ -63,6 +64,28 @@ def test_a_plugin_recipe_under_any_spelling_and_a_missing_one_said(capsys):
         config.RECIPES.pop('my_glyphs')
         for key in ('myglyphs', 'norecipeset'):
             registry._DATASETS.pop(('open-set', key), None)
+
+
+def test_the_names_of_one_dataset_make_one_run(tmp_path, monkeypatch):
+    """--data CUB and --data CUB_200_2011 are one dataset: one recorded name, one default run
+    folder, and --resume takes either spelling (also against a record that says 'cub')."""
+    monkeypatch.chdir(tmp_path)
+    a = cli.parse('margin', ['--data', 'CUB', '--data-path', '/x'])
+    b = cli.parse('margin', ['--data', 'cub_200_2011', '--data-path', '/x'])
+    assert a.data == b.data == 'cub-200-2011' and a.name == b.name == 'margin-cub-200-2011'
+    for name in ('Stanford_Online_Products', 'EbayCrossClass', 'SOP'):
+        assert cli.parse('margin', ['--data', name, '--data-path', '/x']).data == 'sop'
+    assert cli.parse('margin', ['--data', 'EbayInClass', '--data-path', '/x']).data == 'ebayinclass'
+    run = tmp_path / 'old-cub-run'
+    run.mkdir()
+    record = {k: v for k, v in vars(a).items() if not k.startswith('_')}
+    record.update(data='cub', method='margin', save_dir=str(run), name='old-cub-run')
+    (run / 'args.json').write_text(json.dumps(record))
+    again = cli.parse('margin', ['--data', 'CUB_200_2011', '--data-path', '/x', '--save-dir', str(run),
+                                 '--resume'])
+    assert again.resume and again.data == 'cub-200-2011'
+    with pytest.raises(UserError, match='--data cars196 would change the run'):
+        cli.parse('margin', ['--data', 'Cars', '--data-path', '/x', '--save-dir', str(run), '--resume'])
 
 
 def test_beta_per_class_is_the_omniglot_margin_default_only():

@@ -709,3 +709,7 @@ IMAGE_DATASETS = {
     'folder': (load_folder, 'balanced'), 'list': (load_list, 'balanced'),
 }
 QUERY_GALLERY_DATASETS = ('InShop',)
+# Second names of one dataset with one protocol (same loader, same sampling): a run records the
+# first name, so --data CUB and --data CUB_200_2011 make the same run (folder name, --resume).
+DATASET_ALIASES = {'CUB': 'CUB_200_2011', 'Cars': 'Cars196', 'Stanford_Online_Products': 'SOP',
+                   'EbayCrossClass': 'SOP'}
