@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 
+from ..config import canonical_data_name
 from ..engine import load_run_args, read_log
 from ..errors import UserError
 
@@ -106,6 +107,8 @@ def summarise(run_dirs, metrics=None, metrics_file=None, run_args=None):
         if finished else set()
     groups = {}
     for args, last in finished:
+        if isinstance(args.get('data'), str):      # 'cub' (an older record) is 'cub-200-2011'
+            args = dict(args, data=canonical_data_name(args['data']))
         key = json.dumps({k: args[k] for k in sorted(shared - _IGNORED)}, default=str)
         groups.setdefault(key, []).append((args, last))
     rows = []

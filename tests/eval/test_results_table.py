@@ -71,3 +71,12 @@ def test_runs_of_each_kind_get_their_own_columns_and_a_non_run_is_named(tmp_path
     for path in (tmp_path / 'nothing', tmp_path / 'a1' / 'args.json'):
         bad = run_script('eval/results_table.py', tmp_path / 'a1', path)
         assert bad.returncode == 2 and 'error: %s is not a run folder' % path in bad.stderr, bad.stderr
+
+
+def test_runs_recorded_under_two_names_of_one_dataset_share_a_row(tmp_path):
+    m = {'recall@1': 0.6, 'nmi': 0.5, 'map@r': 0.2}
+    _run(tmp_path / 'c1', 1, m, data='cub')                   # recorded before the names merged
+    _run(tmp_path / 'c2', 2, m, data='cub-200-2011')
+    proc = run_script('eval/results_table.py', tmp_path / 'c1', tmp_path / 'c2', check=True)
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith('| cub')]
+    assert len(rows) == 1 and rows[0].startswith('| cub-200-2011 | margin | 1, 2 |'), proc.stdout
