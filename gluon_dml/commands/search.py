@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import cli
 from ..catalog import hit_record, open_catalog
+from ..data.transforms import BadImageError
 from ..engine import get_contexts
 
 __all__ = ['main']
@@ -72,11 +73,19 @@ def main(argv=None):
             raise cli.UserError('--image %s is a folder; --image takes image files (to search '
                                 'with every image of a folder: --image %s/*).'
                                 % (path, path.rstrip('/')))
+        if not os.path.exists(path):
+            raise cli.UserError('The query image %s does not exist.' % path)
     cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
     flt = parse_filter(a.filter)
     queries = a.image or a.text or ([a.vector] if a.vector else ['id %d' % a.id])
     if a.image:
-        vectors = cat.embed_images(a.image)            # embedding is not counted as query time
+        try:
+            vectors = cat.embed_images(a.image)        # embedding is not counted as query time
+        except BadImageError as err:                   # its advice (--skip-bad-images) is not ours
+            if err.reason is None:
+                raise
+            raise cli.UserError('The query image %s cannot be read (%s).'
+                                % (err.path, err.reason)) from None
     elif a.text:
         vectors = cat.embed_text(a.text)
     elif a.vector:

@@ -239,10 +239,11 @@ def _decoder_words(err, path):
 class BadImageError(ValueError):
     """An image file that cannot be decoded (corrupt, truncated, not an image). ``reason``: the
     decoder's words alone (``cause``, the decoder's error, naming ``path``), for a list of the
-    images left out (the message also advises); None when not given."""
+    images left out (the message also advises); None when not given. ``path``: the file."""
 
     def __init__(self, message, cause=None, path=None):
         super().__init__(message)
+        self.path = path
         self.reason = None if cause is None else 'cannot decode: %s' % _decoder_words(cause, path)
 
 

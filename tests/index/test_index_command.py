@@ -199,3 +199,27 @@ def test_search_on_a_milvus_lite_catalogue_held_by_another_process(tiny_digits_r
     c = open_catalog(str(cat))
     assert len(c.index) == len(listing.read_text().split())
     c.close()
+
+
+def test_a_query_image_that_cannot_be_read_is_one_sentence_about_the_query(
+        tiny_digits_run, image_folder, tmp_path):
+    """search --image with a missing file, a truncated PNG or a text file: one error line about
+    the query image, not the training advice (the dataset's annotation files, --skip-bad-images,
+    which search does not take)."""
+    cat = tmp_path / 'cat'
+    build_catalog(str(tiny_digits_run), str(image_folder), str(cat))[0].close()
+    truncated = tmp_path / 'cut.png'
+    data = open(sorted(image_folder.glob('0/*.png'))[0], 'rb').read()
+    truncated.write_bytes(data[:len(data) // 2])
+    text = tmp_path / 'notes.png'
+    text.write_text('not an image\n')
+    cases = {tmp_path / 'missing.png': 'The query image %s does not exist.' % (tmp_path / 'missing.png'),
+             truncated: 'The query image %s cannot be read (cannot decode: ' % truncated,
+             text: 'The query image %s cannot be read (cannot decode: cannot identify image file'
+                   % text}
+    for query, said in cases.items():
+        proc = run_command('search', cat, '--image', query, '-k', 3)
+        assert proc.returncode == 2, (query, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: ' + said), (query, proc.stderr)
+        assert 'skip-bad-images' not in proc.stderr and 'annotation' not in proc.stderr
