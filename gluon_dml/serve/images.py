@@ -9,7 +9,7 @@ import binascii
 import io
 import re
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import ServeError
 
@@ -32,6 +32,9 @@ def decode_image(data, max_pixels, what='The upload', draft=None):
     ``draft=N``: a JPEG may be decoded at a reduced scale, no smaller than N x N (thumbnails)."""
     if not data:
         raise ServeError(400, '%s is empty (0 bytes).' % what)
+    # GluonCV's data package turns this on for the whole process when it is imported (a run with
+    # a GluonCV backbone imports it): a truncated upload would then decode as a half-grey picture.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:

@@ -569,3 +569,27 @@ def test_a_milvus_catalogue_served_with_one_writer(digits_catalog, serve, tmp_pa
     assert server.stop(signal.SIGTERM) == 0, server.stderr()[-2000:]
     assert 'stopped (SIGTERM); the catalogue %s is saved (%d items).' % (cat, CATALOG_IMAGES + 1) \
         in server.stdout(), server.stdout() + server.stderr()
+
+
+def test_a_truncated_upload_is_refused_after_gluoncv_allowed_truncated_images():
+    """A run with a GluonCV backbone (resnet18_v1b, ...) imports GluonCV's data package, which sets
+    PIL's LOAD_TRUNCATED_IMAGES for the whole process: the service then took a truncated JPEG
+    upload, embedded its half-grey picture and answered hits (or stored it, POST /items)."""
+    import io
+    from PIL import Image, ImageFile
+    from gluon_dml.serve import ServeError
+    from gluon_dml.serve.images import decode_image
+    import gluoncv.data  # noqa: F401  (what building such a backbone imports)
+    saved = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True            # as that import left it
+    try:
+        rng = np.random.default_rng(0)
+        out = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)).save(out, 'JPEG')
+        data = out.getvalue()
+        with pytest.raises(ServeError) as e:
+            decode_image(data[:len(data) // 2], 10 ** 6)
+        assert e.value.status == 400 and 'truncated or damaged' in str(e.value), str(e.value)
+        assert decode_image(data, 10 ** 6).size == (200, 160)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = saved
