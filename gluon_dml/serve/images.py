@@ -43,6 +43,15 @@ def decode_image(data, max_pixels, what='The upload', draft=None):
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
         raise ServeError(400, '%s is not an image this service can read (PNG, JPEG, GIF, WebP, '
                               'BMP, TIFF, ...).' % what) from None
+    try:
+        img.seek(0)
+        if draft and img.format in ('JPEG', 'MPO'):
+            # decoded at a reduced scale, the pixels that count are those decoded: a 48-megapixel
+            # photo of the catalogue's own makes its thumbnail from an eighth of its side
+            img.draft(img.mode, (int(draft), int(draft)))
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ServeError(400, '%s is truncated or damaged (%s).'
+                         % (what, str(err).rstrip('.') or type(err).__name__)) from None
     width, height = img.size
     if width * height > max_pixels:
         raise ServeError(413, '%s is %d x %d = %s pixels, more than this service decodes (%s, '
@@ -51,9 +60,6 @@ def decode_image(data, max_pixels, what='The upload', draft=None):
     if width < 1 or height < 1:
         raise ServeError(400, '%s has no pixels (%d x %d).' % (what, width, height))
     try:
-        img.seek(0)
-        if draft and img.format in ('JPEG', 'MPO'):
-            img.draft(img.mode, (int(draft), int(draft)))
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as err:
         raise ServeError(400, '%s is truncated or damaged (%s).'

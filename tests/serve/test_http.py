@@ -593,3 +593,33 @@ def test_a_truncated_upload_is_refused_after_gluoncv_allowed_truncated_images():
         assert decode_image(data, 10 ** 6).size == (200, 160)
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def test_the_thumbnail_of_a_large_catalogue_photo_is_made_at_a_reduced_scale(catalog_copy, tmp_path):
+    """In-process: a JPEG of the catalogue's own over --max-pixels (a phone's 48-megapixel photo
+    against the default 40,000,000; here 1,600 x 1,200 against 1,000,000) gets its thumbnail,
+    decoded at a reduced scale (the page showed a broken image: 413 "more than this service
+    decodes"); the file itself is still served whole, and a PNG, which has no reduced
+    decoding, is still refused."""
+    import io
+    from PIL import Image
+    from gluon_dml.catalog import open_catalog
+    from gluon_dml.serve import Limits, ServeError, Service
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
+    big.save(tmp_path / 'big.jpg', quality=80)
+    big.save(tmp_path / 'big.png')
+    service = Service(open_catalog(str(catalog_copy)), limits=Limits(max_pixels=10 ** 6))
+    try:
+        vector = service.stored_vector(3)
+        jpg, png_id = service.catalog.add_vectors(np.stack([vector, vector]), [
+            {'path': str(tmp_path / 'big.jpg')}, {'path': str(tmp_path / 'big.png')}])
+        kind, data, media = service.image_of(int(jpg), size=128)
+        assert kind == 'bytes' and media == 'image/jpeg'
+        assert max(Image.open(io.BytesIO(data)).size) == 128
+        assert service.image_of(int(jpg)) == ('file', str(tmp_path / 'big.jpg'), 'image/jpeg')
+        with pytest.raises(ServeError) as err:
+            service.image_of(int(png_id), size=128)
+        assert err.value.status == 413 and '1600 x 1200' in err.value.message
+    finally:
+        service.close()
