@@ -356,9 +356,10 @@ def _pending_parts(out):
     return sorted(glob.glob(os.path.join(out, _PENDING, 'part-*.npz')))
 
 
-def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log):
+def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log, made_by):
     """Embed ``paths`` in parts of ``chunk`` images, each saved as it is done; parts saved by an
-    earlier, interrupted call over the same paths are reused. Returns (vectors, kept, bad)."""
+    earlier, interrupted call over the same paths with the same network (``made_by``: a text
+    naming its parameters and precision) are reused. Returns (vectors, kept, bad)."""
     folder = os.path.join(out, _PENDING)
     os.makedirs(folder, exist_ok=True)
     vecs, kept, bad = [], [], []
@@ -368,7 +369,12 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log):
         want = paths[s:s + chunk]
         if os.path.exists(part):
             with np.load(part, allow_pickle=False) as z:
-                if list(z['asked']) == want:
+                same_net = 'made_by' in z.files and str(z['made_by']) == made_by
+                if list(z['asked']) == want and not same_net:
+                    log('embedding: part %d/%d was made by another network (the run was trained '
+                        'further, another run, or another precision); embedding it again'
+                        % (n + 1, len(starts)))
+                elif list(z['asked']) == want:
                     vecs.append(z['vectors'])
                     kept.extend(z['kept'].tolist())
                     bad.extend(zip(z['bad_paths'].tolist(), z['bad_why'].tolist()))
@@ -379,6 +385,7 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log):
         def write(tmp, v=v, k=k, b=b, want=want):
             with open(tmp, 'wb') as f:
                 np.savez(f, vectors=v, kept=np.array(k, dtype=str), asked=np.array(want, dtype=str),
+                         made_by=np.array(made_by),
                          bad_paths=np.array([p for p, _ in b], dtype=str),
                          bad_why=np.array([w for _, w in b], dtype=str))
         atomic_save(part, write)
@@ -444,10 +451,15 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         paths = [paths[i] for i in keep]
         labels = [labels[i] for i in keep] if labels is not None else None
         trained_enc = cat.encoders
+        digest = cat.source.get('params_sha256') or params_digest(cat.source['params'])
+        made_by = json.dumps({'params_sha256': digest, 'int8': cat.source.get('int8')},
+                             sort_keys=True)
     else:
         skipped_known = 0
         trained = open_run(run_dir, ctx or get_contexts(''), which, fuse=fuse, int8=int8)
         trained_enc = trained.encoders()
+        digest = params_digest(trained.params)
+        made_by = json.dumps({'params_sha256': digest, 'int8': int8}, sort_keys=True)
         kind = trained_enc.kind
         metric = 'hamming' if kind == 'binary' else ('ip' if trained_enc.normalized else 'l2')
         params = dict(index_params)
@@ -458,7 +470,8 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         # (which may take hours), not after it
         check_index(backend=backend, kind=kind, dim=trained_enc.dim, metric=metric,
                     index_type=index_type, path=out, **params)
-    vectors, kept, bad = _embed_resumable(trained_enc, paths, out, batch_size, chunk, progress, log)
+    vectors, kept, bad = _embed_resumable(trained_enc, paths, out, batch_size, chunk, progress, log,
+                                          made_by)
     t_embed = time.time() - t0
     label_of = dict(zip(paths, labels)) if labels is not None else {}
     metadata = []
@@ -483,7 +496,7 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         source = {'run_dir': os.path.abspath(run_dir), 'method': args.get('method'),
                   'data': args.get('data'), 'loss': args.get('loss'), 'which': which,
                   'network': trained.params_label, 'params': os.path.abspath(trained.params),
-                  'params_sha256': params_digest(trained.params),
+                  'params_sha256': digest,
                   'kind': kind, 'dim': trained_enc.dim, 'normalized': trained_enc.normalized,
                   'int8': int8,
                   'images': os.path.abspath(images), 'created': time.strftime('%Y-%m-%d %H:%M:%S')}

@@ -131,10 +131,10 @@ def test_embedding_resumes_from_its_saved_parts(digits_run, image_folder, tmp_pa
     out = str(tmp_path / 'cat')
     log = []
     with pytest.raises(Killed):
-        _embed_resumable(enc, paths, out, 16, 30, False, lambda m: None)
+        _embed_resumable(enc, paths, out, 16, 30, False, lambda m: None, 'net')
     assert len(os.listdir(os.path.join(out, '.embedding'))) == 2
     calls.clear()
-    vectors, kept, bad = _embed_resumable(enc, paths, out, 16, 30, False, log.append)
+    vectors, kept, bad = _embed_resumable(enc, paths, out, 16, 30, False, log.append, 'net')
     assert len(paths) == 121 and calls == [30, 30, 1]          # parts 3, 4 and 5 only
     assert sum('reused' in m for m in log) == 2
     enc.embed_paths = real

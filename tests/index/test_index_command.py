@@ -223,3 +223,31 @@ def test_a_query_image_that_cannot_be_read_is_one_sentence_about_the_query(
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith('error: ' + said), (query, proc.stderr)
         assert 'skip-bad-images' not in proc.stderr and 'annotation' not in proc.stderr
+
+
+def test_parts_embedded_by_another_network_are_not_reused(tiny_digits_run, image_folder, tmp_path):
+    """An index interrupted with one run, then the same images into the same --out with another
+    run (the user picked the wrong run, or trained it further meanwhile): the parts the first
+    network embedded are embedded again, not reused. Before, the catalogue silently held the
+    first network's vectors for them and the second's for the rest (an image was not its own
+    nearest neighbour)."""
+    other = tmp_path / 'other-run'
+    run_command('train-margin', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+                '--seed', '7', '--no-progress', '--save-dir', other, check=True)
+    out = tmp_path / 'cat'
+    argv = ('--images', image_folder, '--out', out, '--chunk', '30', '--batch-size', '8',
+            '--no-progress')
+    proc = run_command('index', tiny_digits_run, *argv,
+                       env=script_env(GLUON_DML_FAULTS='index-part@2:int'))
+    assert proc.returncode == 130, (proc.stdout, proc.stderr)
+    again = run_command('index', other, *argv, check=True)
+    assert 'was done before, reused' not in again.stdout, again.stdout
+    assert again.stdout.count('was made by another network') == 2, again.stdout
+    fresh = tmp_path / 'fresh'
+    build_catalog(str(other), str(image_folder), str(fresh))[0].close()
+    a, b = open_catalog(str(out)), open_catalog(str(fresh))
+    by_path = {m['path']: i for i, m in b.index.all_metadata().items()}
+    for i, m in a.index.all_metadata().items():
+        np.testing.assert_allclose(a.index.vector(i), b.index.vector(by_path[m['path']]), atol=1e-5)
+    a.close()
+    b.close()
