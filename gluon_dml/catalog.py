@@ -487,7 +487,11 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
             cat.add_vectors(vectors, metadata)
     else:
         if not len(kept):
-            raise UserError('None of the %d image(s) of %s could be read.' % (len(paths), images))
+            # nothing to resume: the parts would keep these images counted as unreadable
+            shutil.rmtree(os.path.join(out, _PENDING), ignore_errors=True)
+            raise UserError('None of the %d image(s) of %s could be read (first: %s, %s).'
+                            % (len(paths), images, bad[0][0], bad[0][1]) if bad else
+                            'None of the %d image(s) of %s could be read.' % (len(paths), images))
         if 'expected_size' not in index_params:
             params['expected_size'] = len(kept)
         index = create_index(backend=backend, kind=kind, dim=trained_enc.dim, metric=metric,

@@ -251,3 +251,24 @@ def test_parts_embedded_by_another_network_are_not_reused(tiny_digits_run, image
         np.testing.assert_allclose(a.index.vector(i), b.index.vector(by_path[m['path']]), atol=1e-5)
     a.close()
     b.close()
+
+
+def test_a_build_where_no_image_could_be_read_says_why_and_keeps_nothing(
+        tiny_digits_run, image_folder, tmp_path):
+    """Every image unreadable: one error line naming the first and why, and no folder left
+    behind. Before, the line gave no reason and OUT/.embedding kept the images as unreadable, so
+    the same command after the user replaced the files failed again without reading them."""
+    photos = tmp_path / 'photos' / 'shoes'
+    photos.mkdir(parents=True)
+    good = sorted(image_folder.glob('0/*.png'))[0].read_bytes()
+    (photos / 'a.png').write_bytes(good[:len(good) // 2])
+    out = tmp_path / 'cat'
+    argv = ('index', tiny_digits_run, '--images', photos.parent, '--out', out, '--no-progress')
+    proc = run_command(*argv)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert ('error: None of the 1 image(s) of %s could be read (first: %s, cannot decode: '
+            % (photos.parent, photos / 'a.png')) in proc.stderr, proc.stderr
+    assert not out.exists()
+    (photos / 'a.png').write_bytes(good)                 # the user replaces the file
+    again = run_command(*argv, check=True)
+    assert '1 items (1 added, 0 unreadable skipped' in again.stdout, again.stdout
