@@ -153,7 +153,7 @@ def resolve(args, method):
                 setattr(args, key, value)
     if asked_beta_per_class is None and getattr(args, 'loss', None) != 'margin':
         args.beta_per_class = False          # a recipe's margin-loss setting; other losses have no beta
-    if k_only and args.batch_size % args.batch_k:
+    if k_only and args.batch_k >= 1 and args.batch_size % args.batch_k:   # < 1: check() says so
         _fit_batch_size(args)
     method.setup(args)
     check(args, method)

@@ -136,6 +136,7 @@ def test_npair_method_defaults_over_the_recipe():
 @pytest.mark.parametrize('argv,message', [
     (['--batch-size', '50', '--batch-k', '12'], r'--batch-size \(50\) must be a multiple of --batch-k \(12\)'),
     (['--batch-size', '60', '--batch-k', '6'], r'fewer|classes'),
+    (['--batch-k', '0'], r'--batch-k must be a positive integer, got 0'),   # alone: no ZeroDivisionError
     (['--data', 'nosuchset'], r'nosuchset'),
     (['--model', 'nosuchnet'], r'Unknown backbone .nosuchnet.'),
     (['--data', 'omniglot', '--data-path', '/nonexistent/omniglot'], r'/nonexistent/omniglot'),
