@@ -142,6 +142,8 @@ def test_npair_method_defaults_over_the_recipe():
     (['--data', 'omniglot', '--data-path', '/nonexistent/omniglot'], r'/nonexistent/omniglot'),
     (['--steps', 'ten'], r'--steps takes comma-separated integers'),
     (['--gpus', 'zero'], r'--gpus takes comma-separated GPU ids'),
+    (['--gpus', '-2'], r'--gpus takes comma-separated GPU ids .*got .-2.'),     # -1 alone is the CPU
+    (['--gpus', '0,0'], r'--gpus takes comma-separated GPU ids .*each once'),
     (['--model', 'smallconv', '--use-pretrained'], r'smallconv has no pretrained weights'),
     (['--loss', 'hashnet'], r'hashing loss over binary codes; train it with gluon-dml train-hash'),
     (['--nmi-runs', '0'], r'--nmi-runs must be at least 1'),

@@ -22,8 +22,10 @@ def get_contexts(gpus):
     try:
         ids = [int(g) for g in gpus.split(',') if g.strip() != '']
     except ValueError:
-        raise ValueError('--gpus takes comma-separated GPU ids such as "0" or "0,1" (or "" for the '
-                         'CPU), got %r.' % gpus) from None
+        ids = [-1]
+    if not ids or min(ids) < 0 or len(set(ids)) < len(ids):   # -2, "0,-1", "0,0": no device list
+        raise ValueError('--gpus takes comma-separated GPU ids such as "0" or "0,1", each once (or '
+                         '"" for the CPU), got %r.' % gpus)
     try:
         available = mx.context.num_gpus()
     except Exception:  # CPU build of MXNet, or no CUDA driver
