@@ -674,6 +674,8 @@ def output_path(path, suffix=None, flag='--out'):
     if path is None:
         return None
     path = os.path.expanduser(str(path))
+    if os.path.isdir(path):                 # before the suffix: a folder is no FOLDER.npz to write
+        raise UserError('%s %s is a folder; give a file name.' % (flag, path))
     if suffix and not path.endswith(suffix):
         path += suffix
     folder = os.path.dirname(os.path.abspath(path))

@@ -154,6 +154,19 @@ def test_a_batch_size_of_zero_is_refused(reference, command):
 
 
 @error
+@pytest.mark.parametrize('command,flag', [('evaluate', '--out'), ('evaluate', '--save-embeddings'),
+                                          ('embed', '--out')])
+def test_an_output_file_that_is_a_folder(reference, tmp_path, command, flag):
+    # --save-embeddings FOLDER wrote FOLDER.npz beside it (the .npz suffix was added first)
+    folder = tmp_path / 'outputs'
+    folder.mkdir()
+    extra = ['--images', os.path.join(reference, 'args.json')] if command == 'embed' else []
+    one_error(gluon_dml(command, reference, flag, str(folder), *extra),
+              '%s %s is a folder; give a file name.' % (flag, folder))
+    assert sorted(os.listdir(tmp_path)) == ['outputs'] and os.listdir(folder) == []
+
+
+@error
 def test_evaluate_a_folder_that_is_not_a_run(tmp_path):
     one_error(gluon_dml('evaluate', str(tmp_path)), '%s is not a run folder: it has no args.json' % tmp_path)
 
