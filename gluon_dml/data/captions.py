@@ -91,9 +91,16 @@ class Vocabulary(object):
 
     @classmethod
     def load(cls, path):
-        with open(path) as f:
-            itos = json.load(f)['itos']
-        if tuple(itos[:4]) != cls.SPECIALS:
+        if not os.path.exists(path):
+            raise FileNotFoundError('%s is missing: the run folder of a VSE run keeps its vocabulary '
+                                    'there; the run folder is damaged.' % path)
+        try:
+            with open(path, encoding='utf-8') as f:
+                itos = json.load(f)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ValueError('%s is not valid JSON (%s); the run folder is damaged.' % (path, err)) from None
+        itos = itos.get('itos') if isinstance(itos, dict) else None
+        if not isinstance(itos, list) or tuple(itos[:4]) != cls.SPECIALS:
             raise ValueError('%s is not a vocabulary written by gluon-dml (it does not start with '
                              '%s).' % (path, ', '.join(cls.SPECIALS)))
         return cls(itos[4:])

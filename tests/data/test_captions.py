@@ -32,6 +32,25 @@ def test_vocabulary_save_load_round_trip(tmp_path):
         Vocabulary.load(str(tmp_path / 'bad.json'))
 
 
+@pytest.mark.parametrize('content,message', [
+    (None, 'vocab.json is missing: the run folder of a VSE run keeps its vocabulary there; the run '
+           'folder is damaged.'),
+    ('{"itos": ["<pad>", "<st', 'vocab.json is not valid JSON (Unterminated string'),
+    ('\x00\x00', 'vocab.json is not valid JSON'),
+    ('[1, 2]', 'vocab.json is not a vocabulary written by gluon-dml'),
+    ('{"itos": 5}', 'vocab.json is not a vocabulary written by gluon-dml'),
+])
+def test_a_damaged_vocabulary_names_its_file(tmp_path, content, message):
+    # evaluate, embed, search-text and train-vse --resume of a run with a damaged vocab.json said
+    # "[Errno 2] No such file or directory" or "Expecting value: line 1 column 1" (no file named)
+    path = tmp_path / 'vocab.json'
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        Vocabulary.load(str(path))
+    assert str(err.value).startswith(str(path)) and message in str(err.value), str(err.value)
+
+
 def test_pad_captions_and_tokenize():
     tokens, lengths = pad_captions([[1, 5, 2], [1, 5, 6, 7, 2], [1, 2]])
     assert tokens.tolist() == [[1, 5, 2, 0, 0], [1, 5, 6, 7, 2], [1, 2, 0, 0, 0]]
