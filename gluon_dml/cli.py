@@ -674,6 +674,8 @@ def output_path(path, suffix=None, flag='--out'):
     if path is None:
         return None
     path = os.path.expanduser(str(path))
+    if not path.strip():                    # --out '': no file name (embed wrote ".npz" here)
+        raise UserError('%s is empty; give a file name.' % flag)
     if os.path.isdir(path):                 # before the suffix: a folder is no FOLDER.npz to write
         raise UserError('%s %s is a folder; give a file name.' % (flag, path))
     if suffix and not path.endswith(suffix):

@@ -26,13 +26,23 @@ def main(argv=None):
     p.add_argument('--out', default=None, metavar='FILE.json')
     cli.add_threads_flag(p, 'numpy and faiss')
     a = p.parse_args(argv)
-
+    # everything that can refuse the command, before the data and the fitting
+    all_bits = config.parse_int_list(a.bits, '--bits', '16,32,48,64')
+    if not all_bits or min(all_bits) < 1:
+        raise cli.UserError('--bits takes code lengths of 1 bit or more such as "16,32,48,64", '
+                            'got %r.' % a.bits)
+    methods = [m.strip() for m in a.methods.split(',') if m.strip()]
+    if not methods:
+        raise cli.UserError('--methods names no baseline; choose lsh, itq or "lsh,itq".')
+    for method in methods:
+        get_baseline(method, all_bits[0])           # an unknown name fails now
+    a.out = cli.output_path(a.out)
 
     splits = get_hash_splits(a.data, a.data_path)
     db, q = splits['database'], splits['query']
     results = []
-    for bits in config.parse_int_list(a.bits, '--bits', '16,32,48,64'):
-        for method in [m.strip() for m in a.methods.split(',') if m.strip()]:
+    for bits in all_bits:
+        for method in methods:
             t0 = time.time()
             model = get_baseline(method, bits, seed=a.seed).fit(db.images)
             m = hashing_metrics(model.encode(q.images), model.encode(db.images), q.labels, db.labels)

@@ -119,6 +119,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.k < 1:
         raise cli.UserError('--k must be a positive integer, got %d.' % a.k)
+    a.out = cli.output_path(a.out, '.npz')    # settled before the encoding and the search
 
     ctx = get_contexts(a.gpus)
     trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash', fuse=not a.no_fusion)

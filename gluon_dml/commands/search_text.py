@@ -28,6 +28,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.top < 1:
         raise cli.UserError('--top must be at least 1, got %d.' % a.top)
+    a.grid = cli.output_path(a.grid, flag='--grid')     # settled before the embedding
 
     if load_run_args(a.run_dir).get('method') != 'vse':
         raise cli.UserError('%s is not a train-vse run; text search needs an image-caption '

@@ -12,7 +12,7 @@ import numpy as np
 from .. import cli
 from .. import config
 from ..data import get_dataset, split_validation
-from ..engine import embed_dataset, get_contexts
+from ..engine import embed_dataset, get_contexts, load_run_args
 from ..methods import open_run
 from ..viz import plots, views
 
@@ -34,7 +34,14 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.points < 3:
         raise cli.UserError('--points must be at least 3, got %d.' % a.points)
-
+    if not a.perplexity > 0 or a.perplexity == float('inf'):
+        raise cli.UserError('--perplexity must be a positive number (about the neighbours each '
+                            'point keeps; 5 to 50 is usual), got %s.' % a.perplexity)
+    a.out = cli.output_path(a.out)          # settled before the embedding and the t-SNE
+    if load_run_args(a.run_dir).get('method') == 'vse':
+        raise cli.UserError('%s is a train-vse run: tsne maps the images of a split coloured by '
+                            'class, which an image-caption set has not; evaluate --save-embeddings '
+                            'writes its embeddings.' % a.run_dir)
 
     ctx = get_contexts(a.gpus)
     trained = open_run(a.run_dir, ctx, a.checkpoint, fuse=not a.no_fusion)

@@ -154,16 +154,69 @@ def test_a_batch_size_of_zero_is_refused(reference, command):
 
 
 @error
-@pytest.mark.parametrize('command,flag', [('evaluate', '--out'), ('evaluate', '--save-embeddings'),
-                                          ('embed', '--out')])
-def test_an_output_file_that_is_a_folder(reference, tmp_path, command, flag):
-    # --save-embeddings FOLDER wrote FOLDER.npz beside it (the .npz suffix was added first)
+@pytest.mark.parametrize('command,flag,given', [
+    ('evaluate', '--out', 'folder'), ('evaluate', '--save-embeddings', 'folder'),
+    ('embed', '--out', 'folder'), ('embed', '--out', 'empty'),
+    ('tsne', '--out', 'folder'), ('tsne', '--out', 'under a file'),
+    ('search-codes', '--out', 'folder'), ('search-codes', '--out', 'under a file'),
+    ('search-text', '--grid', 'folder'), ('hash-baselines', '--out', 'folder'),
+])
+def test_an_output_file_that_cannot_be_one(reference, hash_run, tmp_path, monkeypatch, command,
+                                           flag, given):
+    # refused before any work, nothing written: --save-embeddings FOLDER wrote FOLDER.npz beside
+    # it, embed --out '' a file ".npz"; tsne, search-codes, search-text --grid and hash-baselines
+    # failed after the work with the OS's words ("Is a directory (FOLDER.part.png)"), or wrote
+    # FOLDER.npz (search-codes)
     folder = tmp_path / 'outputs'
     folder.mkdir()
-    extra = ['--images', os.path.join(reference, 'args.json')] if command == 'embed' else []
-    one_error(gluon_dml(command, reference, flag, str(folder), *extra),
-              '%s %s is a folder; give a file name.' % (flag, folder))
-    assert sorted(os.listdir(tmp_path)) == ['outputs'] and os.listdir(folder) == []
+    monkeypatch.chdir(folder)                        # where a file '.npz' was written
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    path = {'folder': str(folder), 'empty': '', 'under a file': str(afile / ('out.npz' if command == 'search-codes' else 'out.png'))}[given]
+    argv = {'embed': [reference, '--images', os.path.join(reference, 'args.json')],
+            'search-codes': [hash_run, '--k', '3'], 'search-text': [reference, 'a shirt'],
+            'hash-baselines': ['--data', 'digits', '--bits', '8']}.get(command, [reference])
+    start = {'folder': '%s %s is a folder; give a file name.' % (flag, path),
+             'empty': '%s is empty; give a file name.' % flag,
+             'under a file': '%s %s: its folder %s cannot be made' % (flag, path, afile)}[given]
+    r = gluon_dml(command, *argv, flag, path)
+    one_error(r, start)
+    assert sorted(os.listdir(tmp_path)) == ['afile', 'outputs'] and os.listdir(folder) == []
+    assert 'written' not in r.out
+
+
+@error
+@pytest.mark.parametrize('flags,start', [
+    (['--perplexity', '0'], '--perplexity must be a positive number'),
+    (['--perplexity', 'nan'], '--perplexity must be a positive number'),
+    (['--method', 'vse'], '%s is a train-vse run: tsne maps the images of a split coloured by class'),
+])
+def test_tsne_refuses_before_the_embedding(reference, copy_of, flags, start):
+    # sklearn's "The 'perplexity' parameter of TSNE must be a float in the range (0.0, inf)" came
+    # after the embedding; a VSE run gave "Unknown dataset 'fashion3'"
+    run = reference
+    if flags[0] == '--method':                       # a VSE run's record, as far as tsne reads it
+        run = copy_of(reference)
+        args = json.load(open(os.path.join(run, 'args.json')))
+        json.dump(dict(args, method='vse', data='fashion3'), open(os.path.join(run, 'args.json'), 'w'))
+        flags, start = [], start % run
+    one_error(gluon_dml('tsne', run, '--points', '50', *flags), start)
+    assert not os.path.exists(os.path.join(run, 'plots', 'tsne_test.png'))
+
+
+@error
+@pytest.mark.parametrize('flags,start', [
+    (['--bits', '0'], '--bits takes code lengths of 1 bit or more'),
+    (['--bits', '16,-8'], '--bits takes code lengths of 1 bit or more'),
+    (['--methods', ''], '--methods names no baseline'),
+    (['--methods', 'lsh,itqq'], "Unknown hashing baseline 'itqq'"),
+])
+def test_hash_baselines_refuses_before_fitting(flags, start):
+    # --bits 0 gave numpy's "zero-size array to reduction operation", -8 "negative dimensions are
+    # not allowed", --methods '' printed nothing and exited 0, an unknown name came after the others
+    r = gluon_dml('hash-baselines', '--data', 'digits', *flags)
+    one_error(r, start)
+    assert 'mAP' not in r.out
 
 
 @error
