@@ -61,10 +61,17 @@ def main(argv=None):
         if not vse:
             raise UserError('--captions needs a train-vse run; %s is a %s run.'
                             % (a.run_dir, trained.args.get('method')))
+        if os.path.isdir(a.captions):
+            raise UserError('--captions %s is a folder; give a text file, one caption per line.'
+                            % a.captions)
         if not os.path.isfile(a.captions):
             raise FileNotFoundError('--captions %s does not exist.' % a.captions)
-        with open(a.captions, encoding='utf-8') as f:
-            lines = [ln.strip() for ln in f if tokenize(ln)]
+        try:
+            with open(a.captions, encoding='utf-8') as f:
+                lines = [ln.strip() for ln in f if tokenize(ln)]
+        except UnicodeDecodeError as err:
+            raise UserError('--captions %s is not UTF-8 text (%s); give a text file, one caption '
+                            'per line.' % (a.captions, err.reason)) from None
         if not lines:
             raise ValueError('%s holds no caption (no line with a word).' % a.captions)
         out['caption_embeddings'] = np.concatenate(

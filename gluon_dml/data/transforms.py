@@ -417,11 +417,24 @@ class PhotoTransform(object):
 # ---------------------------------------------------------------------------------------------
 
 class GreyTransform(object):
-    """Image file -> float32 (1, H, W) in [0, 1] (the fashion3 pictures, unresized)."""
+    """Image file -> float32 (1, H, W) in [0, 1] (the fashion3 pictures, unresized). ``shape``
+    (H, W): the one size the network takes; an image of another size is refused by name (a
+    ValueError, which --skip-bad-images leaves out) rather than failing in the network."""
+
+    def __init__(self, shape=None):
+        self.shape = None if shape is None else tuple(shape)
 
     def __call__(self, path, train=False, rng=None):
         with Image.open(path) as img:
-            return np.asarray(img.convert('L'), dtype=np.float32)[None] / np.float32(255.0)
+            arr = np.asarray(img.convert('L'), dtype=np.float32)[None] / np.float32(255.0)
+        if self.shape is not None and arr.shape[1:] != self.shape:
+            err = ValueError('%s is %d x %d pixels; this network takes %d x %d grey pictures '
+                             '(width x height), unresized.' % (path, arr.shape[2], arr.shape[1],
+                                                               self.shape[1], self.shape[0]))
+            err.reason = 'is %d x %d pixels, not %d x %d' % (arr.shape[2], arr.shape[1],
+                                                             self.shape[1], self.shape[0])
+            raise err
+        return arr
 
 
 class ImageNetTransform(RGBTransform):

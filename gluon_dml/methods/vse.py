@@ -166,7 +166,7 @@ def data_root(args):
 
 
 def image_transform(data):
-    return GreyTransform() if data == _FASHION3 else ImageNetTransform()
+    return GreyTransform((28, 84)) if data == _FASHION3 else ImageNetTransform()   # H x W
 
 
 def load_split(args, root, split):

@@ -169,3 +169,41 @@ def test_a_run_that_cannot_learn_what_it_says_is_warned(tmp_path):
     assert 'warning: --warmup-epochs 3 covers all 1 epochs: the run trains VSE0 only' in out
     assert 'warning: --min-word-count 100000 leaves no word of the training captions' in out
     assert 'loss VSE0 (sum of violations) in every epoch' in out
+
+
+@pytest.fixture(scope='module')
+def tiny_vse_run(f3_root, tmp_path_factory):
+    run = str(tmp_path_factory.mktemp('vse') / 'run')
+    run_script('train_vse.py', '--data', 'fashion3', '--data-path', f3_root, '--save-dir', run,
+               '--epochs', '1', '--batches-per-epoch', '2', '--embed-dim', '16', '--word-dim', '8',
+               '--batch-size', '32', '--no-progress', check=True)
+    return run
+
+
+@pytest.mark.parametrize('what,message', [
+    ('captions folder', '--captions {p} is a folder; give a text file, one caption per line.'),
+    ('captions binary', '--captions {p} is not UTF-8 text (invalid start byte); give a text file'),
+    ('images 28x28', '{p} is 28 x 28 pixels; this network takes 84 x 28 grey pictures (width x '
+                     'height), unresized.'),
+])
+def test_embed_with_a_vse_run_refuses_what_it_cannot_read(tiny_vse_run, tmp_path, what, message):
+    """A folder as --captions said it did not exist, a binary file gave "'utf-8' codec can't
+    decode byte 0x89" without its name, and a picture of another size than fashion3's 28 x 84
+    an unexpected MXNetError (Shape inconsistent) from the image encoder."""
+    from PIL import Image
+    folder = tmp_path / 'pics'
+    folder.mkdir()
+    png = folder / 'small.png'
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(str(png))
+    flag, path = {'captions folder': ('--captions', folder), 'captions binary': ('--captions', png),
+                  'images 28x28': ('--images', png)}[what]
+    out = tmp_path / 'e.npz'
+    proc = run_script('eval/embed.py', tiny_vse_run, flag, path, '--out', out, '--no-progress')
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert len(errors) == 1 and errors[0].startswith('error: ' + message.format(p=path)), errors
+    assert not out.exists()
+    if what == 'images 28x28':        # --skip-bad-images leaves it out, saying why
+        proc = run_script('eval/embed.py', tiny_vse_run, flag, path, '--out', out, '--no-progress',
+                          '--skip-bad-images')
+        assert 'skipped: %s (is 28 x 28 pixels, not 84 x 28)' % png in proc.stdout, proc.stdout
