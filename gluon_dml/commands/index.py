@@ -13,12 +13,14 @@ interruption and the parts already embedded are reused. Unreadable images are sk
 counted. Prints the catalogue's size, memory and build time.
 """
 import argparse
+import os
 import signal
 import threading
 
 from .. import cli
 from ..catalog import build_catalog
 from ..engine import get_contexts
+from ..fileio import existing_ancestor
 
 __all__ = ['main']
 
@@ -69,6 +71,15 @@ def main(argv=None):
                             % (', '.join(INDEX_TYPES), a.index_type))
     if a.batch_size < 1 or a.chunk < 1:
         raise cli.UserError('--batch-size and --chunk must be positive.')
+    # the catalogue folder, before the run is opened (the OS's "Not a directory (PATH)" came
+    # from the first write, naming no flag)
+    if not a.out.strip():
+        raise cli.UserError('--out is empty; give the catalogue folder.')
+    if os.path.exists(a.out) and not os.path.isdir(a.out):
+        raise cli.UserError('--out %s is a file, not a folder; choose another --out.' % a.out)
+    parent = existing_ancestor(a.out)
+    if not os.path.isdir(parent):
+        raise cli.UserError('--out %s cannot be created: %s is a file, not a folder.' % (a.out, parent))
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
     # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so)
     main_thread = threading.current_thread() is threading.main_thread()

@@ -186,6 +186,24 @@ def test_an_output_file_that_cannot_be_one(reference, hash_run, tmp_path, monkey
 
 
 @error
+@pytest.mark.parametrize('given,start', [
+    ('a file', '--out {out} is a file, not a folder; choose another --out.'),
+    ('under a file', '--out {out} cannot be created: {afile} is a file, not a folder.'),
+    ('empty', '--out is empty; give the catalogue folder.'),
+])
+def test_index_out_that_cannot_be_a_catalogue(reference, tmp_path, monkeypatch, given, start):
+    # the OS's words came from the first write after the run was opened: "Not a directory
+    # (FILE/cat)", "File exists (FILE)", "[Errno 2] No such file or directory: ''"
+    monkeypatch.chdir(tmp_path)
+    afile = tmp_path / 'afile'
+    afile.write_text('x')
+    out = {'a file': str(afile), 'under a file': str(afile / 'cat'), 'empty': ''}[given]
+    one_error(gluon_dml('index', reference, '--images', os.path.join(reference, 'args.json'),
+                        '--out', out, '--no-progress'), start.format(out=out, afile=afile))
+    assert sorted(os.listdir(tmp_path)) == ['afile'] and afile.read_text() == 'x'
+
+
+@error
 @pytest.mark.parametrize('flags,start', [
     (['--perplexity', '0'], '--perplexity must be a positive number'),
     (['--perplexity', 'nan'], '--perplexity must be a positive number'),
