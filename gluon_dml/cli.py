@@ -358,6 +358,7 @@ def parse(method, argv=None, stream=None):
     parser = build_parser(m)
     args = parser.parse_args(argv)
     given = given_dests(parser, argv)
+    _check_run_place(args)
     if args.resume and getattr(args, 'overwrite', False):
         raise UserError('--resume continues the run in the folder and --overwrite replaces it; '
                         'give one of them.')
@@ -426,6 +427,19 @@ def _keep_recorded_threads(args, given, stream=None):
           '(fixed when MXNet loaded): the resumed run will not end bitwise where an uninterrupted '
           'one would.' % (args.save_dir, want, os.environ.get('OMP_NUM_THREADS', 'the default')),
           file=stream or sys.stderr)
+
+
+def _check_run_place(args):
+    """--name is a folder name under runs/, --save-dir a folder: neither may be empty, and a name
+    may not lead out of runs/ (--name ../../x wrote the run elsewhere)."""
+    if args.save_dir is not None and not args.save_dir.strip():
+        raise UserError('--save-dir is empty; give the run\'s folder (or leave the flag out for '
+                        'runs/METHOD-DATA).')
+    name = args.name
+    if name is not None and (not name.strip() or name in ('.', '..') or '/' in name or
+                             (os.sep != '/' and os.sep in name)):
+        raise UserError('--name %r is not a folder name under runs/ (no "/", not empty, not "." '
+                        'or ".."); to put the run elsewhere give --save-dir.' % name)
 
 
 def _resume_record(save_dir):

@@ -147,6 +147,9 @@ def test_npair_method_defaults_over_the_recipe():
     (['--model', 'smallconv', '--use-pretrained'], r'smallconv has no pretrained weights'),
     (['--loss', 'hashnet'], r'hashing loss over binary codes; train it with gluon-dml train-hash'),
     (['--nmi-runs', '0'], r'--nmi-runs must be at least 1'),
+    (['--margin', '-1'], r'--margin for the margin loss: must be at least 0, got -1'),   # trained nothing
+    (['--loss', 'triplet', '--margin', '-0.5'], r'--margin for the triplet loss: must be at least 0'),
+    (['--name', '../../etc'], r"--name '../../etc' is not a folder name under runs/"),  # wrote outside
 ])
 def test_bad_input_gives_one_clear_sentence(tmp_path, argv, message):
     if '--data' not in argv:
@@ -159,6 +162,14 @@ def test_bad_input_gives_one_clear_sentence(tmp_path, argv, message):
     assert len(err) == 1, proc.stderr[-2000:]
     import re
     assert re.search(message, err[0]), err[0]
+
+
+def test_an_empty_run_name_or_folder_is_refused():
+    # both fell back to the default run folder without a word
+    for flag in ('--name', '--save-dir'):
+        with pytest.raises(UserError, match='%s .*empty' % flag if flag == '--save-dir' else
+                           "--name '' is not a folder name"):
+            cli.parse('margin', ['--data', 'digits', flag, ''])
 
 
 def test_pretrained_weights_unreachable_names_the_cache(tmp_path):

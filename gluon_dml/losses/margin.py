@@ -61,7 +61,7 @@ class MarginLoss(gluon.HybridBlock):
     needs_positives_in_batch = True
     min_classes_in_batch = 2
     options = {
-        'margin': Option(float, 'alpha, the margin around the boundary beta'),
+        'margin': Option(float, 'alpha, the margin around the boundary beta', low=0),
         'beta': Option(float, 'beta(0), the initial boundary (learnable)'),
         'nu': Option(float, 'nu, the regulariser on beta'),
         'cutoff': Option(float, 'lower cutoff of the distance in the sampling weights'),

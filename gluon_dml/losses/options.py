@@ -36,11 +36,11 @@ def str2bool(text):
 
 class Option(object):
     """One loss option: ``kind`` (float, int, bool, or a tuple of allowed words; ``None`` among
-    the words makes the option optional, spelt ``none``), a help line, and the default (filled
-    from the constructor by :func:`loss_options`)."""
+    the words makes the option optional, spelt ``none``), a help line, the default (filled
+    from the constructor by :func:`loss_options`) and, for a number, its least value ``low``."""
 
-    def __init__(self, kind, help, default=None):
-        self.kind, self.help, self.default = kind, help, default
+    def __init__(self, kind, help, default=None, low=None):
+        self.kind, self.help, self.default, self.low = kind, help, default, low
 
     def parse(self, text):
         """The value of ``text`` (a command-line string, or an already typed value)."""
@@ -54,10 +54,13 @@ class Option(object):
         if isinstance(text, str) and text.strip().lower() == 'none' and self.default is None:
             return None
         try:
-            return self.kind(text)
+            value = self.kind(text)
         except (TypeError, ValueError):
             raise ValueError('expected %s, got %r' % (
                 'a number' if self.kind is float else 'an integer', text)) from None
+        if self.low is not None and value is not None and value < self.low:
+            raise ValueError('must be at least %s, got %s' % (self.low, value))
+        return value
 
     def words(self):
         return '/'.join('none' if w is None else w for w in self.kind)
@@ -88,7 +91,8 @@ def loss_options(loss):
             raise TypeError('%s declares option %r that its constructor does not take.'
                             % (loss.__name__, name))
         default = params[name].default
-        out[name] = Option(opt.kind, opt.help, None if default is inspect.Parameter.empty else default)
+        out[name] = Option(opt.kind, opt.help, None if default is inspect.Parameter.empty else default,
+                           opt.low)
     return out
 
 

@@ -67,7 +67,7 @@ class TripletLoss(gluon.HybridBlock):
     normalize_embeddings = True
 
     options = {
-        'margin': Option(float, 'the triplet margin'),
+        'margin': Option(float, 'the triplet margin', low=0),
         'mining': Option(('all', 'semihard', 'batch_hard', 'batch_hard_soft'), 'which triplets: all, semihard (FaceNet), batch_hard, batch_hard_soft (Hermans et al.)'),
         'squared': Option(bool, 'squared Euclidean distances'),
     }
