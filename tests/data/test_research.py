@@ -419,6 +419,13 @@ def test_download_unpacks_archives_and_reports_failures(tmp_path):
     from ..helpers import run_command
     proc = run_command('download', 'InShop', '--root', tmp_path / 'z')
     assert proc.returncode == 2 and 'cannot be downloaded automatically' in proc.stderr
+    # a --root that is a file, or under one: one line naming the file (was 'File exists (...)')
+    (tmp_path / 'afile').write_text('x')
+    for root in (tmp_path / 'afile', tmp_path / 'afile' / 'sub'):
+        proc = run_command('download', 'cub', '--root', root)
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            'error: --root %s cannot be a folder: %s is a file. Give a folder to unpack '
+            'CUB_200_2011 into.' % (root, tmp_path / 'afile')), proc.stderr
 
 
 def test_extract_refuses_members_outside_the_root(tmp_path):
