@@ -353,6 +353,19 @@ def test_evaluate_with_threads_runs_on_that_many_threads(tiny_digits_run, tmp_pa
     assert 'OMP 1' in proc.stdout and json.load(open(tmp_path / 'e.json'))['recall@1'] > 0
 
 
+def test_evaluate_warns_of_a_k_that_reaches_every_image(tiny_digits_run, tmp_path):
+    from .helpers import run_command
+    proc = run_command('evaluate', tiny_digits_run, '--ks', '1,895', '--nmi-runs', '1', '--out',
+                       tmp_path / 'e.json', '--no-progress')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'warning: --ks 895: each query is searched among 895 images, so Recall@895 counts every ' \
+        'one of them' in proc.stderr, proc.stderr
+    assert json.load(open(tmp_path / 'e.json'))['recall@895'] == 1.0
+    proc = run_command('evaluate', tiny_digits_run, '--ks', '1,894', '--nmi-runs', '1', '--out',
+                       tmp_path / 'f.json', '--no-progress')
+    assert proc.returncode == 0 and 'warning' not in proc.stderr, proc.stderr
+
+
 def test_importing_the_package_sets_every_core_and_serial_host_copies_unless_the_user_chose():
     code = ('import os, gluon_dml, mxnet; '
             'print(os.environ["OMP_NUM_THREADS"], os.environ["MXNET_CPU_PARALLEL_SIZE"])')

@@ -8,6 +8,7 @@ classes, where the best epoch is then chosen).
 """
 import argparse
 import copy
+import sys
 
 import numpy as np
 
@@ -241,6 +242,11 @@ class EmbeddingMethod(Method):
             query = get_dataset(args['data'], data_path, 'query', **options)
             q_emb, q_labels = trained.embed(query, a.batch_size, progress=not a.no_progress)
         ks = config.parse_int_list(a.ks, '--ks', '1,2,4,8')
+        searched = len(labels) if q_emb is not None else len(labels) - 1
+        if max(ks) >= searched:
+            print('warning: --ks %d: each query is searched among %d images, so Recall@%d counts '
+                  'every one of them (1.0 for every query with a same-class image).'
+                  % (max(ks), searched, max(ks)), file=sys.stderr)
         nmi_runs = a.nmi_runs if a.nmi_runs is not None else args.get('nmi_runs')
         metrics = evaluate_embeddings(emb, labels, ks=ks, query_embeddings=q_emb,
                                       query_labels=q_labels, nmi_runs=nmi_runs)
