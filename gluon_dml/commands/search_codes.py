@@ -78,11 +78,12 @@ def _load_codes(path, run_bits):
 
 
 def _check_index_flags(a, n_db, bits):
-    """The index flags against the database: one sentence each instead of a faiss error."""
+    """The index flags against the database: one sentence each instead of a faiss error
+    (``n_db`` None: before the database is encoded, the checks that need no count)."""
     if a.nlist is not None and a.nlist < 1:
         raise cli.UserError('--nlist must be a positive number of lists, got %d.' % a.nlist)
     if a.index == 'ivf':
-        if a.nlist is not None and a.nlist > n_db:
+        if a.nlist is not None and n_db is not None and a.nlist > n_db:
             raise cli.UserError('--nlist %d is more lists than the %d database codes: the IVF index '
                                 'trains one centroid per list on them (use at most %d; about '
                                 '4 sqrt(N) is usual).' % (a.nlist, n_db, n_db))
@@ -125,6 +126,17 @@ def main(argv=None):
     trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash', fuse=not a.no_fusion)
     args, net = trained.args, trained.net
     splits = get_hash_splits(args['data'], a.data_path or args.get('data_path'))
+    # what can be refused is refused before the database is encoded (minutes on a large split)
+    _check_index_flags(a, None, args['bits'])
+    for flag, value in (('--db', a.db), ('--queries', a.queries)):
+        if value.endswith('.npz'):
+            if not os.path.isfile(value):
+                raise cli.UserError('%s does not exist (%s: a codes .npz written by gluon-dml '
+                                    'evaluate --save-codes).' % (value, flag))
+        elif value not in splits and (flag == '--db' or not os.path.exists(value)):
+            raise cli.UserError('%s %s is not a split of %s (%s), a codes .npz%s.'
+                                % (flag, value, args['data'], ', '.join(splits),
+                                   '' if flag == '--db' else ', an image, a folder or a list file'))
     if a.db.endswith('.npz'):
         c = _load_codes(a.db, args['bits'])
         db_codes, db_labels = to_pm1(c['db_codes'], c['bits']), c.get('db_labels')

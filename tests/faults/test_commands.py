@@ -296,6 +296,21 @@ def test_search_codes_with_a_missing_file(hash_run, tmp_path):
               '%s does not exist' % (tmp_path / 'nope.npz'))
 
 
+@error
+@pytest.mark.parametrize('flags,start', [
+    (['--queries', 'nosuch'], '--queries nosuch is not a split of digits (train, database, query), '
+                              'a codes .npz, an image, a folder or a list file.'),
+    (['--db', 'nosuch'], '--db nosuch is not a split of digits (train, database, query), a codes .npz.'),
+    (['--queries', 'missing.npz'], 'missing.npz does not exist (--queries: '),
+])
+def test_search_codes_refuses_before_encoding_the_database(hash_run, flags, start):
+    # these were refused only after the database split was encoded (or, for --queries nosuch,
+    # with list_images's words); the encoding's progress bar shows whether it ran
+    r = gluon_dml('search-codes', hash_run, *flags)
+    one_error(r, start)
+    assert 'encode database' not in r.err, r.err
+
+
 @handled
 def test_search_codes_works_on_the_run_codes(hash_run):
     codes = os.path.join(hash_run, 'codes.npz')
