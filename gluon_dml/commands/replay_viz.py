@@ -30,8 +30,9 @@ def main(argv=None):
     p.add_argument('--follow', nargs='?', type=float, const=10.0, default=None, metavar='SECONDS',
                    help='keep pushing what the run adds, every SECONDS (default 10), until Ctrl-C')
     a = p.parse_args(argv)
-
-
+    if a.follow is not None and not a.follow > 0:
+        raise UserError('--follow takes the seconds between updates, a positive number; got %s.'
+                        % a.follow)
     if not os.path.isdir(a.run_dir):
         raise UserError('The run folder %s does not exist.' % a.run_dir)
     run_args = load_run_args(a.run_dir)          # a clear error when this is not a run folder

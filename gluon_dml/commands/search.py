@@ -43,6 +43,14 @@ def build_parser():
     return p
 
 
+def _fields(cat, sample=200):
+    """The metadata fields of (the first ``sample``) items of the catalogue, sorted."""
+    fields = set()
+    for i in cat.index.ids()[:sample]:
+        fields.update(cat.index.get(int(i)))
+    return sorted(fields)
+
+
 def parse_filter(items):
     """``['label=3', 'shop=A']`` -> ``{'label': [3, '3'], 'shop': 'A'}``: a value that reads as
     a number or true/false matches it typed or as text (labels from folder names are text)."""
@@ -117,5 +125,8 @@ def main(argv=None):
     print('%d quer%s, k=%d, %d items: %.2f ms search' % (
         len(records), 'y' if len(records) == 1 else 'ies', a.k, len(cat.index), 1000 * took),
         file=sys.stderr if a.json else sys.stdout)
+    if flt and not any(records):
+        print('note: no item matches --filter %s (the catalogue\'s fields: %s).'
+              % (' '.join(a.filter), ', '.join(_fields(cat)) or 'none'), file=sys.stderr)
     cat.close()
     return records

@@ -151,6 +151,12 @@ def test_a_list_file_keeps_each_lines_own_label(tiny_digits_run, image_folder, t
                                                           if p != meta[0]['path']}
     source = json.load(open(cat / 'catalog.json'))        # records no labels, only the source
     assert source['images'] == str(listing) and source['count'] == len(paths)
+    # a filter that matches nothing says so and names the fields there are (was: a count line)
+    none = run_command('search', cat, '--id', 0, '--filter', 'lable=digit-3', check=True)
+    assert 'note: no item matches --filter lable=digit-3 (the catalogue\'s fields: label, path).' \
+        in none.stderr, none.stderr
+    assert 'note:' not in run_command('search', cat, '--id', 0, '--filter', 'label=digit-3',
+                                      check=True).stderr
 
 
 def test_embed_warns_when_a_list_file_has_unlabelled_lines(tiny_digits_run, image_folder, tmp_path):

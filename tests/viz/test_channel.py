@@ -129,6 +129,13 @@ def test_replay_names_a_missing_run_folder_and_a_damaged_views_file(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=REPO, env=script_env())
     assert proc.returncode == 2
     assert proc.stderr.strip() == 'error: The run folder %s does not exist.' % (tmp_path / 'nothing')
+    for follow in ('-1', '0'):          # it updated every second, as if --follow 1 had been given
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(tmp_path),
+                               '--follow', follow], capture_output=True, text=True, timeout=120,
+                              cwd=REPO, env=script_env())
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            'error: --follow takes the seconds between updates, a positive number; got %s.'
+            % float(follow)), proc.stderr
     good = tmp_path / 'views_epoch001.npz'
     np.savez_compressed(str(good), tsne=np.zeros((3, 2)))
     assert load_views(str(good))['tsne'].shape == (3, 2)
