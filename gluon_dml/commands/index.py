@@ -81,9 +81,12 @@ def main(argv=None):
     if not os.path.isdir(parent):
         raise cli.UserError('--out %s cannot be created: %s is a file, not a folder.' % (a.out, parent))
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
-    # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so)
+    # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so).
+    # SIGINT too when the process started with it ignored (a background job of a shell script:
+    # `kill -INT` did nothing), as the training commands' own handler does.
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
     try:
         cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend,
                                     index_type=a.index_type, uri=a.uri, add=a.add,
@@ -94,6 +97,7 @@ def main(argv=None):
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
     info = cat.info()
     for path, why in report['unreadable']:
         print('skipped: %s (%s)' % (path, why))

@@ -56,6 +56,22 @@ def test_an_interrupted_index_says_what_it_kept_and_the_same_command_continues(
     assert '120 items (120 added' in again.stdout and not (out / '.embedding').exists()
 
 
+def test_kill_int_stops_an_index_started_with_sigint_ignored(tiny_digits_run, image_folder, tmp_path):
+    """A shell script's background job starts with SIGINT ignored (`gluon-dml index ... &`):
+    `kill -INT` then did nothing and the build ran on; it stops as Ctrl-C does, as training's."""
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / 'cat'
+    cmd = [sys.executable, '-m', 'gluon_dml', 'index', str(tiny_digits_run), '--images',
+           str(image_folder), '--out', str(out), '--chunk', '30', '--batch-size', '8', '--no-progress']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env=script_env(GLUON_DML_FAULTS='index-part@2:int'),
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert proc.returncode == 130, (proc.stdout, proc.stderr)
+    assert 'Interrupted (Ctrl-C)' in proc.stderr and not (out / 'catalog.json').exists()
+
+
 def test_an_index_interrupted_before_any_part_leaves_nothing(tiny_digits_run, image_folder, tmp_path):
     """Interrupted before any part is saved (here while the run loads): it says nothing was
     kept, and the folders the build made are given back."""
