@@ -582,7 +582,7 @@ def create_app(service):
 
     @app.get('/items/{item_id}/image', responses=_ERRORS,
              summary="An item's image (the file the catalogue holds for it; PNG for formats "
-                     "browsers do not show), or a thumbnail")
+                     "browsers do not show, RGB for a CMYK JPEG), or a thumbnail")
     async def item_image(item_id: int = Path(description='the item id'),
                          size: Optional[int] = Query(None, ge=16, le=2048,
                                                      description='fit in size x size pixels')):

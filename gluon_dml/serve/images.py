@@ -9,17 +9,21 @@ import binascii
 import io
 import re
 
+import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import ServeError
 
-__all__ = ['decode_image', 'decode_base64', 'image_extension', 'thumbnail_bytes', 'BROWSER_FORMATS',
-           'MIME']
+__all__ = ['decode_image', 'decode_base64', 'image_extension', 'thumbnail_bytes', 'browser_media',
+           'BROWSER_FORMATS', 'MIME']
 
 # formats every browser shows as they are; the others are converted to PNG when served
 BROWSER_FORMATS = {'PNG': 'image/png', 'JPEG': 'image/jpeg', 'MPO': 'image/jpeg',
                    'GIF': 'image/gif', 'WEBP': 'image/webp', 'BMP': 'image/bmp'}
 MIME = BROWSER_FORMATS
+# a JPEG browsers show right is grey or YCbCr (PIL: L, RGB); a CMYK or YCCK one (PIL: CMYK) they
+# show in wrong colours or not at all
+_BROWSER_JPEG_MODES = ('L', 'RGB')
 _EXTENSIONS = {'JPEG': '.jpg', 'MPO': '.jpg', 'TIFF': '.tif', 'PPM': '.ppm', 'JPEG2000': '.jp2'}
 _DATA_URL = re.compile(r'^data:[\w/+.-]*(;[\w=-]+)*;base64,', re.I)
 
@@ -91,17 +95,39 @@ def image_extension(img):
     return _EXTENSIONS.get(fmt, '.' + fmt.lower())
 
 
-def thumbnail_bytes(img, size):
-    """``(bytes, media type)``: ``img`` shrunk to fit ``size`` x ``size`` (never enlarged), as
-    PNG (JPEG for photographs without transparency)."""
-    img = img.copy()
-    if size:
-        img.thumbnail((int(size), int(size)))
-    out = io.BytesIO()
-    if img.mode in ('RGB', 'CMYK', 'YCbCr') and size:
-        img.convert('RGB').save(out, 'JPEG', quality=85)
-        return out.getvalue(), 'image/jpeg'
+def browser_media(fmt, mode):
+    """The media type under which browsers show a file of PIL format ``fmt`` and mode ``mode``
+    as it is; None when it must be converted (TIFF, ...; a CMYK or YCCK JPEG)."""
+    if fmt in ('JPEG', 'MPO') and mode not in _BROWSER_JPEG_MODES:
+        return None
+    return BROWSER_FORMATS.get(fmt)
+
+
+def _displayable(img):
+    """``img`` in a mode browsers show: CMYK, YCbCr, ... as RGB; 16-bit and 32-bit grey scaled
+    to 8 bits (PIL's own conversion clips them: a 16-bit picture turned white)."""
+    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size and arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), 'L')
     if img.mode not in ('1', 'L', 'LA', 'P', 'RGB', 'RGBA'):
-        img = img.convert('RGBA' if 'A' in img.getbands() else 'RGB')
+        return img.convert('RGBA' if 'A' in img.getbands() else 'RGB')
+    return img
+
+
+def thumbnail_bytes(img, size):
+    """``(bytes, media type)``: ``img`` shrunk to fit ``size`` x ``size`` (never enlarged), or
+    whole (``size`` None), in a mode browsers show: as JPEG for photographs without transparency
+    (thumbnails, and whole JPEGs converted from CMYK), else as PNG."""
+    photo = bool(size) or img.format in ('JPEG', 'MPO')
+    shown = _displayable(img)
+    if size:
+        shown = shown.copy() if shown is img else shown
+        shown.thumbnail((int(size), int(size)))
+    img = shown
+    out = io.BytesIO()
+    if img.mode == 'RGB' and photo:
+        img.save(out, 'JPEG', quality=85 if size else 95)
+        return out.getvalue(), 'image/jpeg'
     img.save(out, 'PNG')
     return out.getvalue(), 'image/png'

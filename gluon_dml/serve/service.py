@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..index import UnknownIdError
 from .batcher import BatcherClosed, MicroBatcher
 from .errors import ServeError
-from .images import BROWSER_FORMATS, decode_image, image_extension, thumbnail_bytes
+from .images import browser_media, decode_image, image_extension, thumbnail_bytes
 
 __all__ = ['Service', 'Limits', 'UPLOADS']
 
@@ -293,8 +293,11 @@ class Service(object):
 
     def image_of(self, id, size=None):
         """What ``GET /items/{id}/image`` answers: ``('file', path, media type)`` for an image
-        file a browser shows, else ``('bytes', data, media type)`` (a PNG or JPEG, shrunk to
-        ``size`` when given). Only the path the catalogue holds for the item is read."""
+        file a browser shows as it is, else ``('bytes', data, media type)`` (a PNG or JPEG in a
+        mode browsers show, shrunk to ``size`` when given). Only the path the catalogue holds for
+        the item is read. An image over ``max_pixels`` (decoded at a reduced scale when it is a
+        JPEG) is served as its file when a browser shows it (a thumbnail's too: the browser
+        scales it), else refused with a 500 that names --max-pixels."""
         item = self.get_item(id)
         path = item['path']
         if not path:
@@ -303,16 +306,24 @@ class Service(object):
             raise ServeError(404, 'The image file of item %d is gone from disk.' % item['id'])
         from PIL import Image
         try:
-            if size is None:
-                with self._decode_slots, Image.open(path) as img:
-                    fmt = img.format
-                if fmt in BROWSER_FORMATS:
-                    return 'file', path, BROWSER_FORMATS[fmt]
+            with self._decode_slots, Image.open(path) as img:
+                media = browser_media(img.format, img.mode)
+            if size is None and media:
+                return 'file', path, media
             with open(path, 'rb') as f:
                 data = f.read()
             with self._decode_slots:
-                img = decode_image(data, self.limits.max_pixels, 'The image of item %d' % item['id'],
-                                   draft=size)
+                try:
+                    img = decode_image(data, self.limits.max_pixels,
+                                       'The image of item %d' % item['id'], draft=size)
+                except ServeError as err:
+                    if err.status != 413:
+                        raise
+                    if media:                 # the catalogue's own file, not the client's upload
+                        return 'file', path, media
+                    raise ServeError(500, '%s; it must be decoded to be served, so start '
+                                          'gluon-dml serve with a larger --max-pixels to serve it.'
+                                     % err.message.rstrip('.')) from None
                 data, media = thumbnail_bytes(img, size)
             return 'bytes', data, media
         except ServeError:

@@ -599,8 +599,8 @@ def test_the_thumbnail_of_a_large_catalogue_photo_is_made_at_a_reduced_scale(cat
     """In-process: a JPEG of the catalogue's own over --max-pixels (a phone's 48-megapixel photo
     against the default 40,000,000; here 1,600 x 1,200 against 1,000,000) gets its thumbnail,
     decoded at a reduced scale (the page showed a broken image: 413 "more than this service
-    decodes"); the file itself is still served whole, and a PNG, which has no reduced
-    decoding, is still refused."""
+    decodes"); the file itself is still served whole, and so is a PNG's for its thumbnail (it
+    has no reduced decoding; the browser scales it: see the next test)."""
     import io
     from PIL import Image
     from gluon_dml.catalog import open_catalog
@@ -618,8 +618,62 @@ def test_the_thumbnail_of_a_large_catalogue_photo_is_made_at_a_reduced_scale(cat
         assert kind == 'bytes' and media == 'image/jpeg'
         assert max(Image.open(io.BytesIO(data)).size) == 128
         assert service.image_of(int(jpg)) == ('file', str(tmp_path / 'big.jpg'), 'image/jpeg')
-        with pytest.raises(ServeError) as err:
-            service.image_of(int(png_id), size=128)
-        assert err.value.status == 413 and '1600 x 1200' in err.value.message
+        assert service.image_of(int(png_id), size=128) == ('file', str(tmp_path / 'big.png'),
+                                                            'image/png')
     finally:
         service.close()
+
+
+def test_catalogue_images_are_served_in_a_mode_browsers_show_and_large_ones_not_as_413(
+        catalog_copy, serve, tmp_path):
+    """A CMYK JPEG of the catalogue's own (a print shop's, or a YCCK one) was served as it is,
+    image/jpeg with 4 channels, which browsers show in wrong colours or not at all, and a 16-bit
+    PNG's thumbnail was white (PIL's conversion clips): both come in RGB / 8-bit grey now. A PNG
+    over --max-pixels got 413 "payload too large" on a GET (the client sent no payload): its file
+    is served, for a thumbnail too (no reduced decoding; the browser scales it); a TIFF over it,
+    which must be decoded to be served, is a 500 that names --max-pixels and how to raise it."""
+    import io
+    from PIL import Image
+    from gluon_dml.catalog import open_catalog
+    rng = np.random.default_rng(0)
+    red = Image.new('CMYK', (64, 48), (0, 255, 255, 0))            # pure red in CMYK
+    red.save(tmp_path / 'cmyk.jpg', quality=95)
+    grey16 = np.tile(np.arange(0, 65536, 1024, dtype=np.uint16), (32, 1))      # a ramp
+    Image.fromarray(grey16).save(tmp_path / 'grey16.png')
+    assert Image.open(tmp_path / 'grey16.png').mode == 'I;16'
+    big = Image.fromarray(rng.integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
+    big.save(tmp_path / 'big.png')
+    big.save(tmp_path / 'big.tif')
+    cat = open_catalog(str(catalog_copy))
+    try:
+        ids = [int(i) for i in cat.add_vectors(np.stack([cat.index.vector(3)] * 4), [
+            {'path': str(tmp_path / n)} for n in ('cmyk.jpg', 'grey16.png', 'big.png', 'big.tif')])]
+        cat.save()
+    finally:
+        cat.close()
+    url = serve(catalog_copy, '--max-pixels', 1000000).url
+
+    def get(i, size=None):
+        return requests.get('%s/items/%d/image' % (url, i), params={'size': size} if size else None,
+                            timeout=60)
+    for size in (None, 32):
+        r = get(ids[0], size)
+        assert r.status_code == 200 and r.headers['content-type'] == 'image/jpeg', r.text[:300]
+        img = Image.open(io.BytesIO(r.content))
+        assert img.mode == 'RGB' and img.size == ((64, 48) if size is None else (32, 24)), img
+        assert np.abs(np.asarray(img, dtype=int)[8:-8, 8:-8] - [255, 0, 0]).max() < 40
+    r = get(ids[1])                          # browsers show 16-bit PNGs: the file itself
+    assert r.headers['content-type'] == 'image/png' and \
+        r.content == (tmp_path / 'grey16.png').read_bytes()
+    thumb = Image.open(io.BytesIO(get(ids[1], 64).content))
+    assert thumb.mode == 'L' and thumb.size == (64, 32)
+    row = np.asarray(thumb, dtype=int)[16]
+    assert row[0] < 8 and row[-1] > 240 and (np.diff(row) >= 0).all(), row     # still a ramp
+    for size in (None, 128):
+        r = get(ids[2], size)
+        assert r.status_code == 200 and r.headers['content-type'] == 'image/png', r.text[:300]
+        assert r.content == (tmp_path / 'big.png').read_bytes()
+    for size in (None, 128):
+        msg = assert_refused(get(ids[3], size), 500)
+        assert '1600 x 1200' in msg and 'larger --max-pixels' in msg, msg
+    assert get(ids[0]).status_code == 200                       # the service lives
