@@ -359,7 +359,8 @@ def _pending_parts(out):
 def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log, made_by):
     """Embed ``paths`` in parts of ``chunk`` images, each saved as it is done; parts saved by an
     earlier, interrupted call over the same paths with the same network (``made_by``: a text
-    naming its parameters and precision) are reused. Returns (vectors, kept, bad)."""
+    naming its parameters and precision) are reused, the images they recorded as unreadable
+    tried again (the user may have replaced them since). Returns (vectors, kept, bad)."""
     folder = os.path.join(out, _PENDING)
     os.makedirs(folder, exist_ok=True)
     vecs, kept, bad = [], [], []
@@ -367,6 +368,7 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log, made_by)
     for n, s in enumerate(starts):
         part = os.path.join(folder, 'part-%06d.npz' % n)
         want = paths[s:s + chunk]
+        reused = False
         if os.path.exists(part):
             with np.load(part, allow_pickle=False) as z:
                 same_net = 'made_by' in z.files and str(z['made_by']) == made_by
@@ -375,20 +377,24 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log, made_by)
                         'further, another run, or another precision); embedding it again'
                         % (n + 1, len(starts)))
                 elif list(z['asked']) == want:
-                    vecs.append(z['vectors'])
-                    kept.extend(z['kept'].tolist())
-                    bad.extend(zip(z['bad_paths'].tolist(), z['bad_why'].tolist()))
-                    log('embedding: part %d/%d was done before, reused' % (n + 1, len(starts)))
-                    continue
+                    v, k = z['vectors'], z['kept'].tolist()
+                    b = list(zip(z['bad_paths'].tolist(), z['bad_why'].tolist()))
+                    reused = True
+            if reused:
+                again = ''
+                if b:
+                    v, k, b, read = _retry_unreadable(enc, want, v, k, b, batch_size, progress)
+                    again = ('; %d of its %d unreadable image(s) read now, embedded'
+                             % (read, read + len(b)))
+                    if read:
+                        atomic_save(part, _part_writer(v, k, b, want, made_by))
+                vecs.append(v)
+                kept.extend(k)
+                bad.extend(b)
+                log('embedding: part %d/%d was done before, reused%s' % (n + 1, len(starts), again))
+                continue
         v, k, b = enc.embed_paths(want, batch_size, progress=progress, skip_bad=True)
-
-        def write(tmp, v=v, k=k, b=b, want=want):
-            with open(tmp, 'wb') as f:
-                np.savez(f, vectors=v, kept=np.array(k, dtype=str), asked=np.array(want, dtype=str),
-                         made_by=np.array(made_by),
-                         bad_paths=np.array([p for p, _ in b], dtype=str),
-                         bad_why=np.array([w for _, w in b], dtype=str))
-        atomic_save(part, write)
+        atomic_save(part, _part_writer(v, k, b, want, made_by))
         vecs.append(v)
         kept.extend(k)
         bad.extend(b)
@@ -396,6 +402,38 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log, made_by)
         fault_point('index-part', part=n + 1)
     vectors = np.concatenate(vecs) if vecs else np.zeros((0, enc.dim), np.float32)
     return vectors, kept, bad
+
+
+def _retry_unreadable(enc, want, v, k, b, batch_size, progress):
+    """A reused part's images recorded as unreadable embedded again; those that read now take
+    their place among the part's vectors, in the order of ``want`` (as a fresh build has them).
+    Returns (vectors, kept, still unreadable, how many read now)."""
+    rv, rk, rb = enc.embed_paths([p for p, _ in b], batch_size, progress=progress, skip_bad=True)
+    if not rk:
+        return v, k, rb, 0
+    rows, merged, i, j = [], [], 0, 0
+    for p in want:                  # kept and the retried both follow want's order
+        if i < len(k) and k[i] == p:
+            rows.append(v[i])
+            i += 1
+        elif j < len(rk) and rk[j] == p:
+            rows.append(rv[j])
+            j += 1
+        else:
+            continue
+        merged.append(p)
+    return np.stack(rows).astype(v.dtype, copy=False), merged, rb, len(rk)
+
+
+def _part_writer(v, k, b, want, made_by):
+    """The writer of a part's file (for :func:`atomic_save`)."""
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            np.savez(f, vectors=v, kept=np.array(k, dtype=str), asked=np.array(want, dtype=str),
+                     made_by=np.array(made_by),
+                     bad_paths=np.array([p for p, _ in b], dtype=str),
+                     bad_why=np.array([w for _, w in b], dtype=str))
+    return write
 
 
 def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=None, add=False,

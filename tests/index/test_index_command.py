@@ -275,6 +275,41 @@ def test_parts_embedded_by_another_network_are_not_reused(tiny_digits_run, image
     b.close()
 
 
+def test_a_continued_index_reads_the_images_a_kept_part_found_unreadable(
+        tiny_digits_run, image_folder, tmp_path):
+    """An index interrupted after a part that holds an unreadable image; the user replaces the
+    image and runs the same command: the reused part tries the image again and embeds it, and the
+    catalogue equals a fresh build's (same ids, paths and vectors). Before, the part's record kept
+    it "skipped" until the catalogue was rebuilt from scratch."""
+    import shutil
+    images = tmp_path / 'digits'
+    shutil.copytree(str(image_folder), str(images))
+    broken = sorted(images.glob('0/*.png'))[1]                     # in the first part of 30
+    good = broken.read_bytes()
+    broken.write_bytes(good[:len(good) // 2])
+    out = tmp_path / 'cat'
+    argv = ('index', tiny_digits_run, '--images', images, '--out', out, '--chunk', '30',
+            '--batch-size', '8', '--no-progress')
+    proc = run_command(*argv, env=script_env(GLUON_DML_FAULTS='index-part@2:int'))
+    assert proc.returncode == 130, (proc.stdout, proc.stderr)
+    broken.write_bytes(good)                                       # the user replaces it
+    again = run_command(*argv, check=True)
+    assert ('part 1/4 was done before, reused; 1 of its 1 unreadable image(s) read now, embedded'
+            in again.stdout), again.stdout
+    assert 'part 2/4 was done before, reused\n' in again.stdout, again.stdout
+    assert '120 items (120 added, 0 unreadable skipped' in again.stdout, again.stdout
+    fresh = tmp_path / 'fresh'
+    build_catalog(str(tiny_digits_run), str(images), str(fresh), chunk=30, batch_size=8)[0].close()
+    a, b = open_catalog(str(out)), open_catalog(str(fresh))
+    try:
+        assert a.index.all_metadata() == b.index.all_metadata()
+        for i in b.index.all_metadata():
+            np.testing.assert_allclose(a.index.vector(i), b.index.vector(i), atol=1e-5)
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_build_where_no_image_could_be_read_says_why_and_keeps_nothing(
         tiny_digits_run, image_folder, tmp_path):
     """Every image unreadable: one error line naming the first and why, and no folder left
