@@ -681,15 +681,22 @@ def _one_line(err):
     return text or type(err).__name__
 
 
+def refuse_empty_path(path, flag='--out'):
+    """``path`` (``~`` expanded), refused when it is empty or blank: ``--out ''`` names no file
+    (embed wrote ".npz" here; export --onnx '' wrote the default file)."""
+    path = os.path.expanduser(str(path))
+    if not path.strip():
+        raise UserError('%s is empty; give a file name.' % flag)
+    return path
+
+
 def output_path(path, suffix=None, flag='--out'):
     """An output file of a command, settled before any work: ``suffix`` added when missing
     (``np.savez`` adds ``.npz`` itself, so the name printed would not be the file's), its folder
     made, and a folder that cannot be made refused now rather than after the embedding."""
     if path is None:
         return None
-    path = os.path.expanduser(str(path))
-    if not path.strip():                    # --out '': no file name (embed wrote ".npz" here)
-        raise UserError('%s is empty; give a file name.' % flag)
+    path = refuse_empty_path(path, flag)
     if os.path.isdir(path):                 # before the suffix: a folder is no FOLDER.npz to write
         raise UserError('%s %s is a folder; give a file name.' % (flag, path))
     if suffix and not path.endswith(suffix):

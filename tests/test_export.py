@@ -353,6 +353,8 @@ def test_the_command_refuses_what_it_cannot_do(margin_run, capsys, tmp_path):
                           ([margin_run, '--onnx', 'x.onnx', '--batch-size', '0'],
                            '--batch-size must be a positive integer'),
                           ([margin_run, '--onnx', str(tmp_path)], 'is a folder; give the ONNX file a name'),
+                          ([margin_run, '--onnx', ''], 'error: --onnx is empty; give a file name.'),
+                          ([margin_run, '--onnx', ' ', '--check'], '--onnx is empty; give a file name.'),
                           ([margin_run, '--onnx', str(tmp_path / 'a-file' / 'x.onnx')],
                            'cannot be written: %s is a file, not a folder.' % (tmp_path / 'a-file'))):
         with pytest.raises(SystemExit) as exit_:

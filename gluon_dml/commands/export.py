@@ -66,6 +66,8 @@ def main(argv=None):
         raise UserError('--batch-size must be a positive integer (leave it out for a free batch '
                         'size), got %d.' % a.batch_size)
     shape = _shape(a.input_shape) if a.input_shape else None
+    if a.onnx is not None:                  # --onnx '' is no file name, not the default file
+        a.onnx = cli.refuse_empty_path(a.onnx, '--onnx')
     args = export._run_args(a.run_dir)
     vse = args.get('method') == 'vse'
     part = (a.part or 'image') if vse else a.part
