@@ -9,7 +9,7 @@ from PIL import Image
 
 from gluon_dml.data.captions import (CaptionPairs, GreyTransform, Vocabulary, load_caption_set,
                                      pad_captions, read_karpathy, tokenize)
-from tests.helpers import FASHION
+from tests.helpers import FASHION, run_command
 
 
 def test_vocabulary_keeps_words_seen_at_least_four_times():
@@ -168,3 +168,19 @@ def test_fashion3_example_set(tmp_path):
     # the same arguments give the same set (and are not rebuilt)
     mtime = os.path.getmtime(path)
     assert mod.build(root, num_train=30, seed=1) == path and os.path.getmtime(path) == mtime
+
+
+def test_make_fashion3_into_a_file_is_one_line_naming_out_dir(tmp_path):
+    """OUT_DIR that is a file, or lies under one: one line naming OUT_DIR and the file, before
+    Fashion-MNIST is read. Before: the OS's "Not a directory (/etc/passwd/images)", naming
+    neither the argument nor what to do."""
+    afile = tmp_path / 'a-file'
+    afile.write_text('x')
+    for out, says in ((afile, 'OUT_DIR %s is a file, not a folder; give a folder to write the '
+                              'fashion3 set into (made if missing).' % afile),
+                      (afile / 'f3', 'OUT_DIR %s cannot be made: %s is a file, not a folder; give a '
+                                     'folder to write the fashion3 set into.' % (afile / 'f3', afile))):
+        proc = run_command('make-fashion3', out, '--train', '1', '--fashion-root', tmp_path / 'none')
+        assert proc.returncode == 2, (proc.stdout, proc.stderr)
+        assert proc.stderr.strip().splitlines() == ['error: ' + says], proc.stderr
+    assert afile.read_text() == 'x'
