@@ -8,6 +8,7 @@ precision within Hamming radius 2, bit balance). The evaluation searches the que
 reported network is the final one; after training the codes are written packed
 (``RUN_DIR/codes.npz``).
 """
+import math
 import os
 
 import mxnet as mx
@@ -164,6 +165,14 @@ class HashMethod(Method):
             raise UserError(str(err)) from None
         if args.bits < 1:
             raise UserError('--bits must be a positive integer, got %d.' % args.bits)
+        for key in ('init_scale', 'scale_gamma', 'scale_power'):
+            if not math.isfinite(getattr(args, key)):
+                raise UserError('--%s must be a finite number, got %s.'
+                                % (key.replace('_', '-'), getattr(args, key)))
+        try:
+            ScaleSchedule(args.init_scale, args.scale_gamma, args.scale_power, args.scale_step)
+        except ValueError as err:
+            raise UserError(str(err)) from None
         args.topk_list = parse_int_list(args.topk, '--topk', '1000')
         if not args.topk_list or min(args.topk_list) < 1:
             raise UserError('--topk takes the K of mAP@top-K, positive integers such as "1000", '

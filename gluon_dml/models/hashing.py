@@ -21,9 +21,16 @@ __all__ = ['HashNet', 'ScaleSchedule', 'get_hash_model', 'binarize']
 class ScaleSchedule:
     """HashNet's continuation: ``scale(it) = init_scale * (1 + gamma * it') ** power`` with
     ``it' = step_size * floor(it / step_size)`` (the scale changes every ``step_size``
-    iterations, as in the authors' code). Defaults gamma 0.005, power 0.5, step 200, init 1."""
+    iterations, as in the authors' code). Defaults gamma 0.005, power 0.5, step 200, init 1.
+    The scale stops at float32's largest number (``MAX_SCALE``; tanh is a sign long before): past
+    it the head's float32 parameter would hold infinity, and ``tanh(inf * 0)`` is NaN."""
+
+    MAX_SCALE = float(np.finfo(np.float32).max)
 
     def __init__(self, init_scale=1.0, gamma=0.005, power=0.5, step_size=200):
+        if not all(math.isfinite(v) for v in (init_scale, gamma, power)) or init_scale > self.MAX_SCALE:
+            raise ValueError('The scale schedule needs finite numbers and init_scale at most %g '
+                             '(float32), got %g, %g, %g.' % (self.MAX_SCALE, init_scale, gamma, power))
         if init_scale <= 0 or gamma < 0 or power < 0 or step_size < 1:
             raise ValueError('The scale schedule needs init_scale > 0, gamma >= 0, power >= 0 and '
                              'step_size >= 1, got %g, %g, %g, %d.' % (init_scale, gamma, power, step_size))
@@ -31,7 +38,10 @@ class ScaleSchedule:
 
     def __call__(self, iteration):
         it = self.step_size * (int(iteration) // self.step_size)
-        return self.init_scale * math.pow(1.0 + self.gamma * it, self.power)
+        try:
+            return min(self.init_scale * math.pow(1.0 + self.gamma * it, self.power), self.MAX_SCALE)
+        except OverflowError:
+            return self.MAX_SCALE
 
 
 class HashNet(HybridBlock):

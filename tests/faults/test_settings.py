@@ -85,6 +85,7 @@ METHOD_REFUSED = [
     ('train-hash', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the hashing losses are: dch, dsh, hashnet."),
     ('train-hash', ['--alpha-bits', '0'], 'Bad options for the hashnet loss: HashNet needs bits >= 1 and '
                                           'alpha_bits > 0, got 48 and 0.0.'),
+    ('train-hash', ['--init-scale', 'nan'], '--init-scale must be a finite number, got nan.'),  # trained to a NaN loss
     ('train-npair', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the embedding losses are: arcface,"),
     # refused after the vocabulary was written: the run files it wrote go with the folder
     ('train-vse', ['--fashion3-train', '500', '--model', 'nosuch'], "Unknown backbone 'nosuch'"),

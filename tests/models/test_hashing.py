@@ -18,6 +18,18 @@ def test_schedule_values_by_hand():
         ScaleSchedule(step_size=0)
 
 
+def test_schedule_stops_at_float32s_largest_number_and_refuses_non_finite_settings():
+    # --scale-power 1e6 --scale-step 1 ended in "unexpected OverflowError: math range error"
+    # at the first step; --init-scale 1e308 (inf in the float32 head) or nan in a loss of NaN
+    s = ScaleSchedule(1.0, 0.005, 1e6, 1)
+    assert s(0) == 1.0 and s(1) == ScaleSchedule.MAX_SCALE == float(np.finfo(np.float32).max)
+    assert ScaleSchedule(1e38, 1.0, 2.0, 1)(10) == ScaleSchedule.MAX_SCALE
+    for bad in (dict(init_scale=float('nan')), dict(gamma=float('inf')), dict(power=float('nan')),
+                dict(init_scale=1e308)):
+        with pytest.raises(ValueError, match='scale schedule needs finite numbers'):
+            ScaleSchedule(**bad)
+
+
 def test_head_is_tanh_of_scaled_dense_and_scale_reaches_the_hybridized_graph():
     net = get_hash_model('smallconv', 12)
     x = mx.nd.array(np.random.RandomState(0).rand(3, 1, 8, 8))
