@@ -9,6 +9,7 @@ symbol per encoder). The best epoch is chosen by the validation rsum; the test s
 once, with the best parameters, at the end.
 """
 import json
+import math
 import os
 import warnings
 
@@ -273,6 +274,9 @@ class VSEMethod(Method):
         if args.data.lower().replace('-', '_') not in {n.replace('-', '_') for n in names}:
             raise UserError('Unknown --data %s for %s; the caption sets are: %s.'
                             % (args.data, self.command, ', '.join(names)))
+        for flag, value in (('--margin', args.margin), ('--grad-clip', args.grad_clip)):
+            if not math.isfinite(value):
+                raise UserError('%s must be a finite number, got %s.' % (flag, value))
         if args.warmup_epochs < 0 or args.grad_clip < 0 or args.margin < 0:
             raise UserError('--warmup-epochs, --grad-clip and --margin must not be negative.')
         for flag, value in (('--word-dim', args.word_dim), ('--num-layers', args.num_layers)):
@@ -286,6 +290,12 @@ class VSEMethod(Method):
         if args.fashion3_train is not None and args.fashion3_train < 1:
             raise UserError('--fashion3-train must be a positive number of training pictures, '
                             'got %d.' % args.fashion3_train)
+        if not 0 <= getattr(args, 'fashion3_seed', 0) < 2 ** 32:
+            raise UserError('--fashion3-seed must lie in 0 .. 2^32 - 1, got %d.' % args.fashion3_seed)
+        if args.test_split and args.test_split == args.val_split:
+            raise UserError('--val-split and --test-split are both %r: the best epoch would be '
+                            'chosen on the split it is then tested on; choose another --val-split, '
+                            'or --test-split "" for no test.' % args.val_split)
         if args.batch_size < 2:
             raise UserError('--batch-size %d: VSE++ needs at least 2 image-caption pairs per batch '
                             '(the other pairs of the batch are the negatives).' % args.batch_size)

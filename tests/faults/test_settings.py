@@ -80,6 +80,10 @@ METHOD_REFUSED = [
     ('train-vse', ['--min-word-count', '0'], '--min-word-count must be at least 1, got 0.'),
     ('train-vse', ['--batch-size', '1'], '--batch-size 1: VSE++ needs at least 2 image-caption pairs'),
     ('train-vse', ['--fashion3-train', '-5'], '--fashion3-train must be a positive number of training pictures'),
+    ('train-vse', ['--margin', 'nan'], '--margin must be a finite number, got nan.'),     # trained to a NaN loss
+    ('train-vse', ['--fashion3-seed', '-1'], '--fashion3-seed must lie in 0 .. 2^32 - 1, got -1.'),  # numpy's words
+    ('train-vse', ['--val-split', 'test'], "--val-split and --test-split are both 'test': the best "
+                                           "epoch would be chosen on the split it is then tested on"),
     ('train-hash', ['--topk', '0'], '--topk takes the K of mAP@top-K, positive integers'),
     ('train-hash', ['--batch-size', '1'], '--batch-size 1: the hashing losses learn from the pairs'),
     ('train-hash', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the hashing losses are: dch, dsh, hashnet."),
