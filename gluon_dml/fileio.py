@@ -13,7 +13,7 @@ import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
            'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor',
-           'give_back_folder', 'LockBusy']
+           'give_back_folder', 'read_json', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -175,3 +175,18 @@ def atomic_write_json(path, obj, **dump_kwargs):
     """``obj`` as JSON (``indent=1, sort_keys=True`` unless told otherwise), atomically."""
     dump_kwargs = dict(dict(indent=1, sort_keys=True), **dump_kwargs)
     atomic_write_text(path, json.dumps(obj, **dump_kwargs))
+
+
+def read_json(path, missing):
+    """The JSON value of the file ``path`` of a run folder. ``missing``: the message of the
+    ``FileNotFoundError`` raised when there is no such file; a file that is not JSON, or cannot be
+    read, is a ``ValueError`` naming it and saying the run folder is damaged."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(missing)
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError('%s is not valid JSON (%s); the run folder is damaged.' % (path, err)) from None
+    except OSError as err:
+        raise ValueError('Cannot read %s (%s).' % (path, err.strerror or err)) from None

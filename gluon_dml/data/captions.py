@@ -31,6 +31,8 @@ import re
 import numpy as np
 from mxnet.gluon.data import Dataset
 
+from ..fileio import read_json
+
 __all__ = ['Vocabulary', 'tokenize', 'pad_captions', 'CaptionSet', 'CaptionPairs',
            'read_karpathy', 'read_precomputed', 'load_caption_set', 'KARPATHY_FILES',
            'CAPTIONS_PER_IMAGE', 'ImageNetTransform', 'GreyTransform', 'is_precomputed']
@@ -91,14 +93,8 @@ class Vocabulary(object):
 
     @classmethod
     def load(cls, path):
-        if not os.path.exists(path):
-            raise FileNotFoundError('%s is missing: the run folder of a VSE run keeps its vocabulary '
-                                    'there; the run folder is damaged.' % path)
-        try:
-            with open(path, encoding='utf-8') as f:
-                itos = json.load(f)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ValueError('%s is not valid JSON (%s); the run folder is damaged.' % (path, err)) from None
+        itos = read_json(path, '%s is missing: the run folder of a VSE run keeps its vocabulary '
+                               'there; the run folder is damaged.' % path)
         itos = itos.get('itos') if isinstance(itos, dict) else None
         if not isinstance(itos, list) or tuple(itos[:4]) != cls.SPECIALS:
             raise ValueError('%s is not a vocabulary written by gluon-dml (it does not start with '

@@ -24,7 +24,8 @@ import sys
 import time
 
 from ..errors import UserError
-from ..fileio import LockBusy, existing_ancestor, give_back_folder, hold_lock, release_lock
+from ..fileio import (LockBusy, existing_ancestor, give_back_folder, hold_lock, read_json,
+                      release_lock)
 from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_temporaries
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
@@ -189,16 +190,8 @@ def clear_run(run_dir, prefix=None):
 def read_record(run_dir):
     """The raw ``args.json`` of a run folder: the original settings and its ``resumes``."""
     path = os.path.join(run_dir, 'args.json')
-    if not os.path.exists(path):
-        raise FileNotFoundError('%s is not a run folder: it has no args.json (a run folder is what '
-                                'a training command writes under runs/NAME).' % run_dir)
-    try:
-        with open(path, encoding='utf-8') as f:
-            record = json.load(f)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError('%s is not valid JSON (%s); the run folder is damaged.' % (path, err)) from None
-    except OSError as err:
-        raise ValueError('Cannot read %s (%s).' % (path, err.strerror or err)) from None
+    record = read_json(path, '%s is not a run folder: it has no args.json (a run folder is what a '
+                             'training command writes under runs/NAME).' % run_dir)
     if not isinstance(record, dict):
         raise ValueError('%s is not a JSON object of settings; the run folder is damaged.' % path)
     return record
