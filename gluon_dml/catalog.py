@@ -371,15 +371,15 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log, made_by)
         reused = False
         if os.path.exists(part):
             with np.load(part, allow_pickle=False) as z:
-                same_net = 'made_by' in z.files and str(z['made_by']) == made_by
-                if list(z['asked']) == want and not same_net:
-                    log('embedding: part %d/%d was made by another network (the run was trained '
-                        'further, another run, or another precision); embedding it again'
-                        % (n + 1, len(starts)))
-                elif list(z['asked']) == want:
-                    v, k = z['vectors'], z['kept'].tolist()
-                    b = list(zip(z['bad_paths'].tolist(), z['bad_why'].tolist()))
-                    reused = True
+                if list(z['asked']) == want:
+                    if 'made_by' in z.files and str(z['made_by']) == made_by:
+                        v, k = z['vectors'], z['kept'].tolist()
+                        b = list(zip(z['bad_paths'].tolist(), z['bad_why'].tolist()))
+                        reused = True
+                    else:
+                        log('embedding: part %d/%d was made by another network (the run was '
+                            'trained further, another run, or another precision); embedding it '
+                            'again' % (n + 1, len(starts)))
             if reused:
                 again = ''
                 if b:
@@ -490,14 +490,13 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         labels = [labels[i] for i in keep] if labels is not None else None
         trained_enc = cat.encoders
         digest = cat.source.get('params_sha256') or params_digest(cat.source['params'])
-        made_by = json.dumps({'params_sha256': digest, 'int8': cat.source.get('int8')},
-                             sort_keys=True)
+        precision = cat.source.get('int8')
     else:
         skipped_known = 0
         trained = open_run(run_dir, ctx or get_contexts(''), which, fuse=fuse, int8=int8)
         trained_enc = trained.encoders()
         digest = params_digest(trained.params)
-        made_by = json.dumps({'params_sha256': digest, 'int8': int8}, sort_keys=True)
+        precision = int8
         kind = trained_enc.kind
         metric = 'hamming' if kind == 'binary' else ('ip' if trained_enc.normalized else 'l2')
         params = dict(index_params)
@@ -508,6 +507,8 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         # (which may take hours), not after it
         check_index(backend=backend, kind=kind, dim=trained_enc.dim, metric=metric,
                     index_type=index_type, path=out, **params)
+    # which network made a part of the embedding (a part of another is not reused)
+    made_by = json.dumps({'params_sha256': digest, 'int8': precision}, sort_keys=True)
     vectors, kept, bad = _embed_resumable(trained_enc, paths, out, batch_size, chunk, progress, log,
                                           made_by)
     t_embed = time.time() - t0

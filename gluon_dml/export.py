@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 
 from .errors import UserError
-from .fileio import atomic_save, existing_ancestor
+from .fileio import atomic_save, file_in_the_way
 
 __all__ = ['exported_files', 'load_exported', 'export_onnx', 'onnx_session', 'run_onnx',
            'sample_images', 'verify', 'ONNX_EXTRA', 'DEFAULT_OPSET']
@@ -362,9 +362,9 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
     folder = os.path.dirname(os.path.abspath(out))
     if os.path.isdir(out):
         raise UserError('%s is a folder; give the ONNX file a name (--onnx OUT.onnx).' % out)
-    parent = existing_ancestor(folder)
-    if not os.path.isdir(parent):
-        raise UserError('%s cannot be written: %s is a file, not a folder.' % (out, parent))
+    blocker = file_in_the_way(folder)
+    if blocker is not None:
+        raise UserError('%s cannot be written: %s is a file, not a folder.' % (out, blocker))
     blob = model.SerializeToString()
 
     def write(tmp):

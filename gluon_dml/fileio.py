@@ -13,7 +13,7 @@ import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
            'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor',
-           'give_back_folder', 'read_json', 'LockBusy']
+           'file_in_the_way', 'give_back_folder', 'read_json', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -108,6 +108,14 @@ def existing_ancestor(path):
     ``path`` cannot be made)."""
     missing = missing_folders(path)
     return os.path.dirname(missing[-1]) if missing else os.path.abspath(path)
+
+
+def file_in_the_way(path):
+    """The file that keeps ``path`` from being a folder: ``path`` itself when it is a file, or the
+    nearest of its parents that exists when that is a file; None when ``path`` is a folder or
+    can be made one."""
+    base = existing_ancestor(path)
+    return None if os.path.isdir(base) else base
 
 
 def give_back_folder(folder, made=(), empty_subfolders=()):

@@ -13,14 +13,13 @@ interruption and the parts already embedded are reused. Unreadable images are sk
 counted. Prints the catalogue's size, memory and build time.
 """
 import argparse
-import os
 import signal
 import threading
 
 from .. import cli
 from ..catalog import build_catalog
 from ..engine import get_contexts
-from ..fileio import existing_ancestor
+from ..engine.rundir import check_folder_path
 
 __all__ = ['main']
 
@@ -75,11 +74,7 @@ def main(argv=None):
     # from the first write, naming no flag)
     if not a.out.strip():
         raise cli.UserError('--out is empty; give the catalogue folder.')
-    if os.path.exists(a.out) and not os.path.isdir(a.out):
-        raise cli.UserError('--out %s is a file, not a folder; choose another --out.' % a.out)
-    parent = existing_ancestor(a.out)
-    if not os.path.isdir(parent):
-        raise cli.UserError('--out %s cannot be created: %s is a file, not a folder.' % (a.out, parent))
+    check_folder_path(a.out, '--out')
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
     # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so).
     # SIGINT too when the process started with it ignored (a background job of a shell script:

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 import zipfile
 
-from ..fileio import existing_ancestor
+from ..fileio import file_in_the_way
 from .research import DOWNLOADS
 
 __all__ = ['download_dataset', 'fetch', 'extract']
@@ -104,10 +104,10 @@ def download_dataset(name, root, urls=None, progress=True, keep_archives=False):
     if not files:
         raise ValueError('%s cannot be downloaded automatically; get it from %s and unpack it into %s.'
                          % (name, info['page'], root))
-    base = existing_ancestor(root)
-    if not os.path.isdir(base):
+    blocker = file_in_the_way(root)
+    if blocker is not None:
         raise ValueError('--root %s cannot be a folder: %s is a file. Give a folder to unpack %s '
-                         'into.' % (root, base, name))
+                         'into.' % (root, blocker, name))
     os.makedirs(root, exist_ok=True)
     for url, fname in files:
         dest = os.path.join(root, fname)

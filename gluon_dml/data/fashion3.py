@@ -37,7 +37,7 @@ import sys
 
 import numpy as np
 
-from ..fileio import existing_ancestor  # noqa: E402
+from ..fileio import file_in_the_way  # noqa: E402
 from .datasets import FASHION_MNIST_DEBIAN_ROOT as FASHION_ROOT  # noqa: E402
 JSON_NAME = 'dataset_fashion3.json'
 
@@ -186,13 +186,13 @@ def main(argv=None):
     if a.train < 1:
         p.error('--train must be a positive number of training pictures, got %d' % a.train)
     # before Fashion-MNIST is read (the OS's "Not a directory (OUT_DIR/images)" named no argument)
-    if os.path.exists(a.out_dir) and not os.path.isdir(a.out_dir):
+    blocker = file_in_the_way(a.out_dir)
+    if blocker is not None and blocker == os.path.abspath(a.out_dir):
         raise ValueError('OUT_DIR %s is a file, not a folder; give a folder to write the fashion3 '
                          'set into (made if missing).' % a.out_dir)
-    base = existing_ancestor(a.out_dir)
-    if not os.path.isdir(base):
+    if blocker is not None:
         raise ValueError('OUT_DIR %s cannot be made: %s is a file, not a folder; give a folder to '
-                         'write the fashion3 set into.' % (a.out_dir, base))
+                         'write the fashion3 set into.' % (a.out_dir, blocker))
     path = build(a.out_dir, a.train, a.seed, a.fashion_root, progress=True)
     print('written: %s' % path)
 

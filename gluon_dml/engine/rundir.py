@@ -24,14 +24,14 @@ import sys
 import time
 
 from ..errors import UserError
-from ..fileio import (LockBusy, existing_ancestor, give_back_folder, hold_lock, read_json,
+from ..fileio import (LockBusy, file_in_the_way, give_back_folder, hold_lock, read_json,
                       release_lock)
 from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_temporaries
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
            'load_run_args', 'read_record', 'settings_in_force', 'trained_params_path',
-           'resume_point', 'check_run_folder', 'lock_run', 'release_locks', 'abandon_run', 'RUN_FILES',
-           'CHANGEABLE_ON_RESUME', 'IGNORED_ON_RESUME']
+           'resume_point', 'check_folder_path', 'check_run_folder', 'lock_run', 'release_locks',
+           'abandon_run', 'RUN_FILES', 'CHANGEABLE_ON_RESUME', 'IGNORED_ON_RESUME']
 
 RUN_FILES = ('args.json', 'log.jsonl', 'checkpoints', 'best.params', 'best.loss.params',
              'best.json', 'vocab.json', 'codes.npz', 'iterations.jsonl', 'plots', 'int8')
@@ -89,14 +89,20 @@ def default_run_dir(name, resume=False, root='runs'):
 # the folder itself
 # ---------------------------------------------------------------------------------------------
 
+def check_folder_path(path, flag):
+    """One sentence naming ``flag`` when the folder ``path`` is a file or lies under one;
+    nothing is created."""
+    blocker = file_in_the_way(path)
+    if blocker is not None and blocker == os.path.abspath(path):
+        raise UserError('%s %s is a file, not a folder; choose another %s.' % (flag, path, flag))
+    if blocker is not None:
+        raise UserError('%s %s cannot be created: %s is a file, not a folder.' % (flag, path, blocker))
+
+
 def check_run_folder(run_dir, flag='--save-dir'):
     """Create ``run_dir`` if needed; one sentence when it is a file, lies under a file, or cannot
     be written."""
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise UserError('%s %s is a file, not a folder; choose another %s.' % (flag, run_dir, flag))
-    parent = existing_ancestor(run_dir)
-    if not os.path.isdir(parent):
-        raise UserError('%s %s cannot be created: %s is a file, not a folder.' % (flag, run_dir, parent))
+    check_folder_path(run_dir, flag)
     try:
         os.makedirs(run_dir, exist_ok=True)
         probe = os.path.join(run_dir, '.write-test-%d' % os.getpid())
