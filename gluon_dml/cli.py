@@ -18,6 +18,7 @@ __all__ = ['build_parser', 'parse', 'train', 'main_guard', 'UserError', 'add_tra
            'print_metrics', 'given_dests', 'set_threads', 'positive_int', 'add_threads_flag']
 
 _BOOL = dict(nargs='?', const=True, default=None, metavar='BOOL')
+_FLOAT32_MAX = 3.4028234663852886e+38          # numpy.finfo(numpy.float32).max
 
 
 def positive_int(text):
@@ -567,6 +568,10 @@ def _loss_kwargs(args, given):
         if isinstance(v, float) and not math.isfinite(v):
             raise UserError('--%s for the %s loss must be a finite number, got %s.'
                             % (n.replace('_', '-'), args.loss, v))
+        if isinstance(v, float) and abs(v) > _FLOAT32_MAX:
+            raise UserError('--%s for the %s loss is %s, beyond float32\'s range (|x| <= %.4g), '
+                            'in which the loss computes.' % (n.replace('_', '-'), args.loss, v,
+                                                              _FLOAT32_MAX))
     if getattr(args, 'xbm_size', 0):                 # the memory takes pair losses only
         from .losses.xbm import check_memory_loss
         try:

@@ -144,12 +144,12 @@ Binary codes on disk and faiss binary indexes (the lower-level functions)
 """
 import numpy as np
 
-from .core import (AUTO_BINARY_EXACT_MAX, AUTO_EXACT_MAX, AUTO_IVF_PQ_MIN, BACKENDS, KINDS, METRICS,
-                   Hit, Index, UnknownIdError, check_index, create_index, is_catalog, open_index)
+from .core import (AUTO_BINARY_EXACT_MAX, AUTO_EXACT_MAX, AUTO_IVF_PQ_MIN, BACKENDS, FLOAT32_MAX,
+                   KINDS, METRICS, Hit, Index, UnknownIdError, check_index, create_index, is_catalog, open_index)
 
 __all__ = ['save_codes', 'load_codes', 'build_binary_index', 'search', 'INDEX_KINDS', 'index_bytes',
            'Hit', 'Index', 'UnknownIdError', 'create_index', 'check_index', 'open_index', 'is_catalog',
-           'BACKENDS', 'KINDS', 'METRICS', 'AUTO_EXACT_MAX', 'AUTO_IVF_PQ_MIN', 'AUTO_BINARY_EXACT_MAX']
+           'BACKENDS', 'KINDS', 'METRICS', 'FLOAT32_MAX', 'AUTO_EXACT_MAX', 'AUTO_IVF_PQ_MIN', 'AUTO_BINARY_EXACT_MAX']
 
 INDEX_KINDS = ('flat', 'ivf', 'hash')
 

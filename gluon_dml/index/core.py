@@ -27,6 +27,7 @@ BACKENDS = ('faiss', 'milvus')
 AUTO_EXACT_MAX = 50_000            # float: exact search below this many vectors
 AUTO_IVF_PQ_MIN = 10_000_000       # float: IVF-PQ (with OPQ) from this many on, IVF-Flat between
 AUTO_BINARY_EXACT_MAX = 1_000_000  # binary: exhaustive Hamming search below this many codes
+FLOAT32_MAX = float(np.finfo(np.float32).max)   # vectors are stored as float32
 
 CATALOG_FILE = 'CATALOG.json'
 MANIFEST_FILE = 'manifest.json'
@@ -256,11 +257,15 @@ class Index:
         if x.shape[1] != self.dim:
             raise ValueError('%s have dimension %d but the index holds %d-dimensional vectors.'
                              % (what, x.shape[1], self.dim))
-        x = np.ascontiguousarray(x, dtype=np.float32)
         if len(x) and not np.isfinite(x).all():
             raise ValueError('%s hold NaN or infinite values.' % what)
+        if len(x) and x.dtype.itemsize > 4 and np.abs(x).max() > FLOAT32_MAX:
+            raise ValueError('%s hold values beyond the float32 range the index stores '
+                             '(|x| <= %.4g).' % (what, FLOAT32_MAX))
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if self.normalize and len(x):
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            # the squares summed in float64: a float32 sum of values above 1.8e19 overflows
+            norms = np.sqrt(np.einsum('ij,ij->i', x, x, dtype=np.float64))[:, None]
             x = np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
         return x
 

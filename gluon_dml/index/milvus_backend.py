@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import os
+import threading
 
 import numpy as np
 
@@ -131,6 +132,36 @@ def _is_lite(uri):
     return not str(uri).startswith(('http://', 'https://', 'tcp://', 'grpc://', 'unix:'))
 
 
+_LITE_USERS = {}                 # Milvus Lite file -> open MilvusIndex objects of this process
+_LITE_GUARD = threading.Lock()
+
+
+def lite_file_holder(db_file, locks='/proc/locks'):
+    """The process id (a string) of ANOTHER process that holds Milvus Lite's lock on the file
+    ``db_file``, else None. Milvus Lite (2.5.1) locks ``.NAME.lock`` beside the file with a
+    POSIX record lock, and a process that fails to take it deletes the holder's lock file on its
+    way out, so the next process would open the file beside the holder. Asked before Milvus Lite
+    is: the lock is read from the kernel's table ``locks`` (Linux), not by opening the lock file,
+    since closing any descriptor of a file drops this process's own POSIX locks on it (and would
+    stop a Milvus Lite this process runs). Elsewhere (no such table) None."""
+    real = os.path.realpath(os.path.abspath(str(db_file)))
+    lock = os.path.join(os.path.dirname(real), '.%s.lock' % os.path.basename(real))
+    try:
+        inode = os.stat(lock).st_ino
+        with open(locks) as f:
+            table = f.read()
+    except OSError:
+        return None
+    for line in table.splitlines():
+        # "1: POSIX  ADVISORY  WRITE 2360 fe:00:5324836 0 EOF"; a waiter's line has "->"
+        parts = line.split()
+        if len(parts) < 6 or parts[1] != 'POSIX' or '->' in parts:
+            continue
+        if parts[5].rsplit(':', 1)[-1] == str(inode) and parts[4] != str(os.getpid()):
+            return parts[4]
+    return None
+
+
 class MilvusIndex(Index):
     """:class:`~gluon_dml.index.core.Index` on a Milvus collection (see the module docstring)."""
 
@@ -145,6 +176,7 @@ class MilvusIndex(Index):
         name = self.params['collection']
         if self._client.has_collection(name, timeout=self._timeout()):
             if not overwrite:
+                self.close()
                 raise ValueError(self._exists_message())
             self._client.drop_collection(name, timeout=self._timeout())
         self._created = False
@@ -219,6 +251,12 @@ class MilvusIndex(Index):
         uri = self._uri()
         if self.lite:
             self._check_lite_file(uri)
+            holder = lite_file_holder(uri)
+            if holder is not None:
+                raise ValueError('The Milvus Lite file %s is open in process %s (a gluon-dml '
+                                 'serve, an index --add, or another program): Milvus Lite lets '
+                                 'one process at a time open it. Stop that process first, or send '
+                                 'it your queries.' % (uri, holder))
             os.makedirs(os.path.dirname(uri), exist_ok=True)
         kwargs = {'uri': uri, 'timeout': self._timeout()}
         if self.params['token']:
@@ -230,6 +268,10 @@ class MilvusIndex(Index):
         except pymilvus.MilvusException as e:
             what = 'open the Milvus Lite file' if self.lite else 'reach the Milvus server at'
             raise ValueError('Cannot %s %s (%s).' % (what, uri, getattr(e, 'message', e))) from None
+        if self.lite:
+            self._lite_file = os.path.realpath(uri)
+            with _LITE_GUARD:
+                _LITE_USERS[self._lite_file] = _LITE_USERS.get(self._lite_file, 0) + 1
 
     @staticmethod
     def _check_lite_file(uri):
@@ -238,12 +280,28 @@ class MilvusIndex(Index):
                              'http://localhost:19530; got %r.' % uri)
 
     def close(self):
+        """Close the connection; the last index of this process on a Milvus Lite file also
+        stops the Milvus Lite process pymilvus started for it, which gives the file back to other
+        processes (pymilvus alone keeps it until this process ends)."""
         with self._lock:
             if self._client is not None:
                 try:
                     self._client.close()
                 finally:
                     self._client = None
+                    self._release_lite_file()
+
+    def _release_lite_file(self):
+        lite_file, self._lite_file = getattr(self, '_lite_file', None), None
+        if lite_file is None:
+            return
+        with _LITE_GUARD:
+            _LITE_USERS[lite_file] -= 1
+            if _LITE_USERS[lite_file]:
+                return
+            del _LITE_USERS[lite_file]
+            from milvus_lite.server_manager import server_manager_instance
+            server_manager_instance.release_server(lite_file)
 
     def _c(self):
         if self._client is None:

@@ -10,6 +10,7 @@ reported network is the final one; after training the codes are written packed
 """
 import math
 import os
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -192,6 +193,10 @@ class HashMethod(Method):
         logger.info('%s hashing protocol: train %d, database %d, queries %d, %d classes; %s, %d bits; '
                     'run folder %s' % (args.data, len(train), len(database), len(query),
                                        train.num_classes, args.loss, args.bits, args.save_dir))
+        largest = max(args.topk_list)
+        if largest > len(database):
+            print('warning: --topk %d: the database holds %d images, so mAP@top-%d is the mAP over '
+                  'the whole database.' % (largest, len(database), largest), file=sys.stderr)
         return splits
 
     def build_sampler(self, args, data):

@@ -303,10 +303,11 @@ def _single(fields, key):
     return values[0]
 
 
-def query_of(body, allowed, what='a query'):
-    """``(kind, value, k, filter)`` of a /search or /embed body: exactly one of ``allowed``."""
+def query_of(body, allowed, what='a query', options=('k', 'filter')):
+    """``(kind, value, k, filter)`` of a /search or /embed body: exactly one of ``allowed``,
+    and of the search ``options`` (k, filter) those this route takes (/embed takes none)."""
     f = body.fields
-    known = set(allowed) | {'k', 'filter'}
+    known = set(allowed) | set(options)
     unknown = sorted(set(f) - known)
     if unknown:
         raise ServeError(400, 'Unknown field %r; the fields are %s.'
@@ -529,7 +530,11 @@ def create_app(service):
                       "vector)")
     async def embed_route(request: Request):
         body = await read_body(request, limits)
-        kind, value, _, _ = query_of(body, ('image', 'text', 'id'), 'an image, a text or an id')
+        if request.query_params:
+            raise ServeError(400, 'POST /embed takes no query parameters (got %r): k and filter '
+                                  'are options of POST /search.' % next(iter(request.query_params)))
+        kind, value, _, _ = query_of(body, ('image', 'text', 'id'), 'an image, a text or an id',
+                                     options=())
         if kind == 'id':
             vector = await run_in_threadpool(service.stored_vector, value)
         else:

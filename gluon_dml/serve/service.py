@@ -21,7 +21,7 @@ import numpy as np
 
 from ..catalog import hit_record
 from ..errors import UserError
-from ..index import UnknownIdError
+from ..index import FLOAT32_MAX, UnknownIdError
 from .batcher import BatcherClosed, MicroBatcher
 from .errors import ServeError
 from .images import browser_media, decode_image, image_extension, thumbnail_bytes
@@ -29,6 +29,7 @@ from .images import browser_media, decode_image, image_extension, thumbnail_byte
 __all__ = ['Service', 'Limits', 'UPLOADS']
 
 UPLOADS = 'uploads'
+MAX_METADATA_DEPTH = 32     # an item's metadata: objects and lists this deep, the item itself 1
 _INT64_MAX = 2 ** 63 - 1
 
 
@@ -54,6 +55,19 @@ class Limits(object):
 
     def as_dict(self):
         return dict(vars(self))
+
+
+def _nesting(value):
+    """How deep JSON ``value`` nests objects and lists (a flat object: 1), counted without
+    recursion, so that no depth makes it fail."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, depth = todo.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            todo.extend((c, depth + 1) for c in children)
+    return deepest
 
 
 def _number(v):
@@ -155,6 +169,9 @@ class Service(object):
         v = np.asarray(vector, dtype=np.float64)
         if not np.isfinite(v).all():
             raise ServeError(400, '%s holds NaN or infinite values.' % what)
+        if np.abs(v).max() > FLOAT32_MAX:
+            raise ServeError(400, '%s holds values beyond the float32 range of the index '
+                                  '(|x| <= %.4g).' % (what, FLOAT32_MAX))
         if len(v) != self.catalog.dim:
             raise ServeError(400, '%s has %d values; this catalogue\'s vectors have %d.'
                              % (what, len(v), self.catalog.dim))
@@ -170,6 +187,10 @@ class Service(object):
         if 'path' in meta:
             raise ServeError(400, '%s may not set "path": the service stores the image and sets '
                                   'it.' % what)
+        depth = _nesting(meta)
+        if depth > MAX_METADATA_DEPTH:
+            raise ServeError(400, '%s nests objects and lists %d levels deep; at most %d.'
+                             % (what, depth, MAX_METADATA_DEPTH))
         try:
             size = len(json.dumps(meta, allow_nan=False))
         except ValueError:

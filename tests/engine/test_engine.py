@@ -98,6 +98,16 @@ def _engine(tmp_path, loss, epochs=2, **kw):
                   config, logger=Logger(str(tmp_path)))
 
 
+def test_a_nan_loss_at_the_first_batch_does_not_blame_the_learning_rate(tmp_path):
+    """The first batch's loss is computed before any update: a NaN there comes from the loss's
+    settings or the data, and the message says so instead of "Lower --lr"."""
+    engine = _engine(tmp_path, _NaNAfter(1), epochs=1, hybridize=False)
+    with pytest.raises(NaNLossError, match=r'^The loss was nan at the first batch, before any '
+                       r'update, so the learning rate is not the cause') as err:
+        engine.fit()
+    assert '--lr' not in str(err.value)
+
+
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     engine = _engine(tmp_path, _NaNAfter(7), epochs=3, hybridize=False)
     with pytest.raises(NaNLossError, match=r'became nan at epoch 2, batch 3.*last good checkpoint'):

@@ -79,6 +79,22 @@ def test_a_full_disk_while_writing_the_log(tmp_path, monkeypatch):
 
 
 @handled
+def test_a_topk_beyond_the_database_is_a_warning(tmp_path):
+    """train-hash --topk larger than the database trains, and says that the mAP@top-K is then
+    the mAP over the whole database (it was accepted without a word)."""
+    run = str(tmp_path / 'run')
+    r = gluon_dml('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '1',
+                  '--bits', '16', '--topk', '1000,100000', '--no-progress', '--save-dir', run)
+    assert r.code == 0, r
+    assert ('warning: --topk 100000: the database holds 1497 images, so mAP@top-100000 is the mAP '
+            'over the whole database.') in r.err, r.err
+    assert r.err.count('warning: --topk') == 1
+    r = gluon_dml('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '1',
+                  '--bits', '16', '--no-progress', '--save-dir', str(tmp_path / 'run2'))
+    assert r.code == 0 and 'warning: --topk' not in r.err, r
+
+
+@handled
 def test_debug_shows_the_traceback(tmp_path):
     path = tmp_path / 'afile'
     path.write_text('x')

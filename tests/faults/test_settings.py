@@ -91,6 +91,8 @@ METHOD_REFUSED = [
                                           'alpha_bits > 0, got 48 and 0.0.'),
     ('train-hash', ['--init-scale', 'nan'], '--init-scale must be a finite number, got nan.'),  # trained to a NaN loss
     ('train-npair', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the embedding losses are: arcface,"),
+    ('train-npair', ['--l2-reg', '1e308'], "--l2-reg for the npair loss is 1e+308, beyond float32's "
+                                           "range (|x| <= 3.403e+38), in which the loss computes."),  # trained to an inf loss, blamed --lr
     # refused after the vocabulary was written: the run files it wrote go with the folder
     ('train-vse', ['--fashion3-train', '500', '--model', 'nosuch'], "Unknown backbone 'nosuch'"),
 ]

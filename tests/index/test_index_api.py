@@ -380,6 +380,25 @@ def test_normalize_gives_cosine(data):
     assert max(h.score for row in hits for h in row) <= 1.0 + 1e-5
 
 
+def test_vectors_beyond_float32_are_refused_and_large_ones_normalise(data):
+    """A float64 value beyond float32's range is named as such (it was called "NaN or
+    infinite" after the cast); a cosine index normalises vectors whose float32 sum of squares
+    would overflow (values of 1e20: they became zero vectors) to the same unit vectors."""
+    x, q, _ = data
+    idx = create_index('faiss', 'float', dim=D, metric='ip', index_type='flat', normalize=True)
+    big = x[:1].astype(np.float64)
+    big[0, 0] = -1e300
+    with pytest.raises(ValueError, match=r'hold values beyond the float32 range the index stores'):
+        idx.add(big)
+    with pytest.raises(ValueError, match=r'beyond the float32 range'):
+        idx.search(big)
+    assert len(idx) == 0
+    idx.add(x[:20] * np.float32(1e20))
+    np.testing.assert_allclose(np.linalg.norm(idx.vector(3)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(idx.vector(3), x[3] / np.linalg.norm(x[3]), rtol=1e-4, atol=1e-6)
+    assert idx.search(x[3:4] * np.float32(1e20), k=1)[0][0].id == 3
+
+
 def test_search_by_id(data):
     x, _, meta = data
     idx = create_index('faiss', 'float', dim=D, metric='l2', index_type='flat')

@@ -227,3 +227,58 @@ def test_bench_metadata_prints_bulk_and_per_item_times():
                  r'\(200 timed, scaled\); (\d+)x$', line)
     assert m, proc.stdout
     assert float(m.group(2)) > float(m.group(1))      # 3,000 queries cost more than one iterator
+
+
+def test_open_index_refuses_a_milvus_lite_file_another_process_holds(tmp_path, data):
+    """This process makes a Milvus Lite index and closes it, which frees the file; a second
+    real process then holds it open (gluon_dml.index.open_index, no catalogue lock): open_index
+    here is refused twice with the holder's pid before Milvus Lite is asked. milvus-lite 2.5.1 alone would log its own error and, on its way out, delete the
+    holder's lock file (.milvus.db.lock), after which a third process would open the file beside
+    the holder. The lock file stays, the holder still answers, and once it is gone the index
+    opens here with its items."""
+    import subprocess
+    import sys
+    from tests.helpers import REPO, script_env
+    x = data[0]
+    path = tmp_path / 'idx'
+    m = create_index('milvus', 'float', dim=D, index_type='flat', path=str(path))
+    m.add(x[:50])
+    m.save()
+    m.close()
+    lock = path / '.milvus.db.lock'
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import sys, numpy as np; from gluon_dml.index import open_index; m = open_index(sys.argv[1]); '
+        'print(len(m), flush=True); sys.stdin.readline(); '
+        'print(m.search(np.zeros((1, %d), np.float32), k=3)[0][0].id, flush=True)' % D), str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=script_env(), cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == '50'
+        assert milvus_backend.lite_file_holder(path / 'milvus.db') == str(holder.pid)
+        for _ in range(2):
+            with pytest.raises(ValueError, match=r'The Milvus Lite file %s is open in process %d '
+                               % (re.escape(str(path / 'milvus.db')), holder.pid)):
+                open_index(str(path))
+            assert lock.exists()
+        holder.stdin.write('\n')
+        holder.stdin.flush()
+        assert int(holder.stdout.readline()) in range(50)
+        assert holder.wait(60) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    assert milvus_backend.lite_file_holder(path / 'milvus.db') is None
+    m = open_index(str(path))
+    try:
+        assert len(m) == 50
+        assert milvus_backend.lite_file_holder(path / 'milvus.db') is None     # this process's own
+        again = open_index(str(path))         # a second index on the file in this process
+        again.close()
+        assert len(m) == 50                   # ... leaves the first one's Milvus Lite running
+    finally:
+        m.close()
+    # closed: the file is free for another process (pymilvus alone keeps it until exit)
+    other = subprocess.run([sys.executable, '-c', 'import sys; from gluon_dml.index import '
+                            'open_index; print(len(open_index(sys.argv[1])))', str(path)],
+                           capture_output=True, text=True, env=script_env(), cwd=REPO, timeout=120)
+    assert other.stdout.strip() == '50', other.stderr[-2000:]

@@ -186,7 +186,7 @@ def test_concurrent_queries_are_batched_and_answer_as_alone(shared_server, digit
 
 
 def _bad_requests(url, data, truncated):
-    """(name, expected status, a function sending the request)."""
+    """(name, expected status, a function sending the request[, a part of the answer])."""
     post = requests.post
     vec = [0.1] * 64
     return [
@@ -243,15 +243,28 @@ def _bad_requests(url, data, truncated):
         ('multipart id of 5000 digits', 400, lambda: post(url + '/search', files={'id': (None, '9' * 5000)})),
         ('too many items', 413, lambda: post(url + '/items', json={'items': [{'vector': vec}] * 65})),
         ('thumbnail size 0', 422, lambda: requests.get(url + '/items/3/image?size=0')),
+        ('vector beyond float32', 400, lambda: post(url + '/search', json={'vector': [1e39] + vec[1:]}),
+         'holds values beyond the float32 range of the index'),
+        ('item vector beyond float32', 400, lambda: post(url + '/items', json={'vector': [-1e300] + vec[1:]}),
+         'holds values beyond the float32 range of the index'),
+        ('metadata nested 41 deep', 400, lambda: post(url + '/items', data='{"vector": %s, "metadata": {"a": %s1%s}}' % (vec, '[' * 40, ']' * 40), headers={'Content-Type': 'application/json'}),
+         'The metadata of the item nests objects and lists 41 levels deep; at most 32.'),
+        ('embed with k', 400, lambda: post(url + '/embed', json={'id': 3, 'k': 5}),
+         "Unknown field 'k'; the fields are id, image, text."),
+        ('embed with a filter', 400, lambda: post(url + '/embed', files={'image': data}, data={'filter': 'label=3'}),
+         "Unknown field 'filter'"),
+        ('embed with a query parameter', 400, lambda: post(url + '/embed?k=5', json={'id': 3}),
+         "POST /embed takes no query parameters (got 'k')"),
     ]
 
 
 def test_bad_requests_get_a_4xx_sentence_and_the_service_lives(shared_server, digits_catalog):
     url = shared_server.url
     _, data = png(digits_catalog, 5)
-    for name, status, send in _bad_requests(url, data, data[:len(data) // 2]):
+    for name, status, send, *sentence in _bad_requests(url, data, data[:len(data) // 2]):
         r = send()
         msg = assert_refused(r, status)
+        assert not sentence or sentence[0] in msg, (name, msg)
         assert shared_server.alive(), name
         print('%-36s %d %s' % (name, status, msg))
     health = requests.get(url + '/health', timeout=30).json()
