@@ -6,7 +6,6 @@ take ``-`` and ``_`` alike (``--batch-size`` / ``--batch_size``); ``--help`` sho
 Nothing heavy is imported at module level, so ``--threads`` can still reach MXNet.
 """
 import argparse
-import math
 import os
 import sys
 import warnings
@@ -18,7 +17,6 @@ __all__ = ['build_parser', 'parse', 'train', 'main_guard', 'UserError', 'add_tra
            'print_metrics', 'given_dests', 'set_threads', 'positive_int', 'add_threads_flag']
 
 _BOOL = dict(nargs='?', const=True, default=None, metavar='BOOL')
-_FLOAT32_MAX = 3.4028234663852886e+38          # numpy.finfo(numpy.float32).max
 
 
 def positive_int(text):
@@ -556,6 +554,7 @@ def check_batch_for_loss(args, method):
 def _loss_kwargs(args, given):
     """The chosen loss's options from the flags (typed by its declaration) and from the recipe;
     options given for other losses become warnings."""
+    from .config import check_float
     from .losses.factory import check_loss, loss_flags
     from .losses.options import option_users
     check_loss(args.loss, 'hashing' if args.method == 'hash' else 'embedding',
@@ -565,13 +564,8 @@ def _loss_kwargs(args, given):
     recipe, _ = loss_flags(args.loss, {n: getattr(args, n) for n in names if n not in given})
     kwargs = dict(recipe, **typed)
     for n, v in typed.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise UserError('--%s for the %s loss must be a finite number, got %s.'
-                            % (n.replace('_', '-'), args.loss, v))
-        if isinstance(v, float) and abs(v) > _FLOAT32_MAX:
-            raise UserError('--%s for the %s loss is %s, beyond float32\'s range (|x| <= %.4g), '
-                            'in which the loss computes.' % (n.replace('_', '-'), args.loss, v,
-                                                              _FLOAT32_MAX))
+        if isinstance(v, float):
+            check_float(v, '--' + n.replace('_', '-'), 'the %s loss' % args.loss)
     if getattr(args, 'xbm_size', 0):                 # the memory takes pair losses only
         from .losses.xbm import check_memory_loss
         try:

@@ -176,6 +176,21 @@ def _optimizers():
     return set(mx.optimizer.Optimizer.opt_registry)
 
 
+FLOAT32_MAX = 3.4028234663852886e+38      # numpy.finfo(numpy.float32).max
+
+
+def check_float(value, flag, what=None):
+    """Refuse (:class:`UserError`) a number flag's value that is not finite or lies beyond
+    float32's range, in which MXNet trains (1e39 became inf there and the run failed later,
+    blaming another flag). ``what``: whose flag, e.g. ``the margin loss``."""
+    name = flag if what is None else '%s for %s' % (flag, what)
+    if not math.isfinite(value):
+        raise UserError('%s must be a finite number, got %s.' % (name, value))
+    if abs(value) > FLOAT32_MAX:
+        raise UserError("%s is %s, beyond float32's range (|x| <= %.4g), in which training "
+                        "computes." % (name, value, FLOAT32_MAX))
+
+
 def _flag_name(key):
     return '--' + key.replace('_', '-')
 
@@ -192,8 +207,8 @@ def check(args, method=None):
             raise UserError('%s must be 0 or more, got %s.' % (_flag_name(key), v))
     for key in ('lr', 'loss_lr', 'wd', 'momentum', 'factor', 'color_jitter'):
         v = getattr(args, key, None)
-        if isinstance(v, float) and not math.isfinite(v):
-            raise UserError('%s must be a finite number, got %s.' % (_flag_name(key), v))
+        if isinstance(v, float):
+            check_float(v, _flag_name(key))
     if args.batch_size % args.batch_k:
         raise UserError('--batch-size (%d) must be a multiple of --batch-k (%d): a batch is P classes '
                         'x K images; try --batch-size %d.'

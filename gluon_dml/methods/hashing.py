@@ -8,14 +8,13 @@ precision within Hamming radius 2, bit balance). The evaluation searches the que
 reported network is the final one; after training the codes are written packed
 (``RUN_DIR/codes.npz``).
 """
-import math
 import os
 import sys
 
 import mxnet as mx
 import numpy as np
 
-from ..config import parse_int_list
+from ..config import check_float, parse_int_list
 from ..data import ShuffledBatchSampler, dataset_splits, get_transform
 from ..data.hashing import get_hash_splits
 from ..engine.loop import Engine, embed_dataset
@@ -167,9 +166,7 @@ class HashMethod(Method):
         if args.bits < 1:
             raise UserError('--bits must be a positive integer, got %d.' % args.bits)
         for key in ('init_scale', 'scale_gamma', 'scale_power'):
-            if not math.isfinite(getattr(args, key)):
-                raise UserError('--%s must be a finite number, got %s.'
-                                % (key.replace('_', '-'), getattr(args, key)))
+            check_float(getattr(args, key), '--' + key.replace('_', '-'))
         try:
             ScaleSchedule(args.init_scale, args.scale_gamma, args.scale_power, args.scale_step)
         except ValueError as err:

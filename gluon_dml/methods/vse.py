@@ -9,7 +9,6 @@ symbol per encoder). The best epoch is chosen by the validation rsum; the test s
 once, with the best parameters, at the end.
 """
 import json
-import math
 import os
 import warnings
 
@@ -17,6 +16,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 import numpy as np
 
+from ..config import check_float
 from ..data import ShuffledBatchSampler, get_dataset
 from ..data.base import data_home
 from ..data.captions import (KARPATHY_FILES, CaptionPairs, GreyTransform, ImageNetTransform,
@@ -275,8 +275,7 @@ class VSEMethod(Method):
             raise UserError('Unknown --data %s for %s; the caption sets are: %s.'
                             % (args.data, self.command, ', '.join(names)))
         for flag, value in (('--margin', args.margin), ('--grad-clip', args.grad_clip)):
-            if not math.isfinite(value):
-                raise UserError('%s must be a finite number, got %s.' % (flag, value))
+            check_float(value, flag)
         if args.warmup_epochs < 0 or args.grad_clip < 0 or args.margin < 0:
             raise UserError('--warmup-epochs, --grad-clip and --margin must not be negative.')
         for flag, value in (('--word-dim', args.word_dim), ('--num-layers', args.num_layers)):

@@ -51,6 +51,8 @@ REFUSED = [
     (['--checkpoint-every', '-3'], '--checkpoint-every takes a number of batches'),
     (['--checkpoint-every', '0m'], '--checkpoint-every takes a number of batches'),
     (['--margin', 'nan'], '--margin for the margin loss must be a finite number, got nan.'),
+    (['--wd', '1e39'], "--wd is 1e+39, beyond float32's range (|x| <= 3.403e+38), in which training "
+                       "computes."),                                  # trained to NaN, blamed --lr
     (['--loss', 'no_such_loss'], "Unknown loss 'no_such_loss'"),
     (['--optimizer', 'nosuch'], '--optimizer nosuch is no MXNet optimizer; known: adadelta'),
     # refused once the data or the network is built: the folder is still given back as it was
@@ -92,7 +94,7 @@ METHOD_REFUSED = [
     ('train-hash', ['--init-scale', 'nan'], '--init-scale must be a finite number, got nan.'),  # trained to a NaN loss
     ('train-npair', ['--loss', 'nonsense'], "Unknown loss 'nonsense'; the embedding losses are: arcface,"),
     ('train-npair', ['--l2-reg', '1e308'], "--l2-reg for the npair loss is 1e+308, beyond float32's "
-                                           "range (|x| <= 3.403e+38), in which the loss computes."),  # trained to an inf loss, blamed --lr
+                                           "range (|x| <= 3.403e+38), in which training computes."),  # trained to an inf loss, blamed --lr
     # refused after the vocabulary was written: the run files it wrote go with the folder
     ('train-vse', ['--fashion3-train', '500', '--model', 'nosuch'], "Unknown backbone 'nosuch'"),
 ]
