@@ -45,19 +45,33 @@ def free_port(host='127.0.0.1'):
 
 def read_hosts(path):
     """Hosts of a host file: one per line, ``host`` or ``host:slots`` (that many processes
-    before the next host), ``#`` comments; returns the list with each host repeated per slot."""
+    before the next host), ``#`` comments; returns the list with each host repeated per slot.
+    A file that cannot be read or holds a bad line is a ValueError naming ``--hosts``."""
     hosts = []
-    with open(path) as f:
-        for line in f:
-            line = line.split('#', 1)[0].strip()
-            if not line:
-                continue
-            host, _, slots = line.partition(':')
-            if slots and not slots.isdigit():
-                raise ValueError('%s: bad line %r (host or host:slots).' % (path, line))
-            hosts.extend([host] * (int(slots) if slots else 1))
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise ValueError('--hosts %s: no such file.' % path) from None
+    except IsADirectoryError:
+        raise ValueError('--hosts %s is a folder, not a host file.' % path) from None
+    except UnicodeDecodeError:
+        raise ValueError('--hosts %s is not a text file (one host or host:slots a line).'
+                         % path) from None
+    except OSError as err:
+        raise ValueError('--hosts %s cannot be read: %s.' % (path, err.strerror or err)) from None
+    for number, line in enumerate(lines, 1):
+        line = line.split('#', 1)[0].strip()
+        if not line:
+            continue
+        host, _, slots = line.partition(':')
+        if not host or (slots and not (slots.isdigit() and int(slots) >= 1)) or \
+                any(c.isspace() for c in line):
+            raise ValueError('--hosts %s: bad line %d %r (host or host:slots, slots at least 1).'
+                             % (path, number, line))
+        hosts.extend([host] * (int(slots) if slots else 1))
     if not hosts:
-        raise ValueError('%s names no host.' % path)
+        raise ValueError('--hosts %s names no host.' % path)
     return hosts
 
 
@@ -445,6 +459,16 @@ def main(argv=None):
     except (OSError, ValueError) as err:
         print('launch: error: %s' % err, file=sys.stderr)
         return 2
+    if hosts:
+        try:
+            ssh = shlex.split(a.ssh)
+        except ValueError as err:
+            print('launch: error: --ssh %r: %s.' % (a.ssh, err), file=sys.stderr)
+            return 2
+        if not ssh or shutil.which(ssh[0]) is None:
+            print('launch: error: --ssh %r: no such program here; --hosts starts the servers and '
+                  'workers with it (HOST COMMAND).' % a.ssh, file=sys.stderr)
+            return 2
     servers = a.num_servers or (len(set(hosts)) if hosts else 1)
     threads = a.threads
     if threads is None and not hosts:

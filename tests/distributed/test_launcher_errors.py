@@ -1,0 +1,38 @@
+"""The launcher's refusals of bad input, with the real launcher: one line naming the flag or
+file, exit code 2, no traceback, nothing started."""
+from .jobs import run_job
+
+JOB = ['train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+       '--batch-size', '24', '--no-progress']
+
+
+def _refused(*args, timeout=60):
+    code, out, err = run_job(*args, timeout=timeout)
+    lines = [l for l in err.splitlines() if l.startswith('launch: error: ')]
+    assert code == 2 and len(lines) == 1 and 'Traceback' not in err, err[-3000:]
+    return lines[0][len('launch: error: '):]
+
+
+def test_a_bad_hosts_file_is_named(tmp_path):
+    for text, message in ((None, 'no such file.'),
+                          (b'\xff\xfe\x00node\n', 'is not a text file'),
+                          (b':3\n', "bad line 1 ':3' (host or host:slots, slots at least 1)."),
+                          (b'# nodes\nnode1\nnode2:0\n', "bad line 3 'node2:0'"),
+                          (b'node1 node2\n', "bad line 1 'node1 node2'"),
+                          (b'# none\n\n', 'names no host.')):
+        hosts = tmp_path / 'hosts'
+        if hosts.exists():
+            hosts.unlink()
+        if text is not None:
+            hosts.write_bytes(text)
+        got = _refused('-n', 2, '--hosts', hosts, *JOB)
+        assert got.startswith('--hosts %s' % hosts) and message in got, got
+    assert _refused('-n', 2, '--hosts', tmp_path, *JOB) == '--hosts %s is a folder, not a host file.' % tmp_path
+
+
+def test_an_ssh_command_that_is_not_there_is_named(tmp_path):
+    hosts = tmp_path / 'hosts'
+    hosts.write_text('localhost\n')
+    for ssh in ('no-such-ssh -o BatchMode=yes', ''):
+        got = _refused('-n', 2, '--hosts', hosts, '--ssh=' + ssh, *JOB)
+        assert got.startswith('--ssh %r: no such program here' % ssh), got
