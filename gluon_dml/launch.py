@@ -362,6 +362,30 @@ def _omp_from_user():
         return 'OMP_NUM_THREADS' in os.environ
 
 
+def _cannot_listen(address, port, port_flag, uri_flag):
+    """Why the scheduler could not listen at ``address:port`` (the flags as given), or None: its
+    own message was 'bind failed' from MXNet, after the job had started."""
+    import errno
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, port))
+            return None
+        except socket.gaierror:
+            return ('--root-uri %s is not a host name or address this machine knows (the scheduler '
+                    'listens there).' % uri_flag)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE and port_flag:
+                return ('--port %d is in use on this machine (the scheduler listens there); '
+                        'leave --port out for a free one.' % port_flag)
+            if err.errno == errno.EADDRNOTAVAIL and uri_flag:
+                return ('--root-uri %s is not an address of this machine (the scheduler listens '
+                        'there; leave it out for this machine\'s).' % uri_flag)
+            what = ('--root-uri %s' % uri_flag if uri_flag else '') + \
+                (' ' if uri_flag and port_flag else '') + ('--port %d' % port_flag if port_flag else '')
+            return ('%s: the scheduler cannot listen there (%s).'
+                    % (what, err.strerror or err))
+
+
 def _this_host_address():
     try:
         return socket.gethostbyname(socket.getfqdn())
@@ -447,6 +471,14 @@ def main(argv=None):
               'launcher trains with dist_sync, dist_device_sync or dist_async (or leave '
               '--kvstore out: dist_sync).' % kvstore, file=sys.stderr)
         return 2
+    if a.timeout is not None and not a.timeout > 0:          # nan too
+        print('launch: error: --timeout must be a positive number of seconds (leave it out for no '
+              'limit), got %s.' % a.timeout, file=sys.stderr)
+        return 2
+    if a.port is not None and not 0 <= a.port <= 65535:
+        print('launch: error: --port must be a TCP port, 1 to 65535 (leave it out for a free one), '
+              'got %d.' % a.port, file=sys.stderr)
+        return 2
     env = {}
     for item in a.env:
         key, eq, value = item.partition('=')
@@ -468,6 +500,12 @@ def main(argv=None):
         if not ssh or shutil.which(ssh[0]) is None:
             print('launch: error: --ssh %r: no such program here; --hosts starts the servers and '
                   'workers with it (HOST COMMAND).' % a.ssh, file=sys.stderr)
+            return 2
+    if a.port or a.root_uri:
+        problem = _cannot_listen(a.root_uri or ('127.0.0.1' if not hosts else ''), a.port or 0,
+                                 a.port, a.root_uri)
+        if problem:
+            print('launch: error: %s' % problem, file=sys.stderr)
             return 2
     servers = a.num_servers or (len(set(hosts)) if hosts else 1)
     threads = a.threads

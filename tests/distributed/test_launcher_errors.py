@@ -1,5 +1,7 @@
 """The launcher's refusals of bad input, with the real launcher: one line naming the flag or
 file, exit code 2, no traceback, nothing started."""
+import socket
+
 from .jobs import run_job
 
 JOB = ['train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
@@ -36,3 +38,26 @@ def test_an_ssh_command_that_is_not_there_is_named(tmp_path):
     for ssh in ('no-such-ssh -o BatchMode=yes', ''):
         got = _refused('-n', 2, '--hosts', hosts, '--ssh=' + ssh, *JOB)
         assert got.startswith('--ssh %r: no such program here' % ssh), got
+
+
+def test_a_port_in_use_or_out_of_range_and_a_root_uri_not_here_are_named():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert _refused('-n', 2, '--port', port, *JOB) == (
+            '--port %d is in use on this machine (the scheduler listens there); leave --port out '
+            'for a free one.' % port)
+    for port in (65536, -1):
+        assert _refused('-n', 2, '--port', port, *JOB).startswith(
+            '--port must be a TCP port, 1 to 65535')
+    assert _refused('-n', 2, '--root-uri', '192.0.2.1', *JOB).startswith(
+        '--root-uri 192.0.2.1 is not an address of this machine')
+    assert _refused('-n', 2, '--root-uri', 'no-such-host.invalid', *JOB).startswith(
+        '--root-uri no-such-host.invalid is not a host name or address')
+
+
+def test_a_timeout_that_is_not_a_positive_number_is_refused():
+    for value in ('nan', '-1', '0'):
+        assert _refused('-n', 2, '--timeout', value, *JOB).startswith(
+            '--timeout must be a positive number of seconds')
