@@ -437,6 +437,17 @@ def build_parser():
     return p
 
 
+# what --env must not change: a different DMLC_NUM_WORKER made the scheduler wait forever for
+# workers that never come, a DMLC_ROLE turned the scheduler into a worker
+_JOB_VARIABLES = {
+    'DMLC_ROLE': 'scheduler, server or worker',
+    'DMLC_NUM_WORKER': 'give -n',
+    'DMLC_NUM_SERVER': 'give -s',
+    'DMLC_PS_ROOT_PORT': 'give --port',
+    'DMLC_PS_ROOT_URI': 'give --root-uri',
+}
+
+
 def _kvstore_of(args):
     """The ``--kvstore`` value among a worker's arguments, or None."""
     args = list(args)
@@ -484,6 +495,10 @@ def main(argv=None):
         key, eq, value = item.partition('=')
         if not eq or not key:
             print('launch: error: --env takes VAR=VALUE, got %r.' % item, file=sys.stderr)
+            return 2
+        if key in _JOB_VARIABLES:
+            print('launch: error: --env %s: the launcher sets %s for each process itself (%s).'
+                  % (item, key, _JOB_VARIABLES[key]), file=sys.stderr)
             return 2
         env[key] = value
     try:

@@ -61,3 +61,13 @@ def test_a_timeout_that_is_not_a_positive_number_is_refused():
     for value in ('nan', '-1', '0'):
         assert _refused('-n', 2, '--timeout', value, *JOB).startswith(
             '--timeout must be a positive number of seconds')
+
+
+def test_env_cannot_change_the_jobs_own_variables():
+    """--env DMLC_NUM_WORKER=3 with -n 2 had the scheduler wait forever for a third worker."""
+    assert _refused('-n', 2, '--env', 'DMLC_NUM_WORKER=3', *JOB) == (
+        '--env DMLC_NUM_WORKER=3: the launcher sets DMLC_NUM_WORKER for each process itself '
+        '(give -n).')
+    for item in ('DMLC_ROLE=worker', 'DMLC_NUM_SERVER=2', 'DMLC_PS_ROOT_PORT=9000',
+                 'DMLC_PS_ROOT_URI=127.0.0.1'):
+        assert _refused('-n', 2, '--env', item, *JOB).startswith('--env %s: the launcher sets' % item)
