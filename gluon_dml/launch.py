@@ -328,9 +328,19 @@ class Job(object):
                     self._fail(dead[0], dead[0].popen.returncode)
                     return 1
             if all(p.popen.poll() == 0 for p in workers):
-                deadline = time.time() + 30          # the servers stop when the workers leave
+                # the servers stop when the workers leave the job; workers of this machine that
+                # never said their rank never joined it (a command that is not a training command
+                # with --kvstore dist_*, or --help): the scheduler would wait for them for ever
+                joined = self.hosts is not None or any(p.rank is not None for p in workers)
+                deadline = time.time() + (30 if joined else 3)
                 while time.time() < deadline and any(p.popen.poll() is None for p in others):
                     time.sleep(0.1)
+                if any(p.popen.poll() is None for p in others):
+                    sys.stderr.write(
+                        'launch: note: the workers exited (code 0) without joining the job: %s '
+                        'created no --kvstore dist_* store (a train_*.py script or gluon-dml '
+                        'train-* command does); stopped the scheduler and servers.\n'
+                        % ' '.join(shlex.quote(a) for a in self.command))
                 return 0
             if timeout is not None and time.time() - started > timeout:
                 sys.stderr.write('launch: error: the job ran past its time limit (%gs); stopped '

@@ -1,6 +1,8 @@
 """The launcher's refusals of bad input, with the real launcher: one line naming the flag or
 file, exit code 2, no traceback, nothing started."""
 import socket
+import sys
+import time
 
 from .jobs import run_job
 
@@ -71,3 +73,13 @@ def test_env_cannot_change_the_jobs_own_variables():
     for item in ('DMLC_ROLE=worker', 'DMLC_NUM_SERVER=2', 'DMLC_PS_ROOT_PORT=9000',
                  'DMLC_PS_ROOT_URI=127.0.0.1'):
         assert _refused('-n', 2, '--env', item, *JOB).startswith('--env %s: the launcher sets' % item)
+
+
+def test_workers_that_never_join_the_job_are_said_and_not_waited_for():
+    """A command that creates no dist store (here python -c pass) left the scheduler waiting: the
+    launcher waited 30 s for it, then exited 0 without a word."""
+    started = time.time()
+    code, out, err = run_job('-n', 2, sys.executable, '-c', 'pass', timeout=60)
+    assert code == 0 and 'Traceback' not in err, err
+    assert 'launch: note: the workers exited (code 0) without joining the job' in err, err
+    assert time.time() - started < 20
