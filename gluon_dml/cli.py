@@ -650,13 +650,13 @@ def main_guard(main, argv=None, top_level=False):
         if debug:
             raise
         print('error: %s' % _one_line(err), file=sys.stderr)
-        sys.exit(2)
+        _exit_after_error(2)
     except OSError as err:
         if debug:
             raise
         where = ' (%s)' % err.filename if getattr(err, 'filename', None) else ''
         print('error: %s%s.' % (err.strerror or err, where), file=sys.stderr)
-        sys.exit(2)
+        _exit_after_error(2)
     except SystemExit:
         raise
     except Exception as err:  # noqa: BLE001  (the last resort: a line, not a traceback)
@@ -664,7 +664,14 @@ def main_guard(main, argv=None, top_level=False):
             raise
         print('error: unexpected %s: %s (a bug? GLUON_DML_DEBUG=1 shows the traceback; please '
               'report it).' % (type(err).__name__, _one_line(err)), file=sys.stderr)
-        sys.exit(1)
+        _exit_after_error(1)
+
+
+def _exit_after_error(code):
+    """``sys.exit(code)``; a worker of a distributed job leaves at once instead (see
+    :func:`gluon_dml.engine.distributed.exit_worker`)."""
+    from .engine import distributed
+    distributed.exit_worker(code)
 
 
 def _one_line(err):

@@ -30,7 +30,8 @@ from mxnet import autograd
 
 from .checkpoint import CheckpointManager
 
-__all__ = ['KVSTORES', 'Cluster', 'cluster', 'ReadOnlyCheckpoints', 'GATHER_KEY_BASE']
+__all__ = ['KVSTORES', 'Cluster', 'cluster', 'ReadOnlyCheckpoints', 'GATHER_KEY_BASE',
+           'exit_worker']
 
 KVSTORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'dist_async')
 
@@ -302,6 +303,26 @@ class ReadOnlyCheckpoints(CheckpointManager):
 
     def set_aside(self, path):
         return path
+
+
+def exit_worker(code):
+    """Leave with ``code`` after an error. A worker of a job leaves at once (``os._exit``), without
+    MXNet's shutdown of the store: that shutdown waits at a barrier of the workers, and the other
+    workers' next barrier (the one that ends a store's first ``init`` of a key) paired with it and
+    let them go on to push a key rank 0 never initialised; the server aborted ('init 65536
+    first') and the launcher named the server instead of this worker's error. Leaving at once,
+    the launcher sees this worker fail and stops the job with its message. Elsewhere this is
+    ``sys.exit(code)``."""
+    import os
+    import sys
+    if _CLUSTER is not None and _CLUSTER.distributed:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def _report_rank(rank):

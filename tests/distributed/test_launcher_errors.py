@@ -83,3 +83,18 @@ def test_workers_that_never_join_the_job_are_said_and_not_waited_for():
     assert code == 0 and 'Traceback' not in err, err
     assert 'launch: note: the workers exited (code 0) without joining the job' in err, err
     assert time.time() - started < 20
+
+
+def test_an_error_of_rank_0_alone_is_the_jobs_message(tmp_path):
+    """Rank 0 alone refuses the run folder (it holds a run): its error is the launcher's line, exit
+    code 2. Rank 0 used to leave through MXNet's shutdown of the store, whose barrier let rank 1 go
+    on to push a key rank 0 never initialised; the server aborted and the launcher said 'server 0
+    was killed by SIGABRT ... init 65536 first', exit 1."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'args.json').write_text('{}')
+    code, out, err = run_job('-n', 2, '--threads', 1, *JOB, '--save-dir', run, timeout=120)
+    lines = [l for l in err.splitlines() if l.startswith('launch: error: ')]
+    assert code == 2 and len(lines) == 1, err[-3000:]
+    assert lines[0].startswith('launch: error: worker of rank 0 ') and 'exited with code 2' in lines[0]
+    assert 'already holds a run' in lines[0] and 'SIGABRT' not in err, err[-3000:]
