@@ -347,6 +347,16 @@ def check_distributed(args, method=None):
         raise UserError('--kvstore %s trains as one worker of a job: start the job with python -m '
                         'gluon_dml.launch -n WORKERS %s ... --kvstore %s.'
                         % (kvstore, command, kvstore))
+    # dist_async: the trainer's optimizer is pickled to the servers when the store starts; the
+    # learning rate set on the workers' copy afterwards never reaches them (the drops of --steps
+    # did not happen, while the log showed the lowered rate)
+    drops = [s for s in (getattr(args, 'steps_list', None) or []) if s < (getattr(args, 'epochs', 0) or 0)]
+    if kvstore == 'dist_async' and drops and getattr(args, 'factor', 1.0) != 1.0:
+        raise UserError('--kvstore dist_async keeps the learning rate the servers started with (the '
+                        'optimizer lives there): the drops of --steps %s after epoch%s %s would not '
+                        'happen. Train with --kvstore dist_sync, or give --steps "" for a constant '
+                        'rate.' % (args.steps, 's' if len(drops) > 1 else '',
+                                   ', '.join(map(str, drops))))
     size = getattr(args, 'xbm_size', 0) or 0
     if size < 0 or (getattr(args, 'xbm_start', 0) or 0) < 0:
         raise UserError('--xbm-size and --xbm-start must be >= 0, got %d and %d.'

@@ -98,3 +98,17 @@ def test_an_error_of_rank_0_alone_is_the_jobs_message(tmp_path):
     assert code == 2 and len(lines) == 1, err[-3000:]
     assert lines[0].startswith('launch: error: worker of rank 0 ') and 'exited with code 2' in lines[0]
     assert 'already holds a run' in lines[0] and 'SIGABRT' not in err, err[-3000:]
+
+
+def test_dist_async_with_learning_rate_drops_is_refused(tmp_path):
+    """dist_async sends the optimizer to the servers once: the drops of --steps never reached
+    them (the parameters kept moving at the first rate after --steps 1 --factor 1e-30, while the
+    log said lr=0.0000). Refused before the run folder is made; without drops it trains."""
+    run = tmp_path / 'run'
+    code, out, err = run_job('-n', 2, '--threads', 1, *JOB, '--epochs', 2, '--kvstore', 'dist_async',
+                             '--steps', 1, '--factor', 0.1, '--save-dir', run, timeout=120)
+    lines = [l for l in err.splitlines() if l.startswith('launch: error: ')]
+    assert code == 2 and len(lines) == 1, err[-3000:]
+    assert ('error: --kvstore dist_async keeps the learning rate the servers started with' in lines[0]
+            and 'the drops of --steps 1 after epoch 1 would not happen' in lines[0]), lines[0]
+    assert not run.exists()
