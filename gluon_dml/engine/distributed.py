@@ -166,13 +166,17 @@ class Cluster(object):
             # one push for the labels (any shape per row: class ids, one-hot rows) and the stop
             # flags: [labels..., flag]
             flat = labels.astype('float32').as_in_context(ctx).reshape((-1,))
-            flag = 1.0 if self._pending_signal else 0.0
+            # 0: none, 1: SIGTERM (or another), 2: SIGINT: the workers that got no signal
+            # stop on the one that was sent (their message and exit code name it)
+            flag = {None: 0.0, 'SIGINT': 2.0}.get(self._pending_signal, 1.0)
             meta = mx.nd.concat(flat, mx.nd.array([flag], ctx=ctx), dim=0)
             width = flat.shape[0]
             meta_all = self.allgather('labels', meta).reshape((self.num_workers, width + 1))
             everyone = self.allgather('embeddings', embeddings.detach())
             meta_np = meta_all.asnumpy()
-        self._agreed_stop = bool(meta_np[:, width].max() > 0)
+        flags = meta_np[:, width]
+        self._agreed_stop = bool(flags.max() > 0)
+        self._agreed_signal = 'SIGINT' if flags.max() >= 2 else 'SIGTERM'
         all_labels = mx.nd.array(
             meta_np[:, :width].reshape((self.num_workers * rows,) + tuple(labels.shape[1:])),
             ctx=labels.context, dtype=labels.dtype)
@@ -219,7 +223,7 @@ class Cluster(object):
         if getattr(self, '_agreed_stop', False):
             if params is not None:
                 self.average_statistics(params)
-            return self._pending_signal or 'SIGTERM'
+            return self._pending_signal or getattr(self, '_agreed_signal', 'SIGTERM')
         return None
 
     def broadcast_parameters(self, params, name):

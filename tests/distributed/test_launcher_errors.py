@@ -1,10 +1,12 @@
 """The launcher's refusals of bad input, with the real launcher: one line naming the flag or
 file, exit code 2, no traceback, nothing started."""
+import os
+import signal
 import socket
 import sys
 import time
 
-from .jobs import run_job
+from .jobs import job, run_job, wait_for, worker_pids
 
 JOB = ['train_margin.py', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
        '--batch-size', '24', '--no-progress']
@@ -112,3 +114,30 @@ def test_dist_async_with_learning_rate_drops_is_refused(tmp_path):
     assert ('error: --kvstore dist_async keeps the learning rate the servers started with' in lines[0]
             and 'the drops of --steps 1 after epoch 1 would not happen' in lines[0]), lines[0]
     assert not run.exists()
+
+
+def _rank_of(pid):
+    with open('/proc/%d/environ' % pid, 'rb') as f:
+        env = dict(kv.split(b'=', 1) for kv in f.read().split(b'\0') if b'=' in kv)
+    try:
+        with open(env[b'GLUON_DML_RANK_FILE'].decode()) as f:
+            return int(f.read())
+    except (KeyError, OSError, ValueError):
+        return None
+
+
+def test_a_sigint_to_one_worker_stops_the_job_as_sigint(tmp_path):
+    """Ctrl-C reaching one worker only (kill -INT of rank 1): the job stops together, and the
+    others stop on SIGINT too. They stopped as on SIGTERM: rank 0 said 'SIGTERM received' and
+    the launcher's exit code was 143 (or 130, by which process it looked at first)."""
+    run = tmp_path / 'run'
+    with job('-n', 2, '--threads', 1, *JOB, '--batches-per-epoch', 3000, '--save-dir', run) as proc:
+        assert wait_for(lambda: (run / 'log.jsonl').exists() and (run / 'log.jsonl').stat().st_size,
+                        proc, timeout=120), proc.communicate()[1][-3000:]
+        time.sleep(1)
+        rank1 = [p for p in worker_pids(proc) if _rank_of(p) == 1]
+        assert len(rank1) == 1
+        os.kill(rank1[0], signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert 'SIGINT received: checkpoint saved in' in err and 'SIGTERM' not in err, err[-3000:]
