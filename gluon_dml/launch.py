@@ -181,6 +181,7 @@ class Job(object):
         self.quiet_servers = quiet_servers
         self.procs = []
         self._signal = None
+        self._aborted = False                   # stopped at once by a second signal
         self._tmp = tempfile.mkdtemp(prefix='gluon-dml-launch-')
 
     # -- environment ---------------------------------------------------------------------------
@@ -234,6 +235,7 @@ class Job(object):
         name = signal.Signals(signum).name
         if self._signal is not None:            # a second one: stop everything now
             self._signal = name
+            self._aborted = True
             self._kill_all(grace=0.5)
             return
         self._signal = name
@@ -301,6 +303,13 @@ class Job(object):
         grace_until = None
         while True:
             time.sleep(0.1)
+            if self._aborted and all(p.popen.poll() is not None for p in workers):
+                # the launcher killed them (their codes say SIGTERM or SIGKILL, not a failure)
+                code = 130 if self._signal == 'SIGINT' else 143
+                sys.stderr.write('launch: the job was stopped at once on a second %s (exit %d); '
+                                 'continue it with the same command and --resume (from its last '
+                                 'checkpoint).\n' % (self._signal, code))
+                return code
             failed = [p for p in workers if p.popen.poll() not in (None, 0)]
             if failed:
                 stops = (130, 143, -signal.SIGINT, -signal.SIGTERM) if self._signal else (130, 143)

@@ -141,3 +141,20 @@ def test_a_sigint_to_one_worker_stops_the_job_as_sigint(tmp_path):
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert 'SIGINT received: checkpoint saved in' in err and 'SIGTERM' not in err, err[-3000:]
+
+
+def test_ctrl_c_twice_is_still_a_ctrl_c(tmp_path):
+    """The second SIGINT to the launcher stops every process at once (SIGTERM, then SIGKILL): one
+    line says so, exit code 130 as for one Ctrl-C. It was 143, or 137 with 'launch: error: worker
+    of rank 0 ... was killed by SIGKILL' (the launcher's own kill reported as a failure)."""
+    run = tmp_path / 'run'
+    with job('-n', 2, '--threads', 1, *JOB, '--batches-per-epoch', 3000, '--save-dir', run) as proc:
+        assert wait_for(lambda: (run / 'log.jsonl').exists() and (run / 'log.jsonl').stat().st_size,
+                        proc, timeout=120), proc.communicate()[1][-3000:]
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "launch: error" not in err, err[-3000:]
+    assert "stopped at once on a second SIGINT (exit 130)" in err, err[-3000:]
