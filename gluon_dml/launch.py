@@ -405,6 +405,16 @@ def _cannot_listen(address, port, port_flag, uri_flag):
                     % (what, err.strerror or err))
 
 
+def _is_loopback(host):
+    """Whether ``host`` (a name or an address) is this machine's loopback; a name that does not
+    resolve here (an ssh alias, say) is another machine."""
+    import ipaddress
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
 def _this_host_address():
     try:
         return socket.gethostbyname(socket.getfqdn())
@@ -535,6 +545,25 @@ def main(argv=None):
             print('launch: error: --ssh %r: no such program here; --hosts starts the servers and '
                   'workers with it (HOST COMMAND).' % a.ssh, file=sys.stderr)
             return 2
+    root_uri = a.root_uri
+    if hosts:
+        # the scheduler's address goes to every host: a loopback one reaches this machine only,
+        # and workers elsewhere waited for a scheduler on their own loopback for ever
+        try:
+            root_uri = root_uri or _this_host_address()
+        except OSError:                  # no address for this machine's name: loopback only
+            root_uri = '127.0.0.1'
+        others = [h for h in dict.fromkeys(hosts) if not _is_loopback(h)]
+        if others and _is_loopback(root_uri):
+            where = ('--root-uri %s is' % a.root_uri if a.root_uri else
+                     'the scheduler\'s address is %s (what this machine\'s name resolves to),'
+                     % root_uri)
+            print('launch: error: --hosts %s names other machines (%s), but %s a loopback '
+                  'address they cannot reach; give --root-uri with this machine\'s address on '
+                  'their network.' % (a.hosts, ', '.join(others[:3]) + (', ...' if len(others) > 3
+                                                                          else ''), where),
+                  file=sys.stderr)
+            return 2
     if a.port or a.root_uri:
         problem = _cannot_listen(a.root_uri or ('127.0.0.1' if not hosts else ''), a.port or 0,
                                  a.port, a.root_uri)
@@ -558,7 +587,7 @@ def main(argv=None):
         return 2
     try:
         job = Job(worker_command(a.script, a.args), a.num_workers, servers, hosts=hosts,
-                  port=a.port, root_uri=a.root_uri, ssh=a.ssh, env=env, threads=threads,
+                  port=a.port, root_uri=root_uri, ssh=a.ssh, env=env, threads=threads,
                   quiet_servers=not a.verbose_servers)
     except ValueError as err:
         print('launch: error: %s' % err, file=sys.stderr)

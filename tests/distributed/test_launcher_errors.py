@@ -158,3 +158,16 @@ def test_ctrl_c_twice_is_still_a_ctrl_c(tmp_path):
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "launch: error" not in err, err[-3000:]
     assert "stopped at once on a second SIGINT (exit 130)" in err, err[-3000:]
+
+
+def test_hosts_elsewhere_with_a_loopback_scheduler_address_are_refused(tmp_path):
+    """Another machine in --hosts while the scheduler's address is a loopback one (this
+    machine's name resolves to 127.0.0.1 here, as on many machines; or --root-uri 127.0.0.1):
+    the remote workers waited for a scheduler on their own loopback for ever (seen with an ssh
+    stand-in that runs the command in a network namespace of its own)."""
+    hosts = tmp_path / 'hosts'
+    hosts.write_text('localhost\nnode-b.invalid\n')
+    got = _refused('-n', 2, '--hosts', hosts, '--root-uri', '127.0.0.1', *JOB)
+    assert got == ('--hosts %s names other machines (node-b.invalid), but --root-uri 127.0.0.1 is '
+                   'a loopback address they cannot reach; give --root-uri with this machine\'s '
+                   'address on their network.' % hosts), got
