@@ -92,10 +92,35 @@ def exported_files(run_dir, part=None):
     return sym, params
 
 
+def _damaged(path, why):
+    """The sentence for an exported file that cannot be read or does not fit its partner."""
+    return UserError('%s is damaged or not this run\'s export (%s): write the export again by '
+                     'resuming the finished run with --resume.' % (path, why))
+
+
+def _mxnet_why(err):
+    """The MXNetError's own sentence (its text opens with a C++ traceback)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    said = [ln for ln in lines if ln.startswith('MXNetError:')]
+    text = (said[-1] if said else (lines[-1] if lines else type(err).__name__))
+    return text.replace('MXNetError: ', '').replace('Check failed: ', '')[:200]
+
+
+def _load_symbol(sym_path):
+    import mxnet as mx
+    try:
+        return mx.sym.load(sym_path)
+    except (ValueError, mx.base.MXNetError):     # not JSON, not a symbol, not UTF-8
+        raise _damaged(sym_path, 'not the JSON of an MXNet symbol') from None
+
+
 def _load_params(params_path):
     """{name: NDArray} of an exported params file (the ``arg:`` / ``aux:`` prefixes dropped)."""
     import mxnet as mx
-    loaded = mx.nd.load(params_path)
+    try:
+        loaded = mx.nd.load(params_path)
+    except mx.base.MXNetError:
+        raise _damaged(params_path, 'not an MXNet parameters file') from None
     if isinstance(loaded, list):       # a network without parameters saves an empty list
         if loaded:
             raise UserError('%s holds unnamed arrays, not the parameters of an exported network.'
@@ -105,10 +130,17 @@ def _load_params(params_path):
 
 
 def _input_names(sym_path, params_path):
-    import mxnet as mx
+    """The inputs of the exported symbol that its parameters do not fill (``data``; a VSE text
+    encoder: ``data0``, ``data1``), after checking the two files are one network's."""
     params = _load_params(params_path)
-    sym = mx.sym.load(sym_path)
-    return [n for n in sym.list_inputs() if n not in params]
+    inputs = _load_symbol(sym_path).list_inputs()
+    extra = sorted(set(params) - set(inputs))
+    unfilled = [n for n in inputs if n not in params and not n.startswith('data')]
+    if extra or unfilled:
+        raise _damaged(params_path, 'its parameters are not those of %s: %s' % (
+            os.path.basename(sym_path), 'it holds %s, which the network has not' % extra[0]
+            if extra else 'it lacks %s' % unfilled[0]))
+    return [n for n in inputs if n not in params]
 
 
 def load_exported(run_dir, part=None, ctx=None):
@@ -304,6 +336,7 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
             raise UserError('Only the image encoder of a VSE run is exported to ONNX (the text '
                             'encoder is a GRU over token ids; deploy it as a SymbolBlock).')
     sym_path, params_path = exported_files(run_dir, part)
+    inputs = _input_names(sym_path, params_path)      # the two files read, and one network's
     onnx = _require_onnx()
     from onnx import TensorProto, checker, helper
     if opset not in _IR_VERSION:
@@ -319,8 +352,7 @@ def export_onnx(run_dir, out=None, batch_size=None, opset=DEFAULT_OPSET, part=No
                             run_dir, ', '.join(sorted(missing)),
                             ', '.join(missing[k] for k in sorted(missing))))
     params = _load_params(params_path)
-    sym = mx.sym.load(sym_path)
-    inputs = [n for n in sym.list_inputs() if n not in params]
+    sym = _load_symbol(sym_path)
     if len(inputs) != 1:
         raise UserError('The exported network of %s takes %d inputs (%s); ONNX export handles '
                         'image networks with one input.'
@@ -512,7 +544,12 @@ def verify(run_dir, images=None, onnx_path=None, check_onnx=True, count=8, part=
     trained = open_run(run_dir, [mx.cpu()], which, fuse=False)
     gluon_net = trained.net.image if vse else trained.net
     ref = gluon_net(mx.nd.array(images)).asnumpy()
-    sb = load_exported(run_dir, part if vse else None)(mx.nd.array(images)).asnumpy()
+    try:
+        sb = load_exported(run_dir, part if vse else None)(mx.nd.array(images)).asnumpy()
+    except mx.base.MXNetError as err:   # parameters of another shape (another --embed-dim)
+        raise _damaged(exported_files(run_dir, part if vse else None)[1],
+                       'the network does not run on %s images: %s' % (
+                           'x'.join(map(str, images.shape[1:])), _mxnet_why(err))) from None
     result = {'images': int(len(images)), 'symbolblock': float(np.abs(ref - sb).max()),
               'onnxruntime': None, 'onnx_path': onnx_path, 'params': trained.params_label}
     outputs = [sb]

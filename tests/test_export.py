@@ -376,3 +376,33 @@ def test_a_resnet_run_exports_to_onnx(runs_dir, tmp_path):
     assert np.abs(load_exported(run)(mx.nd.array(images)).asnumpy() - ref).max() <= TOL
     out = run_onnx(export_onnx(run, str(tmp_path / 'resnet.onnx')), images)
     assert np.abs(out - ref).max() <= TOL, np.abs(out - ref).max()
+
+
+@pytest.mark.parametrize('damage', ['garbled symbol', 'cut params', "another run's params",
+                                    'another shape'])
+def test_a_damaged_or_foreign_export_is_one_sentence(margin_run, hash_run, tmp_path, capsys,
+                                                     damage):
+    # each was 'unexpected MXNetError / AssertionError ... (a bug?)' or utf-8 codec words (exit 1)
+    import mxnet as mx
+    from gluon_dml.cli import main_guard
+    from gluon_dml.commands.export import main
+    run = str(tmp_path / 'run')
+    shutil.copytree(margin_run, run, ignore=shutil.ignore_patterns('.lock'))
+    sym, params = (os.path.join(run, 'model-%s' % n) for n in ('symbol.json', '0000.params'))
+    if damage == 'garbled symbol':
+        open(sym, 'wb').write(b'{"nodes": \xff')
+    elif damage == 'cut params':
+        open(params, 'r+b').truncate(1000)
+    elif damage == "another run's params":
+        shutil.copy(os.path.join(hash_run, 'model-0000.params'), params)
+    else:                                         # one weight of another --embed-dim
+        arrays = mx.nd.load(params)
+        name = [k for k in arrays if k.endswith('dense0_weight')][0]
+        arrays[name] = mx.nd.zeros((7, arrays[name].shape[1]))
+        mx.nd.save(params, arrays)
+    with pytest.raises(SystemExit) as exit_:
+        main_guard(main, [run, '--check', '--images', '2'])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith('error: %s is damaged or not this run\'s export' % (
+        sym if damage == 'garbled symbol' else params)) and err.endswith('with --resume.'), err
