@@ -406,3 +406,37 @@ def test_a_damaged_or_foreign_export_is_one_sentence(margin_run, hash_run, tmp_p
     assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
     assert err.startswith('error: %s is damaged or not this run\'s export' % (
         sym if damage == 'garbled symbol' else params)) and err.endswith('with --resume.'), err
+
+
+def test_check_refuses_a_tol_of_nan_and_an_input_shape_it_cannot_run(margin_run, tmp_path,
+                                                                       capsys):
+    # --tol nan printed 'OK: within --tol nan.'; --input-shape 1,16,16 --check wrote the ONNX file,
+    # then onnxruntime refused the 1x8x8 test images: 'unexpected InvalidArgument' (exit 1)
+    from gluon_dml.cli import main_guard
+    from gluon_dml.commands.export import main
+    out = str(tmp_path / 'x.onnx')
+    for argv, message in (([margin_run, '--check', '--tol', 'nan'], '--tol a number not negative'),
+                          ([margin_run, '--onnx', out, '--input-shape', '1,16,16', '--check'],
+                           "--check runs the ONNX model on the run's test images (1,8,8): leave "
+                           "--input-shape 1,16,16 unset to check it.")):
+        with pytest.raises(SystemExit) as exit_:
+            main_guard(main, argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not os.path.exists(out)
+
+
+def test_an_export_that_computes_nan_fails_the_check(margin_run, tmp_path, capsys):
+    # max |Gluon - SymbolBlock| = nan passed: 'OK: within --tol 0.0001.' (nan > tol is False)
+    import mxnet as mx
+    from gluon_dml.commands.export import main
+    run = str(tmp_path / 'run')
+    shutil.copytree(margin_run, run, ignore=shutil.ignore_patterns('.lock'))
+    params = os.path.join(run, 'model-0000.params')
+    arrays = mx.nd.load(params)
+    arrays[[k for k in arrays if k.endswith('dense0_bias')][0]][:] = float('nan')
+    mx.nd.save(params, arrays)
+    with pytest.raises(SystemExit) as exit_:
+        main([run, '--check', '--images', '2'])
+    assert exit_.value.code == 1
+    assert 'MISMATCH: a difference is NaN' in capsys.readouterr().out

@@ -60,8 +60,9 @@ def _shape(text):
 def main(argv=None):
     a = build_parser().parse_args(argv)
     from .. import export
-    if a.images < 1 or a.tol < 0:
-        raise UserError('--images must be at least 1 and --tol not negative.')
+    if a.images < 1 or not a.tol >= 0:          # --tol nan passed every check
+        raise UserError('--images must be at least 1 and --tol a number not negative (got %d, '
+                        '%s).' % (a.images, a.tol))
     if a.batch_size is not None and a.batch_size < 1:
         raise UserError('--batch-size must be a positive integer (leave it out for a free batch '
                         'size), got %d.' % a.batch_size)
@@ -81,6 +82,12 @@ def main(argv=None):
     if a.check and a.onnx and a.batch_size:    # refused before anything is written
         raise UserError('--check runs the ONNX model on --images images: leave --batch-size '
                         'unset (a free batch size) to check it.')
+    if a.check and a.onnx and shape and (not vse or part == 'image'):
+        known = export._input_shape(a.run_dir, args, part)
+        if tuple(known) != shape:          # onnxruntime refused the test images after the write
+            raise UserError('--check runs the ONNX model on the run\'s test images (%s): leave '
+                            '--input-shape %s unset to check it.'
+                            % (','.join(map(str, known)), a.input_shape))
     if a.onnx:
         if vse and part != 'image':
             raise UserError('--onnx converts the image encoder of a VSE run (--part image).')
@@ -102,9 +109,11 @@ def main(argv=None):
         lines.append('code bits that differ     = %d' % res['code_bits_differ'])
     print('check on %d test images of %s (%s):\n  %s'
           % (res['images'], args.get('data'), res['params'], '\n  '.join(lines)))
-    worst = max(v for v in (res['symbolblock'], res['onnxruntime']) if v is not None)
-    if worst > a.tol or res.get('code_bits_differ'):
-        print('MISMATCH: a difference exceeds --tol %g.' % a.tol)
+    diffs = [v for v in (res['symbolblock'], res['onnxruntime']) if v is not None]
+    nan = any(v != v for v in diffs)            # a NaN difference is no match (nan > tol is False)
+    if nan or max(diffs) > a.tol or res.get('code_bits_differ'):
+        print('MISMATCH: %s.' % ('a difference is NaN (a form computes NaN)' if nan
+                                 else 'a difference exceeds --tol %g' % a.tol))
         sys.exit(1)
     print('OK: within --tol %g.' % a.tol)
     return 0
