@@ -25,6 +25,7 @@ import numpy as np
 from ..config import canonical_data_name
 from ..engine import load_run_args, read_log
 from ..errors import UserError
+from ..fileio import read_json
 
 _IGNORED = {'seed', 'name', 'save_dir', 'command', 'started', 'resume', 'no_progress', 'steps_list'}
 
@@ -64,11 +65,14 @@ def _final_metrics(run, last, metrics_file, key):
     """The metrics of ``RUN/metrics_file``, checked to be those of the log's final network (its
     ``key`` metric equal to the log's last)."""
     path = os.path.join(run, metrics_file)
-    if not os.path.exists(path):
-        raise UserError('%s has no %s; write it with: gluon-dml evaluate %s --checkpoint last '
-                        '--out %s' % (run, metrics_file, run, path))
-    with open(path) as f:
-        scored = json.load(f)
+    write = 'write it with: gluon-dml evaluate %s --checkpoint last --out %s' % (run, path)
+    if os.path.isdir(path):
+        raise UserError('--metrics-file %s is a folder in %s, not a metrics file.'
+                        % (metrics_file, run))
+    scored = read_json(path, '%s has no %s; %s' % (run, metrics_file, write))
+    if not isinstance(scored, dict):
+        raise UserError('%s is not a metrics file (a JSON object of the metrics); %s'
+                        % (path, write))
     if key not in scored or key not in last or abs(scored[key] - last[key]) > 1e-6:
         raise UserError('%s is not the final network of %s (%s %s, the log\'s last epoch %s); '
                         'evaluate it with --checkpoint last.'
@@ -133,6 +137,16 @@ def main(argv=None):
                    help='read each run\'s final metrics from RUN/FILE (eval/evaluate.py RUN '
                         '--checkpoint last --out RUN/FILE) instead of its log')
     a = p.parse_args(argv)
+    if a.metrics_file is not None and not a.metrics_file.strip():
+        raise UserError('--metrics-file is empty; give the file name in each run folder '
+                        '(eval-final.json, say).')
+    seen = {}
+    for run in a.runs:               # one run twice was two seeds of its row, its mean twice
+        same = seen.get(os.path.realpath(run))
+        if same is not None:
+            raise UserError('%s is given twice%s: a row\'s mean is over distinct runs.'
+                            % (run, '' if same == run else ' (as %s and %s)' % (same, run)))
+        seen[os.path.realpath(run)] = run
     kinds, run_args = {}, {run: _run_args(run) for run in a.runs}
     for run in a.runs:
         kinds.setdefault(_kind(run_args[run]), []).append(run)

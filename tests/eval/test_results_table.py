@@ -80,3 +80,25 @@ def test_runs_recorded_under_two_names_of_one_dataset_share_a_row(tmp_path):
     proc = run_script('eval/results_table.py', tmp_path / 'c1', tmp_path / 'c2', check=True)
     rows = [ln for ln in proc.stdout.splitlines() if ln.startswith('| cub')]
     assert len(rows) == 1 and rows[0].startswith('| cub-200-2011 | margin | 1, 2 |'), proc.stdout
+
+
+def test_a_run_given_twice_and_a_metrics_file_that_is_not_one_are_one_sentence(tmp_path, capsys):
+    # one run twice was a row of two seeds ('1, 1') averaging it with itself; a metrics file
+    # holding a JSON list gave 'unexpected AttributeError', a garbled one json's bare words
+    import pytest
+    from gluon_dml.cli import main_guard
+    from gluon_dml.commands.results_table import main
+    run = tmp_path / 'a1'
+    _run(run, 1, {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4})
+    (run / 'list.json').write_text('[1]')
+    (run / 'bad.json').write_text('garbage')
+    for argv, message in (([run, run], '%s is given twice: ' % run),
+                          ([run, '%s/./a1' % tmp_path], 'is given twice (as %s and ' % run),
+                          ([run, '--metrics-file', 'list.json'], '%s is not a metrics file' % (run / 'list.json')),
+                          ([run, '--metrics-file', 'bad.json'], '%s is not valid JSON' % (run / 'bad.json')),
+                          ([run, '--metrics-file', ''], '--metrics-file is empty')):
+        with pytest.raises(SystemExit) as exit_:
+            main_guard(main, [str(a) for a in argv])
+        out = capsys.readouterr()
+        assert exit_.value.code == 2 and out.err.startswith('error: ') and message in out.err, out
+        assert len(out.err.strip().splitlines()) == 1 and '|' not in out.out
