@@ -33,6 +33,8 @@ _IGNORED = {'seed', 'name', 'save_dir', 'command', 'started', 'resume', 'no_prog
 def _command(command):
     """The run's command without its run-folder flags, the seed written as S."""
     words, out, skip = command.split(), [], False
+    if words and words[0] == '__main__.py':     # python -m gluon_dml recorded its __main__.py
+        words[0] = 'gluon-dml'
     for w in words:
         if skip:
             skip = False

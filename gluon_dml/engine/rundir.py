@@ -260,6 +260,14 @@ def _check_resume_changes(run_dir, record, changes):
                                trained))
 
 
+def recorded_program(argv0):
+    """The program of a run's recorded command: the script's name, and ``gluon-dml`` for
+    ``python -m gluon_dml`` (whose argv[0] is gluon_dml/__main__.py, recorded as "__main__.py",
+    which results-table printed as a command to run, ``python __main__.py train-margin ...``)."""
+    name = os.path.basename(argv0)
+    return 'gluon-dml' if name == '__main__.py' else name
+
+
 def prepare_run(args):
     """Check (or create) the run folder and hold it; refuse a folder that holds another run
     (``--overwrite`` clears it first) and, on ``--resume``, changes the run's checkpoints rule
@@ -269,7 +277,7 @@ def prepare_run(args):
     run_dir = args.save_dir
     check_run_folder(run_dir)
     lock_run(run_dir)
-    args.command = ' '.join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    args.command = ' '.join([recorded_program(sys.argv[0])] + sys.argv[1:])
     args.started = time.strftime('%Y-%m-%d %H:%M:%S')
     record = getattr(args, '_record', None)
     if getattr(args, 'resume', False):

@@ -102,3 +102,14 @@ def test_a_run_given_twice_and_a_metrics_file_that_is_not_one_are_one_sentence(t
         out = capsys.readouterr()
         assert exit_.value.code == 2 and out.err.startswith('error: ') and message in out.err, out
         assert len(out.err.strip().splitlines()) == 1 and '|' not in out.out
+
+
+def test_a_run_made_with_python_m_gluon_dml_shows_a_command_that_runs(tmp_path):
+    # its record said '__main__.py train-margin ...': the table showed `python __main__.py ...`
+    from gluon_dml.commands.results_table import summarise
+    from gluon_dml.engine.rundir import recorded_program
+    assert recorded_program('/x/gluon_dml/__main__.py') == 'gluon-dml'
+    assert recorded_program('/x/train_margin.py') == 'train_margin.py'
+    m = {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4}
+    _run(tmp_path / 'a1', 1, m, command='__main__.py train-margin --data omniglot --seed 1')
+    assert summarise([str(tmp_path / 'a1')])[0][-1] == '`gluon-dml train-margin --data omniglot --seed S`'
