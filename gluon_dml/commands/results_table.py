@@ -85,7 +85,12 @@ def _final_metrics(run, last, metrics_file, key):
 def _run_args(run):
     if not os.path.isfile(os.path.join(run, 'args.json')):
         raise UserError('%s is not a run folder (it has no args.json).' % run)
-    return load_run_args(run)
+    args = load_run_args(run)
+    for key in ('data', 'epochs', 'seed', 'command'):     # a row's, and its grouping's
+        if key not in args:
+            raise UserError('%s/args.json lacks the setting %r, which the table shows; the run '
+                            'folder is damaged.' % (run, key))
+    return args
 
 
 def summarise(run_dirs, metrics=None, metrics_file=None, run_args=None):

@@ -113,3 +113,19 @@ def test_a_run_made_with_python_m_gluon_dml_shows_a_command_that_runs(tmp_path):
     m = {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4}
     _run(tmp_path / 'a1', 1, m, command='__main__.py train-margin --data omniglot --seed 1')
     assert summarise([str(tmp_path / 'a1')])[0][-1] == '`gluon-dml train-margin --data omniglot --seed S`'
+
+
+def test_a_record_without_a_setting_the_table_shows_is_named(tmp_path, capsys):
+    # 'unexpected KeyError: missing 'seed' (a bug? ...)', exit 1
+    import pytest
+    from gluon_dml.cli import main_guard
+    from gluon_dml.commands.results_table import main
+    _run(tmp_path / 'a1', 1, {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4})
+    args = json.loads((tmp_path / 'a1' / 'args.json').read_text())
+    del args['seed']
+    (tmp_path / 'a1' / 'args.json').write_text(json.dumps(args))
+    with pytest.raises(SystemExit) as exit_:
+        main_guard(main, [str(tmp_path / 'a1')])
+    assert exit_.value.code == 2 and capsys.readouterr().err == (
+        "error: %s/args.json lacks the setting 'seed', which the table shows; the run folder is "
+        "damaged.\n" % (tmp_path / 'a1'))
