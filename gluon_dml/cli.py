@@ -715,6 +715,15 @@ def output_path(path, suffix=None, flag='--out'):
                         % (flag, path, folder, err.strerror or err)) from None
     if os.path.isdir(path):
         raise UserError('%s %s is a folder; give a file name.' % (flag, path))
+    # a folder that takes no file (read-only, /proc) failed after the work, naming a temporary
+    probe = os.path.join(folder, '.%s.%d.probe' % (os.path.basename(path), os.getpid()))
+    try:
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as err:
+        raise UserError('%s %s cannot be written: its folder %s takes no file (%s).'
+                        % (flag, path, folder, err.strerror or err)) from None
     return path
 
 

@@ -202,6 +202,20 @@ def test_an_output_file_that_cannot_be_one(reference, hash_run, tmp_path, monkey
 
 
 @error
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='no /proc (a folder taking no file)')
+@pytest.mark.parametrize('command,flag', [('evaluate', '--out'), ('evaluate', '--save-embeddings'),
+                                          ('tsne', '--out'), ('embed', '--out')])
+def test_an_output_folder_that_takes_no_file(reference, command, flag):
+    # root passes every permission check, so /proc stands for a read-only folder: the command
+    # worked, then failed with the OS's words naming a temporary ('/proc/x.json.tmp-123')
+    argv = [reference, '--images', os.path.join(reference, 'args.json')] if command == 'embed' \
+        else [reference]
+    r = gluon_dml(command, *argv, flag, '/proc/x.npz')
+    one_error(r, '%s /proc/x.npz cannot be written: its folder /proc takes no file' % flag)
+    assert 'num_queries' not in r.out and 'embed:' not in r.err
+
+
+@error
 @pytest.mark.parametrize('given,start', [
     ('a file', '--out {out} is a file, not a folder; choose another --out.'),
     ('under a file', '--out {out} cannot be created: {afile} is a file, not a folder.'),
