@@ -17,6 +17,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 
 from ..fileio import file_in_the_way
 from .research import DOWNLOADS
@@ -74,8 +75,20 @@ def _safe_target(root, member_name):
     return target
 
 
+ARCHIVE_SUFFIXES = ('.tgz', '.tar.gz', '.tar', '.zip')
+
+
 def extract(archive, root):
-    """Unpack a tar(.gz) or zip ``archive`` into ``root``; other files are left as they are."""
+    """Unpack a tar(.gz) or zip ``archive`` into ``root``; other files are left as they are. A
+    damaged or cut archive is a ValueError naming it (tarfile's EOFError, zipfile's BadZipFile)."""
+    try:
+        return _extract(archive, root)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise ValueError('%s is a damaged or cut archive (%s); delete it and download it again.'
+                         % (archive, err)) from None
+
+
+def _extract(archive, root):
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
@@ -117,7 +130,16 @@ def download_dataset(name, root, urls=None, progress=True, keep_archives=False):
             except ValueError as err:
                 raise ValueError('%s Download %s by hand from %s and unpack it into %s.'
                                  % (err, name, info['page'], root)) from None
-        if extract(dest, root) and not keep_archives:
+        unpacked = extract(dest, root)
+        if not unpacked and fname.lower().endswith(ARCHIVE_SUFFIXES):
+            # a web page saved under the archive's name (a login or error page), or a cut zip
+            # (its directory is at the end): the command said the dataset was there
+            with open(dest, 'rb') as f:
+                start = f.read(40)
+            raise ValueError('%s is not a tar or zip archive (it begins %r): the server sent '
+                             'something else, or it is cut. Delete it, then download %s by hand '
+                             'from %s and unpack it into %s.' % (dest, start, name, info['page'], root))
+        if unpacked and not keep_archives:
             os.remove(dest)
     return root
 

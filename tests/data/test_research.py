@@ -428,6 +428,24 @@ def test_download_unpacks_archives_and_reports_failures(tmp_path):
             'CUB_200_2011 into.' % (root, tmp_path / 'afile')), proc.stderr
 
 
+def test_an_archive_that_is_a_web_page_or_cut_is_named(tmp_path):
+    # a page saved as lfw.tgz was left as it was and the command said 'LFW is in ROOT' (exit 0);
+    # a cut .tgz was 'unexpected EOFError: Compressed file ended ...' (exit 1)
+    src = tmp_path / 'src'
+    F.write_lfw(str(src), counts=(2, 2))
+    with tarfile.open(str(tmp_path / 'full.tgz'), 'w:gz') as tar:
+        tar.add(str(src / 'lfw'), arcname='lfw')
+    whole = (tmp_path / 'full.tgz').read_bytes()
+    for content, message in ((b'<html>Sign in</html>', r'not a tar or zip archive \(it begins b.<ht'),
+                             (whole[:len(whole) // 2], 'is a damaged or cut archive')):
+        root = tmp_path / ('root%d' % len(content))
+        root.mkdir()
+        (root / 'lfw.tgz').write_bytes(content)
+        with pytest.raises(ValueError, match=message):
+            download_dataset('LFW', str(root), urls=[('http://unused/lfw.tgz', 'lfw.tgz')])
+        assert os.listdir(str(root)) == ['lfw.tgz']
+
+
 def test_extract_refuses_members_outside_the_root(tmp_path):
     evil = str(tmp_path / 'evil.zip')
     with zipfile.ZipFile(evil, 'w') as zf:
