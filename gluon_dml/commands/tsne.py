@@ -37,6 +37,8 @@ def main(argv=None):
     if not a.perplexity > 0 or a.perplexity == float('inf'):
         raise cli.UserError('--perplexity must be a positive number (about the neighbours each '
                             'point keeps; 5 to 50 is usual), got %s.' % a.perplexity)
+    if not 0 <= a.seed < 2 ** 32:           # numpy's 'Seed must be between 0 and 2**32 - 1'
+        raise cli.UserError('--seed must lie in 0 .. 2^32 - 1, got %d.' % a.seed)
     a.out = cli.output_path(a.out)          # settled before the embedding and the t-SNE
     if load_run_args(a.run_dir).get('method') == 'vse':
         raise cli.UserError('%s is a train-vse run: tsne maps the images of a split coloured by '

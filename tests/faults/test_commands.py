@@ -237,6 +237,7 @@ def test_index_out_that_cannot_be_a_catalogue(reference, tmp_path, monkeypatch, 
 @pytest.mark.parametrize('flags,start', [
     (['--perplexity', '0'], '--perplexity must be a positive number'),
     (['--perplexity', 'nan'], '--perplexity must be a positive number'),
+    (['--seed', '-1'], '--seed must lie in 0 .. 2^32 - 1, got -1.'),     # numpy's words, no flag
     (['--method', 'vse'], '%s is a train-vse run: tsne maps the images of a split coloured by class'),
 ])
 def test_tsne_refuses_before_the_embedding(reference, copy_of, flags, start):
