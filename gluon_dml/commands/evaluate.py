@@ -60,7 +60,9 @@ def main(argv=None):
                                         '--save-embeddings')
     a.save_codes = cli.output_path(getattr(a, 'save_codes', None), '.npz', '--save-codes')
     if getattr(a, 'ks', None) is not None:
-        config.parse_int_list(a.ks, '--ks', '1,2,4,8')
+        ks = config.parse_int_list(a.ks, '--ks', '1,2,4,8')
+        if not ks or min(ks) < 1:        # after the embedding: 'max() arg is an empty sequence'
+            raise cli.UserError('--ks takes positive integers such as "1,2,4,8", got %r.' % a.ks)
     run_args = load_run_args(a.run_dir)
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,

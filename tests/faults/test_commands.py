@@ -269,6 +269,15 @@ def test_hash_baselines_refuses_before_fitting(flags, start):
 
 
 @error
+@pytest.mark.parametrize('ks', ['', '0', '1,-2'])
+def test_evaluate_refuses_ks_that_are_not_positive_before_the_embedding(reference, ks):
+    # after the embedding: 'max() arg is an empty sequence', 'ks must contain only positive ...'
+    r = gluon_dml('evaluate', reference, '--ks', ks, '--no-progress')
+    one_error(r, '--ks takes positive integers such as "1,2,4,8", got %r.' % ks)
+    assert 'network:' not in r.out
+
+
+@error
 def test_evaluate_a_folder_that_is_not_a_run(tmp_path):
     one_error(gluon_dml('evaluate', str(tmp_path)), '%s is not a run folder: it has no args.json' % tmp_path)
 
