@@ -11,8 +11,8 @@ import json
 import os
 import threading
 
-__all__ = ['fsync_dir', 'atomic_save', 'atomic_write_text', 'atomic_write_json', 'hold_lock',
-           'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor',
+__all__ = ['fsync_dir', 'atomic_save', 'atomic_savez', 'atomic_write_text', 'atomic_write_json',
+           'hold_lock', 'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor',
            'file_in_the_way', 'give_back_folder', 'read_json', 'LockBusy']
 
 
@@ -177,6 +177,30 @@ def atomic_write_text(path, text):
         with open(tmp, 'w', encoding='utf-8') as f:
             f.write(text)
     atomic_save(path, write)
+
+
+def atomic_savez(path, **arrays):
+    """``np.savez(path, **arrays)`` that never leaves a cut file at ``path`` (a full disk or an
+    interrupt mid-write left one, in place of the file that was there); the archive is built in
+    memory, so the only write that can fail is the file's, and its OSError names ``path``.
+    Returns the path written (``.npz`` added when missing, as ``np.savez`` does)."""
+    import io
+    import numpy as np
+    path = str(path)
+    if not path.endswith('.npz'):
+        path += '.npz'
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    blob = buf.getvalue()
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(blob)
+    try:
+        atomic_save(path, write)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, path) from None
+    return path
 
 
 def atomic_write_json(path, obj, **dump_kwargs):

@@ -23,6 +23,7 @@ from ..data.captions import tokenize
 from ..data.sources import list_images
 from ..engine import get_contexts
 from ..errors import UserError
+from ..fileio import atomic_savez
 from ..methods import open_run
 
 __all__ = ['main']
@@ -100,7 +101,7 @@ def main(argv=None):
         if labels is not None:
             keep = set(kept)
             out['labels'] = np.array([lab for p, lab in zip(paths, labels) if p in keep])
-    np.savez(a.out, **out)
+    atomic_savez(a.out, **out)
     for k, v in out.items():
         print('%-20s %s' % (k, v.shape))
     print('embedded with %s (%s%s): %s' % (a.run_dir, trained.params_label,

@@ -7,11 +7,11 @@ projection; prints mAP over the whole database, mAP@1000 and precision within Ha
 for each method and code length, and writes them to ``--out`` (JSON).
 """
 import argparse
-import json
 import time
 
 from .. import cli, config
 from ..data.hashing import get_hash_splits
+from ..fileio import atomic_write_json
 from ..index.baselines import get_baseline
 from ..metrics.hashing import hashing_metrics
 
@@ -51,8 +51,7 @@ def main(argv=None):
             print('%-4s %3d bits  mAP %.4f  mAP@1000 %.4f  precision@r2 %.4f  (%.1f s)'
                   % (method, bits, m['map'], m['map@1000'], m['precision@r2'], m['time']), flush=True)
     if a.out:
-        with open(a.out, 'w') as f:
-            json.dump(results, f, indent=1)
+        atomic_write_json(a.out, results, indent=1, sort_keys=False)
         print('written: %s' % a.out)
     return results
 

@@ -24,6 +24,7 @@ from .. import cli
 from ..data.hashing import get_hash_splits
 from ..data.sources import list_images
 from ..engine import get_contexts
+from ..fileio import atomic_savez
 from ..index import build_binary_index, index_bytes, load_codes, search
 from ..methods import open_run
 from ..methods.hashing import encode
@@ -179,7 +180,7 @@ def main(argv=None):
                 '%d (%d bits%s)' % (i, d, '' if db_labels is None else ', label %s' % db_labels[i])
                 for i, d in zip(row[:shown], drow[:shown]) if i >= 0)))
     if a.out:
-        np.savez(a.out, ids=ids, distances=dist)
+        atomic_savez(a.out, ids=ids, distances=dist)
         print('written: %s' % a.out)
     return dist, ids
 

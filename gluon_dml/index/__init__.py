@@ -144,6 +144,7 @@ Binary codes on disk and faiss binary indexes (the lower-level functions)
 """
 import numpy as np
 
+from ..fileio import atomic_savez
 from .core import (AUTO_BINARY_EXACT_MAX, AUTO_EXACT_MAX, AUTO_IVF_PQ_MIN, BACKENDS, FLOAT32_MAX,
                    KINDS, METRICS, Hit, Index, UnknownIdError, check_index, create_index, is_catalog, open_index)
 
@@ -166,7 +167,7 @@ def save_codes(path, query_codes, query_labels, db_codes, db_labels, query_ids=N
     """Write query and database codes ({-1, +1} or real: sign; or already packed uint8) packed."""
     q = np.asarray(query_codes)
     bits = q.shape[1] if q.dtype != np.uint8 else q.shape[1] * 8
-    np.savez(path, query_codes=_packed(query_codes), query_labels=np.asarray(query_labels),
+    atomic_savez(path, query_codes=_packed(query_codes), query_labels=np.asarray(query_labels),
              query_ids=np.arange(len(q)) if query_ids is None else np.asarray(query_ids),
              db_codes=_packed(db_codes), db_labels=np.asarray(db_labels),
              db_ids=np.arange(len(db_codes)) if db_ids is None else np.asarray(db_ids),

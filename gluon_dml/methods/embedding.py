@@ -19,7 +19,7 @@ from ..data import (BalancedBatchSampler, ImageFileDataset, SuperClassBatchSampl
 from ..engine import reuse_embeddings
 from ..engine.evaluation import RetrievalEvaluator
 from ..errors import UserError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_savez, atomic_write_json
 from ..losses import get_loss_class
 from ..losses.factory import build_loss
 from ..losses.members import MemberLoss
@@ -273,7 +273,7 @@ class EmbeddingMethod(Method):
             if q_emb is not None:
                 arrays.update(query_embeddings=q_emb.astype(np.float32),
                               query_labels=q_labels.astype(np.int64))
-            np.savez(a.save_embeddings, **arrays)
+            atomic_savez(a.save_embeddings, **arrays)
             written.append(a.save_embeddings)
         return metrics, written, 4
 

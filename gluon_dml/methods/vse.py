@@ -25,7 +25,7 @@ from ..data.fashion3 import build
 from ..engine.checkpoint import atomic_write_text
 from ..engine.loop import Engine, _progress
 from ..errors import UserError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_savez, atomic_write_json
 from ..losses.options import str2bool
 from ..losses.vse import VSELoss
 from ..metrics.crossmodal import crossmodal_metrics
@@ -430,7 +430,7 @@ class VSEMethod(Method):
         written = [a.out or trained.eval_path(split)]
         atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_embeddings:
-            np.savez(a.save_embeddings, image_embeddings=img, caption_embeddings=cap,
+            atomic_savez(a.save_embeddings, image_embeddings=img, caption_embeddings=cap,
                      image_ids=np.array([str(i) for i in cset.image_ids]),
                      captions=np.array(cset.raw))
             written.append(a.save_embeddings)

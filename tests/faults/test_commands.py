@@ -278,6 +278,38 @@ def test_evaluate_refuses_ks_that_are_not_positive_before_the_embedding(referenc
 
 
 @error
+@pytest.mark.parametrize('command', ['evaluate', 'embed'])
+def test_a_full_disk_while_writing_embeddings_keeps_the_file_that_was_there(reference, tmp_path,
+                                                                            command):
+    # np.savez wrote the file in place: a full disk left a cut .npz (not a zip file) where the
+    # previous one was. A real write limit (RLIMIT_FSIZE, 64 KiB; Python ignores SIGXFSZ): the
+    # metrics JSON fits, the 896 x 64 embeddings do not
+    import resource
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    out = tmp_path / 'emb.npz'
+    out.write_bytes(b'the previous embeddings')
+    images = tmp_path / 'images.txt'       # the digits test images, as one image list
+    argv = [reference, '--save-embeddings', out, '--out', tmp_path / 'm.json'] \
+        if command == 'evaluate' else [reference, '--images', images, '--out', out]
+    if command == 'embed':
+        from PIL import Image
+        for i in range(300):
+            Image.fromarray(np.full((8, 8), i % 255, np.uint8)).save(str(tmp_path / ('%d.png' % i)))
+        images.write_text(''.join('%s\n' % (tmp_path / ('%d.png' % i)) for i in range(300)))
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))  # noqa: E731
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', command, '--no-progress']
+                          + [str(a) for a in argv], capture_output=True, text=True, cwd=REPO,
+                          env=script_env(OMP_NUM_THREADS='1'), preexec_fn=limit, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
+        'error: File too large (%s).' % out, proc.stderr
+    assert 'Traceback' not in proc.stderr and 'Exception ignored' not in proc.stderr
+    assert out.read_bytes() == b'the previous embeddings'
+    assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('emb.npz')][1:]
+
+
+@error
 def test_evaluate_a_folder_that_is_not_a_run(tmp_path):
     one_error(gluon_dml('evaluate', str(tmp_path)), '%s is not a run folder: it has no args.json' % tmp_path)
 
