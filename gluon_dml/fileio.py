@@ -166,6 +166,10 @@ def atomic_save(path, save_fn):
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:         # a failed write names no file, or the temporary: name path
+        if getattr(err, 'filename', None) in (None, tmp) and err.errno is not None:
+            raise OSError(err.errno, err.strerror, path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -196,10 +200,7 @@ def atomic_savez(path, **arrays):
     def write(tmp):
         with open(tmp, 'wb') as f:
             f.write(blob)
-    try:
-        atomic_save(path, write)
-    except OSError as err:
-        raise OSError(err.errno, err.strerror, path) from None
+    atomic_save(path, write)
     return path
 
 

@@ -40,6 +40,8 @@ def main(argv=None):
     if not 0 <= a.seed < 2 ** 32:           # numpy's 'Seed must be between 0 and 2**32 - 1'
         raise cli.UserError('--seed must lie in 0 .. 2^32 - 1, got %d.' % a.seed)
     a.out = cli.output_path(a.out)          # settled before the embedding and the t-SNE
+    if a.out:                               # its format is its extension's (.svg, .pdf, .png)
+        plots.check_image_path(a.out)
     if load_run_args(a.run_dir).get('method') == 'vse':
         raise cli.UserError('%s is a train-vse run: tsne maps the images of a split coloured by '
                             'class, which an image-caption set has not; evaluate --save-embeddings '

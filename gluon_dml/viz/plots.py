@@ -24,11 +24,27 @@ def _figure(width, height):
     return fig
 
 
+def check_image_path(path, flag='--out'):
+    """Refuse, before any work, a file name whose extension names no format matplotlib writes
+    (the figure is written in the format of its extension; none: PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fmt = os.path.splitext(path)[1][1:].lower()
+    known = FigureCanvasAgg.get_supported_filetypes()
+    if fmt and fmt not in known:
+        from ..errors import UserError
+        raise UserError('%s %s: .%s is no image format the plot can be written in (%s).'
+                        % (flag, path, fmt, ', '.join(sorted(known))))
+    return path
+
+
 def _save(fig, path):
+    """Write the figure to ``path`` in the format its extension names (none: PNG), atomically:
+    a failed write leaves neither a cut file nor a temporary (a full disk left PATH.part.png)."""
+    from ..fileio import atomic_save
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.part.png'
-    fig.savefig(tmp, dpi=100, bbox_inches='tight', facecolor='white')
-    os.replace(tmp, path)
+    fmt = os.path.splitext(path)[1][1:].lower() or 'png'
+    atomic_save(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=100, bbox_inches='tight',
+                                              facecolor='white'))
     return path
 
 

@@ -238,6 +238,7 @@ def test_index_out_that_cannot_be_a_catalogue(reference, tmp_path, monkeypatch, 
     (['--perplexity', '0'], '--perplexity must be a positive number'),
     (['--perplexity', 'nan'], '--perplexity must be a positive number'),
     (['--seed', '-1'], '--seed must lie in 0 .. 2^32 - 1, got -1.'),     # numpy's words, no flag
+    (['--out', 'x.txt'], '--out x.txt: .txt is no image format'),  # matplotlib's, after the t-SNE
     (['--method', 'vse'], '%s is a train-vse run: tsne maps the images of a split coloured by class'),
 ])
 def test_tsne_refuses_before_the_embedding(reference, copy_of, flags, start):
@@ -282,12 +283,7 @@ def test_evaluate_refuses_ks_that_are_not_positive_before_the_embedding(referenc
 def test_a_full_disk_while_writing_embeddings_keeps_the_file_that_was_there(reference, tmp_path,
                                                                             command):
     # np.savez wrote the file in place: a full disk left a cut .npz (not a zip file) where the
-    # previous one was. A real write limit (RLIMIT_FSIZE, 64 KiB; Python ignores SIGXFSZ): the
-    # metrics JSON fits, the 896 x 64 embeddings do not
-    import resource
-    import subprocess
-    import sys
-    from ..helpers import REPO, script_env
+    # previous one was. Files are limited to 64 KiB: the metrics JSON fits, the embeddings do not
     out = tmp_path / 'emb.npz'
     out.write_bytes(b'the previous embeddings')
     images = tmp_path / 'images.txt'       # the digits test images, as one image list
@@ -298,15 +294,46 @@ def test_a_full_disk_while_writing_embeddings_keeps_the_file_that_was_there(refe
         for i in range(300):
             Image.fromarray(np.full((8, 8), i % 255, np.uint8)).save(str(tmp_path / ('%d.png' % i)))
         images.write_text(''.join('%s\n' % (tmp_path / ('%d.png' % i)) for i in range(300)))
-    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))  # noqa: E731
-    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', command, '--no-progress']
-                          + [str(a) for a in argv], capture_output=True, text=True, cwd=REPO,
-                          env=script_env(OMP_NUM_THREADS='1'), preexec_fn=limit, timeout=300)
+    proc = _limited([command, '--no-progress'] + argv, 1 << 16)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
         'error: File too large (%s).' % out, proc.stderr
     assert 'Traceback' not in proc.stderr and 'Exception ignored' not in proc.stderr
     assert out.read_bytes() == b'the previous embeddings'
     assert not [n for n in os.listdir(str(tmp_path)) if n.startswith('emb.npz')][1:]
+
+
+def _limited(argv, limit):
+    """``python -m gluon_dml ARGV`` with files limited to ``limit`` bytes (RLIMIT_FSIZE: a real
+    'File too large' from the OS; Python ignores SIGXFSZ)."""
+    import resource
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    return subprocess.run([sys.executable, '-m', 'gluon_dml'] + [str(a) for a in argv],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=script_env(OMP_NUM_THREADS='1'),
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+
+
+@error
+@pytest.mark.parametrize('command', ['tsne', 'evaluate'])
+def test_a_full_disk_while_writing_a_plot_or_the_metrics_names_the_file(reference, tmp_path,
+                                                                        command):
+    # 'error: File too large.' named no file, and tsne left OUT.part.png behind
+    out = tmp_path / ('t.png' if command == 'tsne' else 'm.json')
+    proc = _limited([command, reference, '--out', out] + (['--points', '50'] if command == 'tsne'
+                                                          else ['--no-progress']), 256)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == \
+        'error: File too large (%s).' % out, proc.stderr
+    assert os.listdir(str(tmp_path)) == []
+
+
+@handled
+def test_tsne_writes_the_format_its_out_names(reference, tmp_path):
+    # --out map.svg held a PNG (written as map.svg.part.png, then renamed)
+    r = gluon_dml('tsne', reference, '--points', '30', '--out', tmp_path / 'map.svg')
+    assert r.code == 0, r
+    assert (tmp_path / 'map.svg').read_bytes().startswith(b'<?xml')
 
 
 @error
