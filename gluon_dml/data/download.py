@@ -150,6 +150,9 @@ def main(argv=None):
     p.add_argument('--root', required=True, help='folder to unpack into (then --data-path ROOT)')
     p.add_argument('--keep-archives', action='store_true')
     a = p.parse_args(argv)
+    if not a.root.strip():        # was os.makedirs's "[Errno 2] No such file or directory: ''"
+        print('error: --root is empty; give the folder to unpack %s into.' % a.name, file=sys.stderr)
+        return 2
     try:
         root = download_dataset(a.name, os.path.expanduser(a.root), keep_archives=a.keep_archives)
     except ValueError as err:

@@ -446,6 +446,12 @@ def test_an_archive_that_is_a_web_page_or_cut_is_named(tmp_path):
         assert os.listdir(str(root)) == ['lfw.tgz']
 
 
+def test_download_to_an_empty_root_is_refused(capsys):
+    from gluon_dml.data.download import main
+    assert main(['cub', '--root', ' ']) == 2        # was "[Errno 2] No such file or directory: ''"
+    assert capsys.readouterr().err == 'error: --root is empty; give the folder to unpack cub into.\n'
+
+
 def test_extract_refuses_members_outside_the_root(tmp_path):
     evil = str(tmp_path / 'evil.zip')
     with zipfile.ZipFile(evil, 'w') as zf:
