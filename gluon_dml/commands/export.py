@@ -71,7 +71,10 @@ def main(argv=None):
         a.onnx = cli.refuse_empty_path(a.onnx, '--onnx')
     args = export._run_args(a.run_dir)
     vse = args.get('method') == 'vse'
-    part = (a.part or 'image') if vse else a.part
+    if a.part and not vse:            # the library's words: 'so leave part unset (got 'text')'
+        raise UserError('--part chooses an encoder of a VSE run; %s is a %s run: leave --part '
+                        'out.' % (a.run_dir, args.get('method') or 'margin'))
+    part = (a.part or 'image') if vse else None
     sym, params = export.exported_files(a.run_dir, part)
     net = export.load_exported(a.run_dir, part)
     names = export._input_names(sym, params)
