@@ -716,15 +716,34 @@ def output_path(path, suffix=None, flag='--out'):
     if os.path.isdir(path):
         raise UserError('%s %s is a folder; give a file name.' % (flag, path))
     # a folder that takes no file (read-only, /proc) failed after the work, naming a temporary
-    probe = os.path.join(folder, '.%s.%d.probe' % (os.path.basename(path), os.getpid()))
+    why = _takes_no_file(folder)
+    if why:
+        raise UserError('%s %s cannot be written: its folder %s takes no file (%s).'
+                        % (flag, path, folder, why))
+    return path
+
+
+def _takes_no_file(folder):
+    """Why ``folder`` takes no new file (the OS's words), or None: a probe file made and removed."""
+    probe = os.path.join(folder, '.gluon-dml-probe-%d' % os.getpid())
     try:
         with open(probe, 'w'):
             pass
         os.remove(probe)
     except OSError as err:
-        raise UserError('%s %s cannot be written: its folder %s takes no file (%s).'
-                        % (flag, path, folder, err.strerror or err)) from None
-    return path
+        return err.strerror or str(err)
+    return None
+
+
+def default_output_folder(folder, what, flag='--out'):
+    """Refuse, before any work, a command's default output folder (in the run folder) that takes
+    no file, e.g. a run on a read-only disk: the work was done, then 'Read-only file system'.
+    ``folder`` may not exist yet (RUN/plots): then its parent is asked."""
+    asked = folder if os.path.isdir(folder) else os.path.dirname(os.path.abspath(folder))
+    why = _takes_no_file(asked) if os.path.isdir(asked) else None
+    if why:
+        raise UserError('%s takes no file (%s), and %s goes there by default: give %s FILE.'
+                        % (asked, why, what, flag))
 
 
 def add_trained_run_flags(parser):

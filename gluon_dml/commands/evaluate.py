@@ -64,6 +64,8 @@ def main(argv=None):
         if not ks or min(ks) < 1:        # after the embedding: 'max() arg is an empty sequence'
             raise cli.UserError('--ks takes positive integers such as "1,2,4,8", got %r.' % a.ks)
     run_args = load_run_args(a.run_dir)
+    if a.out is None:
+        cli.default_output_folder(a.run_dir, 'the metrics JSON')
     get_method(run_args.get('method') or 'margin').check_evaluation(run_args, a)   # before loading
     trained = open_run(a.run_dir, get_contexts(a.gpus), a.checkpoint, fuse=not a.no_fusion,
                        int8=cli.int8_setting(a), tta_shift=a.tta_shift)

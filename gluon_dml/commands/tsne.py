@@ -42,6 +42,8 @@ def main(argv=None):
     a.out = cli.output_path(a.out)          # settled before the embedding and the t-SNE
     if a.out:                               # its format is its extension's (.svg, .pdf, .png)
         plots.check_image_path(a.out)
+    else:
+        cli.default_output_folder(os.path.join(a.run_dir, 'plots'), 'the map')
     if load_run_args(a.run_dir).get('method') == 'vse':
         raise cli.UserError('%s is a train-vse run: tsne maps the images of a split coloured by '
                             'class, which an image-caption set has not; evaluate --save-embeddings '

@@ -328,6 +328,27 @@ def test_a_full_disk_while_writing_a_plot_or_the_metrics_names_the_file(referenc
     assert os.listdir(str(tmp_path)) == []
 
 
+@error
+@pytest.mark.parametrize('command', ['evaluate', 'tsne'])
+def test_a_read_only_run_folder_is_refused_before_the_work_without_out(reference, copy_of,
+                                                                        monkeypatch, command):
+    # the work was done, then 'Read-only file system (RUN/eval-test.json)'. Root passes every
+    # permission check, so the read-only disk is simulated: no file may be made in the run folder
+    run = copy_of(reference)
+    real_open = open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).startswith(run) and any(m in (args[0] if args else kwargs.get('mode', 'r'))
+                                             for m in 'wax'):
+            raise OSError(errno.EROFS, 'Read-only file system', str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr('builtins.open', read_only)
+    r = gluon_dml(command, run, '--points', '30') if command == 'tsne' else gluon_dml(command, run)
+    one_error(r, '%s takes no file (Read-only file system), and the %s goes there by default: '
+                 'give --out FILE.' % (run, 'metrics JSON' if command == 'evaluate' else 'map'))
+    assert 'network:' not in r.out
+
+
 @handled
 def test_tsne_writes_the_format_its_out_names(reference, tmp_path):
     # --out map.svg held a PNG (written as map.svg.part.png, then renamed)
