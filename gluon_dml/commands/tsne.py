@@ -23,7 +23,8 @@ def main(argv=None):
     p.add_argument('run_dir')
     p.add_argument('--split', default='test', help='train, test, or val (the held-out classes of a --val-classes run) (default: test)')
     p.add_argument('--out', default=None, metavar='PNG',
-                   help='output file (default: RUN_DIR/plots/tsne_SPLIT.png)')
+                   help='output file, in the format its extension names (.png, .svg, .pdf ...) '
+                        '(default: RUN_DIR/plots/tsne_SPLIT.png)')
     p.add_argument('--thumbnails', action='store_true',
                    help='draw a framed image thumbnail for (up to 300 of) the points')
     p.add_argument('--points', type=int, default=1000,
