@@ -49,6 +49,35 @@ def build_parser():
     return p
 
 
+# the run's own files an output must not replace (eval-*.json and codes.npz are outputs too)
+_RUN_RECORD = ('args.json', 'log.jsonl', 'best.params', 'best.loss.params', 'best.json',
+               'vocab.json', 'iterations.jsonl')
+
+
+def _distinct_outputs(a):
+    """Two outputs naming one file (the metrics JSON then overwritten by the embeddings), or an
+    output naming a file of the run (--out RUN/args.json replaced the record: the run could not
+    be opened again), are refused before the work."""
+    import fnmatch
+    import os
+    run = os.path.realpath(a.run_dir)
+    seen = {}
+    for flag in ('--out', '--save-embeddings', '--save-codes'):
+        path = getattr(a, flag[2:].replace('-', '_'), None)
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise cli.UserError('%s and %s name one file, %s; give each its own.'
+                                % (seen[real], flag, path))
+        seen[real] = flag
+        name = os.path.basename(real)
+        if os.path.dirname(real) == run and (name in _RUN_RECORD or any(
+                fnmatch.fnmatch(name, pat) for pat in ('*-symbol.json', '*-0000.params'))):
+            raise cli.UserError('%s %s is a file of the run itself; choose another name.'
+                                % (flag, path))
+
+
 def main(argv=None):
     a = build_parser().parse_args(argv)
     config.check_nmi_runs(a.nmi_runs)
@@ -59,6 +88,7 @@ def main(argv=None):
     a.save_embeddings = cli.output_path(getattr(a, 'save_embeddings', None), '.npz',
                                         '--save-embeddings')
     a.save_codes = cli.output_path(getattr(a, 'save_codes', None), '.npz', '--save-codes')
+    _distinct_outputs(a)
     if getattr(a, 'ks', None) is not None:
         ks = config.parse_int_list(a.ks, '--ks', '1,2,4,8')
         if not ks or min(ks) < 1:        # after the embedding: 'max() arg is an empty sequence'

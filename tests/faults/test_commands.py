@@ -358,6 +358,25 @@ def test_tsne_writes_the_format_its_out_names(reference, tmp_path):
 
 
 @error
+@pytest.mark.parametrize('given', ['one file twice', 'the run record'])
+def test_evaluate_outputs_that_would_overwrite_one_another_or_the_run(reference, copy_of, tmp_path,
+                                                                       given):
+    # the metrics JSON was overwritten by the embeddings (both 'written: X'); --out RUN/args.json
+    # replaced the record, and the run could not be opened again ("lacks the setting 'model'")
+    run = copy_of(reference)
+    before = files_of(run)
+    if given == 'one file twice':
+        same = str(tmp_path / 'x.npz')
+        r = gluon_dml('evaluate', run, '--out', same, '--save-embeddings', same)
+        one_error(r, '--out and --save-embeddings name one file, %s; give each its own.' % same)
+    else:
+        path = os.path.join(run, 'args.json')
+        one_error(gluon_dml('evaluate', run, '--out', path),
+                  '--out %s is a file of the run itself; choose another name.' % path)
+    assert files_of(run) == before
+
+
+@error
 def test_evaluate_a_folder_that_is_not_a_run(tmp_path):
     one_error(gluon_dml('evaluate', str(tmp_path)), '%s is not a run folder: it has no args.json' % tmp_path)
 
