@@ -735,6 +735,23 @@ def _takes_no_file(folder):
     return None
 
 
+# the run's own files an output must not replace (eval-*.json and codes.npz are outputs too)
+_RUN_RECORD = ('args.json', 'log.jsonl', 'best.params', 'best.loss.params', 'best.json',
+               'vocab.json', 'iterations.jsonl')
+
+
+def refuse_run_file(run_dir, path, flag='--out'):
+    """Refuse an output ``path`` that is a file of the run ``run_dir`` itself: its record, log,
+    best network or exported network (evaluate --out RUN/args.json replaced the record, export
+    --onnx RUN/model-0000.params the exported parameters)."""
+    import fnmatch
+    real = os.path.realpath(path)
+    name = os.path.basename(real)
+    if os.path.dirname(real) == os.path.realpath(run_dir) and (name in _RUN_RECORD or any(
+            fnmatch.fnmatch(name, pat) for pat in ('*-symbol.json', '*-0000.params'))):
+        raise UserError('%s %s is a file of the run itself; choose another name.' % (flag, path))
+
+
 def default_output_folder(folder, what, flag='--out'):
     """Refuse, before any work, a command's default output folder (in the run folder) that takes
     no file, e.g. a run on a read-only disk: the work was done, then 'Read-only file system'.

@@ -354,6 +354,8 @@ def test_the_command_refuses_what_it_cannot_do(margin_run, capsys, tmp_path):
                            '--batch-size must be a positive integer'),
                           ([margin_run, '--onnx', str(tmp_path)], 'is a folder; give the ONNX file a name'),
                           ([margin_run, '--onnx', ''], 'error: --onnx is empty; give a file name.'),
+                          ([margin_run, '--onnx', os.path.join(margin_run, 'model-0000.params')],
+                           'model-0000.params is a file of the run itself; choose another name.'),
                           ([margin_run, '--part', 'text'],
                            '--part chooses an encoder of a VSE run; %s is a margin run' % margin_run),
                           ([margin_run, '--onnx', ' ', '--check'], '--onnx is empty; give a file name.'),

@@ -49,18 +49,11 @@ def build_parser():
     return p
 
 
-# the run's own files an output must not replace (eval-*.json and codes.npz are outputs too)
-_RUN_RECORD = ('args.json', 'log.jsonl', 'best.params', 'best.loss.params', 'best.json',
-               'vocab.json', 'iterations.jsonl')
-
-
 def _distinct_outputs(a):
     """Two outputs naming one file (the metrics JSON then overwritten by the embeddings), or an
     output naming a file of the run (--out RUN/args.json replaced the record: the run could not
     be opened again), are refused before the work."""
-    import fnmatch
     import os
-    run = os.path.realpath(a.run_dir)
     seen = {}
     for flag in ('--out', '--save-embeddings', '--save-codes'):
         path = getattr(a, flag[2:].replace('-', '_'), None)
@@ -71,11 +64,7 @@ def _distinct_outputs(a):
             raise cli.UserError('%s and %s name one file, %s; give each its own.'
                                 % (seen[real], flag, path))
         seen[real] = flag
-        name = os.path.basename(real)
-        if os.path.dirname(real) == run and (name in _RUN_RECORD or any(
-                fnmatch.fnmatch(name, pat) for pat in ('*-symbol.json', '*-0000.params'))):
-            raise cli.UserError('%s %s is a file of the run itself; choose another name.'
-                                % (flag, path))
+        cli.refuse_run_file(a.run_dir, path, flag)
 
 
 def main(argv=None):

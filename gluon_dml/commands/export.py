@@ -69,6 +69,7 @@ def main(argv=None):
     shape = _shape(a.input_shape) if a.input_shape else None
     if a.onnx is not None:                  # --onnx '' is no file name, not the default file
         a.onnx = cli.refuse_empty_path(a.onnx, '--onnx')
+        cli.refuse_run_file(a.run_dir, a.onnx, '--onnx')   # it replaced model-0000.params
     args = export._run_args(a.run_dir)
     vse = args.get('method') == 'vse'
     if a.part and not vse:            # the library's words: 'so leave part unset (got 'text')'
