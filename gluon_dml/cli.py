@@ -669,8 +669,11 @@ def main_guard(main, argv=None, top_level=False):
 
 def _exit_after_error(code):
     """``sys.exit(code)``; a worker of a distributed job leaves at once instead (see
-    :func:`gluon_dml.engine.distributed.exit_worker`)."""
-    from .engine import distributed
+    :func:`gluon_dml.engine.distributed.exit_worker`). A process that never loaded that module
+    (it imports MXNet) is in no job: it is not loaded for the exit."""
+    distributed = sys.modules.get(__package__ + '.engine.distributed')
+    if distributed is None:
+        sys.exit(code)
     distributed.exit_worker(code)
 
 
