@@ -18,6 +18,7 @@ network: its Recall@1 must equal the log's last one, else the run is refused.
 import argparse
 import json
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -31,8 +32,14 @@ _IGNORED = {'seed', 'name', 'save_dir', 'command', 'started', 'resume', 'no_prog
 
 
 def _command(command):
-    """The run's command without its run-folder flags, the seed written as S."""
-    words, out, skip = command.split(), [], False
+    """The run's command without its run-folder flags, the seed written as S. Commands are
+    recorded quoted as a shell reads them (older records: joined with spaces, read the same way
+    unless a quote in them does not parse)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    out, skip = [], False
     if words and words[0] == '__main__.py':     # python -m gluon_dml recorded its __main__.py
         words[0] = 'gluon-dml'
     for w in words:
@@ -43,11 +50,11 @@ def _command(command):
         if flag in ('--name', '--save-dir', '--seed'):
             skip = '=' not in w
             if flag == '--seed':
-                out.append('--seed S')
+                out.extend(('--seed', 'S'))
             continue
         if flag != '--no-progress':
             out.append(w)
-    return ' '.join(out)
+    return shlex.join(out)
 
 
 # the columns of each kind of run: (log key, header)

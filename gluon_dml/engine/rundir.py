@@ -19,6 +19,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -277,7 +278,8 @@ def prepare_run(args):
     run_dir = args.save_dir
     check_run_folder(run_dir)
     lock_run(run_dir)
-    args.command = ' '.join([recorded_program(sys.argv[0])] + sys.argv[1:])
+    # quoted as a shell reads it: a value with a space, or an empty one (--steps ''), survives
+    args.command = shlex.join([recorded_program(sys.argv[0])] + sys.argv[1:])
     args.started = time.strftime('%Y-%m-%d %H:%M:%S')
     record = getattr(args, '_record', None)
     if getattr(args, 'resume', False):

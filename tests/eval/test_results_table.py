@@ -1,5 +1,6 @@
 """eval/results_table.py: grouping of runs by setting, means over seeds, the command shown."""
 import json
+import shlex
 
 from ..helpers import run_script
 
@@ -129,3 +130,25 @@ def test_a_record_without_a_setting_the_table_shows_is_named(tmp_path, capsys):
     assert exit_.value.code == 2 and capsys.readouterr().err == (
         "error: %s/args.json lacks the setting 'seed', which the table shows; the run folder is "
         "damaged.\n" % (tmp_path / 'a1'))
+
+
+def test_a_recorded_command_keeps_empty_and_spaced_values(tmp_path):
+    """A real run's args.json records its command quoted as a shell reads it: an empty value
+    (--steps '') and one with a space survived as nothing and as two words when the words were
+    joined with spaces, so the table's command ran another setting (or failed). Older records
+    (space-joined) read as before."""
+    from gluon_dml.commands.results_table import _command, summarise
+    from ..helpers import run_command
+    run = tmp_path / 'run'
+    run_command('train-margin', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '1',
+                '--steps', '', '--viz-env', 'my env', '--no-progress', '--save-dir', run,
+                check=True)
+    command = json.loads((run / 'args.json').read_text())['command']
+    assert shlex.split(command) == ['gluon-dml', 'train-margin', '--data', 'digits', '--epochs', '1',
+                                    '--batches-per-epoch', '1', '--steps', '', '--viz-env',
+                                    'my env', '--no-progress', '--save-dir', str(run)]
+    shown = summarise([str(run)])[0][-1]
+    assert shown == "`gluon-dml train-margin --data digits --epochs 1 --batches-per-epoch 1 --steps '' " \
+                    "--viz-env 'my env'`", shown
+    assert _command("train_margin.py --data omniglot --name it's --seed 4") == \
+        'train_margin.py --data omniglot --seed S'
