@@ -507,16 +507,18 @@ def main(argv=None):
             return 2
     kvstore = _kvstore_of(a.args)
     if kvstore is not None and not kvstore.startswith('dist'):
-        print('launch: error: --kvstore %s is a single-process store; a job started by the '
-              'launcher trains with dist_sync, dist_device_sync or dist_async (or leave '
-              '--kvstore out: dist_sync).' % kvstore, file=sys.stderr)
+        what = ('--kvstore %s is a single-process store' % kvstore if kvstore.strip() else
+                '--kvstore is empty')
+        print('launch: error: %s; a job started by the launcher trains with dist_sync, '
+              'dist_device_sync or dist_async (or leave --kvstore out: dist_sync).' % what,
+              file=sys.stderr)
         return 2
     if a.timeout is not None and not a.timeout > 0:          # nan too
         print('launch: error: --timeout must be a positive number of seconds (leave it out for no '
               'limit), got %s.' % a.timeout, file=sys.stderr)
         return 2
     if a.port is not None and not 0 <= a.port <= 65535:
-        print('launch: error: --port must be a TCP port, 1 to 65535 (leave it out for a free one), '
+        print('launch: error: --port must be a TCP port, 1 to 65535 (0 or left out: a free one), '
               'got %d.' % a.port, file=sys.stderr)
         return 2
     env = {}

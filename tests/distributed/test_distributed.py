@@ -74,7 +74,9 @@ def test_launcher_arguments(tmp_path):
                           (['-n', 2, '--threads', 0], '--threads must be at least 1, got 0.'),
                           (['-n', 2, 'no-such-command'], 'no command no-such-command'),
                           (['-n', 2, 'train_margin.py', '--kvstore', 'device'],
-                           '--kvstore device is a single-process store')):
+                           '--kvstore device is a single-process store'),
+                          (['-n', 2, 'train_margin.py', '--kvstore='],       # was '--kvstore  is a ...'
+                           '--kvstore is empty; a job started by the launcher trains with')):
         code, out, err = run_job(*(args if len(args) > 2 and args[-1] != 0 else
                                    args + ['train_margin.py']), timeout=60)
         assert code == 2 and 'launch: error: ' + message in err and 'Traceback' not in err, err

@@ -54,7 +54,7 @@ def test_a_port_in_use_or_out_of_range_and_a_root_uri_not_here_are_named():
             'for a free one.' % port)
     for port in (65536, -1):
         assert _refused('-n', 2, '--port', port, *JOB).startswith(
-            '--port must be a TCP port, 1 to 65535')
+            '--port must be a TCP port, 1 to 65535 (0 or left out: a free one)')
     assert _refused('-n', 2, '--root-uri', '192.0.2.1', *JOB).startswith(
         '--root-uri 192.0.2.1 is not an address of this machine')
     assert _refused('-n', 2, '--root-uri', 'no-such-host.invalid', *JOB).startswith(
