@@ -89,6 +89,11 @@ def _final_metrics(run, last, metrics_file, key):
     return scored
 
 
+def _number(value):
+    """A metric's cell: 3 decimals, or n/a where the log holds null (a NaN metric)."""
+    return 'n/a' if value is None else '%.3f' % value
+
+
 def _run_args(run):
     if not os.path.isfile(os.path.join(run, 'args.json')):
         raise UserError('%s is not a run folder (it has no args.json).' % run)
@@ -136,8 +141,9 @@ def summarise(run_dirs, metrics=None, metrics_file=None, run_args=None):
         cells = []
         for m in metrics:
             vals = [last[m] for _, last in runs]
-            each = ' / '.join('%.3f' % v for v in vals)
-            cells.append('**%.3f** (%s)' % (np.mean(vals), each) if len(vals) > 1 else '%.3f' % vals[0])
+            each = ' / '.join(_number(v) for v in vals)
+            mean = _number(None if None in vals else float(np.mean(vals)))
+            cells.append('**%s** (%s)' % (mean, each) if len(vals) > 1 else each)
         cmd = _command(args['command'])
         rows.append([args['data'], args.get('loss', args.get('method')), ', '.join(map(str, seeds))]
                     + cells + ['`%s`' % (('python ' + cmd) if cmd.split()[0].endswith('.py') else cmd)])

@@ -152,3 +152,14 @@ def test_a_recorded_command_keeps_empty_and_spaced_values(tmp_path):
                     "--viz-env 'my env'`", shown
     assert _command("train_margin.py --data omniglot --name it's --seed 4") == \
         'train_margin.py --data omniglot --seed S'
+
+
+def test_a_metric_logged_as_null_is_n_a(tmp_path):
+    """The log writes a NaN metric as null: its cell is n/a, and so is the mean of its row (it
+    was 'unexpected TypeError' from the mean, exit 1)."""
+    from gluon_dml.commands.results_table import summarise
+    _run(tmp_path / 'a1', 1, {'recall@1': 0.8, 'nmi': None, 'map@r': 0.4})
+    _run(tmp_path / 'a2', 2, {'recall@1': 0.9, 'nmi': 0.7, 'map@r': 0.5})
+    row = summarise([str(tmp_path / 'a1'), str(tmp_path / 'a2')])[0]
+    assert row[3:6] == ['**0.850** (0.800 / 0.900)', '**n/a** (n/a / 0.700)', '**0.450** (0.400 / 0.500)']
+    assert summarise([str(tmp_path / 'a1')])[0][3:6] == ['0.800', 'n/a', '0.400']
