@@ -235,6 +235,9 @@ class EmbeddingMethod(Method):
             dataset = split_validation(train, args['val_classes'])[1]
         else:
             dataset = get_dataset(args['data'], data_path, a.split, **options)
+        if a.few_shot and getattr(dataset, 'labels', None) is not None:
+            # the episodes' requirements, checked before the embedding (one episode drawn)
+            sample_episodes(dataset.labels, **dict(a.few_shot, episodes=1))
         emb, labels = trained.embed(dataset, a.batch_size, progress=not a.no_progress)
         q_emb = q_labels = query = None
         if a.split in ('test', 'gallery') and has_query_split(args['data'], data_path):

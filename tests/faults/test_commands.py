@@ -279,6 +279,18 @@ def test_evaluate_refuses_ks_that_are_not_positive_before_the_embedding(referenc
 
 
 @error
+def test_evaluate_refuses_episodes_the_split_cannot_give_before_the_embedding(reference, monkeypatch):
+    # refused only after the whole split was embedded (the same sentence)
+    from gluon_dml.methods.base import TrainedRun
+    embedded = []
+    real = TrainedRun.embed
+    monkeypatch.setattr(TrainedRun, 'embed', lambda self, *a, **k: embedded.append(1) or real(self, *a, **k))
+    r = gluon_dml('evaluate', reference, '--episodes', '5', '--way', '50', '--no-progress')
+    one_error(r, 'A 50-way episode needs 50 classes with at least shot + queries = 6 images')
+    assert embedded == []
+
+
+@error
 @pytest.mark.parametrize('command', ['evaluate', 'embed'])
 def test_a_full_disk_while_writing_embeddings_keeps_the_file_that_was_there(reference, tmp_path,
                                                                             command):
