@@ -86,10 +86,25 @@ def exported_files(run_dir, part=None):
             raise UserError('%s has no exported network (%s-symbol.json): it was trained with '
                             '--disable-hybridize, which skips the export; train it again without '
                             'that flag.' % (run_dir, prefix))
+        if _finished(run_dir, args):
+            raise UserError('%s has no exported network (%s-symbol.json and %s-0000.params), '
+                            'though the run finished: the files were moved or deleted; write '
+                            'them again by resuming the finished run with --resume.'
+                            % (run_dir, prefix, prefix))
         raise UserError('%s has no exported network (%s-symbol.json and %s-0000.params): the '
                         'export is written when training finishes, so this run has not finished '
                         '(resume it with --resume).' % (run_dir, prefix, prefix))
     return sym, params
+
+
+def _finished(run_dir, args):
+    """Whether the run's log reached its last epoch."""
+    from .engine.logger import read_log
+    try:
+        log = read_log(run_dir)
+    except (OSError, ValueError):
+        return False
+    return bool(log) and log[-1].get('epoch') == args.get('epochs')
 
 
 def _damaged(path, why):

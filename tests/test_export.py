@@ -274,6 +274,15 @@ def test_an_unfinished_run_and_a_wrong_folder(margin_run, tmp_path):
     run = str(tmp_path / 'unfinished')
     shutil.copytree(margin_run, run)
     os.remove(os.path.join(run, 'model-symbol.json'))
+    # a finished run whose export went missing ('has not finished' said of a finished run)
+    with pytest.raises(UserError, match='though the run finished: the files were moved or deleted; '
+                                        'write them again by resuming the finished run with --resume'):
+        load_exported(run)
+    log = os.path.join(run, 'log.jsonl')
+    with open(log) as f:
+        rows = f.read().splitlines(True)
+    with open(log, 'w') as f:
+        f.writelines(rows[:-1])                 # the log of a run stopped before its last epoch
     with pytest.raises(UserError, match='has not finished'):
         load_exported(run)
     with pytest.raises(UserError, match='not a folder'):
