@@ -500,7 +500,12 @@ def worker_command(script, args, kvstore='dist_sync'):
 
 
 def main(argv=None):
-    a = build_parser().parse_args(argv)
+    a, unknown = build_parser().parse_known_args(argv)
+    if unknown:             # a training flag before the command (argparse: 'unrecognized')
+        print('launch: error: %s is not a flag of the launcher; the training command\'s flags go '
+              'after it: python -m gluon_dml.launch -n %d [launcher flags] SCRIPT %s ...'
+              % (unknown[0], a.num_workers, unknown[0]), file=sys.stderr)
+        return 2
     for flag, value in (('-n', a.num_workers), ('-s', a.num_servers), ('--threads', a.threads)):
         if value is not None and value < 1:
             print('launch: error: %s must be at least 1, got %d.' % (flag, value), file=sys.stderr)

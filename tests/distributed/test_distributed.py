@@ -76,7 +76,12 @@ def test_launcher_arguments(tmp_path):
                           (['-n', 2, 'train_margin.py', '--kvstore', 'device'],
                            '--kvstore device is a single-process store'),
                           (['-n', 2, 'train_margin.py', '--kvstore='],       # was '--kvstore  is a ...'
-                           '--kvstore is empty; a job started by the launcher trains with')):
+                           '--kvstore is empty; a job started by the launcher trains with'),
+                          # argparse's 'unrecognized arguments: --kvstore', dist_async the script
+                          (['-n', 2, '--kvstore', 'dist_async', 'train_margin.py'],
+                           "--kvstore is not a flag of the launcher; the training command's flags "
+                           "go after it: python -m gluon_dml.launch -n 2 [launcher flags] SCRIPT "
+                           "--kvstore ...")):
         code, out, err = run_job(*(args if len(args) > 2 and args[-1] != 0 else
                                    args + ['train_margin.py']), timeout=60)
         assert code == 2 and 'launch: error: ' + message in err and 'Traceback' not in err, err
