@@ -182,7 +182,8 @@ class Job(object):
         self.procs = []
         self._signal = None
         self._aborted = False                   # stopped at once by a second signal
-        self._tmp = tempfile.mkdtemp(prefix='gluon-dml-launch-')
+        remove_stale_folders()
+        self._tmp = tempfile.mkdtemp(prefix='%s%d-' % (_TMP_PREFIX, os.getpid()))
 
     # -- environment ---------------------------------------------------------------------------
     def _env(self, role, host):
@@ -425,6 +426,30 @@ def _this_host_address():
 def _rmtree(path):
     import shutil
     shutil.rmtree(path, ignore_errors=True)
+
+
+_TMP_PREFIX = 'gluon-dml-launch-'
+
+
+def remove_stale_folders(root=None):
+    """Remove the scratch folders (``TMP/gluon-dml-launch-PID-*``) of launchers that are gone:
+    a launcher killed with SIGKILL cannot remove its own. A folder whose launcher still runs, or
+    that is not this user's, stays. Returns the folders removed."""
+    import glob
+    root = root or tempfile.gettempdir()
+    removed = []
+    for path in glob.glob(os.path.join(root, _TMP_PREFIX + '*-*')):
+        pid = os.path.basename(path)[len(_TMP_PREFIX):].split('-', 1)[0]
+        try:
+            if not pid.isdigit() or os.stat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)                # the launcher runs (or the pid was reused)
+        except ProcessLookupError:
+            _rmtree(path)
+            removed.append(path)
+        except OSError:                         # another user's process, or the folder went
+            continue
+    return removed
 
 
 def build_parser():

@@ -171,3 +171,26 @@ def test_hosts_elsewhere_with_a_loopback_scheduler_address_are_refused(tmp_path)
     assert got == ('--hosts %s names other machines (node-b.invalid), but --root-uri 127.0.0.1 is '
                    'a loopback address they cannot reach; give --root-uri with this machine\'s '
                    'address on their network.' % hosts), got
+
+
+def test_a_launcher_killed_with_sigkill_has_its_scratch_folder_removed_by_the_next(tmp_path):
+    """A launcher killed with SIGKILL cannot remove its scratch folder (TMP/gluon-dml-launch-*);
+    they piled up in /tmp. The next launcher removes those whose launcher is gone, and leaves a
+    running launcher's, and folders of the older name without a pid."""
+    from gluon_dml.launch import remove_stale_folders
+    from ..helpers import script_env
+    env = script_env(OMP_NUM_THREADS='1', TMPDIR=str(tmp_path))
+    old = tmp_path / 'gluon-dml-launch-abc123'          # the older name: no pid in it
+    old.mkdir()
+    with job('-n', 1, sys.executable, '-c', 'import time; time.sleep(120)', env=env) as first:
+        assert wait_for(lambda: list(tmp_path.glob('gluon-dml-launch-%d-*' % first.pid)), first, 60)
+        mine = list(tmp_path.glob('gluon-dml-launch-%d-*' % first.pid))
+        assert remove_stale_folders(str(tmp_path)) == [] and mine[0].exists()   # it still runs
+        first.kill()
+        first.wait(30)
+    assert mine[0].exists()                            # SIGKILL: left behind
+    with job('-n', 1, sys.executable, '-c', 'pass', env=env) as second:
+        second.communicate(timeout=120)
+        assert second.returncode == 0
+    assert not mine[0].exists() and old.exists()
+    assert not list(tmp_path.glob('gluon-dml-launch-%d-*' % second.pid))   # its own, removed at its end
