@@ -33,7 +33,7 @@ def build_parser():
                    help='where the dataset lives (default: the path the run used)')
     cli.add_trained_run_flags(p)
     cli.add_int8_flags(p, data_path=False)
-    p.add_argument('--ks', default='1,2,4,8', help='the K of Recall@K')
+    p.add_argument('--ks', default=None, help='the K of Recall@K (default 1,2,4,8; embedding runs)')
     p.add_argument('--nmi-runs', type=int, default=None,
                    help="k-means runs averaged for NMI (default: the run's setting, else 10; 1 "
                         "when points x classes exceeds 1e7)")

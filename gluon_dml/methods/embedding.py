@@ -244,7 +244,7 @@ class EmbeddingMethod(Method):
             # In-Shop style: the query images are searched among the gallery images
             query = get_dataset(args['data'], data_path, 'query', **options)
             q_emb, q_labels = trained.embed(query, a.batch_size, progress=not a.no_progress)
-        ks = config.parse_int_list(a.ks, '--ks', '1,2,4,8')
+        ks = config.parse_int_list(a.ks if a.ks is not None else '1,2,4,8', '--ks', '1,2,4,8')
         searched = len(labels) if q_emb is not None else len(labels) - 1
         if max(ks) >= searched:
             print('warning: --ks %d: each query is searched among %d images, so Recall@%d counts '

@@ -249,6 +249,11 @@ class HashMethod(Method):
         if getattr(a, 'few_shot', None):
             raise UserError('--episodes is for the embedding runs (train-margin, train-npair); %s '
                             'is a hashing run.' % a.run_dir)
+        for flag in ('--ks', '--nmi-runs'):
+            if getattr(a, flag[2:].replace('-', '_'), None) is not None:
+                raise UserError('%s is for the embedding runs (train-margin, train-npair); %s is a '
+                                'hashing run, evaluated by mAP and mAP@top-K (its --topk: %s).'
+                                % (flag, a.run_dir, args.get('topk') or '1000'))
 
     def evaluate_run(self, trained, a):
         """mAP (whole database), mAP@top-K, precision within Hamming radius 2 and the
@@ -262,7 +267,9 @@ class HashMethod(Method):
         q_out, q_labels = trained.embed(splits['query'], a.batch_size, progress=progress,
                                         desc='encode queries')
         q_codes, db_codes = binarize(q_out), binarize(db_out)
-        metrics = hashing_metrics(q_codes, db_codes, q_labels, db_labels, topk=(1000,))
+        # the run's own K (train-hash --topk): the log's mAP@top-K and this one are comparable
+        topk = parse_int_list(args.get('topk') or '1000', '--topk', '1000') or [1000]
+        metrics = hashing_metrics(q_codes, db_codes, q_labels, db_labels, topk=topk)
         radii, prec, rec = pr_curve(q_codes, db_codes, q_labels, db_labels)
         metrics.update(run_dir=a.run_dir, params=trained.params, network=trained.params_label,
                        precision=trained.precision, data=args['data'], loss=args.get('loss'), bits=int(args['bits']),

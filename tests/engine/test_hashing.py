@@ -165,3 +165,24 @@ def test_hash_baselines_command_writes_each_method_and_takes_threads(tmp_path):
     assert [(r['method'], r['bits'], r['data']) for r in rows] == [('lsh', 16, 'digits'),
                                                                    ('itq', 16, 'digits')]
     assert rows[1]['map'] > rows[0]['map'] > 0.2        # 5 classes: chance is about 0.2
+
+
+def test_evaluate_reports_the_runs_own_top_k_and_refuses_recall_flags(tmp_path):
+    """gluon-dml evaluate of a hashing run gives mAP@top-K for the run's --topk, equal to the
+    log's final values (it always gave mAP@1000, whatever the run's K); --ks and --nmi-runs,
+    which a hashing run's evaluation has no use for, are refused (they were ignored)."""
+    from ..helpers import run_command
+    run = tmp_path / 'run'
+    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+                '--bits', '16', '--topk', '100,500', '--no-progress', '--save-dir', run, check=True)
+    last = read_log(str(run))[-1]
+    run_command('evaluate', run, '--no-progress', check=True)
+    ev = json.load(open(run / 'eval-hash.json'))
+    assert 'map@1000' not in ev and 'map@1000' not in last
+    for key in ('map', 'map@100', 'map@500'):
+        assert ev[key] == pytest.approx(last[key], abs=1e-6), key
+    for flags, said in ((['--ks', '1,2'], '--ks is for the embedding runs (train-margin, train-npair); '),
+                        (['--nmi-runs', '3'], '--nmi-runs is for the embedding runs')):
+        bad = run_command('evaluate', run, *flags)
+        assert bad.returncode == 2 and said in bad.stderr and 'its --topk: 100,500).' in bad.stderr, \
+            bad.stderr
