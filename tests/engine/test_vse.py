@@ -207,3 +207,13 @@ def test_embed_with_a_vse_run_refuses_what_it_cannot_read(tiny_vse_run, tmp_path
         proc = run_script('eval/embed.py', tiny_vse_run, flag, path, '--out', out, '--no-progress',
                           '--skip-bad-images')
         assert 'skipped: %s (is 28 x 28 pixels, not 84 x 28)' % png in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize('flags', [['--ks', '1,2'], ['--nmi-runs', '3'], ['--episodes', '5']])
+def test_evaluate_refuses_the_embedding_runs_flags_for_a_vse_run(tiny_vse_run, flags):
+    # they were ignored: the cross-modal recall has its own K (1, 5, 10), no NMI, no episodes
+    proc = run_script('eval/evaluate.py', tiny_vse_run, *flags, '--no-progress')
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == (
+        'error: %s is for the embedding runs (train-margin, train-npair); %s is a VSE run, '
+        'evaluated by image->text and text->image Recall@1/5/10.' % (flags[0], tiny_vse_run))
