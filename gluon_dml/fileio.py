@@ -185,21 +185,24 @@ def atomic_write_text(path, text):
 
 def atomic_savez(path, **arrays):
     """``np.savez(path, **arrays)`` that never leaves a cut file at ``path`` (a full disk or an
-    interrupt mid-write left one, in place of the file that was there); the archive is built in
-    memory, so the only write that can fail is the file's, and its OSError names ``path``.
-    Returns the path written (``.npz`` added when missing, as ``np.savez`` does)."""
-    import io
+    interrupt mid-write left one, in place of the file that was there): the archive is written
+    to a temporary beside it, streamed (no copy of the arrays in memory: a catalogue's embeddings
+    can be gigabytes), and renamed; a failed write's OSError names ``path``. The archive is
+    closed on the way out even when a write fails (``np.savez`` left that to its ``ZipFile``'s
+    ``__del__``, which printed a traceback after the error). Returns the path written (``.npz``
+    added when missing, as ``np.savez`` does); ``np.load`` reads it as ``np.savez``'s."""
+    import zipfile
     import numpy as np
     path = str(path)
     if not path.endswith('.npz'):
         path += '.npz'
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    blob = buf.getvalue()
 
     def write(tmp):
-        with open(tmp, 'wb') as f:
-            f.write(blob)
+        with zipfile.ZipFile(tmp, mode='w', compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as archive:
+            for name, value in arrays.items():
+                with archive.open(name + '.npy', 'w', force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value))
     atomic_save(path, write)
     return path
 
