@@ -36,7 +36,7 @@ import numpy as np
 from .data.sources import list_images
 from .engine import get_contexts
 from .engine.faults import fault_point
-from .fileio import (LockBusy, atomic_save, atomic_write_json, give_back_folder, hold_lock,
+from .fileio import (LockBusy, atomic_savez, atomic_write_json, give_back_folder, hold_lock,
                      lock_holder, missing_folders, release_lock)
 from .errors import UserError
 from .index import check_index, create_index, open_index
@@ -387,14 +387,14 @@ def _embed_resumable(enc, paths, out, batch_size, chunk, progress, log, made_by)
                     again = ('; %d of its %d unreadable image(s) read now, embedded'
                              % (read, read + len(b)))
                     if read:
-                        atomic_save(part, _part_writer(v, k, b, want, made_by))
+                        _save_part(part, v, k, b, want, made_by)
                 vecs.append(v)
                 kept.extend(k)
                 bad.extend(b)
                 log('embedding: part %d/%d was done before, reused%s' % (n + 1, len(starts), again))
                 continue
         v, k, b = enc.embed_paths(want, batch_size, progress=progress, skip_bad=True)
-        atomic_save(part, _part_writer(v, k, b, want, made_by))
+        _save_part(part, v, k, b, want, made_by)
         vecs.append(v)
         kept.extend(k)
         bad.extend(b)
@@ -425,15 +425,11 @@ def _retry_unreadable(enc, want, v, k, b, batch_size, progress):
     return np.stack(rows).astype(v.dtype, copy=False), merged, rb, len(rk)
 
 
-def _part_writer(v, k, b, want, made_by):
-    """The writer of a part's file (for :func:`atomic_save`)."""
-    def write(tmp):
-        with open(tmp, 'wb') as f:
-            np.savez(f, vectors=v, kept=np.array(k, dtype=str), asked=np.array(want, dtype=str),
-                     made_by=np.array(made_by),
-                     bad_paths=np.array([p for p, _ in b], dtype=str),
-                     bad_why=np.array([w for _, w in b], dtype=str))
-    return write
+def _save_part(part, v, k, b, want, made_by):
+    """Write a part of the embedding (atomically: an interrupt leaves the part whole or absent)."""
+    atomic_savez(part, vectors=v, kept=np.array(k, dtype=str), asked=np.array(want, dtype=str),
+                 made_by=np.array(made_by), bad_paths=np.array([p for p, _ in b], dtype=str),
+                 bad_why=np.array([w for _, w in b], dtype=str))
 
 
 def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=None, add=False,
