@@ -247,6 +247,24 @@ class BadImageError(ValueError):
         self.reason = None if cause is None else 'cannot decode: %s' % _decoder_words(cause, path)
 
 
+def refuse_truncated_images():
+    """Turn PIL's ``LOAD_TRUNCATED_IMAGES`` off again before a decode: GluonCV's data package
+    turns it on for the whole process when it is imported (building a GluonCV backbone imports
+    it), and a truncated file would then decode as a half-grey picture."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def to_8bit(img):
+    """A 16-bit or 32-bit grey image (PIL modes I;16, I, F) as 8-bit grey, scaled by its largest
+    value (by 255 when that is at most 255): PIL's own conversion clips, which turned a 16-bit
+    picture white. Other images are returned as they are."""
+    if img.mode not in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
+        return img
+    arr = np.asarray(img, dtype=np.float64)
+    top = arr.max() if arr.size and arr.max() > 255 else 255.0
+    return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), 'L')
+
+
 def to_rgb(img):
     """``img`` as an 8-bit RGB image: grey, palette, CMYK, 16-bit and float images are converted;
     transparent areas are composited onto white."""
@@ -254,10 +272,7 @@ def to_rgb(img):
         rgba = img.convert('RGBA')
         background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert('RGB')
-    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
-        arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() if arr.size and arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), 'L')
+    img = to_8bit(img)
     if img.mode != 'RGB':
         img = img.convert('RGB')
     return img
@@ -269,9 +284,7 @@ def open_image(path, min_size=None):
     ``(image, scale)``, ``scale`` being decoded size / file size (for bounding boxes).
 
     Raises :class:`BadImageError` naming the file when it cannot be decoded."""
-    # GluonCV's data package turns this on for the whole process when it is imported (building
-    # a GluonCV backbone imports it): a truncated file would then decode as a half-grey picture.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    refuse_truncated_images()
     try:
         with open(path, 'rb') as handle:
             img = Image.open(handle)

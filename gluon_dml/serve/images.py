@@ -9,9 +9,9 @@ import binascii
 import io
 import re
 
-import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from ..data.transforms import refuse_truncated_images, to_8bit
 from .errors import ServeError
 
 __all__ = ['decode_image', 'decode_base64', 'image_extension', 'thumbnail_bytes', 'browser_media',
@@ -36,9 +36,7 @@ def decode_image(data, max_pixels, what='The upload', draft=None):
     ``draft=N``: a JPEG may be decoded at a reduced scale, no smaller than N x N (thumbnails)."""
     if not data:
         raise ServeError(400, '%s is empty (0 bytes).' % what)
-    # GluonCV's data package turns this on for the whole process when it is imported (a run with
-    # a GluonCV backbone imports it): a truncated upload would then decode as a half-grey picture.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    refuse_truncated_images()             # a truncated upload is refused, not half grey
     try:
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
@@ -106,10 +104,7 @@ def browser_media(fmt, mode):
 def _displayable(img):
     """``img`` in a mode browsers show: CMYK, YCbCr, ... as RGB; 16-bit and 32-bit grey scaled
     to 8 bits (PIL's own conversion clips them: a 16-bit picture turned white)."""
-    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):
-        arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() if arr.size and arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), 'L')
+    img = to_8bit(img)
     if img.mode not in ('1', 'L', 'LA', 'P', 'RGB', 'RGBA'):
         return img.convert('RGBA' if 'A' in img.getbands() else 'RGB')
     return img
