@@ -695,12 +695,13 @@ class Engine:
             data, label = item
             mx.random.seed(batch_seed(self.seed, epoch, b))
             value = self.train_step(data, label)
-            if not math.isfinite(value) and epoch == 1 and b == 0:
-                raise NaNLossError(
-                    'The loss was %s at the first batch, before any update, so the learning '
-                    'rate is not the cause; training stopped. Check the loss settings (a weight '
-                    'or scale too large for float32?) and the data for bad values.' % value)
             if not math.isfinite(value):
+                if epoch == 1 and b == 0:
+                    raise NaNLossError(
+                        'The loss was %s at the first batch, before any update, so the learning '
+                        'rate is not the cause; training stopped. Check the loss settings (a '
+                        'weight or scale too large for float32?) and the data for bad values.'
+                        % value)
                 last = self.ckpt.latest()
                 raise NaNLossError(
                     'The loss became %s at epoch %d, batch %d; training stopped. The last good '

@@ -140,6 +140,16 @@ class Method(object):
             raise UserError('--tta-shift is for the single-head embedding runs (train-margin, '
                             'train-npair); %s is a %s run.' % (a.run_dir, self.name))
 
+    @staticmethod
+    def refuse_embedding_flags(a, what):
+        """Refuse the ``evaluate`` flags of the embedding runs (Recall@K's --ks, NMI's
+        --nmi-runs, few-shot --episodes), which the run ``a.run_dir``, ``what`` (e.g. "a VSE run,
+        evaluated by ..."), would ignore."""
+        for flag in ('--ks', '--nmi-runs', '--episodes'):
+            if getattr(a, flag[2:].replace('-', '_'), None) is not None:
+                raise UserError('%s is for the embedding runs (train-margin, train-npair); %s is %s.'
+                                % (flag, a.run_dir, what))
+
     def evaluate_run(self, trained, a):
         """``gluon-dml evaluate`` on a run of this method (``a``: the parsed flags)."""
         raise NotImplementedError

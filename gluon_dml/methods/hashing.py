@@ -246,14 +246,8 @@ class HashMethod(Method):
             raise UserError('--split %s: a hashing run is evaluated on its protocol, the query '
                             'images searched in the database (the test split); leave --split out.'
                             % a.split)
-        if getattr(a, 'few_shot', None):
-            raise UserError('--episodes is for the embedding runs (train-margin, train-npair); %s '
-                            'is a hashing run.' % a.run_dir)
-        for flag in ('--ks', '--nmi-runs'):
-            if getattr(a, flag[2:].replace('-', '_'), None) is not None:
-                raise UserError('%s is for the embedding runs (train-margin, train-npair); %s is a '
-                                'hashing run, evaluated by mAP and mAP@top-K (its --topk: %s).'
-                                % (flag, a.run_dir, args.get('topk') or '1000'))
+        self.refuse_embedding_flags(a, 'a hashing run, evaluated by mAP and mAP@top-K (its '
+                                       '--topk: %s)' % (args.get('topk') or '1000'))
 
     def evaluate_run(self, trained, a):
         """mAP (whole database), mAP@top-K, precision within Hamming radius 2 and the

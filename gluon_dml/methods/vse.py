@@ -406,12 +406,8 @@ class VSEMethod(Method):
         super().check_evaluation(args, a)
         if a.save_codes:
             raise UserError('--save-codes is for train-hash runs; %s is a VSE run.' % a.run_dir)
-        given = [flag for flag in ('--ks', '--nmi-runs', '--episodes')
-                 if getattr(a, flag[2:].replace('-', '_'), None) is not None]
-        if given:                                       # they were ignored
-            raise UserError('%s is for the embedding runs (train-margin, train-npair); %s is a VSE '
-                            'run, evaluated by image->text and text->image Recall@1/5/10.'
-                            % (given[0], a.run_dir))
+        self.refuse_embedding_flags(a, 'a VSE run, evaluated by image->text and text->image '
+                                       'Recall@1/5/10')
 
     def evaluate_run(self, trained, a):
         """i2t / t2i recall of a split; ``--save-embeddings`` writes image_embeddings (N, D),
