@@ -34,6 +34,7 @@ import time
 __all__ = ['main', 'Job', 'free_port', 'read_hosts']
 
 _GRACE = 5.0          # seconds between SIGTERM and SIGKILL when stopping a job
+_STOPPED_NOTE_AFTER = 10.0      # seconds a stopped process waits before the launcher says so
 
 
 def free_port(host='127.0.0.1'):
@@ -133,6 +134,15 @@ class _Proc(object):
                 if line.strip():
                     return line.strip()
         return ''
+
+
+def _is_stopped(pid):
+    """Whether process ``pid`` is stopped (state T in /proc; False where there is no /proc)."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'T'
+    except (OSError, IndexError):
+        return False
 
 
 def _describe_code(code):
@@ -302,8 +312,10 @@ class Job(object):
         workers = [p for p in self.procs if p.role == 'worker']
         others = [p for p in self.procs if p.role != 'worker']
         grace_until = None
+        stopped_since = {}                  # a worker stopped by SIGSTOP / SIGTSTP: since when
         while True:
             time.sleep(0.1)
+            self._note_stopped(self.procs, stopped_since)
             if self._aborted and all(p.popen.poll() is not None for p in workers):
                 # the launcher killed them (their codes say SIGTERM or SIGKILL, not a failure)
                 code = 130 if self._signal == 'SIGINT' else 143
@@ -356,6 +368,24 @@ class Job(object):
                 sys.stderr.write('launch: error: the job ran past its time limit (%gs); stopped '
                                  'every process.\n' % timeout)
                 return 124
+
+    @staticmethod
+    def _note_stopped(procs, stopped_since, after=_STOPPED_NOTE_AFTER):
+        """Say once when a process of this machine has been stopped (SIGSTOP, SIGTSTP) for
+        ``after`` seconds: the job waits for it, until --timeout if one was given."""
+        now = time.time()
+        for p in procs:
+            if p.rank_file is None and p.role == 'worker' or p.popen.poll() is not None:
+                continue                        # a remote worker: its local process is ssh
+            if not _is_stopped(p.popen.pid):
+                stopped_since.pop(p, None)
+                continue
+            since = stopped_since.setdefault(p, now)
+            if since is not None and now - since >= after:
+                sys.stderr.write('launch: note: %s has been stopped for %.0f s (a SIGSTOP or '
+                                 'Ctrl-Z); the job waits for it: kill -CONT %d continues it.\n'
+                                 % (p.name(), now - since, p.popen.pid))
+                stopped_since[p] = None         # said once, until it runs again
 
     def _wait_workers(self, workers, seconds):
         deadline = time.time() + seconds
@@ -524,61 +554,54 @@ def worker_command(script, args, kvstore='dist_sync'):
     return [script] + args
 
 
-def main(argv=None):
-    a, unknown = build_parser().parse_known_args(argv)
+class _Refused(Exception):
+    """A launcher command that cannot start: its message, printed as ``launch: error: ...``."""
+
+
+def _job_of(a, unknown):
+    """The :class:`Job` the parsed command ``a`` asks for, or :class:`_Refused` naming the flag
+    that cannot work: everything is checked before any process starts."""
     if unknown:             # a training flag before the command (argparse: 'unrecognized')
-        print('launch: error: %s is not a flag of the launcher; the training command\'s flags go '
-              'after it: python -m gluon_dml.launch -n %d [launcher flags] SCRIPT %s ...'
-              % (unknown[0], a.num_workers, unknown[0]), file=sys.stderr)
-        return 2
+        raise _Refused('%s is not a flag of the launcher; the training command\'s flags go after '
+                       'it: python -m gluon_dml.launch -n %d [launcher flags] SCRIPT %s ...'
+                       % (unknown[0], a.num_workers, unknown[0]))
     for flag, value in (('-n', a.num_workers), ('-s', a.num_servers), ('--threads', a.threads)):
         if value is not None and value < 1:
-            print('launch: error: %s must be at least 1, got %d.' % (flag, value), file=sys.stderr)
-            return 2
+            raise _Refused('%s must be at least 1, got %d.' % (flag, value))
     kvstore = _kvstore_of(a.args)
     if kvstore is not None and not kvstore.startswith('dist'):
         what = ('--kvstore %s is a single-process store' % kvstore if kvstore.strip() else
                 '--kvstore is empty')
-        print('launch: error: %s; a job started by the launcher trains with dist_sync, '
-              'dist_device_sync or dist_async (or leave --kvstore out: dist_sync).' % what,
-              file=sys.stderr)
-        return 2
+        raise _Refused('%s; a job started by the launcher trains with dist_sync, dist_device_sync '
+                       'or dist_async (or leave --kvstore out: dist_sync).' % what)
     if a.timeout is not None and not a.timeout > 0:          # nan too
-        print('launch: error: --timeout must be a positive number of seconds (leave it out for no '
-              'limit), got %s.' % a.timeout, file=sys.stderr)
-        return 2
+        raise _Refused('--timeout must be a positive number of seconds (leave it out for no '
+                       'limit), got %s.' % a.timeout)
     if a.port is not None and not 0 <= a.port <= 65535:
-        print('launch: error: --port must be a TCP port, 1 to 65535 (0 or left out: a free one), '
-              'got %d.' % a.port, file=sys.stderr)
-        return 2
+        raise _Refused('--port must be a TCP port, 1 to 65535 (0 or left out: a free one), got %d.'
+                       % a.port)
     env = {}
     for item in a.env:
         key, eq, value = item.partition('=')
         if not eq or not key:
-            print('launch: error: --env takes VAR=VALUE, got %r.' % item, file=sys.stderr)
-            return 2
+            raise _Refused('--env takes VAR=VALUE, got %r.' % item)
         if key in _JOB_VARIABLES:
-            print('launch: error: --env %s: the launcher sets %s for each process itself (%s).'
-                  % (item, key, _JOB_VARIABLES[key]), file=sys.stderr)
-            return 2
+            raise _Refused('--env %s: the launcher sets %s for each process itself (%s).'
+                           % (item, key, _JOB_VARIABLES[key]))
         env[key] = value
     try:
         hosts = read_hosts(a.hosts) if a.hosts else None
     except (OSError, ValueError) as err:
-        print('launch: error: %s' % err, file=sys.stderr)
-        return 2
+        raise _Refused(str(err))
+    root_uri = a.root_uri
     if hosts:
         try:
             ssh = shlex.split(a.ssh)
         except ValueError as err:
-            print('launch: error: --ssh %r: %s.' % (a.ssh, err), file=sys.stderr)
-            return 2
+            raise _Refused('--ssh %r: %s.' % (a.ssh, err))
         if not ssh or shutil.which(ssh[0]) is None:
-            print('launch: error: --ssh %r: no such program here; --hosts starts the servers and '
-                  'workers with it (HOST COMMAND).' % a.ssh, file=sys.stderr)
-            return 2
-    root_uri = a.root_uri
-    if hosts:
+            raise _Refused('--ssh %r: no such program here; --hosts starts the servers and '
+                           'workers with it (HOST COMMAND).' % a.ssh)
         # the scheduler's address goes to every host: a loopback one reaches this machine only,
         # and workers elsewhere waited for a scheduler on their own loopback for ever
         try:
@@ -590,18 +613,15 @@ def main(argv=None):
             where = ('--root-uri %s is' % a.root_uri if a.root_uri else
                      'the scheduler\'s address is %s (what this machine\'s name resolves to),'
                      % root_uri)
-            print('launch: error: --hosts %s names other machines (%s), but %s a loopback '
-                  'address they cannot reach; give --root-uri with this machine\'s address on '
-                  'their network.' % (a.hosts, ', '.join(others[:3]) + (', ...' if len(others) > 3
-                                                                          else ''), where),
-                  file=sys.stderr)
-            return 2
+            raise _Refused('--hosts %s names other machines (%s), but %s a loopback address they '
+                           'cannot reach; give --root-uri with this machine\'s address on their '
+                           'network.' % (a.hosts, ', '.join(others[:3]) +
+                                         (', ...' if len(others) > 3 else ''), where))
     if a.port or a.root_uri:
         problem = _cannot_listen(a.root_uri or ('127.0.0.1' if not hosts else ''), a.port or 0,
                                  a.port, a.root_uri)
         if problem:
-            print('launch: error: %s' % problem, file=sys.stderr)
-            return 2
+            raise _Refused(problem)
     servers = a.num_servers or (len(set(hosts)) if hosts else 1)
     threads = a.threads
     if threads is None and not hosts:
@@ -611,21 +631,26 @@ def main(argv=None):
             cores = os.cpu_count() or 1
         threads = max(1, cores // a.num_workers)
     if a.script.endswith('.py') and not os.path.exists(a.script):
-        print('launch: error: no script %s here (%s).' % (a.script, os.getcwd()), file=sys.stderr)
-        return 2
+        raise _Refused('no script %s here (%s).' % (a.script, os.getcwd()))
     if not a.script.endswith('.py') and not hosts and shutil.which(a.script) is None:
-        print('launch: error: no command %s (neither a train_*.py script nor a program on the '
-              'PATH).' % a.script, file=sys.stderr)
-        return 2
+        raise _Refused('no command %s (neither a train_*.py script nor a program on the PATH).'
+                       % a.script)
     try:
-        job = Job(worker_command(a.script, a.args), a.num_workers, servers, hosts=hosts,
-                  port=a.port, root_uri=root_uri, ssh=a.ssh, env=env, threads=threads,
-                  quiet_servers=not a.verbose_servers)
+        return Job(worker_command(a.script, a.args), a.num_workers, servers, hosts=hosts,
+                   port=a.port, root_uri=root_uri, ssh=a.ssh, env=env, threads=threads,
+                   quiet_servers=not a.verbose_servers)
     except ValueError as err:
+        raise _Refused(str(err))
+
+
+def main(argv=None):
+    a, unknown = build_parser().parse_known_args(argv)
+    try:
+        job = _job_of(a, unknown)
+    except _Refused as err:
         print('launch: error: %s' % err, file=sys.stderr)
         return 2
     return job.run(timeout=a.timeout)
-
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -67,6 +67,13 @@ def read_log(run_dir, repair=False):
                 break
             raise ValueError('%s, line %d is not a JSON row (%s); the log is damaged: delete that '
                              'line to continue.' % (path, lineno, err)) from None
+        epoch = row.get('epoch')
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            # every row training writes starts with its epoch (0: before training)
+            raise ValueError('%s, line %d has %s; every row of a run\'s log starts with its epoch '
+                             '(a whole number): the log is damaged or was edited by hand.'
+                             % (path, lineno, 'no "epoch"' if 'epoch' not in row else
+                                '"epoch": %s' % json.dumps(epoch)))
         rows.append(row)
     return rows
 
@@ -89,8 +96,8 @@ class Logger:
         rows = read_log(self.run_dir) if os.path.exists(self.path) else []
         by_epoch = {}
         for r in rows:
-            if r.get('epoch', 0) < before_epoch:
-                by_epoch[r.get('epoch', 0)] = r
+            if r['epoch'] < before_epoch:
+                by_epoch[r['epoch']] = r
         kept = [by_epoch[e] for e in sorted(by_epoch)]
         if rows or os.path.exists(self.path):
             atomic_write_text(self.path, ''.join(json.dumps(r) + '\n' for r in kept))

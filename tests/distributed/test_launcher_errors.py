@@ -160,6 +160,31 @@ def test_ctrl_c_twice_is_still_a_ctrl_c(tmp_path):
     assert "stopped at once on a second SIGINT (exit 130)" in err, err[-3000:]
 
 
+def test_a_stopped_worker_is_said_once_and_the_job_goes_on_when_it_continues(tmp_path):
+    """A worker stopped by SIGSTOP (or Ctrl-Z in its own terminal) held the whole job in silence
+    until --timeout, if one was given. The launcher now says which worker is stopped, once, with
+    the command that continues it; the job goes on after SIGCONT."""
+    run = tmp_path / 'run'
+    with job('-n', 2, '--threads', 1, *JOB, '--batches-per-epoch', 3000, '--save-dir', run) as proc:
+        assert wait_for(lambda: (run / 'log.jsonl').exists() and (run / 'log.jsonl').stat().st_size,
+                        proc, timeout=120), proc.communicate()[1][-3000:]
+        time.sleep(1)
+        rank1 = [p for p in worker_pids(proc) if _rank_of(p) == 1]
+        assert len(rank1) == 1
+        os.kill(rank1[0], signal.SIGSTOP)
+        time.sleep(14)                       # the note comes after 10 s
+        os.kill(rank1[0], signal.SIGCONT)
+        time.sleep(2)
+        assert proc.poll() is None           # still training
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    notes = [l for l in err.splitlines() if 'has been stopped' in l]
+    assert notes == ['launch: note: worker of rank 1 (pid %d on 127.0.0.1) has been stopped for '
+                     '10 s (a SIGSTOP or Ctrl-Z); the job waits for it: kill -CONT %d continues '
+                     'it.' % (rank1[0], rank1[0])], err[-3000:]
+
+
 def test_hosts_elsewhere_with_a_loopback_scheduler_address_are_refused(tmp_path):
     """Another machine in --hosts while the scheduler's address is a loopback one (this
     machine's name resolves to 127.0.0.1 here, as on many machines; or --root-uri 127.0.0.1):

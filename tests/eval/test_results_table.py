@@ -163,3 +163,20 @@ def test_a_metric_logged_as_null_is_n_a(tmp_path):
     row = summarise([str(tmp_path / 'a1'), str(tmp_path / 'a2')])[0]
     assert row[3:6] == ['**0.850** (0.800 / 0.900)', '**n/a** (n/a / 0.700)', '**0.450** (0.400 / 0.500)']
     assert summarise([str(tmp_path / 'a1')])[0][3:6] == ['0.800', 'n/a', '0.400']
+
+
+def test_a_log_row_without_its_epoch_is_named(tmp_path, capsys):
+    # a hand-edited row: 'unexpected KeyError: 'epoch' (a bug? ...)', exit 1
+    import pytest
+    from gluon_dml.cli import main_guard
+    from gluon_dml.commands.results_table import main
+    for name, row in (('a1', '{"recall@1": 0.8}'), ('a2', '{"epoch": "2", "recall@1": 0.8}')):
+        _run(tmp_path / name, 1, {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4})
+        log = tmp_path / name / 'log.jsonl'
+        log.write_text(log.read_text() + row + '\n')
+        with pytest.raises(SystemExit) as exit_:
+            main_guard(main, [str(tmp_path / name)])
+        assert exit_.value.code == 2 and capsys.readouterr().err == (
+            'error: %s, line 4 has %s; every row of a run\'s log starts with its epoch (a whole '
+            'number): the log is damaged or was edited by hand.\n'
+            % (log, 'no "epoch"' if name == 'a1' else '"epoch": "2"'))
