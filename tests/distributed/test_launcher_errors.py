@@ -126,18 +126,24 @@ def _rank_of(pid):
         return None
 
 
+def _rank_1_training(proc, run):
+    """The pid of the worker of rank 1 of the job ``proc``, once it trains (``run``'s log has
+    its epoch 0)."""
+    assert wait_for(lambda: (run / 'log.jsonl').exists() and (run / 'log.jsonl').stat().st_size,
+                    proc, timeout=120), proc.communicate()[1][-3000:]
+    time.sleep(1)
+    rank1 = [p for p in worker_pids(proc) if _rank_of(p) == 1]
+    assert len(rank1) == 1
+    return rank1[0]
+
+
 def test_a_sigint_to_one_worker_stops_the_job_as_sigint(tmp_path):
     """Ctrl-C reaching one worker only (kill -INT of rank 1): the job stops together, and the
     others stop on SIGINT too. They stopped as on SIGTERM: rank 0 said 'SIGTERM received' and
     the launcher's exit code was 143 (or 130, by which process it looked at first)."""
     run = tmp_path / 'run'
     with job('-n', 2, '--threads', 1, *JOB, '--batches-per-epoch', 3000, '--save-dir', run) as proc:
-        assert wait_for(lambda: (run / 'log.jsonl').exists() and (run / 'log.jsonl').stat().st_size,
-                        proc, timeout=120), proc.communicate()[1][-3000:]
-        time.sleep(1)
-        rank1 = [p for p in worker_pids(proc) if _rank_of(p) == 1]
-        assert len(rank1) == 1
-        os.kill(rank1[0], signal.SIGINT)
+        os.kill(_rank_1_training(proc, run), signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     assert 'SIGINT received: checkpoint saved in' in err and 'SIGTERM' not in err, err[-3000:]
@@ -166,14 +172,10 @@ def test_a_stopped_worker_is_said_once_and_the_job_goes_on_when_it_continues(tmp
     the command that continues it; the job goes on after SIGCONT."""
     run = tmp_path / 'run'
     with job('-n', 2, '--threads', 1, *JOB, '--batches-per-epoch', 3000, '--save-dir', run) as proc:
-        assert wait_for(lambda: (run / 'log.jsonl').exists() and (run / 'log.jsonl').stat().st_size,
-                        proc, timeout=120), proc.communicate()[1][-3000:]
-        time.sleep(1)
-        rank1 = [p for p in worker_pids(proc) if _rank_of(p) == 1]
-        assert len(rank1) == 1
-        os.kill(rank1[0], signal.SIGSTOP)
+        rank1 = _rank_1_training(proc, run)
+        os.kill(rank1, signal.SIGSTOP)
         time.sleep(14)                       # the note comes after 10 s
-        os.kill(rank1[0], signal.SIGCONT)
+        os.kill(rank1, signal.SIGCONT)
         time.sleep(2)
         assert proc.poll() is None           # still training
         proc.send_signal(signal.SIGINT)
@@ -182,7 +184,7 @@ def test_a_stopped_worker_is_said_once_and_the_job_goes_on_when_it_continues(tmp
     notes = [l for l in err.splitlines() if 'has been stopped' in l]
     assert notes == ['launch: note: worker of rank 1 (pid %d on 127.0.0.1) has been stopped for '
                      '10 s (a SIGSTOP or Ctrl-Z); the job waits for it: kill -CONT %d continues '
-                     'it.' % (rank1[0], rank1[0])], err[-3000:]
+                     'it.' % (rank1, rank1)], err[-3000:]
 
 
 def test_hosts_elsewhere_with_a_loopback_scheduler_address_are_refused(tmp_path):
