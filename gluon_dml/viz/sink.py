@@ -35,19 +35,36 @@ PLOTS_DIR = 'plots'
 
 
 def _read_jsonl(path):
+    """The JSON objects of ``path``'s lines; a line that is not one (being written right now, cut
+    by a crash, not UTF-8, a list) is skipped: the dashboard shows what it can read."""
     out = []
     if not os.path.exists(path):
         return out
-    with open(path) as f:
+    with open(path, 'rb') as f:
         for line in f:
             line = line.strip()
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
-            except ValueError:      # a line being written right now
-                pass
+                record = json.loads(line.decode('utf-8'))
+            except ValueError:      # UnicodeDecodeError and JSONDecodeError are ValueErrors
+                continue
+            if isinstance(record, dict):
+                out.append(record)
     return out
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_iterations(path):
+    """The rows of ``iterations.jsonl`` that have a numeric step (the others are skipped)."""
+    return [r for r in _read_jsonl(path) if _number(r.get('step'))]
+
+
+def _loss_points(rows):
+    return [(r['step'], r['loss']) for r in rows if _number(r.get('loss'))]
 
 
 def _atomic_npz(path, arrays):
@@ -93,10 +110,9 @@ class RunState:
         state = cls(args.get('name') or os.path.basename(os.path.normpath(run_dir)),
                     args.get('command'), args.get('log_interval'))
         state.args = args
-        for r in _read_jsonl(os.path.join(run_dir, ITERATIONS_FILE)):
-            if r.get('loss') is not None:
-                state._loss.append((r['step'], r['loss']))
-        state._records = [r for r in _read_jsonl(os.path.join(run_dir, 'log.jsonl')) if 'epoch' in r]
+        state._loss = _loss_points(_read_iterations(os.path.join(run_dir, ITERATIONS_FILE)))
+        state._records = [r for r in _read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+                          if _number(r.get('epoch'))]
         files = views_files(run_dir)
         if files:
             state._views = load_views(files[-1])
@@ -261,11 +277,11 @@ class VisdomSink:
         if self._first_iter:
             # A resumed run logs again from its checkpoint on: keep the earlier points only.
             self._first_iter = False
-            kept = [r for r in _read_jsonl(self.iter_path) if r.get('step', 0) < step]
+            kept = [r for r in _read_iterations(self.iter_path) if r['step'] < step]
             with open(self.iter_path, 'w') as f:
                 for r in kept:
                     f.write(json.dumps(r) + '\n')
-            self.state.set_loss([(r['step'], r['loss']) for r in kept if r.get('loss') is not None])
+            self.state.set_loss(_loss_points(kept))
         record = {'step': int(step)}
         record.update({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
                        for k, v in values.items()})
@@ -279,7 +295,8 @@ class VisdomSink:
 
     def log_epoch(self, epoch, record):
         # log.jsonl already holds this epoch (the Logger writes it first), resumed history included.
-        records = [r for r in _read_jsonl(os.path.join(self.run_dir, 'log.jsonl')) if 'epoch' in r]
+        records = [r for r in _read_jsonl(os.path.join(self.run_dir, 'log.jsonl'))
+                   if _number(r.get('epoch'))]
         if not records or records[-1].get('epoch') != epoch:
             records = self.state.epoch_records() + [dict(record, epoch=epoch)]
         self.state.set_records(records)

@@ -142,3 +142,38 @@ def test_replay_names_a_missing_run_folder_and_a_damaged_views_file(tmp_path):
     good.write_bytes(good.read_bytes()[:40])                  # truncated
     with pytest.raises(ValueError, match='views_epoch001.npz is damaged'):
         load_views(str(good))
+
+
+def test_damaged_lines_of_the_run_files_are_skipped_not_fatal(tmp_path, visdom_server):
+    """iterations.jsonl / log.jsonl with lines a crash or an editor left (not UTF-8, no step, a
+    step that is text, a JSON list): a resumed --use_viz run keeps its dashboard (the sink raised
+    KeyError / UnicodeDecodeError on the first loss point and was switched off for the rest of the
+    run) and replay-viz draws the readable lines (it said 'unexpected KeyError (a bug?)' or a bare
+    codec error)."""
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    server = visdom_server()
+    (tmp_path / 'args.json').write_text(json.dumps({'name': 'damaged', 'log_interval': 2}))
+    damage = b'{"loss": 1}\n\xff\xfe\n[1]\n{"step": "x", "loss": 2}\n'
+    (tmp_path / 'iterations.jsonl').write_bytes(b'{"step": 2, "loss": 0.5}\n' + damage
+                                                + b'{"step": 4, "loss": 0.25}\n')
+    (tmp_path / 'log.jsonl').write_bytes(b'{"epoch": 0, "recall@1": 0.5}\n{"epoch": "one"}\n\xff\n'
+                                         b'{"epoch": 1, "recall@1": 0.6}\n')
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(tmp_path),
+                           '--viz-server', 'http://127.0.0.1', '--viz-port', str(server.port)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=script_env())
+    assert proc.returncode == 0, proc.stderr
+    assert '2 loss points, 2 epochs' in proc.stdout
+    wins = server.windows('damaged')
+    assert traces(wins[LOSS_WIN])['loss'] == ([2, 4], [0.5, 0.25])
+    assert traces(wins[metric_window('recall@1')])['recall@1'] == ([0, 1], [0.5, 0.6])
+    # the run resumed at step 6: the sink keeps the readable earlier points and goes on
+    sink = VisdomSink(str(tmp_path), env='resumed', port=server.port, server='http://127.0.0.1',
+                      tsne_interval=0, log_interval=2)
+    sink.log_iter(6, {'loss': 0.125})
+    sink.log_epoch(2, {'epoch': 2, 'recall@1': 0.7})
+    sink.close()
+    assert sink.state.loss_points() == [(2, 0.5), (4, 0.25), (6, 0.125)]
+    assert traces(server.windows('resumed')[LOSS_WIN])['loss'] == ([2, 4, 6], [0.5, 0.25, 0.125])
+    assert [json.loads(line)['step'] for line in (tmp_path / 'iterations.jsonl').read_text().splitlines()] == [2, 4, 6]
