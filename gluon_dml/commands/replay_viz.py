@@ -17,7 +17,7 @@ from .. import cli
 from ..engine import load_run_args
 from ..errors import UserError
 from ..viz import RunState, env_name
-from ..viz.dashboard import Dashboard, connect
+from ..viz.dashboard import Dashboard, check_address, connect
 
 
 def main(argv=None):
@@ -33,6 +33,10 @@ def main(argv=None):
     if a.follow is not None and not a.follow > 0:
         raise UserError('--follow takes the seconds between updates, a positive number; got %s.'
                         % a.follow)
+    try:
+        check_address(a.viz_server, a.viz_port)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     if not os.path.isdir(a.run_dir):
         raise UserError('The run folder %s does not exist.' % a.run_dir)
     run_args = load_run_args(a.run_dir)          # a clear error when this is not a run folder

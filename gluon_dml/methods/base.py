@@ -19,6 +19,7 @@ from ..engine.rundir import (abandon_run, load_run_args, prepare_run, resume_poi
 from ..errors import UserError
 from ..fileio import missing_folders
 from ..viz import VisdomSink, env_name
+from ..viz.dashboard import check_address
 from .registry import get_method
 
 __all__ = ['Method', 'run', 'TrainedRun', 'Encoders', 'viz_sinks', 'summary_line']
@@ -162,15 +163,16 @@ class Method(object):
                         'train-npair); %s is a %s run.' % (trained.run_dir, self.name))
 
 
-def viz_sinks(args):
-    """The dashboard sinks for ``--use_viz``: a :class:`gluon_dml.viz.VisdomSink` streaming to
-    ``--viz-server:--viz-port`` (environment ``--viz-env``, default the run name) and writing the
-    same plots into the run folder. It never blocks: an unreachable server is one warning."""
+def check_viz_flags(args):
+    """Refuse ``--use_viz``'s flags that no dashboard could use (a port outside 1-65535, a
+    ``--viz-server`` that is no http(s) address, a missing package): one sentence, before the run
+    writes its folder (a refusal after it left a run folder that only --overwrite could reuse)."""
     if not getattr(args, 'use_viz', False):
-        return []
-    port = getattr(args, 'viz_port', 8097)
-    if not 0 < port < 65536:
-        raise UserError('--viz-port must be a port number (1-65535), got %s.' % port)
+        return
+    try:
+        check_address(getattr(args, 'viz_server', 'http://localhost'), getattr(args, 'viz_port', 8097))
+    except ValueError as err:
+        raise UserError(str(err)) from None
     if getattr(args, 'tsne_interval', 1) < 0 or getattr(args, 'tsne_points', 1000) < 3:
         raise UserError('--tsne-interval must be >= 0 (0: no t-SNE) and --tsne-points >= 3.')
     try:
@@ -180,6 +182,16 @@ def viz_sinks(args):
     except ImportError as err:
         raise UserError('--use_viz needs visdom, matplotlib and scikit-learn (pip install -e '
                         '".[cpu]"): %s.' % err) from None
+
+
+def viz_sinks(args):
+    """The dashboard sinks for ``--use_viz``: a :class:`gluon_dml.viz.VisdomSink` streaming to
+    ``--viz-server:--viz-port`` (environment ``--viz-env``, default the run name) and writing the
+    same plots into the run folder. It never blocks: an unreachable server is one warning."""
+    if not getattr(args, 'use_viz', False):
+        return []
+    check_viz_flags(args)
+    port = getattr(args, 'viz_port', 8097)
     return [VisdomSink(args.save_dir, env=env_name(getattr(args, 'viz_env', None) or args.name),
                        server=getattr(args, 'viz_server', 'http://localhost'), port=port,
                        tsne_interval=getattr(args, 'tsne_interval', 1),
@@ -227,6 +239,7 @@ def run(method, args):
         run_dir = prepare_run(args)
         fresh = not os.path.exists(os.path.join(run_dir, 'args.json'))     # not a resumed run
         try:
+            check_viz_flags(args)
             logger = Logger(run_dir)
             engine, data, ctx = _build(method, args, run_dir, logger, job)
             # the dashboard once the run is sure to start: a run refused on the way neither

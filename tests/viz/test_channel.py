@@ -177,3 +177,36 @@ def test_damaged_lines_of_the_run_files_are_skipped_not_fatal(tmp_path, visdom_s
     assert sink.state.loss_points() == [(2, 0.5), (4, 0.25), (6, 0.125)]
     assert traces(server.windows('resumed')[LOSS_WIN])['loss'] == ([2, 4, 6], [0.5, 0.25, 0.125])
     assert [json.loads(line)['step'] for line in (tmp_path / 'iterations.jsonl').read_text().splitlines()] == [2, 4, 6]
+
+
+def test_a_viz_server_address_no_request_could_use_is_one_sentence(tmp_path):
+    """--viz-server with a port or a path in it, or another scheme: the client appends :PORT, so
+    http://host:8097 became http://host:8097:8097 and the run trained with one warning and no
+    dashboard; now one sentence before the run folder is written (and replay-viz says the same,
+    where it said 'cannot reach ... (ConnectionError)'), as a --viz-port out of range already was,
+    which left a run folder that only --overwrite could reuse."""
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+
+    def gluon_dml(*argv):
+        return subprocess.run([sys.executable, '-m', 'gluon_dml'] + list(argv), capture_output=True,
+                              text=True, timeout=300, cwd=REPO, env=script_env())
+    run = tmp_path / 'run'
+    cases = [(['--viz-server', 'http://127.0.0.1:8098'],
+              '--viz-server http://127.0.0.1:8098 has a port in it; give the address without it '
+              '(http://127.0.0.1) and the port with --viz-port 8098.'),
+             (['--viz-server', 'http://127.0.0.1/visdom'],
+              '--viz-server http://127.0.0.1/visdom has a path in it; give the server address alone '
+              '(http://127.0.0.1).'),
+             (['--viz-server', 'ftp://127.0.0.1'],
+              '--viz-server ftp://127.0.0.1 is not an http:// or https:// server address; give one '
+              'like http://localhost.'),
+             (['--viz-port', '99999'], '--viz-port must be a port number (1-65535), got 99999.')]
+    for flags, sentence in cases:
+        proc = gluon_dml('train-margin', '--data', 'digits', '--epochs', '1', '--no-progress',
+                         '--save-dir', str(run), '--use_viz', *flags)
+        assert proc.returncode == 2 and proc.stderr.strip() == 'error: ' + sentence, proc.stderr
+        assert not run.exists()
+        proc = gluon_dml('replay-viz', str(tmp_path), *flags)
+        assert proc.returncode == 2 and proc.stderr.strip() == 'error: ' + sentence, proc.stderr
