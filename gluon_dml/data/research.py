@@ -79,17 +79,46 @@ DOWNLOADS = {
 }
 
 
-def _missing(name, root, what, layout):
+def _missing(name, root, what, layout, markers=()):
     info = DOWNLOADS.get(name)
     how = ''
-    if info is not None:
+    found = _found_nearby(root, markers)
+    if found is not None:
+        # the dataset is there, one folder up or down: a second download would be the wrong advice
+        how = ' It is in %s: pass --data-path %s.' % (found, found)
+    elif info is not None:
         if info['files']:
             how = (' Run gluon-dml download %s --root %s (it downloads and unpacks it), or '
                    'download it from %s and unpack it there.' % (name, root, info['page']))
         else:
             how = ' Download it from %s and unpack it there.' % info['page']
-    return FileNotFoundError('%s not found: %s is missing; expected %s.%s'
-                             % (name, what, layout, how))
+    if os.path.isfile(root):
+        what = '--data-path %s is a file, not the folder the archive unpacks into' % root
+    else:
+        what = '%s is missing' % what
+    return FileNotFoundError('%s not found: %s; expected %s.%s' % (name, what, layout, how))
+
+
+def _found_nearby(root, markers, limit=1000):
+    """The folder next to ``root`` that holds one of ``markers`` (files of the dataset's layout,
+    relative to the folder --data-path should name): ``root``'s parent or grandparent (the path
+    of a file or sub-folder of the dataset was given) or one of its sub-folders (the folder above
+    it was given); None when there is none or ``root`` does not exist."""
+    if not markers or not os.path.exists(root):
+        return None
+    parent = os.path.dirname(os.path.abspath(root))
+    candidates = [parent, os.path.dirname(parent)]
+    if os.path.isdir(root):
+        try:
+            with os.scandir(root) as entries:
+                subs = sorted(e.path for e in entries if e.is_dir() and not e.name.startswith('.'))
+        except OSError:
+            subs = []
+        candidates = subs[:limit] + candidates
+    for folder in candidates:
+        if any(os.path.isfile(os.path.join(folder, m)) for m in markers):
+            return folder
+    return None
 
 
 def default_root(name):
@@ -282,7 +311,8 @@ def load_cub(root=None, split='train', **options):
     base = root if os.path.exists(os.path.join(root, 'images.txt')) else os.path.join(root, 'CUB_200_2011')
     for f in ('images.txt', 'image_class_labels.txt', 'classes.txt'):
         if not os.path.isfile(os.path.join(base, f)):
-            raise _missing('CUB_200_2011', root, os.path.join(base, f), _CUB_LAYOUT)
+            raise _missing('CUB_200_2011', root, os.path.join(base, f), _CUB_LAYOUT,
+                           (f, os.path.join('CUB_200_2011', f)))
     images = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'images.txt'), 2)}
     labels = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'image_class_labels.txt'), 2,
                                                numbers=(1,))}
@@ -343,7 +373,8 @@ def load_cars196(root=None, split='train', **options):
     root = _root_or_error(root, 'Cars196', _CARS_LAYOUT)
     mat = _find(root, ['cars_annos.mat', os.path.join('cars196', 'cars_annos.mat')])
     if mat is None:
-        raise _missing('Cars196', root, os.path.join(root, 'cars_annos.mat'), _CARS_LAYOUT)
+        raise _missing('Cars196', root, os.path.join(root, 'cars_annos.mat'), _CARS_LAYOUT,
+                       ('cars_annos.mat', os.path.join('cars196', 'cars_annos.mat')))
     base = os.path.dirname(mat)
     from scipy.io import loadmat
     try:
@@ -399,7 +430,8 @@ def load_sop(root=None, split='train', **options):
     fname = 'Ebay_train.txt' if split == 'train' else 'Ebay_test.txt'
     path = _find(root, [fname, os.path.join('Stanford_Online_Products', fname)])
     if path is None:
-        raise _missing('SOP', root, os.path.join(root, 'Stanford_Online_Products', fname), _SOP_LAYOUT)
+        raise _missing('SOP', root, os.path.join(root, 'Stanford_Online_Products', fname), _SOP_LAYOUT,
+                       (fname, os.path.join('Stanford_Online_Products', fname)))
     base = os.path.dirname(path)
     rows = _sop_rows(path)
     if split == 'test':
@@ -438,7 +470,8 @@ def load_inshop(root=None, split='train', **options):
     listing = _find(root, ['list_eval_partition.txt', os.path.join('Eval', 'list_eval_partition.txt')])
     if listing is None:
         raise _missing('InShop', root, os.path.join(root, 'Eval', 'list_eval_partition.txt'),
-                       _INSHOP_LAYOUT)
+                       _INSHOP_LAYOUT, ('list_eval_partition.txt',
+                                        os.path.join('Eval', 'list_eval_partition.txt')))
     lines = [ln.split() for ln in read_text_lines(listing)]
     # the count line and the header come first; a copy without them keeps its first rows
     head = 0

@@ -103,6 +103,39 @@ def test_cub_missing_root_and_files_name_path_and_layout(tmp_path):
         get_dataset('CUB_200_2011', None, 'train')
 
 
+def test_a_data_path_one_folder_off_or_a_file_names_the_right_folder(tmp_path):
+    """--data-path one folder above or below the right one, or one of the dataset's files: the
+    sentence names the folder to pass (it advised downloading the dataset again, into the
+    sub-folder or the file given, e.g. --root .../images.txt)."""
+    cub = F.write_cub(str(tmp_path / 'cub'), num_classes=2, per_class=2)
+    cars = F.write_cars(str(tmp_path / 'cars'), num_classes=2, per_class=2)
+    sop = F.write_sop(str(tmp_path / 'sop'), num_super=1, classes_per_super=2, per_class=2)
+    shop = F.write_inshop(str(tmp_path / 'shop'), train_items=2, test_items=2)
+    cases = [('CUB_200_2011', str(tmp_path), str(tmp_path / 'cub')),            # the parent
+             ('CUB_200_2011', os.path.join(cub, 'images'), cub),                 # a child
+             ('CUB_200_2011', os.path.join(cub, 'images', '001.Bird_Species_1'), cub),
+             ('CUB_200_2011', os.path.join(cub, 'images.txt'), cub),             # a file
+             ('Cars196', os.path.join(cars, 'car_ims'), cars),
+             ('Cars196', os.path.join(cars, 'cars_annos.mat'), cars),
+             ('SOP', os.path.join(sop, 'bicycle_final'), sop),
+             ('SOP', os.path.join(sop, 'Ebay_train.txt'), sop),
+             ('InShop', os.path.join(shop, 'img'), shop),
+             ('InShop', os.path.join(shop, 'list_eval_partition.txt'), shop)]
+    for name, given, right in cases:
+        with pytest.raises(FileNotFoundError) as e:
+            get_dataset(name, given, 'train', **SMALL)
+        msg = str(e.value)
+        assert msg.endswith('It is in %s: pass --data-path %s.' % (right, right)), (given, msg)
+        assert 'gluon-dml download' not in msg
+        if os.path.isfile(given):
+            assert ('not found: --data-path %s is a file, not the folder the archive unpacks into;'
+                    % given) in msg
+        assert len(get_dataset(name, right, 'train', **SMALL)) > 0
+    # nothing of the dataset nearby: the download advice as before
+    with pytest.raises(FileNotFoundError, match='Run gluon-dml download CUB_200_2011 --root '):
+        get_dataset('CUB_200_2011', os.path.join(cars, 'car_ims'), 'train', **SMALL)
+
+
 def test_a_listed_image_that_is_missing_is_named(tmp_path):
     base = F.write_cub(str(tmp_path), num_classes=2, per_class=3)
     gone = os.path.join(base, 'images', '001.Bird_Species_1', 'Bird_Species_1_0002.jpg')
