@@ -170,12 +170,16 @@ def read_text_lines(path):
     return out
 
 
-def _read_rows(path, min_fields, skip_lines=0, numbers=(), header=False):
+def _read_rows(path, min_fields, skip_lines=0, numbers=(), header=False, unique=None):
     """The whitespace-separated fields of each non-empty line (from line ``skip_lines + 1``;
     ``header``: from line 2 when the first line's first field is not a number); the fields at the
     indices ``numbers`` must be numbers (an int where the text is one, else a float) and are
-    converted, a bad one named with its file and line."""
+    converted, a bad one named with its file and line. ``unique``: ``{index: what}`` of fields
+    that no two lines may share (an image id or path listed twice is refused with both lines:
+    one of the two was dropped without a word, or the image counted twice and found itself as
+    its own neighbour)."""
     rows = []
+    seen = {i: {} for i in (unique or {})}
     lines = read_text_lines(path)
     if header and lines and lines[0].split() and not lines[0].split()[0].isdigit():
         skip_lines = max(skip_lines, 1)
@@ -194,6 +198,13 @@ def _read_rows(path, min_fields, skip_lines=0, numbers=(), header=False):
             except ValueError:
                 raise ValueError('%s, line %d: field %d must be a number, got %r.'
                                  % (path, lineno, i + 1, parts[i])) from None
+        for i, what in (unique or {}).items():
+            first = seen[i].setdefault(parts[i], lineno)
+            if first != lineno:
+                raise ValueError('%s lists %s %s twice (lines %d and %d): each once, or one of them '
+                                 'is dropped or the image counts twice and finds itself as its '
+                                 'neighbour; the file is not the official one.'
+                                 % (path, what, parts[i], first, lineno))
         rows.append(parts)
     return rows
 
@@ -313,10 +324,12 @@ def load_cub(root=None, split='train', **options):
         if not os.path.isfile(os.path.join(base, f)):
             raise _missing('CUB_200_2011', root, os.path.join(base, f), _CUB_LAYOUT,
                            (f, os.path.join('CUB_200_2011', f)))
-    images = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'images.txt'), 2)}
+    images = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'images.txt'), 2,
+                                               unique={0: 'image id', 1: 'image'})}
     labels = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'image_class_labels.txt'), 2,
-                                               numbers=(1,))}
-    classes = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'classes.txt'), 2, numbers=(0,))}
+                                               numbers=(1,), unique={0: 'image id'})}
+    classes = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'classes.txt'), 2, numbers=(0,),
+                                                unique={0: 'class id'})}
     boxes = {}
     box_file = os.path.join(base, 'bounding_boxes.txt')
     if options.get('crop_boxes'):
@@ -447,7 +460,7 @@ def load_sop(root=None, split='train', **options):
 
 
 def _sop_rows(path):
-    return _read_rows(path, 4, numbers=(1, 2), header=True)
+    return _read_rows(path, 4, numbers=(1, 2), header=True, unique={3: 'image'})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ The real CUB subset in ../shared/data/cub100 is read when present.
 """
 import http.server
 import os
+import re
 import tarfile
 import threading
 import warnings
@@ -542,6 +543,38 @@ def test_layout_mistakes_are_named_not_silent(tmp_path):
     (tmp_path / 'dup.txt').write_text(text + '%s %s\n' % (paths[-1], os.path.basename(os.path.dirname(paths[-1]))))
     with pytest.raises(ValueError, match=r'lists .* twice \(lines 8 and 9\)'):
         get_dataset('list', str(tmp_path / 'dup.txt'), 'test', **SMALL)
+
+
+def test_an_image_listed_twice_in_the_official_files_is_refused(tmp_path):
+    """CUB's images.txt / image_class_labels.txt with an id twice, SOP's Ebay_*.txt with an image
+    twice: one sentence naming the file and both lines (a repeated CUB id silently dropped the
+    other image, or gave it the wrong class; a repeated SOP row counted the image twice, so it
+    found itself as its nearest neighbour and Recall@1 rose)."""
+    base = tmp_path / 'cub' / 'CUB_200_2011'
+    F.write_cub(str(tmp_path / 'cub'), num_classes=4, per_class=2)
+    full = len(get_dataset('CUB_200_2011', str(tmp_path / 'cub'), 'train', **SMALL))
+    for name, line in (('images.txt', 3), ('image_class_labels.txt', 3), ('images.txt', 2)):
+        text = (base / name).read_text()
+        lines = text.splitlines()
+        if line == 2:                  # the same image under a second id
+            lines[1] = lines[1].split()[0] + ' ' + lines[0].split()[1]
+        else:
+            lines[line - 1] = str(line - 1) + ' ' + lines[line - 1].split()[1]
+        (base / name).write_text('\n'.join(lines) + '\n')
+        with pytest.raises(ValueError) as e:
+            get_dataset('CUB_200_2011', str(tmp_path / 'cub'), 'train', **SMALL)
+        what = 'image %s' % lines[0].split()[1] if line == 2 else 'image id %d' % (line - 1)
+        assert str(e.value).startswith('%s lists %s twice (lines %d and %d): '
+                                       % (base / name, what, line - 1, line)), str(e.value)
+        (base / name).write_text(text)
+    assert len(get_dataset('CUB_200_2011', str(tmp_path / 'cub'), 'train', **SMALL)) == full
+    F.write_sop(str(tmp_path / 'sop'))
+    train = tmp_path / 'sop' / 'Stanford_Online_Products' / 'Ebay_train.txt'
+    rows = train.read_text().splitlines()
+    train.write_text('\n'.join(rows + ['99 ' + rows[1].split(' ', 1)[1]]) + '\n')
+    with pytest.raises(ValueError, match=r'Ebay_train.txt lists image %s twice \(lines 2 and %d\)'
+                       % (re.escape(rows[1].split()[3]), len(rows) + 1)):
+        get_dataset('SOP', str(tmp_path / 'sop'), 'train', **SMALL)
 
 
 def test_photo_datasets_default_to_mxnet_home(tmp_path, monkeypatch):
