@@ -460,7 +460,18 @@ def load_sop(root=None, split='train', **options):
 
 
 def _sop_rows(path):
-    return _read_rows(path, 4, numbers=(1, 2), header=True, unique={3: 'image'})
+    rows = _read_rows(path, 4, numbers=(1, 2), header=True, unique={3: 'image'})
+    supers = {}
+    for r in rows:
+        if not isinstance(r[2], int) or r[2] < 1:
+            raise ValueError('%s: image %s has super_class_id %s; the ids are whole numbers from 1 '
+                             '(1-12 in the official files).' % (path, r[3], r[2]))
+        first = supers.setdefault(r[1], r)
+        if first[2] != r[2]:
+            raise ValueError('%s: product %s is in super-class %d (image %s) and in super-class %d '
+                             '(image %s); each product belongs to one.'
+                             % (path, r[1], first[2], first[3], r[2], r[3]))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------

@@ -577,6 +577,27 @@ def test_an_image_listed_twice_in_the_official_files_is_refused(tmp_path):
         get_dataset('SOP', str(tmp_path / 'sop'), 'train', **SMALL)
 
 
+def test_sop_super_class_ids_are_checked_where_they_are_read(tmp_path):
+    """A super_class_id of 0 or a product under two super-classes: one sentence naming the file
+    and the images (it was the sampler's 'Class 0 lies in several super-classes (-1, 0)', which
+    names a renumbered label and neither the file nor the product)."""
+    F.write_sop(str(tmp_path))
+    train = tmp_path / 'Stanford_Online_Products' / 'Ebay_train.txt'
+    rows = train.read_text().splitlines()
+    image_id, product, _, image = rows[2].split()
+    for super_id, sentence in (
+            ('0', '%s: image %s has super_class_id 0; the ids are whole numbers from 1 (1-12 in the '
+                  'official files).' % (train, image)),
+            ('2', '%s: product %s is in super-class 1 (image %s) and in super-class 2 (image %s); '
+                  'each product belongs to one.' % (train, product, rows[1].split()[3], image))):
+        train.write_text('\n'.join(rows[:2] + [' '.join((image_id, product, super_id, image))]
+                                   + rows[3:]) + '\n')
+        for data in ('EbayInClass', 'SOP'):
+            with pytest.raises(ValueError) as e:
+                get_dataset(data, str(tmp_path), 'train', **SMALL)
+            assert str(e.value) == sentence
+
+
 def test_photo_datasets_default_to_mxnet_home(tmp_path, monkeypatch):
     """Without --data-path a photo dataset is read from $MXNET_HOME/datasets/NAME (what --help
     says); where that is missing the error names both."""
