@@ -272,10 +272,20 @@ def _build(name, split, records, options, class_names=None, all_classes=True, la
         records = kept
     else:
         missing = [r['path'] for r in records if not os.path.isfile(r['path'])]
+        if missing and len(missing) == len(records):
+            # not one image: the image archive is not unpacked there (leaving them out leaves none)
+            raise FileNotFoundError('None of the %d image(s) listed for %s %s exists, first: %s; the '
+                                    'images are not where the listing expects them (not unpacked '
+                                    'yet, or unpacked elsewhere).'
+                                    % (len(missing), name, split, missing[0]))
         if missing:
             raise FileNotFoundError('%d image(s) listed for %s %s are missing, first: %s; the image '
                                     'folder is incomplete (or pass --skip-bad-images to leave them out).'
                                     % (len(missing), name, split, missing[0]))
+    if not records and skipped:
+        raise ValueError('--skip-bad-images left out all %d image(s) of %s %s, e.g. %s (%s); there is '
+                         'nothing to %s.' % (len(skipped), name, split, skipped[0][0], skipped[0][1],
+                                             'train on' if split == 'train' else 'evaluate'))
     if not records:
         raise ValueError('%s %s has no images.' % (name, split))
     keys = labels_from if labels_from is not None else sorted({r['cls'] for r in records})

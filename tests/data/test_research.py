@@ -7,6 +7,7 @@ The real CUB subset in ../shared/data/cub100 is read when present.
 import http.server
 import os
 import re
+import shutil
 import tarfile
 import threading
 import warnings
@@ -145,6 +146,25 @@ def test_a_listed_image_that_is_missing_is_named(tmp_path):
         get_dataset('CUB_200_2011', str(tmp_path), 'train', **SMALL)
     ds = get_dataset('CUB_200_2011', str(tmp_path), 'train', skip_bad_images=True, **SMALL)
     assert len(ds) == 2 and ds.skipped[0][0] == gone
+
+
+def test_a_split_with_no_image_there_says_so(tmp_path):
+    """Every listed image of a split absent (cars_annos.mat without car_ims/ unpacked): it said
+    '12 image(s) ... are missing ... pass --skip-bad-images to leave them out', which then left
+    out all of them and ended in 'Cars196 train has no images.'"""
+    F.write_cars(str(tmp_path), num_classes=4, per_class=3)
+    shutil.rmtree(str(tmp_path / 'car_ims'))
+    first = str(tmp_path / 'car_ims' / '000001.jpg')
+    with pytest.raises(FileNotFoundError) as e:
+        get_dataset('Cars196', str(tmp_path), 'train', **SMALL)
+    assert str(e.value) == ('None of the 6 image(s) listed for Cars196 train exists, first: %s; the '
+                            'images are not where the listing expects them (not unpacked yet, or '
+                            'unpacked elsewhere).' % first)
+    with pytest.raises(ValueError) as e, pytest.warns(UserWarning, match='left out 6'):
+        get_dataset('Cars196', str(tmp_path), 'test', skip_bad_images=True, **SMALL)
+    assert str(e.value) == ('--skip-bad-images left out all 6 image(s) of Cars196 test, e.g. %s '
+                            '(missing); there is nothing to evaluate.'
+                            % str(tmp_path / 'car_ims' / '000007.jpg'))
 
 
 @pytest.mark.skipif(not os.path.isdir(CUB100), reason='../shared/data/cub100 not present')
