@@ -176,23 +176,32 @@ def allow_visdom_user_css():
     StaticFileHandler._gluon_dml_user_css = True
 
 
+def _option(rest, names):
+    """The value of the last of visdom's options ``names`` in ``rest`` (``-port 8098`` or
+    ``-port=8098``), or None."""
+    value = None
+    for i, a in enumerate(rest):
+        if a in names and i + 1 < len(rest):
+            value = rest[i + 1]
+        elif a.startswith(tuple(n + '=' for n in names)):
+            value = a.split('=', 1)[1]
+    return value
+
+
 def _check_port_free(rest):
     """Refuse, in one sentence, a port that another server listens on (visdom's server failed
-    with a tornado traceback, after writing its environment folder)."""
+    with a tornado traceback, after writing its environment folder) or that is no port number."""
     import socket
     from ..errors import UserError
     port = 8097
-    for i, a in enumerate(rest):
-        value = None
-        if a in ('-port', '--port') and i + 1 < len(rest):
-            value = rest[i + 1]
-        elif a.startswith(('-port=', '--port=')):
-            value = a.split('=', 1)[1]
-        if value is not None:
-            try:
-                port = int(value)
-            except ValueError:
-                raise UserError('-port takes a number, got %r.' % value) from None
+    value = _option(rest, ('-port', '--port'))
+    if value is not None:
+        try:
+            port = int(value)
+        except ValueError:
+            raise UserError('-port takes a number, got %r.' % value) from None
+        if not 0 < port < 65536:
+            raise UserError('-port must be a port number (1-65535), got %d.' % port)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -203,6 +212,24 @@ def _check_port_free(rest):
                         % (port, err.strerror or err)) from None
     finally:
         sock.close()
+
+
+def _check_env_path(rest):
+    """Refuse, in one sentence, an ``-env_path`` the server cannot write its environments to
+    (visdom's server printed "It's Alive!" and stopped with a bare AssertionError)."""
+    import tempfile
+    from ..errors import UserError
+    value = _option(rest, ('-env_path', '--env_path'))
+    if value is None:
+        return
+    path = os.path.expanduser(value)
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise UserError('-env_path %s is not a folder the Visdom server can write its environments '
+                        'to (%s); give another.' % (value, err.strerror or err)) from None
 
 
 def main(argv=None):
@@ -241,6 +268,7 @@ def main(argv=None):
         return 0
 
     _check_port_free(rest)
+    _check_env_path(rest)
     from visdom.server import run_server
     allow_visdom_user_css()
     sys.argv = [sys.argv[0]] + rest

@@ -210,3 +210,23 @@ def test_a_viz_server_address_no_request_could_use_is_one_sentence(tmp_path):
         assert not run.exists()
         proc = gluon_dml('replay-viz', str(tmp_path), *flags)
         assert proc.returncode == 2 and proc.stderr.strip() == 'error: ' + sentence, proc.stderr
+
+
+def test_a_port_or_env_path_the_server_cannot_use_is_one_sentence(tmp_path):
+    """gluon-dml visdom-server -port 99999 (it was 'unexpected OverflowError (a bug?)') and an
+    -env_path it cannot write (it printed "It's Alive!" and ended in 'unexpected AssertionError
+    (a bug?)'): one line, exit 2."""
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('not a folder\n')
+    cases = [(['-port', '99999'], 'error: -port must be a port number (1-65535), got 99999.'),
+             (['-port', str(free_port()), '-env_path', str(a_file / 'envs')],
+              'error: -env_path %s is not a folder the Visdom server can write its environments to '
+              '(Not a directory); give another.' % (a_file / 'envs'))]
+    for argv, sentence in cases:
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'visdom-server', '--no-install']
+                              + argv, capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env=script_env())
+        assert proc.returncode == 2 and proc.stderr.strip() == sentence, proc.stderr[-2000:]
