@@ -32,6 +32,7 @@ options (:data:`IMAGE_OPTIONS`) are the transform's (``image_size``, ``resize``,
 download it, which layout is expected, and the download command for users with internet
 (``gluon-dml download NAME --root DIR``).
 """
+import math
 import os
 import re
 import warnings
@@ -198,6 +199,9 @@ def _read_rows(path, min_fields, skip_lines=0, numbers=(), header=False, unique=
             except ValueError:
                 raise ValueError('%s, line %d: field %d must be a number, got %r.'
                                  % (path, lineno, i + 1, parts[i])) from None
+            if not math.isfinite(parts[i]):      # nan, inf: a crop box of them stopped the run
+                raise ValueError('%s, line %d: field %d must be a finite number, got %r.'
+                                 % (path, lineno, i + 1, line.split()[i]))
         for i, what in (unique or {}).items():
             first = seen[i].setdefault(parts[i], lineno)
             if first != lineno:

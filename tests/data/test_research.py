@@ -618,6 +618,22 @@ def test_sop_super_class_ids_are_checked_where_they_are_read(tmp_path):
             assert str(e.value) == sentence
 
 
+@pytest.mark.parametrize('value', ['nan', 'inf', '-Infinity'])
+def test_a_box_value_that_is_no_finite_number_is_named(tmp_path, value):
+    """bounding_boxes.txt with nan / inf: one sentence naming the file and line when the dataset
+    is read; before, the first batch holding that image stopped the run with 'cannot convert
+    float NaN to integer' or 'unexpected OverflowError (a bug?)'."""
+    base = tmp_path / 'CUB_200_2011'
+    F.write_cub(str(tmp_path), num_classes=2, per_class=2)
+    boxes = (base / 'bounding_boxes.txt').read_text().splitlines()
+    boxes[1] = '2 %s 8.0 30.0 30.0' % value
+    (base / 'bounding_boxes.txt').write_text('\n'.join(boxes) + '\n')
+    with pytest.raises(ValueError) as e:
+        get_dataset('CUB_200_2011', str(tmp_path), 'train', crop_boxes=True, **SMALL)
+    assert str(e.value) == ('%s, line 2: field 2 must be a finite number, got %r.'
+                            % (base / 'bounding_boxes.txt', value))
+
+
 def test_photo_datasets_default_to_mxnet_home(tmp_path, monkeypatch):
     """Without --data-path a photo dataset is read from $MXNET_HOME/datasets/NAME (what --help
     says); where that is missing the error names both."""
