@@ -32,7 +32,7 @@ def _is_image_file(path):
 def _read_list(path):
     base = os.path.dirname(os.path.abspath(path))
     try:
-        with open(path, encoding='utf-8') as f:
+        with open(path, encoding='utf-8-sig') as f:     # a byte-order mark (Notepad's UTF-8) is no path
             lines = f.read().splitlines()
     except UnicodeDecodeError:
         raise ValueError('%s is neither an image PIL can read nor a UTF-8 list file of image paths.'

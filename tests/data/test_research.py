@@ -348,6 +348,24 @@ def test_list_file(tmp_path):
 
 # ----------------------------------------------------------------------------- bad images
 
+def test_a_list_file_with_a_byte_order_mark_embeds_as_it_trains(tmp_path):
+    """A training list saved with a byte-order mark (Windows Notepad's UTF-8) trains (--data list
+    drops the mark); embed / index read it through list_images, which kept the mark in the first
+    path: '1 image(s) listed in LIST do not exist, first: DIR/\\ufeffshoes/...'."""
+    from gluon_dml.data.sources import list_images
+    F.write_folder(str(tmp_path / 'imgs'), num_classes=2, per_class=2)
+    rel = sorted(os.path.relpath(str(p), str(tmp_path)) for p in (tmp_path / 'imgs').glob('*/*.png'))
+    text = ''.join('%s %s\n' % (r, r.split(os.sep)[1]) for r in rel)
+    (tmp_path / 'bom.txt').write_bytes(b'\xef\xbb\xbf' + text.encode())
+    assert len(get_dataset('list', str(tmp_path / 'bom.txt'), 'train', **SMALL)) == 2
+    paths, labels = list_images(str(tmp_path / 'bom.txt'))
+    assert paths == [os.path.join(str(tmp_path), r) for r in rel]
+    assert labels == [r.split(os.sep)[1] for r in rel]
+    (tmp_path / 'paths.txt').write_bytes(b'\xef\xbb\xbf' + '\n'.join(rel).encode())   # paths alone
+    assert list_images(str(tmp_path / 'paths.txt')) == ([os.path.join(str(tmp_path), r) for r in rel],
+                                                         None)
+
+
 def test_corrupt_and_truncated_images_are_named_or_skipped(tmp_path):
     base = F.write_cub(str(tmp_path), num_classes=2, per_class=4, boxes=False)
     folder = os.path.join(base, 'images', '001.Bird_Species_1')
