@@ -35,6 +35,7 @@ download it, which layout is expected, and the download command for users with i
 import math
 import os
 import re
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -275,7 +276,8 @@ def _build(name, split, records, options, class_names=None, all_classes=True, la
                           % (len(skipped), name, split, skipped[0][0], skipped[0][1]))
         records = kept
     else:
-        missing = [r['path'] for r in records if not os.path.isfile(r['path'])]
+        sizes = [_file_size(r['path']) for r in records]      # one stat per image
+        missing = [r['path'] for r, size in zip(records, sizes) if size is None]
         if missing and len(missing) == len(records):
             # not one image: the image archive is not unpacked there (leaving them out leaves none)
             raise FileNotFoundError('None of the %d image(s) listed for %s %s exists, first: %s; the '
@@ -286,6 +288,13 @@ def _build(name, split, records, options, class_names=None, all_classes=True, la
             raise FileNotFoundError('%d image(s) listed for %s %s are missing, first: %s; the image '
                                     'folder is incomplete (or pass --skip-bad-images to leave them out).'
                                     % (len(missing), name, split, missing[0]))
+        # an empty file (a download or unpacking cut short) is found now, not by the batch that
+        # holds it, perhaps hours into the run
+        empty = [r['path'] for r, size in zip(records, sizes) if size == 0]
+        if empty:
+            raise ValueError('%d image file(s) listed for %s %s are empty (0 bytes), first: %s; '
+                             'download or unpack them again (or pass --skip-bad-images to leave '
+                             'them out).' % (len(empty), name, split, empty[0]))
     if not records and skipped:
         raise ValueError('--skip-bad-images left out all %d image(s) of %s %s, e.g. %s (%s); there is '
                          'nothing to %s.' % (len(skipped), name, split, skipped[0][0], skipped[0][1],
@@ -312,6 +321,15 @@ def _build(name, split, records, options, class_names=None, all_classes=True, la
                             name=name, split=split, boxes=boxes, super_labels=supers,
                             skip_bad_images=skip, seed=options.get('seed') or 0,
                             all_classes=all_classes, skipped=skipped)
+
+
+def _file_size(path):
+    """The size of the regular file ``path``, None when there is none (missing, a folder)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def _check_split(split, valid):

@@ -366,6 +366,23 @@ def test_a_list_file_with_a_byte_order_mark_embeds_as_it_trains(tmp_path):
                                                          None)
 
 
+def test_an_empty_image_file_is_named_when_the_dataset_is_read(tmp_path):
+    """A 0-byte image (a download or unpacking cut short): named when the split is read; before,
+    the run trained until the batch holding it and stopped with 'cannot identify image file
+    <_io.BufferedReader name=...>'. --skip-bad-images leaves it out as before."""
+    base = F.write_cub(str(tmp_path), num_classes=2, per_class=3)
+    empty = os.path.join(base, 'images', '001.Bird_Species_1', 'Bird_Species_1_0002.jpg')
+    open(empty, 'wb').close()
+    with pytest.raises(ValueError) as e:
+        get_dataset('CUB_200_2011', str(tmp_path), 'train', **SMALL)
+    assert str(e.value) == ('1 image file(s) listed for CUB_200_2011 train are empty (0 bytes), '
+                            'first: %s; download or unpack them again (or pass --skip-bad-images to '
+                            'leave them out).' % empty)
+    with pytest.warns(UserWarning, match=r'left out 1 unreadable .*\(empty file\)'):
+        ds = get_dataset('CUB_200_2011', str(tmp_path), 'train', skip_bad_images=True, **SMALL)
+    assert len(ds) == 2 and ds.skipped == [(empty, 'empty file')]
+
+
 def test_corrupt_and_truncated_images_are_named_or_skipped(tmp_path):
     base = F.write_cub(str(tmp_path), num_classes=2, per_class=4, boxes=False)
     folder = os.path.join(base, 'images', '001.Bird_Species_1')
