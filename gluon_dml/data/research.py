@@ -366,9 +366,16 @@ def load_cub(root=None, split='train', **options):
     box_file = os.path.join(base, 'bounding_boxes.txt')
     if options.get('crop_boxes'):
         if os.path.isfile(box_file):
-            for r in _read_rows(box_file, 5, numbers=(1, 2, 3, 4)):
+            for r in _read_rows(box_file, 5, numbers=(1, 2, 3, 4), unique={0: 'image id'}):
                 x, y, w, h = (float(v) for v in r[1:5])
                 boxes[r[0]] = (x, y, x + w, y + h)
+            # one image without a box turned the crop off for every image, without a word
+            boxless = sorted((k for k in images if k not in boxes),
+                             key=lambda s: int(s) if s.isdigit() else s)
+            if boxless:
+                raise ValueError('%s has no box for image id %s (%d image(s) of images.txt have none); '
+                                 '--crop-boxes needs one per image: restore the file, or drop '
+                                 '--crop-boxes.' % (box_file, boxless[0], len(boxless)))
         else:
             warnings.warn('--crop-boxes: %s is not there; using whole images.' % box_file)
     missing = sorted(set(images) - set(labels), key=lambda s: int(s) if s.isdigit() else s)

@@ -92,6 +92,24 @@ def test_cub_box_crop_without_the_file_warns(tmp_path):
     assert ds.boxes is None
 
 
+def test_cub_box_file_without_a_box_for_every_image_is_named(tmp_path):
+    """bounding_boxes.txt lacking one image's line (or listing one twice): --crop-boxes turned the
+    crop off for every image without a word; now one sentence naming the file and the id."""
+    F.write_cub(str(tmp_path), num_classes=2, per_class=2, boxes=True)
+    box_file = tmp_path / 'CUB_200_2011' / 'bounding_boxes.txt'
+    lines = box_file.read_text().splitlines()
+    box_file.write_text('\n'.join(lines[:2] + lines[3:]) + '\n')
+    with pytest.raises(ValueError) as e:
+        get_dataset('CUB_200_2011', str(tmp_path), 'train', crop_boxes=True, **SMALL)
+    assert str(e.value) == ('%s has no box for image id 3 (1 image(s) of images.txt have none); '
+                            '--crop-boxes needs one per image: restore the file, or drop '
+                            '--crop-boxes.' % box_file)
+    assert len(get_dataset('CUB_200_2011', str(tmp_path), 'train', **SMALL)) == 2  # not read without
+    box_file.write_text('\n'.join(lines + [lines[0]]) + '\n')
+    with pytest.raises(ValueError, match=r'bounding_boxes.txt lists image id 1 twice \(lines 1 and 5\)'):
+        get_dataset('CUB_200_2011', str(tmp_path), 'train', crop_boxes=True, **SMALL)
+
+
 def test_cub_missing_root_and_files_name_path_and_layout(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         get_dataset('CUB_200_2011', str(tmp_path / 'nowhere'), 'train')
