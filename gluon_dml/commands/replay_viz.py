@@ -37,6 +37,9 @@ def main(argv=None):
         check_address(a.viz_server, a.viz_port)
     except ValueError as err:
         raise UserError(str(err)) from None
+    if os.path.exists(a.run_dir) and not os.path.isdir(a.run_dir):
+        raise UserError('%s is a file, not a run folder; give the folder that holds its args.json.'
+                        % a.run_dir)
     if not os.path.isdir(a.run_dir):
         raise UserError('The run folder %s does not exist.' % a.run_dir)
     run_args = load_run_args(a.run_dir)          # a clear error when this is not a run folder

@@ -129,6 +129,13 @@ def test_replay_names_a_missing_run_folder_and_a_damaged_views_file(tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=REPO, env=script_env())
     assert proc.returncode == 2
     assert proc.stderr.strip() == 'error: The run folder %s does not exist.' % (tmp_path / 'nothing')
+    (tmp_path / 'args.json').write_text('{}')       # a file of the run given: it said 'does not exist'
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(tmp_path / 'args.json')],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=script_env())
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        'error: %s is a file, not a run folder; give the folder that holds its args.json.'
+        % (tmp_path / 'args.json')), proc.stderr
+    (tmp_path / 'args.json').unlink()
     for follow in ('-1', '0'):          # it updated every second, as if --follow 1 had been given
         proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(tmp_path),
                                '--follow', follow], capture_output=True, text=True, timeout=120,
