@@ -65,7 +65,10 @@ def main(argv=None):
     else:
         dataset = get_dataset(args['data'], args.get('data_path'), a.split, **options)
     idx = views.sample_indices(dataset.labels, a.points, a.seed)
-    if len(idx) == len(dataset):
+    if not hasattr(dataset, 'images'):
+        # image files (the photo datasets), decoded on access: it said 'unexpected AttributeError'
+        subset, images = _Items(dataset, idx), None
+    elif len(idx) == len(dataset):
         subset, images = dataset, dataset.images
     else:
         from mxnet.gluon.data import ArrayDataset
@@ -75,6 +78,8 @@ def main(argv=None):
     xy = views.tsne_2d(emb, seed=a.seed, perplexity=a.perplexity)
     if not a.thumbnails:
         images = None
+    elif images is None:
+        images = _thumbnails(dataset, idx)
     names = getattr(dataset, 'class_names', None)
     out = a.out or os.path.join(a.run_dir, 'plots', 'tsne_%s.png' % a.split)
     title = 't-SNE of %d %s embeddings - %s (%s)' % (len(xy), a.split, args.get('name', a.run_dir),
@@ -84,3 +89,25 @@ def main(argv=None):
           % (len(xy), a.split, a.run_dir, len(np.unique(labels)), out))
     return out
 
+
+class _Items(object):
+    """Items ``idx`` of an image-file dataset, in that order (what embed_dataset reads)."""
+
+    def __init__(self, dataset, idx):
+        self.dataset, self.idx = dataset, np.asarray(idx)
+
+    def __len__(self):
+        return len(self.idx)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.idx[i])]
+
+
+def _thumbnails(dataset, idx, size=32):
+    """(N, 3, size, size) float32 in [0, 1]: items ``idx`` of an image-file dataset, decoded and
+    shrunk (the map draws them about 24 pixels wide), for --thumbnails."""
+    out = np.zeros((len(idx), 3, size, size), np.float32)
+    for j, i in enumerate(idx):
+        img = dataset.load(int(i)).resize((size, size))
+        out[j] = np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0
+    return out

@@ -105,3 +105,22 @@ def test_missing_dataset_is_one_sentence_with_the_download_hint(tmp_path):
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith('error: Cars196 not found') and 'cars_annos.mat' in line
     assert 'Run gluon-dml download Cars196 --root ' in line
+
+
+def test_tsne_maps_a_photo_run_with_thumbnails(tmp_path):
+    """gluon-dml tsne on a run of a photo dataset (images decoded from files): it stopped with
+    'unexpected AttributeError: ImageFileDataset object has no attribute images (a bug?)', with
+    or without --thumbnails; now the map is drawn, the thumbnails decoded from the files."""
+    from PIL import Image
+    from ..helpers import run_command
+    root = str(tmp_path / 'data')
+    F.write_cub(root, num_classes=6, per_class=4)
+    run, _ = _train(tmp_path, 'CUB_200_2011', root, check=True)
+    for extra, name in (([], 'dots.png'), (['--thumbnails'], 'thumbs.png'),
+                        (['--points', '6', '--thumbnails'], 'few.png')):
+        out = str(tmp_path / name)
+        proc = run_command('tsne', run, '--out', out, *extra)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        points = 6 if '--points' in extra else 12
+        assert proc.stdout.strip() == 't-SNE of %d test images of %s (3 classes): %s' % (points, run, out)
+        assert Image.open(out).size[0] > 400
