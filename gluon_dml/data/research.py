@@ -214,6 +214,15 @@ def _read_rows(path, min_fields, skip_lines=0, numbers=(), header=False, unique=
     return rows
 
 
+def _listed(path, rows):
+    """``rows``, refused when there are none: an annotation file that lists no image was cut
+    short (it said '<dataset> train has no images', naming no file)."""
+    if not rows:
+        raise ValueError('%s lists no images (it is empty, or holds only its header lines): the '
+                         'file was cut short; unpack the archive again.' % path)
+    return rows
+
+
 def _split_fraction(split_classes):
     if split_classes is None or split_classes == '':
         return 0.5
@@ -356,8 +365,9 @@ def load_cub(root=None, split='train', **options):
         if not os.path.isfile(os.path.join(base, f)):
             raise _missing('CUB_200_2011', root, os.path.join(base, f), _CUB_LAYOUT,
                            (f, os.path.join('CUB_200_2011', f)))
-    images = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'images.txt'), 2,
-                                               unique={0: 'image id', 1: 'image'})}
+    images_txt = os.path.join(base, 'images.txt')
+    images = {r[0]: r[1] for r in _listed(images_txt, _read_rows(images_txt, 2,
+                                                                   unique={0: 'image id', 1: 'image'}))}
     labels = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'image_class_labels.txt'), 2,
                                                numbers=(1,), unique={0: 'image id'})}
     classes = {r[0]: r[1] for r in _read_rows(os.path.join(base, 'classes.txt'), 2, numbers=(0,),
@@ -485,7 +495,7 @@ def load_sop(root=None, split='train', **options):
         raise _missing('SOP', root, os.path.join(root, 'Stanford_Online_Products', fname), _SOP_LAYOUT,
                        (fname, os.path.join('Stanford_Online_Products', fname)))
     base = os.path.dirname(path)
-    rows = _sop_rows(path)
+    rows = _listed(path, _sop_rows(path))
     if split == 'test':
         other = _find(root, ['Ebay_train.txt', os.path.join('Stanford_Online_Products', 'Ebay_train.txt')])
         if other is not None:
@@ -541,7 +551,7 @@ def load_inshop(root=None, split='train', **options):
     while head < min(2, len(lines)) and not (len(lines[head]) >= 3 and
                                             lines[head][2] in ('train', 'query', 'gallery')):
         head += 1
-    rows = [ln for ln in lines[head:] if ln]
+    rows = _listed(listing, [ln for ln in lines[head:] if ln])
     bad = [r for r in rows if len(r) < 3 or r[2] not in ('train', 'query', 'gallery')]
     if bad:
         raise ValueError('%s: expected "image_name item_id evaluation_status" rows after the count '

@@ -687,6 +687,27 @@ def test_a_box_value_that_is_no_finite_number_is_named(tmp_path, value):
                             % (base / 'bounding_boxes.txt', value))
 
 
+def test_an_annotation_file_cut_short_is_named(tmp_path):
+    """images.txt, Ebay_*.txt or list_eval_partition.txt with no image line (empty, or only the
+    header lines left by an unpacking cut short): the sentence names the file; it was
+    '<dataset> train has no images.'"""
+    base = F.write_cub(str(tmp_path / 'cub'), num_classes=2, per_class=2)
+    sop = F.write_sop(str(tmp_path / 'sop'))
+    shop = F.write_inshop(str(tmp_path / 'shop'))
+    cases = [('CUB_200_2011', str(tmp_path / 'cub'), os.path.join(base, 'images.txt'), ''),
+             ('SOP', str(tmp_path / 'sop'), os.path.join(sop, 'Ebay_train.txt'),
+              'image_id class_id super_class_id path\n'),
+             ('InShop', shop, os.path.join(shop, 'list_eval_partition.txt'),
+              '0\nimage_name item_id evaluation_status\n')]
+    for name, root, path, text in cases:
+        with open(path, 'w') as f:
+            f.write(text)
+        with pytest.raises(ValueError) as e:
+            get_dataset(name, root, 'train', **SMALL)
+        assert str(e.value) == ('%s lists no images (it is empty, or holds only its header lines): '
+                                'the file was cut short; unpack the archive again.' % path)
+
+
 def test_photo_datasets_default_to_mxnet_home(tmp_path, monkeypatch):
     """Without --data-path a photo dataset is read from $MXNET_HOME/datasets/NAME (what --help
     says); where that is missing the error names both."""
