@@ -556,6 +556,11 @@ def load_inshop(root=None, split='train', **options):
     if bad:
         raise ValueError('%s: expected "image_name item_id evaluation_status" rows after the count '
                          'and header lines, got %r.' % (listing, ' '.join(bad[0])))
+    both = {r[1] for r in rows if r[2] == 'train'} & {r[1] for r in rows if r[2] != 'train'}
+    if both:
+        raise ValueError('%s puts %d item(s) both in train and in query / gallery (e.g. %s): In-Shop '
+                         'is an open-set benchmark, its test items are not trained on; the file is '
+                         'not the official one.' % (listing, len(both), min(both)))
     image_base = _find(root, ['img', os.path.join('Img', 'img')])
     if image_base is None:
         raise _missing('InShop', root, os.path.join(root, 'img'), _INSHOP_LAYOUT)

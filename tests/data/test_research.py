@@ -708,6 +708,23 @@ def test_an_annotation_file_cut_short_is_named(tmp_path):
                                 'the file was cut short; unpack the archive again.' % path)
 
 
+def test_inshop_items_both_trained_on_and_searched_are_refused(tmp_path):
+    """A listing whose item is in train and in query / gallery (as SOP's shared product ids are
+    refused): the test would measure items seen in training, inflating Recall@K without a word."""
+    F.write_inshop(str(tmp_path), train_items=3, test_items=2)
+    listing = tmp_path / 'list_eval_partition.txt'
+    lines = listing.read_text().splitlines()
+    row = lines[2].split()                       # the first train image of item id_00000001
+    lines[2] = ' '.join([row[0], row[1], 'gallery'])
+    listing.write_text('\n'.join(lines) + '\n')
+    for split in ('train', 'query'):
+        with pytest.raises(ValueError) as e:
+            get_dataset('InShop', str(tmp_path), split, **SMALL)
+        assert str(e.value) == ('%s puts 1 item(s) both in train and in query / gallery (e.g. '
+                                'id_00000001): In-Shop is an open-set benchmark, its test items are '
+                                'not trained on; the file is not the official one.' % listing)
+
+
 def test_photo_datasets_default_to_mxnet_home(tmp_path, monkeypatch):
     """Without --data-path a photo dataset is read from $MXNET_HOME/datasets/NAME (what --help
     says); where that is missing the error names both."""
