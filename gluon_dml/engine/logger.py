@@ -115,7 +115,8 @@ class Logger:
                 getattr(sink, method)(*args)
             except Exception as err:  # a dashboard must never stop the training
                 warnings.warn('%s failed (%s: %s); it is switched off for the rest of the run, '
-                              'everything is still written to %s.'
+                              'which goes on: log.jsonl and the checkpoints are still written to '
+                              '%s.'
                               % (type(sink).__name__, type(err).__name__, err, self.run_dir))
                 self.sinks.remove(sink)
 

@@ -24,7 +24,7 @@ import threading
 
 import numpy as np
 
-from ..fileio import atomic_save
+from ..fileio import atomic_save, atomic_write_text
 from . import plots, views
 from .dashboard import VisdomChannel
 
@@ -278,9 +278,8 @@ class VisdomSink:
             # A resumed run logs again from its checkpoint on: keep the earlier points only.
             self._first_iter = False
             kept = [r for r in _read_iterations(self.iter_path) if r['step'] < step]
-            with open(self.iter_path, 'w') as f:
-                for r in kept:
-                    f.write(json.dumps(r) + '\n')
+            # replaced whole: a crash while it is rewritten keeps the old one
+            atomic_write_text(self.iter_path, ''.join(json.dumps(r) + '\n' for r in kept))
             self.state.set_loss(_loss_points(kept))
         record = {'step': int(step)}
         record.update({k: (float(v) if isinstance(v, (int, float, np.floating)) else v)

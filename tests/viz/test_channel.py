@@ -178,7 +178,12 @@ def test_damaged_lines_of_the_run_files_are_skipped_not_fatal(tmp_path, visdom_s
     # the run resumed at step 6: the sink keeps the readable earlier points and goes on
     sink = VisdomSink(str(tmp_path), env='resumed', port=server.port, server='http://127.0.0.1',
                       tsne_interval=0, log_interval=2)
-    sink.log_iter(6, {'loss': 0.125})
+    before = (tmp_path / 'iterations.jsonl').read_bytes()
+    with open(tmp_path / 'iterations.jsonl', 'rb') as old:
+        sink.log_iter(6, {'loss': 0.125})
+        # the file was replaced whole (it was truncated and rewritten in place: a crash in
+        # between lost the loss history), so the old one is still whole
+        assert old.read() == before
     sink.log_epoch(2, {'epoch': 2, 'recall@1': 0.7})
     sink.close()
     assert sink.state.loss_points() == [(2, 0.5), (4, 0.25), (6, 0.125)]
