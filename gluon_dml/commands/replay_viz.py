@@ -17,7 +17,7 @@ from .. import cli
 from ..engine import load_run_args
 from ..errors import UserError
 from ..viz import RunState, env_name
-from ..viz.dashboard import Dashboard, check_address, connect
+from ..viz.dashboard import Dashboard, DashboardRejected, check_address, connect
 
 
 def main(argv=None):
@@ -46,8 +46,16 @@ def main(argv=None):
     env = env_name(a.viz_env or run_args.get('viz_env') or run_args.get('name')
                    or os.path.basename(os.path.normpath(a.run_dir)))
     url = '%s:%s' % (a.viz_server.rstrip('/'), a.viz_port)
+
+    def refused(err):                   # a proxy's size limit, a server that is not Visdom
+        return cli.UserError('the Visdom server at %s refused an update (%s); the dashboard of '
+                             'env %r is %s.' % (url, err, env, 'partly drawn' if drawing else
+                                                'not drawn'))
+    drawing = False
     try:
         vis = connect(a.viz_server, a.viz_port, env)
+    except DashboardRejected as err:
+        raise refused(err) from None
     except Exception as err:  # noqa: BLE001 - ConnectionError, timeouts
         raise cli.UserError('cannot reach the Visdom server at %s (%s); start one with: python -m '
                             'gluon_dml.viz.server -port %d' % (url, type(err).__name__, a.viz_port)) from None
@@ -55,10 +63,13 @@ def main(argv=None):
     while True:
         state = RunState.from_run_dir(a.run_dir)
         dash.log_interval = state.log_interval
+        drawing = True
         try:
             dash.draw_all(state)
         except OSError as err:
             raise cli.UserError('lost the Visdom server at %s (%s).' % (url, type(err).__name__)) from None
+        except DashboardRejected as err:
+            raise refused(err) from None
         views = state.latest_views()
         print('%s -> %s env %r: %d loss points, %d epochs, %s'
               % (a.run_dir, url, env, len(state.loss_points()), len(state.epoch_records()),

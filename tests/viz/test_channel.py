@@ -5,6 +5,7 @@ import socket
 import time
 
 import numpy as np
+import pytest
 
 from gluon_dml.viz import VisdomSink
 from gluon_dml.viz.dashboard import LOSS_WIN, metric_window
@@ -242,3 +243,55 @@ def test_a_port_or_env_path_the_server_cannot_use_is_one_sentence(tmp_path):
                               + argv, capture_output=True, text=True, timeout=120, cwd=REPO,
                               env=script_env())
         assert proc.returncode == 2 and proc.stderr.strip() == sentence, proc.stderr[-2000:]
+
+
+_REFUSING_SERVER = '''
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def _answer(self, code):
+        self.send_response(code)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    def do_GET(self):
+        self._answer(200)
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get('Content-Length') or 0))
+        # a proxy's limit on the size of a request: every update, or those past the first
+        # (Visdom's client first asks for its environment, /env/NAME)
+        self._answer(413 if sys.argv[1] == 'all' or not self.path.startswith('/env/') else 200)
+    def log_message(self, *args):
+        pass
+s = http.server.HTTPServer(('127.0.0.1', 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+'''
+
+
+@pytest.mark.parametrize('refuses', ['all', 'draws'])
+def test_replay_names_a_server_that_refuses_its_updates(tmp_path, refuses):
+    """A server (or a proxy before it) that answers updates with an HTTP error: one sentence naming
+    it and the answer. It was 'unexpected DashboardRejected (a bug?)', exit 1, or, refused at the
+    first request, 'cannot reach the Visdom server ... start one'."""
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+    (tmp_path / 'args.json').write_text(json.dumps({'name': 'refused', 'log_interval': 2}))
+    (tmp_path / 'log.jsonl').write_text('{"epoch": 0, "recall@1": 0.5}\n')
+    server = subprocess.Popen([sys.executable, '-c', _REFUSING_SERVER, refuses],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(tmp_path),
+                               '--viz-server', 'http://127.0.0.1', '--viz-port', str(port)],
+                              capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env=script_env())
+    finally:
+        server.kill()
+        server.wait()
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        'error: the Visdom server at http://127.0.0.1:%d refused an update (http://127.0.0.1:%d/'
+        % (port, port)), proc.stderr
+    assert lines[0].endswith(" answered HTTP 413); the dashboard of env 'refused' is %s."
+                             % ('not drawn' if refuses == 'all' else 'partly drawn')), proc.stderr
