@@ -298,7 +298,8 @@ def open_image(path, min_size=None):
                                 'list it, so the image folder is incomplete.' % path) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise BadImageError('Cannot decode the image %s (%s); replace or delete the file, or pass '
-                            '--skip-bad-images to leave unreadable images out.' % (path, err),
+                            '--skip-bad-images to leave unreadable images out.'
+                            % (path, _decoder_words(err, path)),
                             err, path) from None
     scale = (img.size[0] / float(full[0]), img.size[1] / float(full[1]))
     return to_rgb(img), scale

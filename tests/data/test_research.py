@@ -416,6 +416,10 @@ def test_corrupt_and_truncated_images_are_named_or_skipped(tmp_path):
         with pytest.raises(BadImageError) as e:
             ds[ds.paths.index(path)]
         assert path in str(e.value) and '--skip-bad-images' in str(e.value)
+        assert '_io.' not in str(e.value)        # PIL's words named '<_io.BufferedReader ...>'
+        assert path == truncated or str(e.value) == (
+            "Cannot decode the image %s (cannot identify image file %r); replace or delete the "
+            "file, or pass --skip-bad-images to leave unreadable images out." % (corrupt, corrupt))
     with pytest.warns(UserWarning, match='left out 2 unreadable'):
         ok = get_dataset('CUB_200_2011', str(tmp_path), 'train', skip_bad_images=True, **SMALL)
     assert len(ok) == 2 and sorted(p for p, _ in ok.skipped) == sorted([corrupt, truncated])
