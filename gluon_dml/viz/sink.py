@@ -83,7 +83,11 @@ def load_views(path):
     import zipfile
     try:
         with np.load(path) as z:
-            return {k: z[k] for k in z.files}
+            v = {k: z[k] for k in z.files}
+        if 'epoch' not in v or v['epoch'].shape != () or v['epoch'].dtype.kind not in 'iu':
+            # every file the sink writes has its epoch; replay-viz said 'unexpected KeyError'
+            raise ValueError('it holds no epoch number')
+        return v
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         raise ValueError('%s is damaged (%s: %s); delete it and the dashboard goes on without '
                          'that epoch\'s views.' % (path, type(err).__name__, err)) from None

@@ -145,10 +145,14 @@ def test_replay_names_a_missing_run_folder_and_a_damaged_views_file(tmp_path):
             'error: --follow takes the seconds between updates, a positive number; got %s.'
             % float(follow)), proc.stderr
     good = tmp_path / 'views_epoch001.npz'
-    np.savez_compressed(str(good), tsne=np.zeros((3, 2)))
+    np.savez_compressed(str(good), tsne=np.zeros((3, 2)), epoch=np.array(1))
     assert load_views(str(good))['tsne'].shape == (3, 2)
     good.write_bytes(good.read_bytes()[:40])                  # truncated
     with pytest.raises(ValueError, match='views_epoch001.npz is damaged'):
+        load_views(str(good))
+    np.savez_compressed(str(good), tsne=np.zeros((3, 2)))     # no epoch: it was a KeyError later
+    with pytest.raises(ValueError, match=r'views_epoch001.npz is damaged \(ValueError: it holds '
+                                         r'no epoch number\)'):
         load_views(str(good))
 
 
