@@ -100,6 +100,24 @@ def _check_index_flags(a, n_db, bits):
                                 % (min(bits, 64), a.hash_bits))
 
 
+def _refuse_output_over_input(a):
+    """``--out`` (neighbour ids and distances) must not replace what the command reads: the
+    ``--db`` / ``--queries`` codes file, the run's own ``codes.npz`` or its record (``--out
+    RUN/codes.npz`` replaced the run's codes with the hits, and the next search said the file
+    "holds no query_codes")."""
+    if not a.out:
+        return
+    cli.refuse_run_file(a.run_dir, a.out)
+    real = os.path.realpath(a.out)
+    for flag, value in (('--db', a.db), ('--queries', a.queries)):
+        if value.endswith('.npz') and os.path.realpath(value) == real:
+            raise cli.UserError('--out %s is the %s file this search reads; choose another name.'
+                                % (a.out, flag))
+    if real == os.path.realpath(os.path.join(a.run_dir, 'codes.npz')):
+        raise cli.UserError('--out %s is the run\'s own codes file (written by train-hash); '
+                            'choose another name.' % a.out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-codes', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
@@ -122,6 +140,7 @@ def main(argv=None):
     if a.k < 1:
         raise cli.UserError('--k must be a positive integer, got %d.' % a.k)
     a.out = cli.output_path(a.out, '.npz')    # settled before the encoding and the search
+    _refuse_output_over_input(a)
 
     ctx = get_contexts(a.gpus)
     trained = open_run(a.run_dir, ctx, a.checkpoint, method='hash', fuse=not a.no_fusion)

@@ -186,3 +186,30 @@ def test_evaluate_reports_the_runs_own_top_k_and_refuses_recall_flags(tmp_path):
         bad = run_command('evaluate', run, *flags)
         assert bad.returncode == 2 and said in bad.stderr and 'its --topk: 100,500).' in bad.stderr, \
             bad.stderr
+
+
+def test_search_codes_out_never_replaces_the_codes_it_reads(tmp_path):
+    """search-codes --out RUN/codes.npz replaced the run's codes with the hits (the next search
+    with them said "holds no query_codes"); the --db / --queries file likewise. Each is refused
+    before any work, and the file is left as it was."""
+    from ..helpers import run_command
+    run = tmp_path / 'run'
+    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    codes = run / 'codes.npz'
+    before = codes.read_bytes()
+    copy = tmp_path / 'copy.npz'
+    copy.write_bytes(before)
+    for flags, said in (
+            (['--out', codes], '--out %s is the run\'s own codes file' % codes),
+            (['--out', run / 'codes'], '--out %s is the run\'s own codes file' % codes),
+            (['--db', copy, '--queries', copy, '--out', copy],
+             '--out %s is the --db file this search reads' % copy),
+            (['--queries', copy, '--out', copy], '--out %s is the --queries file' % copy)):
+        bad = run_command('search-codes', run, '--k', '3', *flags)
+        assert bad.returncode == 2 and said in bad.stderr and 'Traceback' not in bad.stderr, bad.stderr
+        assert 'encode' not in bad.stderr            # refused before the database is encoded
+    assert codes.read_bytes() == before and copy.read_bytes() == before
+    run_command('search-codes', run, '--db', codes, '--queries', codes, '--k', '3', '--out',
+                tmp_path / 'hits.npz', check=True)
+    assert np.load(str(tmp_path / 'hits.npz'))['ids'].shape == (300, 3)
