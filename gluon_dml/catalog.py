@@ -280,6 +280,13 @@ def open_catalog(path, ctx=None, uri=None, fuse=True):
             source = json.load(f)
     except ValueError as err:
         raise UserError('%s is damaged (%s).' % (cat_file, err)) from None
+    # a record without these (emptied to {}, a list) answered a query by image with "unexpected
+    # KeyError: missing 'run_dir'"
+    if not isinstance(source, dict):
+        raise UserError('%s is damaged (not a JSON object).' % cat_file)
+    missing = [key for key in ('run_dir', 'kind', 'dim') if key not in source]
+    if missing:
+        raise UserError('%s is damaged (it records no %s).' % (cat_file, ', '.join(missing)))
     _check_not_served(str(path), uri)
     index = open_index(str(path), **({'uri': uri} if uri else {}))
     return Catalog(str(path), index, source, ctx, fuse)

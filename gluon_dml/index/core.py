@@ -84,9 +84,18 @@ def read_catalog(path):
     if pointer.get('format_version', 0) > FORMAT_VERSION:
         raise ValueError('%s was written by a newer gluon-dml (catalogue format %s; this one reads '
                          'up to %d).' % (path, pointer.get('format_version'), FORMAT_VERSION))
-    version_dir = os.path.join(path, pointer['current'])
-    with open(os.path.join(version_dir, MANIFEST_FILE), encoding='utf-8') as f:
-        manifest = json.load(f)
+    version_dir = os.path.join(path, str(pointer.get('current')))
+    manifest_file = os.path.join(version_dir, MANIFEST_FILE)
+    try:
+        with open(manifest_file, encoding='utf-8') as f:
+            manifest = json.load(f)
+        if not isinstance(manifest, dict):
+            raise ValueError('not a JSON object')
+    except FileNotFoundError:
+        raise ValueError('%s is incomplete: %s names the version %s, which has no %s.'
+                         % (path, CATALOG_FILE, pointer.get('current'), MANIFEST_FILE)) from None
+    except (ValueError, OSError) as err:
+        raise ValueError('The catalogue file %s is damaged (%s).' % (manifest_file, err)) from None
     return pointer, manifest, version_dir
 
 

@@ -111,6 +111,34 @@ def _write_metadata(folder, ids, meta, tombstones):
         json.dump({'ids': [int(i) for i in keys], 'metadata': [meta[i] for i in keys]}, f)
 
 
+def _load_ids(path):
+    return np.load(path, allow_pickle=False).astype(np.int64).ravel()
+
+
+def _load_metadata(path):
+    with open(path, encoding='utf-8') as f:
+        side = json.load(f)
+    return {int(i): m for i, m in zip(side['ids'], side['metadata'])}
+
+
+def _read_file(folder, name, read):
+    """``read(folder/name)``; a file damaged or missing (cut short, emptied, another file's
+    content) is one sentence naming it (faiss's read error was an "unexpected RuntimeError",
+    numpy's and json's said no file)."""
+    path = os.path.join(folder, name)
+    if not os.path.isfile(path):
+        raise ValueError('The catalogue file %s is missing: the catalogue is incomplete; build it '
+                         'again (gluon-dml index).' % path)
+    try:
+        return read(path)
+    except (RuntimeError, ValueError, EOFError, OSError, KeyError, TypeError,
+            AttributeError) as err:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        why = why.rsplit('Error: ', 1)[-1]          # faiss's: past its C++ function and line
+        raise ValueError('The catalogue file %s is damaged (%s); build the catalogue again '
+                         '(gluon-dml index).' % (path, why)) from None
+
+
 class FaissIndex(Index):
     """:class:`~gluon_dml.index.core.Index` on a faiss index (see the module docstring)."""
 
@@ -619,14 +647,13 @@ class FaissIndex(Index):
         self.next_id = int(manifest.get('next_id', 0))
         binary = self.kind == 'binary'
         read = faiss.read_index_binary if binary else faiss.read_index
-        self._index = read(os.path.join(folder, 'index.faiss')) if manifest['has_index'] else None
-        self._shadow = (faiss.read_index_binary(os.path.join(folder, 'codes.faiss'))
+        self._index = (_read_file(folder, 'index.faiss', read) if manifest['has_index']
+                       else None)
+        self._shadow = (_read_file(folder, 'codes.faiss', faiss.read_index_binary)
                         if manifest.get('has_shadow') else None)
-        self._idset = np.load(os.path.join(folder, 'ids.npy')).astype(np.int64)
-        self._tomb = np.load(os.path.join(folder, 'tombstones.npy')).astype(np.int64)
-        with open(os.path.join(folder, 'metadata.json'), encoding='utf-8') as f:
-            side = json.load(f)
-        self._meta = {int(i): m for i, m in zip(side['ids'], side['metadata'])}
+        self._idset = _read_file(folder, 'ids.npy', _load_ids)
+        self._tomb = _read_file(folder, 'tombstones.npy', _load_ids)
+        self._meta = _read_file(folder, 'metadata.json', _load_metadata)
         self._tombstones = self.index_type == 'hnsw'
         if self.index_type.startswith('factory:') and self._index is not None:
             try:

@@ -329,3 +329,39 @@ def test_a_build_where_no_image_could_be_read_says_why_and_keeps_nothing(
     (photos / 'a.png').write_bytes(good)                 # the user replaces the file
     again = run_command(*argv, check=True)
     assert '1 items (1 added, 0 unreadable skipped' in again.stdout, again.stdout
+
+
+def test_a_damaged_catalogue_file_is_one_sentence_naming_it(tiny_digits_run, image_folder,
+                                                            tmp_path):
+    """A catalogue whose files were cut short, emptied or removed (a full disk, a careless copy):
+    search named no file (numpy's "EOF: reading array header", json's "Expecting value"), faiss's
+    read error was an "unexpected RuntimeError (a bug?)", and a catalog.json emptied to {} was
+    "unexpected KeyError: missing 'run_dir'" on a query by image. Each is one sentence naming the
+    file, exit code 2."""
+    import shutil
+    good = tmp_path / 'good'
+    build_catalog(str(tiny_digits_run), str(image_folder), str(good))[0].close()
+    version = sorted(p.name for p in good.glob('v-*'))[-1]
+    query = sorted(image_folder.glob('3/*.png'))[0]
+
+    def cut(f):
+        f.write_bytes(f.read_bytes()[:100])
+    cases = [('catalog.json', lambda f: f.write_text('{}'), ['--image', query],
+              'catalog.json is damaged (it records no run_dir, kind, dim).'),
+             ('catalog.json', lambda f: f.write_text('[]'), ['--id', '1'],
+              'catalog.json is damaged (not a JSON object).'),
+             (version + '/index.faiss', cut, ['--id', '1'], 'index.faiss is damaged ('),
+             (version + '/ids.npy', lambda f: f.write_bytes(b''), ['--id', '1'], 'ids.npy is damaged ('),
+             (version + '/metadata.json', lambda f: f.unlink(), ['--id', '1'],
+              'metadata.json is missing: the catalogue is incomplete'),
+             (version + '/manifest.json', cut, ['--id', '1'], 'manifest.json is damaged (')]
+    for n, (name, damage, query_flags, said) in enumerate(cases):
+        cat = tmp_path / ('cat%d' % n)
+        shutil.copytree(good, cat)
+        damage(cat / name)
+        proc = run_command('search', cat, *query_flags, '-k', 3)
+        assert proc.returncode == 2, (name, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0] and str(cat) in lines[0], (name, proc.stderr)
+        assert 'unexpected' not in proc.stderr and 'Traceback' not in proc.stderr
+    assert json.loads(run_command('search', good, '--id', '1', '-k', 3, '--json', check=True).stdout)
