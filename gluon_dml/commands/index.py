@@ -70,6 +70,12 @@ def main(argv=None):
                             % (', '.join(INDEX_TYPES), a.index_type))
     if a.batch_size < 1 or a.chunk < 1:
         raise cli.UserError('--batch-size and --chunk must be positive.')
+    # before the embedding: --nprobe -3 failed after it ("unexpected OverflowError" from faiss),
+    # and 0 was taken as "not given" and silently replaced by the default
+    for flag, value, what in (('--nlist', a.nlist, 'IVF lists'),
+                              ('--nprobe', a.nprobe, 'IVF lists searched per query')):
+        if value is not None and value < 1:
+            raise cli.UserError('%s must be a positive number of %s, got %d.' % (flag, what, value))
     # the catalogue folder, before the run is opened (the OS's "Not a directory (PATH)" came
     # from the first write, naming no flag)
     if not a.out.strip():

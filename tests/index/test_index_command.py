@@ -127,6 +127,24 @@ def test_backend_and_index_type_errors_come_before_the_embedding(tiny_digits_run
         assert not (tmp_path / ('new-%d' % n)).exists(), flags
 
 
+def test_nlist_and_nprobe_below_one_are_refused_before_the_embedding(tiny_digits_run,
+                                                                    image_folder, tmp_path):
+    """--nprobe -3 was "unexpected OverflowError" from faiss once every image was embedded, and
+    --nlist 0 / --nprobe 0 were taken as not given (the default, silently). Refused at once."""
+    cases = [(['--nprobe', '-3'], '--nprobe must be a positive number of IVF lists searched per '
+                                  'query, got -3.'),
+             (['--nprobe', '0'], '--nprobe must be a positive number of IVF lists searched per '
+                                 'query, got 0.'),
+             (['--nlist', '0'], '--nlist must be a positive number of IVF lists, got 0.')]
+    for n, (flags, message) in enumerate(cases):
+        out = tmp_path / ('new-%d' % n) / 'cat'
+        proc = run_command('index', tiny_digits_run, '--images', image_folder, '--out', out,
+                           '--index-type', 'ivf_flat', '--no-progress', *flags)
+        assert proc.returncode == 2 and proc.stderr.strip() == 'error: ' + message, \
+            (flags, proc.stdout, proc.stderr)
+        assert 'embedding:' not in proc.stdout and not (tmp_path / ('new-%d' % n)).exists()
+
+
 def _listing(tmp_path, image_folder, labelled):
     """A list file of the images of classes 0-3: the lines of the ``labelled`` classes carry
     a label (``digit-N``), the others are the path alone."""
