@@ -24,7 +24,7 @@ The Index interface
   ``overwrite=True``.
 * ``check_index(...)``, the arguments of ``create_index``: raise the ``ValueError`` creating
   that index would raise (backend, index type, parameters; a Milvus server's address is
-  reached), creating nothing.
+  reached; faiss: a type that trains on more vectors than ``expected_size``), creating nothing.
 * ``open_index(path, **options) -> Index``: reopen a saved catalogue (Milvus: ``uri=``,
   ``token=``, ``db_name=``, ``timeout=`` override the saved connection).
 * :class:`Index` methods: ``add(vectors, ids=None, metadata=None) -> ids``; ``train(vectors)``;

@@ -149,8 +149,22 @@ class FaissIndex(Index):
               normalize=False, overwrite=False, **params):
         """Raise the ``ValueError`` that creating this index would, creating nothing on disk: the
         settings, the index type, a factory string (built in memory, untrained)."""
-        cls(kind=kind, dim=dim, metric=metric, index_type=index_type, path=None,
-            normalize=normalize, **params)
+        probe = cls(kind=kind, dim=dim, metric=metric, index_type=index_type, path=None,
+                    normalize=normalize, **params)
+        # a type that trains on fewer vectors than the whole collection holds cannot be built:
+        # said now, not after the collection is embedded (hours for a large one)
+        n, p = probe.params['expected_size'], probe.params
+        if n and probe.index_type in TRAINED_TYPES:
+            need = int(p['nlist'] or _default_nlist(int(n)))
+            if probe.index_type == 'ivf_pq':
+                need = max(need, 2 ** int(p['nbits']))
+            if int(n) < need:
+                raise ValueError(
+                    'The %s index needs at least %d training vectors (nlist=%s%s), but the '
+                    'collection has %d: lower nlist, or use the flat index type.'
+                    % (probe.index_type, need, p['nlist'] or _default_nlist(int(n)),
+                       ', 2^nbits=%d' % 2 ** int(p['nbits']) if probe.index_type == 'ivf_pq'
+                       else '', int(n)))
 
     def __init__(self, kind='float', dim=None, metric=None, index_type='auto', path=None,
                  normalize=False, overwrite=False, **params):

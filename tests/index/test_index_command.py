@@ -145,6 +145,32 @@ def test_nlist_and_nprobe_below_one_are_refused_before_the_embedding(tiny_digits
         assert 'embedding:' not in proc.stdout and not (tmp_path / ('new-%d' % n)).exists()
 
 
+def test_an_index_type_that_needs_more_vectors_than_the_images_is_refused_before_the_embedding(
+        tiny_digits_run, hash_run, image_folder, tmp_path):
+    """--nlist 1000 for 120 images (or IVF-PQ's 256 codebook vectors) failed only once every
+    image was embedded, with the API's advice ("call train() on a larger sample"); the count of
+    the images listed is known before: refused then. A type the images can train is built."""
+    cases = [(tiny_digits_run, ['--index-type', 'ivf_flat', '--nlist', '1000'],
+              'The ivf_flat index needs at least 1000 training vectors (nlist=1000), but the '
+              'collection has 120: lower nlist, or use the flat index type.'),
+             (tiny_digits_run, ['--index-type', 'ivf_pq'],
+              'The ivf_pq index needs at least 256 training vectors (nlist=3, 2^nbits=256), but '
+              'the collection has 120'),
+             (hash_run, ['--index-type', 'ivf', '--nlist', '121'],
+              'The ivf index needs at least 121 training vectors (nlist=121), but the collection '
+              'has 120')]
+    for n, (run, flags, message) in enumerate(cases):
+        out = tmp_path / ('new-%d' % n) / 'cat'
+        proc = run_command('index', run, '--images', image_folder, '--out', out, '--no-progress',
+                           *flags)
+        assert proc.returncode == 2 and message in proc.stderr, (flags, proc.stdout, proc.stderr)
+        assert 'embedding:' not in proc.stdout and not (tmp_path / ('new-%d' % n)).exists()
+    proc = run_command('index', tiny_digits_run, '--images', image_folder, '--out',
+                       tmp_path / 'ok', '--index-type', 'ivf_flat', '--nlist', '120',
+                       '--no-progress', check=True)
+    assert 'ivf_flat index' in proc.stdout and '120 items' in proc.stdout
+
+
 def _listing(tmp_path, image_folder, labelled):
     """A list file of the images of classes 0-3: the lines of the ``labelled`` classes carry
     a label (``digit-N``), the others are the path alone."""
