@@ -193,6 +193,13 @@ class Catalog(object):
         if v.ndim != 2 or v.shape[1] != width:
             raise ValueError('A query vector of this catalogue has %d values (%s); got shape %s.'
                              % (width, 'float' if self.kind == 'float' else 'bits', v.shape))
+        # before the scaling to unit length: text there was "could not convert string to float",
+        # an infinite value a RuntimeWarning, a complex one lost its imaginary part in silence;
+        # NaN in codes became 0 bits
+        if v.dtype.kind not in 'biuf':
+            raise ValueError('A query vector must hold numbers; got dtype %s.' % v.dtype)
+        if v.dtype.kind == 'f' and len(v) and not np.isfinite(v).all():
+            raise ValueError('A query vector holds NaN or infinite values.')
         if self.kind == 'float' and self.source.get('normalized'):
             v = _unit_rows(v)
         return v

@@ -104,7 +104,19 @@ def main(argv=None):
                    'containing pickled data') else 'it is no file written by numpy.save')
             raise cli.UserError('--vector %s is not a .npy array (%s); to search with an image, '
                                 'use --image.' % (a.vector, why)) from None
-        vectors = cat.check_vectors(vectors)
+        if isinstance(vectors, np.lib.npyio.NpzFile):     # np.load opens a .npz as an archive
+            names = ', '.join(vectors.files) or 'none'
+            vectors.close()
+            raise cli.UserError('--vector %s is a .npz archive (arrays: %s); give a .npy file of '
+                                'one array (numpy.save).' % (a.vector, names))
+        try:
+            vectors = cat.check_vectors(vectors)
+        except ValueError as err:
+            why = str(err)
+            raise cli.UserError('--vector %s: %s%s' % (a.vector, why[:1].lower(), why[1:])) from None
+        if not len(vectors):
+            raise cli.UserError('--vector %s holds no vector (shape %s).'
+                                % (a.vector, vectors.shape))
         queries = ['%s[%d]' % (a.vector, i) for i in range(len(vectors))]
     t0 = time.perf_counter()
     if a.id is not None:

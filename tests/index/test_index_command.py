@@ -409,3 +409,48 @@ def test_a_damaged_catalogue_file_is_one_sentence_naming_it(tiny_digits_run, ima
         assert len(lines) == 1 and said in lines[0] and str(cat) in lines[0], (name, proc.stderr)
         assert 'unexpected' not in proc.stderr and 'Traceback' not in proc.stderr
     assert json.loads(run_command('search', good, '--id', '1', '-k', 3, '--json', check=True).stdout)
+
+
+def test_a_query_vector_file_that_cannot_be_searched_is_one_sentence_naming_it(
+        tiny_digits_run, hash_run, image_folder, tmp_path):
+    """search --vector with text in it ("could not convert string to float", no file named), an
+    infinite value (a RuntimeWarning first), complex values (the imaginary part dropped in
+    silence), a .npz (read as an archive: "has 64 values; got shape (1, 1)"), no rows (nothing
+    printed, exit 0), or NaN given to a catalogue of codes (searched as 0 bits): one sentence
+    naming --vector and the file, exit 2. A good vector is still searched."""
+    floats, codes = tmp_path / 'floats', tmp_path / 'codes'
+    listing = tmp_path / 'l.txt'
+    listing.write_text('\n'.join(sorted(str(p) for p in image_folder.glob('[0-2]/*.png'))) + '\n')
+    build_catalog(str(tiny_digits_run), str(listing), str(floats))[0].close()
+    build_catalog(str(hash_run), str(listing), str(codes))[0].close()
+    dim = open_catalog(str(floats)).dim
+    bits = open_catalog(str(codes)).dim
+
+    def saved(name, array):
+        path = tmp_path / name
+        np.save(str(path), array)
+        return path
+    archive = tmp_path / 'v.npz'
+    np.savez(str(archive), q=np.ones(dim, np.float32))
+    inf = np.ones(dim, np.float32)
+    inf[0] = np.inf
+    cases = [(floats, saved('text.npy', np.array(['a'] * dim)),
+              'a query vector must hold numbers; got dtype <U1.'),
+             (floats, saved('inf.npy', inf), 'a query vector holds NaN or infinite values.'),
+             (floats, saved('complex.npy', np.ones(dim, np.complex64)),
+              'a query vector must hold numbers; got dtype complex64.'),
+             (floats, archive, 'is a .npz archive (arrays: q); give a .npy file of one array'),
+             (floats, saved('none.npy', np.ones((0, dim), np.float32)),
+              'holds no vector (shape (0, %d)).' % dim),
+             (codes, saved('nan.npy', np.full(bits, np.nan, np.float32)),
+              'a query vector holds NaN or infinite values.')]
+    for cat, vector, said in cases:
+        proc = run_command('search', cat, '--vector', vector, '-k', 3)
+        assert proc.returncode == 2, (vector, proc.stdout, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: --vector %s' % vector), proc.stderr
+        assert said in lines[0], (vector, proc.stderr)
+    good = saved('good.npy', open_catalog(str(floats)).index.vector(0))
+    hits = json.loads(run_command('search', floats, '--vector', good, '-k', 3, '--json',
+                                  check=True).stdout)
+    assert hits[0]['id'] == 0
