@@ -9,6 +9,8 @@ for each method and code length, and writes them to ``--out`` (JSON).
 import argparse
 import time
 
+import numpy as np
+
 from .. import cli, config
 from ..data.hashing import get_hash_splits
 from ..fileio import atomic_write_json
@@ -36,10 +38,19 @@ def main(argv=None):
         raise cli.UserError('--methods names no baseline; choose lsh, itq or "lsh,itq".')
     for method in methods:
         get_baseline(method, all_bits[0])           # an unknown name fails now
+    if not 0 <= a.seed < 2 ** 32:                   # numpy's "Seed must be between 0 and 2**32 - 1"
+        raise cli.UserError('--seed must lie in 0..%d, got %d.' % (2 ** 32 - 1, a.seed))
     a.out = cli.output_path(a.out)
 
     splits = get_hash_splits(a.data, a.data_path)
     db, q = splits['database'], splits['query']
+    # ITQ rotates a PCA of the pixels: no more bits than pixels. Said before any baseline is
+    # fitted (it was said when ITQ's turn came, after LSH's work, and nothing was written)
+    dim = int(np.prod(db.images.shape[1:]))
+    if any(m.lower() == 'itq' for m in methods) and max(all_bits) > dim:
+        raise cli.UserError('--bits %d: ITQ makes at most %d bits on %s (one per pixel of its '
+                            'images); use shorter codes, or --methods lsh.'
+                            % (max(all_bits), dim, a.data))
     results = []
     for bits in all_bits:
         for method in methods:

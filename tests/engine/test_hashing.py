@@ -167,6 +167,27 @@ def test_hash_baselines_command_writes_each_method_and_takes_threads(tmp_path):
     assert rows[1]['map'] > rows[0]['map'] > 0.2        # 5 classes: chance is about 0.2
 
 
+def test_hash_baselines_refuses_itq_bits_and_a_seed_before_any_fitting(tmp_path):
+    """--bits 16,65 fitted LSH at both lengths and ITQ at 16, then stopped on ITQ at 65 bits
+    (digits has 64 pixels) with nothing written; --seed -1 was numpy's "Seed must be between 0
+    and 2**32 - 1", naming no flag. Both are refused before the first baseline is fitted."""
+    out = tmp_path / 'b.json'
+    for flags, said in ((['--bits', '16,65', '--methods', 'lsh,ITQ'],
+                         'error: --bits 65: ITQ makes at most 64 bits on digits (one per pixel of '
+                         'its images); use shorter codes, or --methods lsh.'),
+                        (['--bits', '16', '--seed', '-1'],
+                         'error: --seed must lie in 0..4294967295, got -1.')):
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data',
+                               'digits', '--out', str(out)] + flags, capture_output=True,
+                              text=True, env=script_env(), timeout=300)
+        assert proc.returncode == 2 and proc.stderr.strip() == said, (flags, proc.stderr)
+        assert 'mAP' not in proc.stdout and not out.exists(), proc.stdout
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data', 'digits',
+                           '--bits', '65', '--methods', 'lsh', '--out', str(out)],
+                          capture_output=True, text=True, env=script_env(), timeout=300)
+    assert proc.returncode == 0 and json.loads(out.read_text())[0]['bits'] == 65, proc.stderr
+
+
 def test_evaluate_reports_the_runs_own_top_k_and_refuses_recall_flags(tmp_path):
     """gluon-dml evaluate of a hashing run gives mAP@top-K for the run's --topk, equal to the
     log's final values (it always gave mAP@1000, whatever the run's K); --ks and --nmi-runs,
