@@ -13,6 +13,7 @@ interruption and the parts already embedded are reused. Unreadable images are sk
 counted. Prints the catalogue's size, memory and build time.
 """
 import argparse
+import os
 import signal
 import threading
 
@@ -81,6 +82,17 @@ def main(argv=None):
     if not a.out.strip():
         raise cli.UserError('--out is empty; give the catalogue folder.')
     check_folder_path(a.out, '--out')
+    if not a.images.strip():
+        raise cli.UserError('--images is empty; give an image, a folder of images or a list file.')
+    # a folder that takes no file (a read-only disk, /proc) failed at the first write with the
+    # OS's "[Errno 2] No such file or directory: PATH", naming no flag
+    existing = os.path.abspath(a.out)
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+    why = cli._takes_no_file(existing)
+    if why:
+        raise cli.UserError('--out %s cannot be written: %s takes no file (%s).'
+                            % (a.out, existing, why))
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
     # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so).
     # SIGINT too when the process started with it ignored (a background job of a shell script:

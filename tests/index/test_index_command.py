@@ -171,6 +171,23 @@ def test_an_index_type_that_needs_more_vectors_than_the_images_is_refused_before
     assert 'ivf_flat index' in proc.stdout and '120 items' in proc.stdout
 
 
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='no /proc (a folder taking no file)')
+def test_an_out_that_takes_no_file_and_an_empty_images_are_refused_naming_the_flag(
+        tiny_digits_run, image_folder, tmp_path):
+    """--out in a folder that takes no file was the OS's "[Errno 2] No such file or directory:
+    '/proc/cat'" from the first write, and --images '' was " does not exist": one sentence
+    naming the flag, before the run is opened."""
+    for flags, said in ((['--images', image_folder, '--out', '/proc/cat'],
+                         'error: --out /proc/cat cannot be written: /proc takes no file ('),
+                        (['--images', '', '--out', tmp_path / 'cat'],
+                         'error: --images is empty; give an image, a folder of images or a list '
+                         'file.')):
+        proc = run_command('index', tiny_digits_run, '--no-progress', *flags)
+        assert proc.returncode == 2 and proc.stderr.startswith(said), (flags, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and 'embedding:' not in proc.stdout
+    assert not (tmp_path / 'cat').exists()
+
+
 def _listing(tmp_path, image_folder, labelled):
     """A list file of the images of classes 0-3: the lines of the ``labelled`` classes carry
     a label (``digit-N``), the others are the path alone."""
