@@ -39,7 +39,7 @@ def main(argv=None):
     for method in methods:
         get_baseline(method, all_bits[0])           # an unknown name fails now
     if not 0 <= a.seed < 2 ** 32:                   # numpy's "Seed must be between 0 and 2**32 - 1"
-        raise cli.UserError('--seed must lie in 0..%d, got %d.' % (2 ** 32 - 1, a.seed))
+        raise cli.UserError('--seed must lie in 0 .. 2^32 - 1, got %d.' % a.seed)
     a.out = cli.output_path(a.out)
 
     splits = get_hash_splits(a.data, a.data_path)

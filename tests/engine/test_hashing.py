@@ -176,7 +176,7 @@ def test_hash_baselines_refuses_itq_bits_and_a_seed_before_any_fitting(tmp_path)
                          'error: --bits 65: ITQ makes at most 64 bits on digits (one per pixel of '
                          'its images); use shorter codes, or --methods lsh.'),
                         (['--bits', '16', '--seed', '-1'],
-                         'error: --seed must lie in 0..4294967295, got -1.')):
+                         'error: --seed must lie in 0 .. 2^32 - 1, got -1.')):
         proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data',
                                'digits', '--out', str(out)] + flags, capture_output=True,
                               text=True, env=script_env(), timeout=300)
