@@ -44,7 +44,7 @@ def build_parser():
     p.add_argument('--images', required=True, help='one image, a folder or a list file')
     p.add_argument('--out', required=True, help='the catalogue folder')
     p.add_argument('--add', action='store_true', help='add to the existing catalogue --out')
-    p.add_argument('--backend', choices=['faiss', 'milvus'], default='faiss',
+    p.add_argument('--backend', choices=['faiss', 'milvus'], default=None,
                    help='faiss (files in the catalogue folder) or Milvus (default faiss)')
     p.add_argument('--uri', default=None,
                    help='Milvus: a server or cluster, http://host:19530 (default: Milvus Lite, a '
@@ -62,6 +62,29 @@ def build_parser():
     cli.add_int8_flags(p)
     p.set_defaults(batch_size=64)
     return p
+
+
+def _refuse_index_settings_for_add(a, params):
+    """``--add`` adds to the catalogue's own index: a --backend, --index-type, --nlist or
+    --nprobe that would build another was ignored in silence (``--add --backend milvus`` on a
+    faiss catalogue added to its faiss index and said so only in the summary line)."""
+    from ..index.core import read_catalog
+    try:
+        manifest = read_catalog(a.out)[1]
+    except (ValueError, OSError):
+        return                                  # build_catalog says what is wrong with it
+    have = (manifest.get('backend'), manifest.get('index_type'))
+    wants = []
+    if a.backend is not None and a.backend != have[0]:
+        wants.append('--backend %s' % a.backend)
+    if a.index_type not in ('auto', have[1], manifest.get('requested_type')):
+        wants.append('--index-type %s' % a.index_type)
+    wants += ['--%s %d' % (k, v) for k, v in sorted(params.items())]
+    if wants:
+        raise cli.UserError('%s do%s not apply with --add: %s is a %s %s catalogue, and --add '
+                            'adds to its own index (to change it, build a new catalogue).'
+                            % (', '.join(wants), 'es' if len(wants) == 1 else '', a.out,
+                               have[0], have[1]))
 
 
 def main(argv=None):
@@ -94,6 +117,8 @@ def main(argv=None):
         raise cli.UserError('--out %s cannot be written: %s takes no file (%s).'
                             % (a.out, existing, why))
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
+    if a.add:
+        _refuse_index_settings_for_add(a, params)
     # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so).
     # SIGINT too when the process started with it ignored (a background job of a shell script:
     # `kill -INT` did nothing), as the training commands' own handler does.
@@ -101,7 +126,7 @@ def main(argv=None):
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
     try:
-        cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend,
+        cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend or 'faiss',
                                     index_type=a.index_type, uri=a.uri, add=a.add,
                                     batch_size=a.batch_size, chunk=a.chunk, which=a.checkpoint,
                                     ctx=get_contexts(a.gpus), progress=not a.no_progress,

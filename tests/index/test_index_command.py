@@ -471,3 +471,30 @@ def test_a_query_vector_file_that_cannot_be_searched_is_one_sentence_naming_it(
     hits = json.loads(run_command('search', floats, '--vector', good, '-k', 3, '--json',
                                   check=True).stdout)
     assert hits[0]['id'] == 0
+
+
+def test_add_refuses_index_settings_it_would_ignore(tiny_digits_run, image_folder, tmp_path):
+    """index --add adds to the catalogue's own index: --backend milvus on a faiss catalogue,
+    another --index-type, --nlist or --nprobe were ignored in silence (the user believed the
+    catalogue moved to Milvus). Refused before anything is embedded; the catalogue's own
+    settings (or none) add as before."""
+    cat = tmp_path / 'cat'
+    first = sorted(image_folder.glob('[0-1]/*.png'))
+    listing = tmp_path / 'l.txt'
+    listing.write_text('\n'.join(str(p) for p in first) + '\n')
+    build_catalog(str(tiny_digits_run), str(listing), str(cat))[0].close()
+    more = sorted(image_folder.glob('2/*.png'))
+    for flags, said in (
+            (['--backend', 'milvus'], '--backend milvus does not apply with --add: %s is a faiss '
+                                      'flat catalogue, and --add adds to its own index' % cat),
+            (['--index-type', 'hnsw', '--nlist', '5'],
+             '--index-type hnsw, --nlist 5 do not apply with --add'),
+            (['--nprobe', '4'], '--nprobe 4 does not apply with --add')):
+        proc = run_command('index', tiny_digits_run, '--images', more[0], '--out', cat, '--add',
+                           '--no-progress', *flags)
+        assert proc.returncode == 2 and said in proc.stderr, (flags, proc.stdout, proc.stderr)
+        assert 'embedding:' not in proc.stdout
+    assert len(open_catalog(str(cat)).index) == len(first)
+    proc = run_command('index', tiny_digits_run, '--images', more[0], '--out', cat, '--add',
+                       '--backend', 'faiss', '--index-type', 'flat', '--no-progress', check=True)
+    assert '(1 added' in proc.stdout and len(open_catalog(str(cat)).index) == len(first) + 1
