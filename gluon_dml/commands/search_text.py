@@ -14,6 +14,20 @@ from ..methods import open_run
 from ..methods.vse import data_root, embed_captions, embed_images, load_split
 
 
+def _check_grid(path, run_dir):
+    """``--grid``: an image file PIL can write, not a file of the run (a name PIL knows no
+    format for was "unknown file extension: .json" once the split was embedded and searched)."""
+    import os
+    from PIL import Image
+    cli.refuse_run_file(run_dir, path, '--grid')
+    Image.init()
+    ext = os.path.splitext(path)[1].lower()
+    if Image.registered_extensions().get(ext) not in Image.SAVE:      # .psd: PIL only reads it
+        raise cli.UserError('--grid %s: %s is no image format PIL writes; give a .png (or .jpg) '
+                            'file name.' % (path, "'%s'" % ext if ext else 'a name without an '
+                                            'extension'))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-text', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
@@ -29,6 +43,8 @@ def main(argv=None):
     if a.top < 1:
         raise cli.UserError('--top must be at least 1, got %d.' % a.top)
     a.grid = cli.output_path(a.grid, flag='--grid')     # settled before the embedding
+    if a.grid:
+        _check_grid(a.grid, a.run_dir)
 
     if load_run_args(a.run_dir).get('method') != 'vse':
         raise cli.UserError('%s is not a train-vse run; text search needs an image-caption '

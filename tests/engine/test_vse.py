@@ -217,3 +217,28 @@ def test_evaluate_refuses_the_embedding_runs_flags_for_a_vse_run(tiny_vse_run, f
     assert proc.stderr.strip() == (
         'error: %s is for the embedding runs (train-margin, train-npair); %s is a VSE run, '
         'evaluated by image->text and text->image Recall@1/5/10.' % (flags[0], tiny_vse_run))
+
+
+def test_search_text_refuses_a_grid_it_cannot_write_before_the_search(f3_root, tmp_path):
+    """search-text --grid hits.json (or no extension, or .psd, which PIL only reads) embedded
+    and searched the whole split, printed the hits, then failed with PIL's "unknown file
+    extension: .json", naming no flag; --grid RUN/args.json was not refused as a file of the
+    run. Each is one sentence naming --grid before any work; a .png is written."""
+    from tests.helpers import run_command
+    run = tmp_path / 'run'
+    run_command('train-vse', '--data', 'fashion3', '--data-path', f3_root, '--save-dir', run,
+                '--epochs', '1', '--batches-per-epoch', '3', '--steps', '', '--embed-dim', '16',
+                '--word-dim', '8', '--no-progress', check=True)
+    for grid, said in ((tmp_path / 'hits.json', "'.json' is no image format PIL writes"),
+                       (tmp_path / 'hits', 'a name without an extension is no image format'),
+                       (tmp_path / 'hits.psd', "'.psd' is no image format PIL writes"),
+                       (run / 'args.json', 'is a file of the run itself; choose another name.')):
+        proc = run_command('search-text', run, 'a shirt', '--top', '2', '--grid', grid)
+        assert proc.returncode == 2, (grid, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith('error: --grid %s' % grid) and said in proc.stderr, proc.stderr
+        assert 'query:' not in proc.stdout, proc.stdout          # refused before the search
+        assert grid == run / 'args.json' or not grid.exists()
+    assert json.load(open(run / 'args.json'))['method'] == 'vse'
+    proc = run_command('search-text', run, 'a shirt', '--top', '2', '--grid', tmp_path / 'h.png',
+                       check=True)
+    assert 'written: %s' % (tmp_path / 'h.png') in proc.stdout and (tmp_path / 'h.png').exists()
