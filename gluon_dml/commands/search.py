@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import cli
 from ..catalog import hit_record, open_catalog
+from ..data.captions import tokenize
 from ..data.transforms import BadImageError
 from ..engine import get_contexts
 
@@ -83,6 +84,9 @@ def main(argv=None):
                                 % (path, path.rstrip('/')))
         if not os.path.exists(path):
             raise cli.UserError('The query image %s does not exist.' % path)
+    for sentence in a.text or []:
+        if not tokenize(sentence):      # it was embedded as an empty caption: hits at random
+            raise cli.UserError('The sentence %r has no words to search with.' % sentence)
     cat = open_catalog(a.catalog, get_contexts(a.gpus), a.uri)
     flt = parse_filter(a.filter)
     queries = a.image or a.text or ([a.vector] if a.vector else ['id %d' % a.id])

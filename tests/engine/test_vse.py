@@ -219,16 +219,24 @@ def test_evaluate_refuses_the_embedding_runs_flags_for_a_vse_run(tiny_vse_run, f
         'evaluated by image->text and text->image Recall@1/5/10.' % (flags[0], tiny_vse_run))
 
 
-def test_search_text_refuses_a_grid_it_cannot_write_before_the_search(f3_root, tmp_path):
+@pytest.fixture(scope='module')
+def tiny_vse_run(f3_root, tmp_path_factory):
+    """A real train-vse run on fashion3, three steps: a run to search and index."""
+    from tests.helpers import run_command
+    run = tmp_path_factory.mktemp('vse-run') / 'run'
+    run_command('train-vse', '--data', 'fashion3', '--data-path', f3_root, '--save-dir', run,
+                '--epochs', '1', '--batches-per-epoch', '3', '--steps', '', '--embed-dim', '16',
+                '--word-dim', '8', '--no-progress', check=True)
+    return run
+
+
+def test_search_text_refuses_a_grid_it_cannot_write_before_the_search(tiny_vse_run, tmp_path):
     """search-text --grid hits.json (or no extension, or .psd, which PIL only reads) embedded
     and searched the whole split, printed the hits, then failed with PIL's "unknown file
     extension: .json", naming no flag; --grid RUN/args.json was not refused as a file of the
     run. Each is one sentence naming --grid before any work; a .png is written."""
     from tests.helpers import run_command
-    run = tmp_path / 'run'
-    run_command('train-vse', '--data', 'fashion3', '--data-path', f3_root, '--save-dir', run,
-                '--epochs', '1', '--batches-per-epoch', '3', '--steps', '', '--embed-dim', '16',
-                '--word-dim', '8', '--no-progress', check=True)
+    run = tiny_vse_run
     for grid, said in ((tmp_path / 'hits.json', "'.json' is no image format PIL writes"),
                        (tmp_path / 'hits', 'a name without an extension is no image format'),
                        (tmp_path / 'hits.psd', "'.psd' is no image format PIL writes"),
@@ -242,3 +250,24 @@ def test_search_text_refuses_a_grid_it_cannot_write_before_the_search(f3_root, t
     proc = run_command('search-text', run, 'a shirt', '--top', '2', '--grid', tmp_path / 'h.png',
                        check=True)
     assert 'written: %s' % (tmp_path / 'h.png') in proc.stdout and (tmp_path / 'h.png').exists()
+
+
+def test_search_of_a_catalogue_refuses_a_sentence_without_words(tiny_vse_run, f3_root, tmp_path):
+    """search CAT --text '' (or '!!!') embedded an empty caption and printed k hits as if they
+    answered it; search-text refused the same sentence. One sentence, exit 2, as search-text's."""
+    import glob
+    from tests.helpers import run_command
+    listing = tmp_path / 'l.txt'
+    listing.write_text('\n'.join(sorted(glob.glob(os.path.join(f3_root, 'images', '*.png')))[:12]))
+    cat = tmp_path / 'cat'
+    run_command('index', tiny_vse_run, '--images', listing, '--out', cat, '--no-progress',
+                check=True)
+    for sentence in ('', '!!! ?'):
+        proc = run_command('search', cat, '--text', 'a bag', sentence, '-k', '2')
+        assert proc.returncode == 2, (sentence, proc.stdout, proc.stderr)
+        assert proc.stderr.strip() == 'error: The sentence %r has no words to search with.' \
+            % sentence, proc.stderr
+        assert 'query:' not in proc.stdout
+    hits = json.loads(run_command('search', cat, '--text', 'a bag', '-k', '2', '--json',
+                                  check=True).stdout)
+    assert len(hits) == 2
