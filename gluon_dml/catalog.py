@@ -294,9 +294,24 @@ def open_catalog(path, ctx=None, uri=None, fuse=True):
     missing = [key for key in ('run_dir', 'kind', 'dim') if key not in source]
     if missing:
         raise UserError('%s is damaged (it records no %s).' % (cat_file, ', '.join(missing)))
+    if uri:
+        _check_uri_applies(str(path), uri)
     _check_not_served(str(path), uri)
     index = open_index(str(path), **({'uri': uri} if uri else {}))
     return Catalog(str(path), index, source, ctx, fuse)
+
+
+def _check_uri_applies(path, uri):
+    """A Milvus address given for a faiss catalogue: one sentence naming ``--uri`` (it was the
+    index layer's "open_index takes no options for a faiss catalogue; got uri")."""
+    from .index.core import read_catalog
+    try:
+        backend = read_catalog(path)[1].get('backend')
+    except (ValueError, OSError):
+        return                                  # open_index says what is wrong
+    if backend != 'milvus':
+        raise UserError('--uri %s reaches a Milvus collection, but %s is a %s catalogue (its index '
+                        'is in the folder): leave --uri out.' % (uri, path, backend))
 
 
 def _check_not_served(path, uri):

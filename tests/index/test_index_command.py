@@ -498,3 +498,19 @@ def test_add_refuses_index_settings_it_would_ignore(tiny_digits_run, image_folde
     proc = run_command('index', tiny_digits_run, '--images', more[0], '--out', cat, '--add',
                        '--backend', 'faiss', '--index-type', 'flat', '--no-progress', check=True)
     assert '(1 added' in proc.stdout and len(open_catalog(str(cat)).index) == len(first) + 1
+
+
+def test_uri_given_for_a_faiss_catalogue_is_one_sentence_naming_it(tiny_digits_run, image_folder,
+                                                                   tmp_path):
+    """search --uri (or index --add --uri) on a faiss catalogue said the index layer's "open_index
+    takes no options for a faiss catalogue; got uri."; it names --uri and says to leave it out."""
+    cat = tmp_path / 'cat'
+    build_catalog(str(tiny_digits_run), str(sorted(image_folder.glob('0/*.png'))[0]),
+                  str(cat))[0].close()
+    said = ('error: --uri http://127.0.0.1:1 reaches a Milvus collection, but %s is a faiss '
+            'catalogue (its index is in the folder): leave --uri out.' % cat)
+    for argv in (('search', cat, '--id', '0'),
+                 ('index', tiny_digits_run, '--images', image_folder, '--out', cat, '--add')):
+        proc = run_command(*argv, '--uri', 'http://127.0.0.1:1')
+        assert proc.returncode == 2 and proc.stderr.strip() == said, (argv, proc.stderr)
+    assert len(open_catalog(str(cat)).index) == 1
