@@ -4,7 +4,8 @@
 
 Fitted on the database images (the flattened pixels), the queries encoded with the same
 projection; prints mAP over the whole database, mAP@1000 and precision within Hamming radius 2
-for each method and code length, and writes them to ``--out`` (JSON).
+for each method and code length, and writes them to ``--out`` (JSON; rewritten as each row is
+done, so an interrupted command keeps the rows before it).
 """
 import argparse
 import time
@@ -51,18 +52,30 @@ def main(argv=None):
         raise cli.UserError('--bits %d: ITQ makes at most %d bits on %s (one per pixel of its '
                             'images); use shorter codes, or --methods lsh.'
                             % (max(all_bits), dim, a.data))
-    results = []
-    for bits in all_bits:
-        for method in methods:
-            t0 = time.time()
-            model = get_baseline(method, bits, seed=a.seed).fit(db.images)
-            m = hashing_metrics(model.encode(q.images), model.encode(db.images), q.labels, db.labels)
-            m.update(method=method, bits=bits, data=a.data, seed=a.seed, time=time.time() - t0)
-            results.append(m)
-            print('%-4s %3d bits  mAP %.4f  mAP@1000 %.4f  precision@r2 %.4f  (%.1f s)'
-                  % (method, bits, m['map'], m['map@1000'], m['precision@r2'], m['time']), flush=True)
+    results, saved = [], 0
+    try:
+        for bits in all_bits:
+            for method in methods:
+                t0 = time.time()
+                model = get_baseline(method, bits, seed=a.seed).fit(db.images)
+                m = hashing_metrics(model.encode(q.images), model.encode(db.images), q.labels,
+                                    db.labels)
+                m.update(method=method, bits=bits, data=a.data, seed=a.seed, time=time.time() - t0)
+                results.append(m)
+                # each row is kept as it is done, before it is printed: Ctrl-C (or a kill)
+                # during a long code length lost every row before it, since the file was
+                # written only at the end
+                if a.out:
+                    atomic_write_json(a.out, results, indent=1, sort_keys=False)
+                    saved = len(results)
+                print('%-4s %3d bits  mAP %.4f  mAP@1000 %.4f  precision@r2 %.4f  (%.1f s)'
+                      % (method, bits, m['map'], m['map@1000'], m['precision@r2'], m['time']),
+                      flush=True)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt('Interrupted (Ctrl-C); %s' % (
+            'the %d result(s) done so far are in %s.' % (saved, a.out) if saved
+            else 'nothing was written.')) from None
     if a.out:
-        atomic_write_json(a.out, results, indent=1, sort_keys=False)
         print('written: %s' % a.out)
     return results
 

@@ -188,6 +188,29 @@ def test_hash_baselines_refuses_itq_bits_and_a_seed_before_any_fitting(tmp_path)
     assert proc.returncode == 0 and json.loads(out.read_text())[0]['bits'] == 65, proc.stderr
 
 
+def test_hash_baselines_interrupted_keeps_the_rows_done(tmp_path):
+    """Ctrl-C during a long code length (LSH at 100,000 bits, seconds) lost the rows already
+    done, since --out was written only at the end, and said the training advice ("a training
+    run continues ... with --resume"). Each row is written as it is done; the message says how
+    many are kept, and where."""
+    import signal
+    out = tmp_path / 'b.json'
+    proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data',
+                             'digits', '--bits', '16,100000', '--methods', 'lsh', '--out',
+                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=script_env())
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith('lsh   16 bits'), first + proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip() == 'Interrupted (Ctrl-C); the 1 result(s) done so far are in %s.' % out, err
+    assert [(r['method'], r['bits']) for r in json.loads(out.read_text())] == [('lsh', 16)]
+
+
 def test_evaluate_reports_the_runs_own_top_k_and_refuses_recall_flags(tmp_path):
     """gluon-dml evaluate of a hashing run gives mAP@top-K for the run's --topk, equal to the
     log's final values (it always gave mAP@1000, whatever the run's K); --ks and --nmi-runs,
