@@ -83,6 +83,11 @@ def _check_index_flags(a, n_db, bits):
     (``n_db`` None: before the database is encoded, the checks that need no count)."""
     if a.nlist is not None and a.nlist < 1:
         raise cli.UserError('--nlist must be a positive number of lists, got %d.' % a.nlist)
+    if n_db is not None and a.k > n_db:
+        # the result arrays are (queries, k): --k 1000000000 was "unexpected MemoryError:
+        # Unable to allocate 1.09 TiB"; past the database, the columns are only -1 anyway
+        raise cli.UserError('--k %d is more neighbours than the %d database codes hold; use at '
+                            'most %d.' % (a.k, n_db, n_db))
     if a.index == 'ivf':
         if a.nlist is not None and n_db is not None and a.nlist > n_db:
             raise cli.UserError('--nlist %d is more lists than the %d database codes: the IVF index '

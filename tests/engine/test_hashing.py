@@ -257,3 +257,24 @@ def test_search_codes_out_never_replaces_the_codes_it_reads(tmp_path):
     run_command('search-codes', run, '--db', codes, '--queries', codes, '--k', '3', '--out',
                 tmp_path / 'hits.npz', check=True)
     assert np.load(str(tmp_path / 'hits.npz'))['ids'].shape == (300, 3)
+
+
+def test_search_codes_refuses_a_k_beyond_the_database(tmp_path):
+    """search-codes --k 1000000000 was "unexpected MemoryError: Unable to allocate 1.09 TiB"
+    (the result arrays are queries x k), after the database was encoded; a k past the database
+    only padded every row with -1. One sentence with the largest k that means something; that
+    k itself searches."""
+    from ..helpers import run_command
+    run = tmp_path / 'run'
+    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    codes = run / 'codes.npz'
+    n_db = len(load_codes(str(codes))['db_codes'])
+    for k in (n_db + 1, 10 ** 9):
+        bad = run_command('search-codes', run, '--db', codes, '--queries', codes, '--k', k)
+        assert bad.returncode == 2 and bad.stderr.strip() == (
+            'error: --k %d is more neighbours than the %d database codes hold; use at most %d.'
+            % (k, n_db, n_db)), bad.stderr
+    run_command('search-codes', run, '--db', codes, '--queries', codes, '--k', n_db, '--out',
+                tmp_path / 'all.npz', check=True)
+    assert (np.load(str(tmp_path / 'all.npz'))['ids'] >= 0).all()
