@@ -492,6 +492,27 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
             give_back_folder(out, made)
 
 
+def _once_each(paths, labels, images, log):
+    """``paths`` (and their ``labels``) with each image once: a list file naming an image twice
+    made two items of it, and both took the label of the last line (``label_of`` is keyed by
+    path), so the first line's label was lost. A repeat with another label is refused: which
+    one the item carries cannot be chosen."""
+    first, keep = {}, []
+    for i, p in enumerate(paths):
+        if p not in first:
+            first[p] = i
+            keep.append(i)
+        elif labels is not None and labels[i] != labels[first[p]]:
+            raise UserError('%s lists %s twice with different labels (%s and %s); an image is one '
+                            'item of the catalogue, with one label.'
+                            % (images, p, labels[first[p]], labels[i]))
+    if len(keep) == len(paths):
+        return paths, labels
+    log('note: %d line(s) of %s repeat an image listed before; each image is indexed once'
+        % (len(paths) - len(keep), images))
+    return [paths[i] for i in keep], [labels[i] for i in keep] if labels is not None else None
+
+
 def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_size, chunk, which,
                    ctx, progress, log, fuse, int8, index_params):
     log = log or (lambda msg: None)
@@ -499,6 +520,7 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
     paths, labels = list_images(images)
     root = os.path.abspath(images) if os.path.isdir(images) else None
     paths = [os.path.abspath(p) for p in paths]
+    paths, labels = _once_each(paths, labels, images, log)
     if add:
         cat = open_catalog(out, ctx, uri, fuse)
         if os.path.abspath(cat.source['run_dir']) != os.path.abspath(run_dir):

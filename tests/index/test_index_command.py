@@ -514,3 +514,29 @@ def test_uri_given_for_a_faiss_catalogue_is_one_sentence_naming_it(tiny_digits_r
         proc = run_command(*argv, '--uri', 'http://127.0.0.1:1')
         assert proc.returncode == 2 and proc.stderr.strip() == said, (argv, proc.stderr)
     assert len(open_catalog(str(cat)).index) == 1
+
+
+def test_an_image_listed_twice_is_one_item_and_keeps_its_label(tiny_digits_run, image_folder,
+                                                               tmp_path):
+    """A list file naming an image on two lines made two items of it, both with the label of the
+    last line (the first line's label was lost). It is one item, said in a note; two different
+    labels for it are refused before anything is embedded."""
+    a, b = sorted(image_folder.glob('1/*.png'))[:2]
+    listing = tmp_path / 'twice.txt'
+    listing.write_text('%s 1\n%s 7\n%s 1\n' % (a, b, a))
+    cat = tmp_path / 'cat'
+    proc = run_command('index', tiny_digits_run, '--images', listing, '--out', cat,
+                       '--no-progress', check=True)
+    assert ('note: 1 line(s) of %s repeat an image listed before; each image is indexed once'
+            % listing) in proc.stdout
+    c = open_catalog(str(cat))
+    assert sorted((m['path'], m['label']) for m in c.index.all_metadata().values()) == \
+        [(str(a), '1'), (str(b), '7')]
+    c.close()
+    listing.write_text('%s 1\n%s 2\n' % (a, a))
+    bad = run_command('index', tiny_digits_run, '--images', listing, '--out', tmp_path / 'c2',
+                      '--no-progress')
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        'error: %s lists %s twice with different labels (1 and 2); an image is one item of the '
+        'catalogue, with one label.' % (listing, a)), bad.stderr
+    assert 'embedding:' not in bad.stdout and not (tmp_path / 'c2').exists()
