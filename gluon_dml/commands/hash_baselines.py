@@ -8,6 +8,8 @@ for each method and code length, and writes them to ``--out`` (JSON; rewritten a
 done, so an interrupted command keeps the rows before it).
 """
 import argparse
+import signal
+import threading
 import time
 
 import numpy as np
@@ -53,6 +55,10 @@ def main(argv=None):
                             'images); use shorter codes, or --methods lsh.'
                             % (max(all_bits), dim, a.data))
     results, saved = [], 0
+    main_thread = threading.current_thread() is threading.main_thread()
+    # a shell script's background job starts with SIGINT ignored: `kill -INT` did nothing and
+    # the fitting ran on (index and the training commands answer it as Ctrl-C too)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
     try:
         for bits in all_bits:
             for method in methods:
@@ -75,6 +81,9 @@ def main(argv=None):
         raise KeyboardInterrupt('Interrupted (Ctrl-C); %s' % (
             'the %d result(s) done so far are in %s.' % (saved, a.out) if saved
             else 'nothing was written.')) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     if a.out:
         print('written: %s' % a.out)
     return results

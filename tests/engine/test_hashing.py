@@ -188,17 +188,21 @@ def test_hash_baselines_refuses_itq_bits_and_a_seed_before_any_fitting(tmp_path)
     assert proc.returncode == 0 and json.loads(out.read_text())[0]['bits'] == 65, proc.stderr
 
 
-def test_hash_baselines_interrupted_keeps_the_rows_done(tmp_path):
+@pytest.mark.parametrize('started_with_sigint_ignored', [False, True])
+def test_hash_baselines_interrupted_keeps_the_rows_done(tmp_path, started_with_sigint_ignored):
     """Ctrl-C during a long code length (LSH at 100,000 bits, seconds) lost the rows already
     done, since --out was written only at the end, and said the training advice ("a training
     run continues ... with --resume"). Each row is written as it is done; the message says how
-    many are kept, and where."""
+    many are kept, and where. Started with SIGINT ignored (a shell script's background job),
+    `kill -INT` did nothing; it stops the same way."""
     import signal
     out = tmp_path / 'b.json'
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) \
+        if started_with_sigint_ignored else None
     proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data',
                              'digits', '--bits', '16,100000', '--methods', 'lsh', '--out',
                              str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=script_env())
+                            env=script_env(), preexec_fn=ignore)
     try:
         first = proc.stdout.readline()
         assert first.startswith('lsh   16 bits'), first + proc.stderr.read()
