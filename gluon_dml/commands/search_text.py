@@ -4,12 +4,14 @@
     gluon-dml search-text RUN_DIR "a dog on a beach" --split test --top 10 --grid hits.png
 """
 import argparse
+import os
 
 import numpy as np
 
 from .. import cli
 from ..data.captions import tokenize
 from ..engine import get_contexts, load_run_args
+from ..fileio import atomic_save
 from ..methods import open_run
 from ..methods.vse import data_root, embed_captions, embed_images, load_split
 
@@ -17,7 +19,6 @@ from ..methods.vse import data_root, embed_captions, embed_images, load_split
 def _check_grid(path, run_dir):
     """``--grid``: an image file PIL can write, not a file of the run (a name PIL knows no
     format for was "unknown file extension: .json" once the split was embedded and searched)."""
-    import os
     from PIL import Image
     cli.refuse_run_file(run_dir, path, '--grid')
     Image.init()
@@ -86,7 +87,15 @@ def _main(argv=None):
                 for p in pics]
         row = np.concatenate([np.pad(p, ((0, 0), (2, 2), (2, 2)), constant_values=1) for p in pics], axis=2)
         arr = (row.transpose(1, 2, 0) * 255).astype(np.uint8)
-        Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(a.grid)
+        grid = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+        fmt = Image.registered_extensions()[os.path.splitext(a.grid)[1].lower()]
+        # through a temporary: PIL writes in place, and a format that refused the image
+        # ("cannot write mode L as XBM") left the file that was there empty
+        try:
+            atomic_save(a.grid, lambda tmp: grid.save(tmp, format=fmt))
+        except (OSError, ValueError, KeyError) as err:
+            raise cli.UserError('--grid %s cannot be written as %s (%s); give a .png file name.'
+                                % (a.grid, fmt, err)) from None
         print('written: %s' % a.grid)
     return [(cset.image_ids[i], float(scores[i])) for i in order]
 

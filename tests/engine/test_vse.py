@@ -271,3 +271,18 @@ def test_search_of_a_catalogue_refuses_a_sentence_without_words(tiny_vse_run, f3
     hits = json.loads(run_command('search', cat, '--text', 'a bag', '-k', '2', '--json',
                                   check=True).stdout)
     assert len(hits) == 2
+
+
+def test_search_text_grid_a_format_refuses_leaves_the_file_there_whole(tiny_vse_run, tmp_path):
+    """PIL wrote --grid in place: a format that refuses the picture (XBM takes only 1-bit
+    images: "cannot write mode L as XBM") left the file that was there empty. It is written
+    through a temporary; the refusal names --grid and the old file is untouched."""
+    from tests.helpers import run_command
+    old = tmp_path / 'hits.xbm'
+    old.write_text('the picture of yesterday\n')
+    proc = run_command('search-text', tiny_vse_run, 'a shirt', '--top', '2', '--grid', old)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        'error: --grid %s cannot be written as XBM (cannot write mode L as XBM); give a .png file '
+        'name.' % old), proc.stderr
+    assert old.read_text() == 'the picture of yesterday\n'
+    assert sorted(os.listdir(tmp_path)) == ['hits.xbm']
