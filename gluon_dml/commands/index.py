@@ -119,6 +119,10 @@ def main(argv=None):
     params = {k: getattr(a, k) for k in ('nlist', 'nprobe') if getattr(a, k) is not None}
     if a.add:
         _refuse_index_settings_for_add(a, params)
+    elif a.uri is not None and a.backend != 'milvus':
+        # it was the index layer's "Unknown faiss index parameter(s): uri; known: ..."
+        raise cli.UserError('--uri %s is a Milvus address: give --backend milvus with it (the '
+                            'faiss backend keeps the index in the catalogue folder).' % a.uri)
     # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so).
     # SIGINT too when the process started with it ignored (a background job of a shell script:
     # `kill -INT` did nothing), as the training commands' own handler does.

@@ -540,3 +540,17 @@ def test_an_image_listed_twice_is_one_item_and_keeps_its_label(tiny_digits_run, 
         'error: %s lists %s twice with different labels (1 and 2); an image is one item of the '
         'catalogue, with one label.' % (listing, a)), bad.stderr
     assert 'embedding:' not in bad.stdout and not (tmp_path / 'c2').exists()
+
+
+def test_uri_without_backend_milvus_is_one_sentence_naming_it(tiny_digits_run, image_folder,
+                                                              tmp_path):
+    """index --uri http://... without --backend milvus was the index layer's "Unknown faiss
+    index parameter(s): uri; known: ef_construction, ...": it names --uri and --backend."""
+    for flags in ([], ['--backend', 'faiss']):
+        out = tmp_path / 'new' / 'cat'
+        proc = run_command('index', tiny_digits_run, '--images', image_folder, '--out', out,
+                           '--uri', 'http://127.0.0.1:1', '--no-progress', *flags)
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            'error: --uri http://127.0.0.1:1 is a Milvus address: give --backend milvus with it '
+            '(the faiss backend keeps the index in the catalogue folder).'), proc.stderr
+        assert not (tmp_path / 'new').exists()
