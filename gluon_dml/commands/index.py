@@ -105,6 +105,11 @@ def main(argv=None):
     if not a.out.strip():
         raise cli.UserError('--out is empty; give the catalogue folder.')
     check_folder_path(a.out, '--out')
+    if os.path.realpath(a.out) == os.path.realpath(a.run_dir):
+        # the catalogue's files went among the run's, and its .lock is the run's own: a training
+        # run resumed there was refused while a service held the catalogue, and the reverse
+        raise cli.UserError('--out %s is the run folder itself; a catalogue goes in a folder of '
+                            'its own (e.g. --out %s/catalog).' % (a.out, a.out.rstrip('/')))
     if not a.images.strip():
         raise cli.UserError('--images is empty; give an image, a folder of images or a list file.')
     # a folder that takes no file (a read-only disk, /proc) failed at the first write with the

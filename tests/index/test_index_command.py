@@ -554,3 +554,16 @@ def test_uri_without_backend_milvus_is_one_sentence_naming_it(tiny_digits_run, i
             'error: --uri http://127.0.0.1:1 is a Milvus address: give --backend milvus with it '
             '(the faiss backend keeps the index in the catalogue folder).'), proc.stderr
         assert not (tmp_path / 'new').exists()
+
+
+def test_out_that_is_the_run_folder_is_refused(tiny_digits_run, image_folder):
+    """index RUN --out RUN put the catalogue's files among the run's, and the catalogue's writer
+    lock is the run's own RUN/.lock (a service holding the catalogue kept the run from being
+    resumed). Refused before anything is written; the run folder is left as it was."""
+    before = sorted(os.listdir(tiny_digits_run))
+    proc = run_command('index', tiny_digits_run, '--images', image_folder, '--out',
+                       str(tiny_digits_run) + '/', '--no-progress')
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        'error: --out %s/ is the run folder itself; a catalogue goes in a folder of its own (e.g. '
+        '--out %s/catalog).' % (tiny_digits_run, tiny_digits_run)), proc.stderr
+    assert sorted(os.listdir(tiny_digits_run)) == before
