@@ -8,6 +8,7 @@ for each method and code length, and writes them to ``--out`` (JSON; rewritten a
 done, so an interrupted command keeps the rows before it).
 """
 import argparse
+import os
 import signal
 import threading
 import time
@@ -44,6 +45,10 @@ def main(argv=None):
     if not 0 <= a.seed < 2 ** 32:                   # numpy's "Seed must be between 0 and 2**32 - 1"
         raise cli.UserError('--seed must lie in 0 .. 2^32 - 1, got %d.' % a.seed)
     a.out = cli.output_path(a.out)
+    if a.out and os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(a.out)), 'args.json')):
+        # --out RUN/args.json replaced a run's record with the table (the command takes no run,
+        # but a folder with an args.json is one)
+        cli.refuse_run_file(os.path.dirname(os.path.abspath(a.out)), a.out)
 
     splits = get_hash_splits(a.data, a.data_path)
     db, q = splits['database'], splits['query']

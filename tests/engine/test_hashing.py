@@ -215,6 +215,30 @@ def test_hash_baselines_interrupted_keeps_the_rows_done(tmp_path, started_with_s
     assert [(r['method'], r['bits']) for r in json.loads(out.read_text())] == [('lsh', 16)]
 
 
+def test_hash_baselines_out_never_replaces_a_run_record(tmp_path):
+    """hash-baselines --out RUN/args.json (or log.jsonl) replaced a run's record with the
+    baselines' table; the command takes no run, but a folder holding args.json is one. Refused
+    before any fitting, the record untouched; another name in the run folder is written."""
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'args.json').write_text('{"method": "hash"}')
+    (run / 'log.jsonl').write_text('{"epoch": 0}\n')
+    for name in ('args.json', 'log.jsonl'):
+        proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data',
+                               'digits', '--bits', '16', '--methods', 'lsh', '--out',
+                               str(run / name)], capture_output=True, text=True, env=script_env(),
+                              timeout=300)
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            'error: --out %s is a file of the run itself; choose another name.' % (run / name)), \
+            proc.stderr
+    assert (run / 'args.json').read_text() == '{"method": "hash"}'
+    assert (run / 'log.jsonl').read_text() == '{"epoch": 0}\n'
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data', 'digits',
+                           '--bits', '16', '--methods', 'lsh', '--out', str(run / 'lsh.json')],
+                          capture_output=True, text=True, env=script_env(), timeout=300)
+    assert proc.returncode == 0 and json.loads((run / 'lsh.json').read_text())[0]['bits'] == 16
+
+
 def test_evaluate_reports_the_runs_own_top_k_and_refuses_recall_flags(tmp_path):
     """gluon-dml evaluate of a hashing run gives mAP@top-K for the run's --topk, equal to the
     log's final values (it always gave mAP@1000, whatever the run's K); --ks and --nmi-runs,
