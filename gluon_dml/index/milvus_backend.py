@@ -609,6 +609,12 @@ class MilvusIndex(Index):
         self.next_id = int(manifest.get('next_id', 0))
         self.lite = _is_lite(self._uri())
         self._client = None
+        if self.lite and manifest.get('created') and not os.path.isfile(self._uri()):
+            # Milvus Lite made a new, empty file in its place (a reader wrote into the
+            # catalogue), then the collection was "not held"
+            raise ValueError('The Milvus Lite file %s of the catalogue %s is missing: its items '
+                             'are gone; build the catalogue again (gluon-dml index).'
+                             % (self._uri(), path))
         self._connect()
         self._created = bool(manifest.get('created'))
         name = self.params['collection']

@@ -567,3 +567,21 @@ def test_out_that_is_the_run_folder_is_refused(tiny_digits_run, image_folder):
         'error: --out %s/ is the run folder itself; a catalogue goes in a folder of its own (e.g. '
         '--out %s/catalog).' % (tiny_digits_run, tiny_digits_run)), proc.stderr
     assert sorted(os.listdir(tiny_digits_run)) == before
+
+
+def test_search_of_a_milvus_lite_catalogue_whose_file_is_gone(tiny_digits_run, image_folder,
+                                                              tmp_path):
+    """A Milvus Lite catalogue whose milvus.db was removed: search let Milvus Lite make a new,
+    empty milvus.db in the catalogue (a reader wrote into it), then said the collection was
+    "not held". It says the file is missing and writes nothing."""
+    pytest.importorskip('pymilvus', reason='the milvus extra is not installed')
+    cat = tmp_path / 'cat'
+    run_command('index', tiny_digits_run, '--images', sorted(image_folder.glob('0/*.png'))[0],
+                '--out', cat, '--backend', 'milvus', '--no-progress', check=True)
+    (cat / 'milvus.db').unlink()
+    before = sorted(os.listdir(cat))
+    proc = run_command('search', cat, '--id', '0')
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        'error: The Milvus Lite file %s of the catalogue %s is missing: its items are gone; build '
+        'the catalogue again (gluon-dml index).' % (cat / 'milvus.db', cat)), proc.stderr
+    assert sorted(os.listdir(cat)) == before
