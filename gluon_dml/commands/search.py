@@ -57,9 +57,9 @@ def parse_filter(items):
     a number or true/false matches it typed or as text (labels from folder names are text)."""
     out = {}
     for item in items:
-        if '=' not in item:
+        key, text = item.split('=', 1) if '=' in item else ('', '')
+        if not key.strip():         # '=3' matched no item, and said only "no item matches"
             raise cli.UserError('--filter takes FIELD=VALUE, got %r.' % item)
-        key, text = item.split('=', 1)
         value = text
         for cast in (int, float):
             try:

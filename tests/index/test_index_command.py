@@ -585,3 +585,17 @@ def test_search_of_a_milvus_lite_catalogue_whose_file_is_gone(tiny_digits_run, i
         'error: The Milvus Lite file %s of the catalogue %s is missing: its items are gone; build '
         'the catalogue again (gluon-dml index).' % (cat / 'milvus.db', cat)), proc.stderr
     assert sorted(os.listdir(cat)) == before
+
+
+def test_a_filter_without_a_field_is_refused(tiny_digits_run, image_folder, tmp_path):
+    """search --filter =3 (the field left out) searched for items whose field '' is 3 and said
+    only "no item matches"; --filter 3 was refused. Both are refused alike."""
+    cat = tmp_path / 'cat'
+    build_catalog(str(tiny_digits_run), str(sorted(image_folder.glob('3/*.png'))[0]),
+                  str(cat))[0].close()
+    for given in ('=3', ' =3', '3'):
+        proc = run_command('search', cat, '--id', '0', '--filter', given)
+        assert proc.returncode == 2 and proc.stderr.strip() == (
+            'error: --filter takes FIELD=VALUE, got %r.' % given), (given, proc.stderr)
+    proc = run_command('search', cat, '--id', '0', '--filter', 'label=3', check=True)
+    assert 'query: id 0' in proc.stdout
