@@ -148,6 +148,9 @@ def main(argv=None):
     info = cat.info()
     for path, why in report['unreadable']:
         print('skipped: %s (%s)' % (path, why))
+    more = report['skipped_unreadable'] - len(report['unreadable'])
+    if more > 0:          # the report keeps the first 10: the rest were dropped without a word
+        print('skipped: %d more unreadable image(s), not listed' % more)
     print('%s %s index (%s, %d x %s): %d items (%d added, %d unreadable skipped%s); %.1f MB; '
           'embedded in %.1f s, indexed in %.2f s; catalogue %s'
           % (info['backend'], info['index_type'], info['metric'], info['dim'],

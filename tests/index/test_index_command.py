@@ -599,3 +599,20 @@ def test_a_filter_without_a_field_is_refused(tiny_digits_run, image_folder, tmp_
             'error: --filter takes FIELD=VALUE, got %r.' % given), (given, proc.stderr)
     proc = run_command('search', cat, '--id', '0', '--filter', 'label=3', check=True)
     assert 'query: id 0' in proc.stdout
+
+
+def test_more_than_ten_unreadable_images_are_all_accounted_for(tiny_digits_run, image_folder,
+                                                               tmp_path):
+    """The report keeps the first 10 unreadable images: with 12, ten were listed and two dropped
+    without a word (the summary's count said 12). The rest are counted on a line of their own."""
+    import shutil
+    pics = tmp_path / 'pics'
+    shutil.copytree(image_folder / '0', pics / '0')
+    for i in range(12):
+        (pics / ('broken-%02d.png' % i)).write_bytes(b'not an image')
+    proc = run_command('index', tiny_digits_run, '--images', pics, '--out', tmp_path / 'cat',
+                       '--no-progress', check=True)
+    listed = [l for l in proc.stdout.splitlines() if l.startswith('skipped: ')]
+    assert len(listed) == 11 and listed[-1] == 'skipped: 2 more unreadable image(s), not listed', \
+        proc.stdout
+    assert '12 unreadable skipped' in proc.stdout
