@@ -612,6 +612,22 @@ def _warning_line(message, category, filename, lineno, line=None):
     return '%s: %s\n' % (category.__name__, message)
 
 
+def interrupted_means(message):
+    """Decorator of a command's ``main(argv)``: a bare Ctrl-C there says ``message`` instead of
+    :func:`main_guard`'s, which advises the training runs' ``--resume``."""
+    def decorate(main):
+        def guarded(argv=None):
+            try:
+                return main(argv)
+            except KeyboardInterrupt as err:
+                if str(err):
+                    raise
+                raise KeyboardInterrupt(message) from None
+        guarded.__doc__, guarded.__name__ = main.__doc__, main.__name__
+        return guarded
+    return decorate
+
+
 def main_guard(main, argv=None, top_level=False):
     """Run ``main(argv)``; errors a user can cause become one line on stderr and exit code 2:
     bad flags and data (``UserError``, ``ValueError``, ``FileNotFoundError``), what the OS

@@ -73,6 +73,7 @@ def parse_filter(items):
     return out or None
 
 
+@cli.interrupted_means('Interrupted (Ctrl-C) before the search was done; nothing was written.')
 def main(argv=None):
     a = build_parser().parse_args(argv)
     if a.k < 1:

@@ -29,19 +29,8 @@ def _check_grid(path, run_dir):
                                             'extension'))
 
 
+@cli.interrupted_means('Interrupted (Ctrl-C) before the search was done; nothing was written.')
 def main(argv=None):
-    """The command (see the module docstring); Ctrl-C says what it left instead of the training
-    runs' advice ("a training run continues from its last checkpoint with --resume")."""
-    try:
-        return _main(argv)
-    except KeyboardInterrupt as err:
-        if str(err):
-            raise
-        raise KeyboardInterrupt('Interrupted (Ctrl-C) before the search was done; nothing '
-                                'was written.') from None
-
-
-def _main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-text', description=__doc__.splitlines()[0])
     cli.add_threads_flag(p)
     p.add_argument('run_dir', help='a run folder written by gluon-dml train-vse')
