@@ -40,6 +40,11 @@ def main(argv=None):
     methods = [m.strip() for m in a.methods.split(',') if m.strip()]
     if not methods:
         raise cli.UserError('--methods names no baseline; choose lsh, itq or "lsh,itq".')
+    # a length or a method named twice ran twice and wrote the same row twice
+    for flag, items in (('--bits', all_bits), ('--methods', [m.lower() for m in methods])):
+        twice = sorted({str(x) for x in items if items.count(x) > 1})
+        if twice:
+            raise cli.UserError('%s names %s twice; each is run once.' % (flag, ', '.join(twice)))
     for method in methods:
         get_baseline(method, all_bits[0])           # an unknown name fails now
     if not 0 <= a.seed < 2 ** 32:                   # numpy's "Seed must be between 0 and 2**32 - 1"

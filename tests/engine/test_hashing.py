@@ -176,7 +176,11 @@ def test_hash_baselines_refuses_itq_bits_and_a_seed_before_any_fitting(tmp_path)
                          'error: --bits 65: ITQ makes at most 64 bits on digits (one per pixel of '
                          'its images); use shorter codes, or --methods lsh.'),
                         (['--bits', '16', '--seed', '-1'],
-                         'error: --seed must lie in 0 .. 2^32 - 1, got -1.')):
+                         'error: --seed must lie in 0 .. 2^32 - 1, got -1.'),
+                        # these ran twice and wrote the same row twice
+                        (['--bits', '16,32,16'], 'error: --bits names 16 twice; each is run once.'),
+                        (['--bits', '16', '--methods', 'lsh,itq,LSH'],
+                         'error: --methods names lsh twice; each is run once.')):
         proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data',
                                'digits', '--out', str(out)] + flags, capture_output=True,
                               text=True, env=script_env(), timeout=300)
