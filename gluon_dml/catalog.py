@@ -59,9 +59,26 @@ class IndexingInterrupted(KeyboardInterrupt):
         self.signame = signame
 
 
-def _interrupted(out, signame):
+def _saved_version(out):
+    """The version ``out``'s pointer names (None: no catalogue there yet, or none readable)."""
+    from .index.core import read_catalog
+    try:
+        return read_catalog(out)[0].get('current')
+    except (ValueError, OSError):
+        return None
+
+
+def _interrupted(out, signame, version_before=None):
     """The :class:`IndexingInterrupted` of a build of ``out`` stopped by ``signame``: what the
-    parts saved so far under ``out/.embedding/`` hold."""
+    parts saved so far under ``out/.embedding/`` hold, or, when the build had already saved a
+    new version (``version_before``: the one before it), that the catalogue is whole."""
+    what = 'Interrupted (Ctrl-C)' if signame == 'SIGINT' else 'Stopped (%s)' % signame
+    now = _saved_version(out)
+    if now is not None and now != version_before:
+        # only the clean-up was left: it said "the catalogue was not written"
+        shutil.rmtree(os.path.join(out, _PENDING), ignore_errors=True)
+        return IndexingInterrupted('%s after the catalogue was saved: %s is whole (version %s); '
+                                   'only the summary was not printed.' % (what, out, now), signame)
     embedded = unreadable = 0
     for part in _pending_parts(out):
         try:
@@ -70,7 +87,6 @@ def _interrupted(out, signame):
                 unreadable += len(z['bad_paths'])
         except (OSError, ValueError, KeyError):
             continue
-    what = 'Interrupted (Ctrl-C)' if signame == 'SIGINT' else 'Stopped (%s)' % signame
     if not embedded and not unreadable:
         try:
             os.rmdir(os.path.join(out, _PENDING))      # only when empty
@@ -471,6 +487,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
     the times and the index's size. ``fuse``, ``int8``: how the run's network computes (see
     :func:`gluon_dml.methods.open_run`); ``catalog.json`` records ``int8``, and the catalogue's
     queries are embedded the same way; adding to a catalogue keeps its setting."""
+    version_before = _saved_version(out) if add else None
     if add:
         lock = lock_catalog(out)
     else:
@@ -484,7 +501,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
         return _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_size, chunk,
                               which, ctx, progress, log, fuse, int8, index_params)
     except KeyboardInterrupt as err:
-        raise _interrupted(out, getattr(err, 'signame', 'SIGINT')) from None
+        raise _interrupted(out, getattr(err, 'signame', 'SIGINT'), version_before) from None
     finally:
         release_lock(lock)
         if not add and not os.path.isfile(os.path.join(out, CATALOG_FILE)):
@@ -595,6 +612,7 @@ def _build_catalog(run_dir, images, out, backend, index_type, uri, add, batch_si
         cat.add_vectors(vectors, metadata)
     if len(kept) or not add:          # --add with nothing new: no new version of the same items
         cat.save()
+        fault_point('index-saved')
     shutil.rmtree(os.path.join(out, _PENDING), ignore_errors=True)
     t_index = time.time() - t1
     info = cat.info()

@@ -16,7 +16,7 @@ file of a checkpoint written), ``checkpoint-meta`` (every file but ``meta.json``
 ``checkpoint-rename``, ``checkpoint-between-renames`` (a re-saved checkpoint: the old one moved
 aside, the new one not yet in place), ``checkpoint-pointer`` (renamed, ``latest`` not updated),
 ``checkpoint-done``; ``index-part`` (``gluon-dml index``: a part of the embedding saved under
-``OUT/.embedding/``).
+``OUT/.embedding/``), ``index-saved`` (its catalogue saved, the parts not yet removed).
 """
 import errno
 import os

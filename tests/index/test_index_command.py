@@ -56,6 +56,31 @@ def test_an_interrupted_index_says_what_it_kept_and_the_same_command_continues(
     assert '120 items (120 added' in again.stdout and not (out / '.embedding').exists()
 
 
+def test_a_signal_after_the_catalogue_is_saved_says_it_is_whole(tiny_digits_run, image_folder,
+                                                                 tmp_path):
+    """Ctrl-C after the catalogue was saved, while its embedded parts were being removed, said
+    "the catalogue was not written" and left the parts behind; it was written, and whole. The
+    same for a version added with --add."""
+    from gluon_dml.catalog import open_catalog
+    out = tmp_path / 'cat'
+    some = tmp_path / 'some.txt'
+    files = sorted(str(p) for p in image_folder.rglob('*.png') if p.name != 'broken.png')
+    some.write_text(''.join('%s\n' % f for f in files[:60]))
+    env = script_env(GLUON_DML_FAULTS='index-saved:int')
+    for add, count, version in (((), 60, 'v-000001'), (('--add',), 120, 'v-000002')):
+        images = some if not add else image_folder
+        proc = run_command('index', tiny_digits_run, '--images', images, '--out', out,
+                           '--no-progress', *add, env=env)
+        assert proc.returncode == 130, (proc.stdout, proc.stderr)
+        assert proc.stderr.strip().splitlines()[-1] == (
+            'Interrupted (Ctrl-C) after the catalogue was saved: %s is whole (version %s); only '
+            'the summary was not printed.' % (out, version)), proc.stderr
+        assert not (out / '.embedding').exists()
+        cat = open_catalog(str(out))            # its lock given back
+        assert len(cat.index) == count
+        cat.close()
+
+
 def test_kill_int_stops_an_index_started_with_sigint_ignored(tiny_digits_run, image_folder, tmp_path):
     """A shell script's background job starts with SIGINT ignored (`gluon-dml index ... &`):
     `kill -INT` then did nothing and the build ran on; it stops as Ctrl-C does, as training's."""
