@@ -6,6 +6,7 @@ take ``-`` and ``_`` alike (``--batch-size`` / ``--batch_size``); ``--help`` sho
 Nothing heavy is imported at module level, so ``--threads`` can still reach MXNet.
 """
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -610,6 +611,26 @@ def _warning_line(message, category, filename, lineno, line=None):
     if category is UserWarning:
         return 'warning: %s\n' % message
     return '%s: %s\n' % (category.__name__, message)
+
+
+@contextlib.contextmanager
+def stop_signals(handlers=None):
+    """Within: SIGINT raises ``KeyboardInterrupt`` even in a process that started with it ignored
+    (a shell script's background job, where ``kill -INT`` did nothing), and ``handlers``
+    ({signal: handler}, e.g. SIGTERM) are installed; the previous ones come back on the way out.
+    In the main thread only (elsewhere Python allows no signal handler)."""
+    import signal
+    import threading
+    wanted = {signal.SIGINT: signal.default_int_handler}
+    wanted.update(handlers or {})
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, handler) for sig, handler in wanted.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def interrupted_means(message):

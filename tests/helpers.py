@@ -34,6 +34,21 @@ def popen_script(script, *args, env=None):
                             env=env or script_env(), cwd=REPO)
 
 
+def interrupt_command(args, when):
+    """Start ``gluon-dml ARGS`` (stdout and stderr piped), wait until ``when(proc)`` returns, send
+    it SIGINT (Ctrl-C); its exit code and stderr."""
+    import signal
+    proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml'] + [str(a) for a in args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
+    try:
+        when(proc)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, err.decode()
+
+
 def parse(method, *argv):
     """``cli.parse`` of a method's flags (warnings go to a throwaway stream); run folders are
     chosen under the current directory's ``runs/`` as for a user."""

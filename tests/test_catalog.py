@@ -288,23 +288,15 @@ def test_ids_handed_out_before_a_save_stay_taken(digits_run, image_folder, tmp_p
 def test_ctrl_c_during_a_search_says_the_search_was_not_done(digits_run, image_folder, tmp_path):
     """Ctrl-C while search printed the hits of many query vectors gave the training runs' advice
     ("a training run continues from its last checkpoint with --resume"); search has neither."""
-    import signal
-    import subprocess
-    import sys
-    from .helpers import script_env
+    from .helpers import interrupt_command
     cat = tmp_path / 'cat'
     _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--no-progress')
     np.save(tmp_path / 'q.npy', np.random.RandomState(0).randn(100000, 64).astype(np.float32))
-    proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'search', str(cat), '--vector',
-                             str(tmp_path / 'q.npy'), '-k', '10'], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=script_env())
-    try:
+
+    def printing(proc):
         assert proc.stdout.read(1000)         # the hits are being printed; the pipe fills up
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    err = err.decode()
-    assert proc.returncode == 130, err
+    code, err = interrupt_command(['search', cat, '--vector', tmp_path / 'q.npy', '-k', '10'],
+                                  printing)
+    assert code == 130, err
     assert err.strip().splitlines()[-1] == ('Interrupted (Ctrl-C) before the search was done; '
                                             'nothing was written.'), err

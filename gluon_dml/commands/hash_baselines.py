@@ -9,8 +9,6 @@ done, so an interrupted command keeps the rows before it).
 """
 import argparse
 import os
-import signal
-import threading
 import time
 
 import numpy as np
@@ -65,35 +63,32 @@ def main(argv=None):
                             'images); use shorter codes, or --methods lsh.'
                             % (max(all_bits), dim, a.data))
     results, saved = [], 0
-    main_thread = threading.current_thread() is threading.main_thread()
     # a shell script's background job starts with SIGINT ignored: `kill -INT` did nothing and
     # the fitting ran on (index and the training commands answer it as Ctrl-C too)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
     try:
-        for bits in all_bits:
-            for method in methods:
-                t0 = time.time()
-                model = get_baseline(method, bits, seed=a.seed).fit(db.images)
-                m = hashing_metrics(model.encode(q.images), model.encode(db.images), q.labels,
-                                    db.labels)
-                m.update(method=method, bits=bits, data=a.data, seed=a.seed, time=time.time() - t0)
-                results.append(m)
-                # each row is kept as it is done, before it is printed: Ctrl-C (or a kill)
-                # during a long code length lost every row before it, since the file was
-                # written only at the end
-                if a.out:
-                    atomic_write_json(a.out, results, indent=1, sort_keys=False)
-                    saved = len(results)
-                print('%-4s %3d bits  mAP %.4f  mAP@1000 %.4f  precision@r2 %.4f  (%.1f s)'
-                      % (method, bits, m['map'], m['map@1000'], m['precision@r2'], m['time']),
-                      flush=True)
+        with cli.stop_signals():
+            for bits in all_bits:
+                for method in methods:
+                    t0 = time.time()
+                    model = get_baseline(method, bits, seed=a.seed).fit(db.images)
+                    m = hashing_metrics(model.encode(q.images), model.encode(db.images), q.labels,
+                                        db.labels)
+                    m.update(method=method, bits=bits, data=a.data, seed=a.seed,
+                             time=time.time() - t0)
+                    results.append(m)
+                    # each row is kept as it is done, before it is printed: Ctrl-C (or a kill)
+                    # during a long code length lost every row before it, since the file was
+                    # written only at the end
+                    if a.out:
+                        atomic_write_json(a.out, results, indent=1, sort_keys=False)
+                        saved = len(results)
+                    print('%-4s %3d bits  mAP %.4f  mAP@1000 %.4f  precision@r2 %.4f  (%.1f s)'
+                          % (method, bits, m['map'], m['map@1000'], m['precision@r2'], m['time']),
+                          flush=True)
     except KeyboardInterrupt:
         raise KeyboardInterrupt('Interrupted (Ctrl-C); %s' % (
             'the %d result(s) done so far are in %s.' % (saved, a.out) if saved
             else 'nothing was written.')) from None
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
     if a.out:
         print('written: %s' % a.out)
     return results

@@ -15,7 +15,6 @@ counted. Prints the catalogue's size, memory and build time.
 import argparse
 import os
 import signal
-import threading
 
 from .. import cli
 from ..catalog import build_catalog
@@ -131,20 +130,13 @@ def main(argv=None):
     # SIGTERM stops the build as Ctrl-C does (the embedded parts are kept; the message says so).
     # SIGINT too when the process started with it ignored (a background job of a shell script:
     # `kill -INT` did nothing), as the training commands' own handler does.
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
-    try:
+    with cli.stop_signals({signal.SIGTERM: _on_sigterm}):
         cat, report = build_catalog(a.run_dir, a.images, a.out, backend=a.backend or 'faiss',
                                     index_type=a.index_type, uri=a.uri, add=a.add,
                                     batch_size=a.batch_size, chunk=a.chunk, which=a.checkpoint,
                                     ctx=get_contexts(a.gpus), progress=not a.no_progress,
                                     log=lambda msg: print(msg, flush=True), fuse=not a.no_fusion,
                                     int8=cli.int8_setting(a), **params)
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, previous_int)
     info = cat.info()
     for path, why in report['unreadable']:
         print('skipped: %s (%s)' % (path, why))

@@ -16,17 +16,20 @@ from ..methods import open_run
 from ..methods.vse import data_root, embed_captions, embed_images, load_split
 
 
-def _check_grid(path, run_dir):
-    """``--grid``: an image file PIL can write, not a file of the run (a name PIL knows no
-    format for was "unknown file extension: .json" once the split was embedded and searched)."""
+def _grid_format(path, run_dir):
+    """``--grid``'s image format: one PIL can write, for a file that is not one of the run (a name
+    PIL knows no format for was "unknown file extension: .json" once the split was embedded and
+    searched)."""
     from PIL import Image
     cli.refuse_run_file(run_dir, path, '--grid')
     Image.init()
     ext = os.path.splitext(path)[1].lower()
-    if Image.registered_extensions().get(ext) not in Image.SAVE:      # .psd: PIL only reads it
+    fmt = Image.registered_extensions().get(ext)
+    if fmt not in Image.SAVE:                                       # .psd: PIL only reads it
         raise cli.UserError('--grid %s: %s is no image format PIL writes; give a .png (or .jpg) '
                             'file name.' % (path, "'%s'" % ext if ext else 'a name without an '
                                             'extension'))
+    return fmt
 
 
 @cli.interrupted_means('Interrupted (Ctrl-C) before the search was done; nothing was written.')
@@ -45,8 +48,7 @@ def main(argv=None):
     if a.top < 1:
         raise cli.UserError('--top must be at least 1, got %d.' % a.top)
     a.grid = cli.output_path(a.grid, flag='--grid')     # settled before the embedding
-    if a.grid:
-        _check_grid(a.grid, a.run_dir)
+    fmt = _grid_format(a.grid, a.run_dir) if a.grid else None
 
     if load_run_args(a.run_dir).get('method') != 'vse':
         raise cli.UserError('%s is not a train-vse run; text search needs an image-caption '
@@ -77,7 +79,6 @@ def main(argv=None):
         row = np.concatenate([np.pad(p, ((0, 0), (2, 2), (2, 2)), constant_values=1) for p in pics], axis=2)
         arr = (row.transpose(1, 2, 0) * 255).astype(np.uint8)
         grid = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
-        fmt = Image.registered_extensions()[os.path.splitext(a.grid)[1].lower()]
         # through a temporary: PIL writes in place, and a format that refused the image
         # ("cannot write mode L as XBM") left the file that was there empty
         try:

@@ -317,9 +317,8 @@ def test_ctrl_c_during_search_codes_says_nothing_was_written(tmp_path):
     ("nothing was saved at this point: a training run continues from its last checkpoint with
     --resume"); search-codes has no checkpoint and no --resume. It says the search was not done
     and --out not written (exit 130)."""
-    import signal
     import time
-    from ..helpers import run_command
+    from ..helpers import interrupt_command, run_command
     run = tmp_path / 'run'
     run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
                 '--bits', '16', '--no-progress', '--save-dir', run, check=True)
@@ -330,22 +329,17 @@ def test_ctrl_c_during_search_codes_says_nothing_was_written(tmp_path):
     listing = tmp_path / 'queries.txt'
     listing.write_text(('%s\n' % pic) * 40000)        # seconds of embedding to interrupt
     out = tmp_path / 'hits.npz'
-    proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'search-codes', str(run),
-                             '--queries', str(listing), '--k', '3', '--out', str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
-    try:
+
+    def encoding(proc):
         seen = b''
         while b'encode' not in seen:                   # the database is being encoded
             chunk = os.read(proc.stderr.fileno(), 4096)
             assert chunk, seen.decode(errors='replace')
             seen += chunk
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    err = err.decode()
-    assert proc.returncode == 130, err
+    code, err = interrupt_command(['search-codes', run, '--queries', listing, '--k', '3',
+                                   '--out', out], encoding)
+    assert code == 130, err
     assert err.strip().splitlines()[-1] == ('Interrupted (Ctrl-C) before the search was done; '
                                             'nothing was written.'), err
     assert '--resume' not in err and not out.exists()
