@@ -59,13 +59,21 @@ class IndexingInterrupted(KeyboardInterrupt):
         self.signame = signame
 
 
-def _saved_version(out):
-    """The version ``out``'s pointer names (None: no catalogue there yet, or none readable)."""
+def read_record(path):
+    """``(pointer, manifest)`` of the catalogue folder ``path`` (``index.core.read_catalog``), or
+    ``(None, None)`` when there is none or it cannot be read: for the checks made before a
+    catalogue is opened, which leave saying what is wrong with it to :func:`open_index`."""
     from .index.core import read_catalog
     try:
-        return read_catalog(out)[0].get('current')
+        return read_catalog(path)[:2]
     except (ValueError, OSError):
-        return None
+        return None, None
+
+
+def _saved_version(out):
+    """The version ``out``'s pointer names (None: no catalogue there yet, or none readable)."""
+    pointer = read_record(out)[0]
+    return None if pointer is None else pointer.get('current')
 
 
 def _interrupted(out, signame, version_before=None):
@@ -320,11 +328,10 @@ def open_catalog(path, ctx=None, uri=None, fuse=True):
 def _check_uri_applies(path, uri):
     """A Milvus address given for a faiss catalogue: one sentence naming ``--uri`` (it was the
     index layer's "open_index takes no options for a faiss catalogue; got uri")."""
-    from .index.core import read_catalog
-    try:
-        backend = read_catalog(path)[1].get('backend')
-    except (ValueError, OSError):
+    manifest = read_record(path)[1]
+    if manifest is None:
         return                                  # open_index says what is wrong
+    backend = manifest.get('backend')
     if backend != 'milvus':
         raise UserError('--uri %s reaches a Milvus collection, but %s is a %s catalogue (its index '
                         'is in the folder): leave --uri out.' % (uri, path, backend))
@@ -336,11 +343,9 @@ def _check_not_served(path, uri):
     file. Refused here with the holder's pid, before Milvus Lite is asked (a failed attempt of
     milvus-lite 2.5.1 removes the holder's own lock file, and the next attempt would open the
     file beside it). faiss catalogues are read while another process holds them."""
-    from .index.core import read_catalog
     from .index.milvus_backend import _is_lite
-    try:
-        manifest = read_catalog(path)[1]
-    except (ValueError, OSError):
+    manifest = read_record(path)[1]
+    if manifest is None:
         return                                  # open_index says what is wrong
     target = uri or (manifest.get('params') or {}).get('uri')
     if manifest.get('backend') != 'milvus' or (target and not _is_lite(target)):

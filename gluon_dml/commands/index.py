@@ -17,7 +17,7 @@ import os
 import signal
 
 from .. import cli
-from ..catalog import build_catalog
+from ..catalog import build_catalog, read_record
 from ..engine import get_contexts
 from ..engine.rundir import check_folder_path
 
@@ -67,10 +67,8 @@ def _refuse_index_settings_for_add(a, params):
     """``--add`` adds to the catalogue's own index: a --backend, --index-type, --nlist or
     --nprobe that would build another was ignored in silence (``--add --backend milvus`` on a
     faiss catalogue added to its faiss index and said so only in the summary line)."""
-    from ..index.core import read_catalog
-    try:
-        manifest = read_catalog(a.out)[1]
-    except (ValueError, OSError):
+    manifest = read_record(a.out)[1]
+    if manifest is None:
         return                                  # build_catalog says what is wrong with it
     have = (manifest.get('backend'), manifest.get('index_type'))
     wants = []
