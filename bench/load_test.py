@@ -98,7 +98,7 @@ def prepare(work, n_images):
         run([sys.executable, os.path.join(ROOT, 'train_margin.py'), '--data', 'digits', '--epochs', '1',
              '--batches-per-epoch', '3', '--no-progress', '--save-dir', run_dir], 'train_margin.py')
     paths = write_digits(images, n_images)
-    if not os.path.exists(os.path.join(cat, 'catalog.json')):
+    if not os.path.exists(os.path.join(cat, 'run.json')):
         print('indexing %d images into %s ...' % (len(paths), cat), flush=True)
         run(gluon_dml('index', run_dir, '--images', images, '--out', cat, '--no-progress'), 'gluon-dml index')
     return cat, paths

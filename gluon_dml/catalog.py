@@ -1,7 +1,7 @@
 """A catalogue: the items of a collection embedded by a trained run, in an index, searchable.
 
 A catalogue folder holds the index (:mod:`gluon_dml.index`: faiss files, or a Milvus Lite
-``.db``, or the address of a Milvus server) and ``catalog.json``, which names the run that
+``.db``, or the address of a Milvus server) and ``run.json``, which names the run that
 embedded it (its folder, its method, which parameters, the embedding kind and size). Opening a
 catalogue reopens both: queries are embedded by the same network with the same preprocessing.
 
@@ -40,12 +40,17 @@ from .fileio import (LockBusy, atomic_savez, atomic_write_json, give_back_folder
                      lock_holder, missing_folders, release_lock)
 from .errors import UserError
 from .index import check_index, create_index, open_index
+from .index.core import CATALOG_FILE as POINTER_FILE, read_catalog
 from .methods import open_run
 
 __all__ = ['Catalog', 'build_catalog', 'open_catalog', 'lock_catalog', 'release_lock', 'hit_record',
-           'CATALOG_FILE', 'NEXT_ID_FILE', 'IndexingInterrupted']
+           'RECORD_FILE', 'NEXT_ID_FILE', 'IndexingInterrupted', 'record_file']
 
-CATALOG_FILE = 'catalog.json'
+RECORD_FILE = 'run.json'
+# The record's name until 2026-12: beside the index's pointer file CATALOG.json it was the same
+# name on a case-insensitive file system (macOS, Windows), where saving one replaced the other.
+# Catalogues that hold it are still read, and a save moves it to RECORD_FILE.
+LEGACY_RECORD_FILE = 'catalog.json'
 NEXT_ID_FILE = 'next_id.json'
 _PENDING = '.embedding'
 
@@ -59,11 +64,31 @@ class IndexingInterrupted(KeyboardInterrupt):
         self.signame = signame
 
 
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def record_file(path):
+    """The run record of the catalogue folder ``path``: ``run.json``, or the ``catalog.json`` of
+    a catalogue saved before it was renamed, unless that name is the index's ``CATALOG.json``
+    seen through a case-insensitive file system; None when there is none."""
+    path = str(path)
+    new = os.path.join(path, RECORD_FILE)
+    if os.path.isfile(new):
+        return new
+    old = os.path.join(path, LEGACY_RECORD_FILE)
+    if os.path.isfile(old) and not _same_file(old, os.path.join(path, POINTER_FILE)):
+        return old
+    return None
+
+
 def read_record(path):
     """``(pointer, manifest)`` of the catalogue folder ``path`` (``index.core.read_catalog``), or
     ``(None, None)`` when there is none or it cannot be read: for the checks made before a
     catalogue is opened, which leave saying what is wrong with it to :func:`open_index`."""
-    from .index.core import read_catalog
     try:
         return read_catalog(path)[:2]
     except (ValueError, OSError):
@@ -124,7 +149,7 @@ def _label_of(path, root):
 
 
 def params_digest(path):
-    """SHA-256 of a parameter file: ``catalog.json`` records the one of the network that
+    """SHA-256 of a parameter file: ``run.json`` records the one of the network that
     embedded the catalogue, so a run trained further afterwards is noticed."""
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -152,7 +177,7 @@ def _unit_rows(v):
 
 class Catalog(object):
     """An opened catalogue: ``index`` (an :class:`gluon_dml.index.Index`), ``source`` (the
-    content of ``catalog.json``) and, loaded on first use, the run's ``encoders``."""
+    content of ``run.json``) and, loaded on first use, the run's ``encoders``."""
 
     def __init__(self, path, index, source, ctx=None, fuse=True):
         self.path, self.index, self.source, self._ctx = path, index, source, ctx
@@ -267,7 +292,7 @@ class Catalog(object):
         not yet saved (being built) has handed out no id anyone holds and writes nothing."""
         if next_id <= self._recorded_next_id:
             return
-        if os.path.isfile(os.path.join(self.path, CATALOG_FILE)):
+        if record_file(self.path) is not None:
             atomic_write_json(os.path.join(self.path, NEXT_ID_FILE), {'next_id': int(next_id)})
         self._recorded_next_id = int(next_id)
 
@@ -284,7 +309,11 @@ class Catalog(object):
         self.index.save()
         self.source['count'] = len(self.index)
         self.source['updated'] = time.strftime('%Y-%m-%d %H:%M:%S')
-        atomic_write_json(os.path.join(self.path, CATALOG_FILE), self.source)
+        atomic_write_json(os.path.join(self.path, RECORD_FILE), self.source)
+        old = os.path.join(self.path, LEGACY_RECORD_FILE)
+        if os.path.isfile(old) and not any(_same_file(old, os.path.join(self.path, name))
+                                           for name in (RECORD_FILE, POINTER_FILE)):
+            os.remove(old)                 # the record before its rename, now in RECORD_FILE
         return self.path
 
     def info(self):
@@ -304,8 +333,8 @@ class Catalog(object):
 def open_catalog(path, ctx=None, uri=None, fuse=True):
     """Open a catalogue folder written by :func:`build_catalog` (``fuse``: MKLDNN operator
     fusion when queries are embedded, see :func:`gluon_dml.methods.open_run`)."""
-    cat_file = os.path.join(str(path), CATALOG_FILE)
     _check_is_catalog(path)
+    cat_file = record_file(path)
     try:
         with open(cat_file) as f:
             source = json.load(f)
@@ -376,9 +405,18 @@ def _read_next_id(path):
 
 
 def _check_is_catalog(path):
-    if not os.path.isfile(os.path.join(str(path), CATALOG_FILE)):
-        raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
-                        '--images DIR --out %s).' % (path, CATALOG_FILE, path))
+    if record_file(path) is not None:
+        return
+    old = os.path.join(str(path), LEGACY_RECORD_FILE)
+    if os.path.isfile(old) and _same_file(old, os.path.join(str(path), POINTER_FILE)):
+        # one file under both names: a case-insensitive file system, where a gluon-dml before
+        # the rename saved the record and the index's pointer over each other
+        raise UserError('%s was saved by an older gluon-dml on a case-insensitive file system, '
+                        'where its catalog.json and CATALOG.json are one file and one of the two '
+                        'records was lost: build it again (gluon-dml index RUN --images DIR --out '
+                        'NEW_FOLDER).' % path)
+    raise UserError('%s is not a catalogue: it has no %s (make one with gluon-dml index RUN '
+                    '--images DIR --out %s).' % (path, RECORD_FILE, path))
 
 
 def lock_catalog(path, new=False):
@@ -490,13 +528,13 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
     catalogue folder ``out`` (``add=True``: into the existing catalogue ``out``; images whose
     path it already holds are skipped). Returns ``(catalog, report)``; ``report`` has the counts,
     the times and the index's size. ``fuse``, ``int8``: how the run's network computes (see
-    :func:`gluon_dml.methods.open_run`); ``catalog.json`` records ``int8``, and the catalogue's
+    :func:`gluon_dml.methods.open_run`); ``run.json`` records ``int8``, and the catalogue's
     queries are embedded the same way; adding to a catalogue keeps its setting."""
     version_before = _saved_version(out) if add else None
     if add:
         lock = lock_catalog(out)
     else:
-        if os.path.isfile(os.path.join(out, CATALOG_FILE)):
+        if record_file(out) is not None:
             raise UserError('%s already holds a catalogue; add to it with --add, or choose another '
                             '--out.' % out)
         made = missing_folders(out)          # given back if the first build fails
@@ -509,7 +547,7 @@ def build_catalog(run_dir, images, out, backend='faiss', index_type='auto', uri=
         raise _interrupted(out, getattr(err, 'signame', 'SIGINT'), version_before) from None
     finally:
         release_lock(lock)
-        if not add and not os.path.isfile(os.path.join(out, CATALOG_FILE)):
+        if not add and record_file(out) is None:
             # a failed first build leaves no lock file, nor a folder it made and left empty
             give_back_folder(out, made)
 

@@ -38,7 +38,7 @@ def test_index_and_search_from_the_command_line(digits_run, image_folder, tmp_pa
                        % ((image_folder / '5' / 'broken.png'), str(image_folder / '5' / 'broken.png'))], \
         skipped                       # the decoder's words, without advice to pass the flag
     assert not (cat / '.embedding').exists()                 # the resumable parts are cleaned up
-    source = json.load(open(cat / 'catalog.json'))
+    source = json.load(open(cat / 'run.json'))
     assert source['run_dir'] == str(digits_run) and source['network'] == 'final network'
     assert (source['kind'], source['dim'], source['count']) == ('float', 64, 120)
 
@@ -158,6 +158,46 @@ def test_a_milvus_lite_catalogue_gives_the_faiss_answers(digits_run, image_folde
     again = open_catalog(str(tmp_path / 'm'))
     assert len(again.index) == len(faiss_cat.index)
     again.close()
+    for folder in ('f', 'm'):
+        _assert_names_differ_in_more_than_case(tmp_path / folder)
+
+
+def _assert_names_differ_in_more_than_case(folder):
+    """Every file of a catalogue folder keeps its own name on a case-insensitive file system
+    (macOS, Windows): the run record was ``catalog.json`` beside the index's ``CATALOG.json``."""
+    for dirpath, dirs, files in os.walk(folder):
+        names = dirs + files
+        assert len({n.lower() for n in names}) == len(names), (dirpath, sorted(names))
+
+
+def test_a_catalogue_saved_before_the_record_was_renamed(digits_run, image_folder, tmp_path):
+    """A catalogue whose run record is the old ``catalog.json`` is opened and searched; its next
+    save renames the record. One whose record and pointer became one file (the old names on a
+    case-insensitive file system; a hard link here) is refused with one sentence."""
+    listing = tmp_path / 'l.txt'
+    listing.write_text('\n'.join(sorted(str(p) for p in image_folder.glob('[0-4]/*.png'))) + '\n')
+    cat = tmp_path / 'cat'
+    c, _ = build_catalog(str(digits_run), str(listing), str(cat))
+    query = c.embed_images([str(image_folder / '3' / '003.png')])
+    want = [h.id for h in c.search_vectors(query, k=5)[0]]
+    c.close()
+    _assert_names_differ_in_more_than_case(cat)
+    os.rename(cat / 'run.json', cat / 'catalog.json')                   # the old layout
+    proc = _gluon_dml('search', cat, '--image', image_folder / '3' / '003.png', '-k', '5', '--json')
+    assert [h['id'] for h in json.loads(proc.stdout)] == want
+    c = open_catalog(str(cat))
+    record = json.load(open(cat / 'catalog.json'))
+    c.save()
+    c.close()
+    assert not (cat / 'catalog.json').exists() and json.load(open(cat / 'run.json'))['run_dir'] == record['run_dir']
+    assert json.load(open(cat / 'CATALOG.json'))['format'] == 'gluon-dml-index'    # the pointer kept
+
+    os.remove(cat / 'run.json')
+    os.link(cat / 'CATALOG.json', cat / 'catalog.json')     # one file under both names
+    proc = _gluon_dml('search', cat, '--id', '1', check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr
+    assert ('was saved by an older gluon-dml on a case-insensitive file system, where its '
+            'catalog.json and CATALOG.json are one file') in proc.stderr
 
 
 def test_an_int8_catalogue_embeds_its_queries_in_int8_too(digits_run, image_folder, tmp_path):
@@ -168,7 +208,7 @@ def test_an_int8_catalogue_embeds_its_queries_in_int8_too(digits_run, image_fold
     proc = _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--no-progress',
                       '--int8', '--calib-images', '64')
     assert '120 items' in proc.stdout
-    source = json.load(open(cat / 'catalog.json'))
+    source = json.load(open(cat / 'run.json'))
     assert source['int8'] == {'calib_images': 64, 'calib_mode': 'naive', 'data_path': None}
     c = open_catalog(str(cat))
     query = str(image_folder / '3' / '003.png')
@@ -195,7 +235,7 @@ def test_a_catalogue_refuses_queries_by_image_once_its_run_changed(digits_run, i
     shutil.copytree(str(digits_run), str(run))
     cat = tmp_path / 'cat'
     _gluon_dml('index', run, '--images', image_folder, '--out', cat, '--no-progress')
-    source = json.load(open(cat / 'catalog.json'))
+    source = json.load(open(cat / 'run.json'))
     assert len(source['params_sha256']) == 64
     query = image_folder / '3' / '003.png'
     assert json.loads(_gluon_dml('search', cat, '--image', query, '--json').stdout)[0]['path'] == str(query)

@@ -50,7 +50,7 @@ def test_an_interrupted_index_says_what_it_kept_and_the_same_command_continues(
             % (said, out / '.embedding')) in proc.stderr, proc.stderr
     assert 'Traceback' not in proc.stderr
     assert sorted(os.listdir(out / '.embedding')) == ['part-000000.npz', 'part-000001.npz']
-    assert not (out / '.lock').exists() and not (out / 'catalog.json').exists()
+    assert not (out / '.lock').exists() and not (out / 'run.json').exists()
     again = run_command(*argv, check=True)
     assert again.stdout.count('was done before, reused') == 2
     assert '120 items (120 added' in again.stdout and not (out / '.embedding').exists()
@@ -94,7 +94,7 @@ def test_kill_int_stops_an_index_started_with_sigint_ignored(tiny_digits_run, im
                           env=script_env(GLUON_DML_FAULTS='index-part@2:int'),
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert proc.returncode == 130, (proc.stdout, proc.stderr)
-    assert 'Interrupted (Ctrl-C)' in proc.stderr and not (out / 'catalog.json').exists()
+    assert 'Interrupted (Ctrl-C)' in proc.stderr and not (out / 'run.json').exists()
 
 
 def test_an_index_interrupted_before_any_part_leaves_nothing(tiny_digits_run, image_folder, tmp_path):
@@ -251,7 +251,7 @@ def test_a_list_file_keeps_each_lines_own_label(tiny_digits_run, image_folder, t
                                         check=True).stdout)
     assert {h['path']: h['label'] for h in everything} == {p: want[p] for p in paths
                                                           if p != meta[0]['path']}
-    source = json.load(open(cat / 'catalog.json'))        # records no labels, only the source
+    source = json.load(open(cat / 'run.json'))        # records no labels, only the source
     assert source['images'] == str(listing) and source['count'] == len(paths)
     # a filter that matches nothing says so and names the fields there are (was: a count line)
     none = run_command('search', cat, '--id', 0, '--filter', 'lable=digit-3', check=True)
@@ -421,7 +421,7 @@ def test_a_damaged_catalogue_file_is_one_sentence_naming_it(tiny_digits_run, ima
                                                             tmp_path):
     """A catalogue whose files were cut short, emptied or removed (a full disk, a careless copy):
     search named no file (numpy's "EOF: reading array header", json's "Expecting value"), faiss's
-    read error was an "unexpected RuntimeError (a bug?)", and a catalog.json emptied to {} was
+    read error was an "unexpected RuntimeError (a bug?)", and a run.json emptied to {} was
     "unexpected KeyError: missing 'run_dir'" on a query by image. Each is one sentence naming the
     file, exit code 2."""
     import shutil
@@ -432,10 +432,10 @@ def test_a_damaged_catalogue_file_is_one_sentence_naming_it(tiny_digits_run, ima
 
     def cut(f):
         f.write_bytes(f.read_bytes()[:100])
-    cases = [('catalog.json', lambda f: f.write_text('{}'), ['--image', query],
-              'catalog.json is damaged (it records no run_dir, kind, dim).'),
-             ('catalog.json', lambda f: f.write_text('[]'), ['--id', '1'],
-              'catalog.json is damaged (not a JSON object).'),
+    cases = [('run.json', lambda f: f.write_text('{}'), ['--image', query],
+              'run.json is damaged (it records no run_dir, kind, dim).'),
+             ('run.json', lambda f: f.write_text('[]'), ['--id', '1'],
+              'run.json is damaged (not a JSON object).'),
              (version + '/index.faiss', cut, ['--id', '1'], 'index.faiss is damaged ('),
              (version + '/ids.npy', lambda f: f.write_bytes(b''), ['--id', '1'], 'ids.npy is damaged ('),
              (version + '/metadata.json', lambda f: f.unlink(), ['--id', '1'],

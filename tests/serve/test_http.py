@@ -452,7 +452,7 @@ def test_command_errors_are_one_sentence(digits_catalog, tmp_path):
     from gluon_dml.commands import serve as command
     from gluon_dml.errors import UserError
     handlers = signals.getsignal(signals.SIGINT), signals.getsignal(signals.SIGTERM)
-    with pytest.raises(UserError, match='is not a catalogue: it has no catalog.json'):
+    with pytest.raises(UserError, match='is not a catalogue: it has no run.json'):
         command.main([str(tmp_path), '--port', '0'])
     assert (signals.getsignal(signals.SIGINT), signals.getsignal(signals.SIGTERM)) == handlers
     busy = socket.socket()
@@ -500,11 +500,11 @@ def test_micro_batcher_batches_and_isolates_a_failing_query(max_delay_ms):
 def test_a_catalogue_whose_run_is_gone_is_served_by_vector_and_id(catalog_copy):
     """In-process: the service over a catalogue whose run folder was deleted answers vector and
     id queries, and refuses image and text queries with a 503 that says why."""
-    from gluon_dml.catalog import CATALOG_FILE, open_catalog
+    from gluon_dml.catalog import RECORD_FILE, open_catalog
     from gluon_dml.serve import ServeError, Service
-    meta = json.loads((catalog_copy / CATALOG_FILE).read_text())
+    meta = json.loads((catalog_copy / RECORD_FILE).read_text())
     meta['run_dir'] = str(catalog_copy / 'deleted-run')
-    (catalog_copy / CATALOG_FILE).write_text(json.dumps(meta))
+    (catalog_copy / RECORD_FILE).write_text(json.dumps(meta))
     service = Service(open_catalog(str(catalog_copy)))
     try:
         assert 'is gone' in service.encoder_error and service.info()['image_queries'] is False
