@@ -1,6 +1,7 @@
 """Summarise finished runs as a markdown table: final-epoch metrics, mean over seeds, commands.
 
     gluon-dml results-table runs/om-margin-s1 runs/om-margin-s2 runs/om-margin-s3 ...
+    gluon-dml results-table runs/                 # a folder of run folders: every run in it
 
 Runs are grouped by (dataset, loss, every setting except the seed, the name and the folder);
 each group gives one row with the mean (and each seed's value) of the final epoch's metrics
@@ -96,13 +97,30 @@ def _number(value):
 
 def _run_args(run):
     if not os.path.isfile(os.path.join(run, 'args.json')):
-        raise UserError('%s is not a run folder (it has no args.json).' % run)
+        raise UserError('%s is not a run folder (it has no args.json)%s.'
+                        % (run, ', nor does any folder in it' if os.path.isdir(run) else ''))
     args = load_run_args(run)
     for key in ('data', 'epochs', 'seed', 'command'):     # a row's, and its grouping's
         if key not in args:
             raise UserError('%s/args.json lacks the setting %r, which the table shows; the run '
                             'folder is damaged.' % (run, key))
     return args
+
+
+def _expand(runs):
+    """``runs`` with each folder that is not a run but holds run folders (``runs/``) replaced by
+    those run folders, in name order; a folder that is neither is left for :func:`_run_args` to
+    name."""
+    out = []
+    for run in runs:
+        if not os.path.isfile(os.path.join(run, 'args.json')) and os.path.isdir(run):
+            inside = sorted(os.path.join(run, name) for name in os.listdir(run)
+                            if os.path.isfile(os.path.join(run, name, 'args.json')))
+            if inside:
+                out.extend(inside)
+                continue
+        out.append(run)
+    return out
 
 
 def summarise(run_dirs, metrics=None, metrics_file=None, run_args=None):
@@ -152,7 +170,8 @@ def summarise(run_dirs, metrics=None, metrics_file=None, run_args=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml results-table', description=__doc__.splitlines()[0])
-    p.add_argument('runs', nargs='+')
+    p.add_argument('runs', nargs='+', metavar='RUN',
+                   help='run folders, or folders holding run folders (runs/: every run in it)')
     p.add_argument('--metrics-file', default=None, metavar='FILE',
                    help='read each run\'s final metrics from RUN/FILE (eval/evaluate.py RUN '
                         '--checkpoint last --out RUN/FILE) instead of its log')
@@ -160,6 +179,7 @@ def main(argv=None):
     if a.metrics_file is not None and not a.metrics_file.strip():
         raise UserError('--metrics-file is empty; give the file name in each run folder '
                         '(eval-final.json, say).')
+    a.runs = _expand(a.runs)
     seen = {}
     for run in a.runs:               # one run twice was two seeds of its row, its mean twice
         same = seen.get(os.path.realpath(run))

@@ -180,3 +180,22 @@ def test_a_log_row_without_its_epoch_is_named(tmp_path, capsys):
             'error: %s, line 4 has %s; every row of a run\'s log starts with its epoch (a whole '
             'number): the log is damaged or was edited by hand.\n'
             % (log, 'no "epoch"' if name == 'a1' else '"epoch": "2"'))
+
+
+def test_a_folder_of_runs_gives_every_run_in_it(tmp_path):
+    """``results-table runs/`` was "runs/ is not a run folder"; it takes the run folders inside
+    (folders that are not runs are passed over), and the table is the one of the runs named."""
+    runs = tmp_path / 'runs'
+    runs.mkdir()
+    _run(runs / 's2', 2, {'recall@1': 0.9, 'nmi': 0.8, 'map@r': 0.5})
+    _run(runs / 's1', 1, {'recall@1': 0.8, 'nmi': 0.7, 'map@r': 0.4})
+    (runs / 'notes').mkdir()
+    (runs / 'notes' / 'x.txt').write_text('not a run')
+    named = run_script('eval/results_table.py', runs / 's1', runs / 's2', check=True)
+    folder = run_script('eval/results_table.py', runs, check=True)
+    assert folder.stdout == named.stdout and '| 1, 2 | **0.850** (0.800 / 0.900) |' in folder.stdout
+    empty = tmp_path / 'empty'
+    (empty / 'sub').mkdir(parents=True)
+    bad = run_script('eval/results_table.py', empty)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        'error: %s is not a run folder (it has no args.json), nor does any folder in it.' % empty), bad.stderr
