@@ -25,7 +25,6 @@ they reach the caller, so ids handed out and then lost before a save (a service 
 ``--save-delay`` killed) are not handed out again, by the service or by ``gluon-dml index --add``.
 """
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -37,7 +36,7 @@ from .data.sources import list_images
 from .engine import get_contexts
 from .engine.faults import fault_point
 from .fileio import (LockBusy, atomic_savez, atomic_write_json, give_back_folder, hold_lock,
-                     lock_holder, missing_folders, release_lock)
+                     lock_holder, missing_folders, params_digest, release_lock)
 from .errors import UserError
 from .index import check_index, create_index, open_index
 from .index.core import CATALOG_FILE as POINTER_FILE, read_catalog
@@ -146,16 +145,6 @@ def _label_of(path, root):
     rel = os.path.relpath(path, root)
     parts = rel.split(os.sep)
     return parts[-2] if len(parts) >= 2 else None
-
-
-def params_digest(path):
-    """SHA-256 of a parameter file: ``run.json`` records the one of the network that
-    embedded the catalogue, so a run trained further afterwards is noticed."""
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _unit_rows(v):

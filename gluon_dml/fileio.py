@@ -7,13 +7,14 @@ thread writes): :func:`gluon_dml.engine.checkpoint.remove_stale_temporaries` rem
 left behind."""
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_savez', 'atomic_write_text', 'atomic_write_json',
            'hold_lock', 'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor',
-           'file_in_the_way', 'give_back_folder', 'read_json', 'LockBusy']
+           'file_in_the_way', 'give_back_folder', 'read_json', 'params_digest', 'LockBusy']
 
 
 class LockBusy(OSError):
@@ -211,6 +212,17 @@ def atomic_write_json(path, obj, **dump_kwargs):
     """``obj`` as JSON (``indent=1, sort_keys=True`` unless told otherwise), atomically."""
     dump_kwargs = dict(dict(indent=1, sort_keys=True), **dump_kwargs)
     atomic_write_text(path, json.dumps(obj, **dump_kwargs))
+
+
+def params_digest(path):
+    """SHA-256 of a parameter file: a catalogue's ``run.json`` records the one of the network that
+    embedded the catalogue, and a codes file (``save_codes``) the one that wrote the codes, so a
+    run trained further afterwards (or another run) is noticed."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_json(path, missing):

@@ -10,11 +10,13 @@ the run's network, packed, and added to a faiss ``IndexBinaryFlat``, ``IndexBina
 ``IndexBinaryHash``. The queries are a split, a ``.npz`` with ``query_codes`` (packed, as
 written by ``eval/evaluate.py --save-codes``), or images (a folder or a list file). Prints the
 index's size, queries per second and, for labelled queries, precision@k and the mAP of the
-returned lists; ``--out`` writes the neighbours' ids and Hamming distances.
+returned lists; ``--out`` writes the neighbours' ids and Hamming distances. A codes file must
+hold this run's codes: one that records another run, or other parameters of this one, is refused.
 """
 import argparse
 import os
 import pickle
+import sys
 import time
 import zipfile
 
@@ -24,10 +26,10 @@ from .. import cli
 from ..data.hashing import get_hash_splits
 from ..data.sources import list_images
 from ..engine import get_contexts
-from ..fileio import atomic_savez
+from ..fileio import atomic_savez, params_digest
 from ..index import build_binary_index, index_bytes, load_codes, search
 from ..methods import open_run
-from ..methods.hashing import encode
+from ..methods.hashing import encode, run_name
 from ..metrics.hashing import relevance, to_pm1
 from ..models.hashing import binarize
 
@@ -76,6 +78,31 @@ def _load_codes(path, run_bits):
         raise cli.UserError('%s holds %d-bit codes but the run makes %d-bit codes; use the codes '
                             'of this run.' % (path, c['bits'], run_bits))
     return c
+
+
+def _check_codes_record(path, c, trained):
+    """Codes of another run (or of this run's other parameters: trained further, another
+    --checkpoint) have the length of this run's codes and searched in silence, in another
+    Hamming space than the run's own queries. The record ``save_codes`` writes (the run folder's
+    name and the SHA-256 of the parameter file) is checked; a file without one (written before
+    it) is searched with one warning line."""
+    here = run_name(trained.run_dir)
+    recorded, digest = c.get('run'), c.get('params_sha256')
+    if recorded is None and digest is None:
+        print('warning: %s records no run (written before codes files did); it is searched as '
+              'codes of %s without a check.' % (path, here), file=sys.stderr)
+        return
+    if recorded is not None and recorded != here:
+        raise cli.UserError('%s holds the codes of the run %s, not of %s; write this run\'s codes '
+                            'with gluon-dml evaluate %s --save-codes FILE.npz.'
+                            % (path, recorded, here, trained.run_dir))
+    if digest is not None and digest != params_digest(trained.params):
+        raise cli.UserError('%s holds the codes of the run %s with other parameters (SHA-256 '
+                            '%s...) than its %s, %s (trained further since, or another '
+                            '--checkpoint); write them again with gluon-dml evaluate %s '
+                            '--save-codes FILE.npz.'
+                            % (path, recorded or here, digest[:12], trained.params_label,
+                               trained.params, trained.run_dir))
 
 
 def _check_index_flags(a, n_db, bits):
@@ -163,15 +190,21 @@ def main(argv=None):
             raise cli.UserError('%s %s is not a split of %s (%s), a codes .npz%s.'
                                 % (flag, value, args['data'], ', '.join(splits),
                                    '' if flag == '--db' else ', an image, a folder or a list file'))
+    # the codes files are read and checked (length, run) before anything is encoded too
+    files = {}
+    for value in (a.db, a.queries):
+        if value.endswith('.npz') and value not in files:
+            files[value] = _load_codes(value, args['bits'])
+            _check_codes_record(value, files[value], trained)
     if a.db.endswith('.npz'):
-        c = _load_codes(a.db, args['bits'])
+        c = files[a.db]
         db_codes, db_labels = to_pm1(c['db_codes'], c['bits']), c.get('db_labels')
     else:
         db_codes, db_labels = _encode_split(net, splits, a.db, ctx, a.batch_size)
     _check_index_flags(a, len(db_codes), args['bits'])
     q_paths = None
     if a.queries.endswith('.npz'):
-        c = _load_codes(a.queries, args['bits'])
+        c = files[a.queries]
         q_codes, q_labels = to_pm1(c['query_codes'], c['bits']), c.get('query_labels')
     elif a.queries in splits:
         q_codes, q_labels = _encode_split(net, splits, a.queries, ctx, a.batch_size)

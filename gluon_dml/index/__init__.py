@@ -163,20 +163,32 @@ def _packed(codes):
     return pack_codes(codes)
 
 
-def save_codes(path, query_codes, query_labels, db_codes, db_labels, query_ids=None, db_ids=None):
-    """Write query and database codes ({-1, +1} or real: sign; or already packed uint8) packed."""
+def save_codes(path, query_codes, query_labels, db_codes, db_labels, query_ids=None, db_ids=None,
+               run=None, params_sha256=None):
+    """Write query and database codes ({-1, +1} or real: sign; or already packed uint8) packed.
+
+    ``run`` (the run folder's name) and ``params_sha256`` (:func:`gluon_dml.catalog.params_digest`
+    of the parameter file that encoded them) record which network wrote the codes, so that
+    ``gluon-dml search-codes`` refuses them for another run; files written without them (or
+    before them) carry no record."""
     q = np.asarray(query_codes)
     bits = q.shape[1] if q.dtype != np.uint8 else q.shape[1] * 8
+    record = {}
+    if run is not None:
+        record['run'] = np.str_(run)
+    if params_sha256 is not None:
+        record['params_sha256'] = np.str_(params_sha256)
     atomic_savez(path, query_codes=_packed(query_codes), query_labels=np.asarray(query_labels),
              query_ids=np.arange(len(q)) if query_ids is None else np.asarray(query_ids),
              db_codes=_packed(db_codes), db_labels=np.asarray(db_labels),
              db_ids=np.arange(len(db_codes)) if db_ids is None else np.asarray(db_ids),
-             bits=np.int64(bits))
+             bits=np.int64(bits), **record)
     return path
 
 
 def load_codes(path):
-    """The arrays of :func:`save_codes` as a dict (``bits`` an int)."""
+    """The arrays of :func:`save_codes` as a dict (``bits`` an int; ``run`` and
+    ``params_sha256``, str, only in files that record them)."""
     with open(path, 'rb') as fh, np.load(fh) as f:    # the file is closed even when numpy refuses it
         out = {k: f[k] for k in f.files}
     for key in ('query_codes', 'db_codes'):
@@ -184,6 +196,9 @@ def load_codes(path):
             raise ValueError('%s holds no %s: it is not a codes file written by save_codes / '
                              'eval/evaluate.py --save-codes.' % (path, key))
     out['bits'] = int(out['bits']) if 'bits' in out else out['db_codes'].shape[1] * 8
+    for key in ('run', 'params_sha256'):
+        if key in out:
+            out[key] = str(out[key])
     return out
 
 

@@ -18,8 +18,9 @@ from ..config import check_float, parse_int_list
 from ..data import ShuffledBatchSampler, dataset_splits, get_transform
 from ..data.hashing import get_hash_splits
 from ..engine.loop import Engine, embed_dataset
+from ..engine.rundir import trained_params_path
 from ..errors import UserError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, params_digest
 from ..index import save_codes
 from ..losses.factory import build_loss
 from ..metrics.hashing import hashing_metrics, pr_curve
@@ -96,8 +97,28 @@ def save_run_codes(net, run_dir, database, query, ctx, batch_size=256, progress=
     db_out, db_labels = encode(net, database, ctx, batch_size, progress=progress, desc='encode database')
     q_out, q_labels = encode(net, query, ctx, batch_size, progress=progress, desc='encode queries')
     path = os.path.join(run_dir, 'codes.npz')
-    save_codes(path, binarize(q_out), q_labels, binarize(db_out), db_labels)
+    # the codes of the final network: the newest checkpoint's parameters (saved at the end of
+    # the last epoch) are the ones recorded, for search-codes to check
+    try:
+        params = trained_params_path(run_dir, 'last')[0]
+    except FileNotFoundError:
+        params = None
+    save_codes(path, binarize(q_out), q_labels, binarize(db_out), db_labels,
+               **codes_record(run_dir, params))
     return path
+
+
+def codes_record(run_dir, params):
+    """What a codes file records of the network that wrote it: the run folder's name and the
+    SHA-256 of its parameter file (the one ``catalog.json`` records of a catalogue's network;
+    ``params`` None: the name only)."""
+    return {'run': run_name(run_dir),
+            'params_sha256': params_digest(params) if params is not None else None}
+
+
+def run_name(run_dir):
+    """The name of a run folder (``runs/x/`` and ``runs/x`` alike; ``.`` its real name)."""
+    return os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
 
 
 class HashMethod(Method):
@@ -273,6 +294,7 @@ class HashMethod(Method):
         written = [a.out or trained.eval_path('hash')]
         atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_codes:
-            save_codes(a.save_codes, q_codes, q_labels, db_codes, db_labels)
+            save_codes(a.save_codes, q_codes, q_labels, db_codes, db_labels,
+                       **codes_record(trained.run_dir, trained.params))
             written.append(a.save_codes)
         return metrics, written, 4

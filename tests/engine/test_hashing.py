@@ -343,3 +343,61 @@ def test_ctrl_c_during_search_codes_says_nothing_was_written(tmp_path):
     assert err.strip().splitlines()[-1] == ('Interrupted (Ctrl-C) before the search was done; '
                                             'nothing was written.'), err
     assert '--resume' not in err and not out.exists()
+
+
+def test_search_codes_refuses_the_codes_of_another_run_or_other_parameters(tmp_path):
+    """search-codes RUN --db codes.npz searched the codes of ANOTHER run in silence as long as
+    their length matched (codes files recorded no run). A codes file records the run folder's
+    name and the SHA-256 of the parameter file that wrote it (train-hash's RUN/codes.npz and
+    evaluate --save-codes); search-codes refuses another run's codes, and this run's codes made
+    by parameters it no longer has, before anything is encoded. A file with no record (written
+    before) is searched, with one warning line."""
+    from gluon_dml.catalog import params_digest
+    from gluon_dml.engine import trained_params_path
+    from ..helpers import run_command
+    tiny = ['--data', 'digits', '--batches-per-epoch', '2', '--bits', '16', '--no-progress']
+    a, b = tmp_path / 'a', tmp_path / 'b'
+    for run in (a, b):
+        run_command('train-hash', *tiny, '--epochs', '1', '--save-dir', run, check=True)
+    own = load_codes(str(a / 'codes.npz'))
+    assert own['run'] == 'a'
+    assert own['params_sha256'] == params_digest(trained_params_path(str(a), 'last')[0])
+    saved = tmp_path / 'saved-a.npz'
+    run_command('evaluate', a, '--save-codes', saved, '--no-progress', check=True)
+    assert load_codes(str(saved))['run'] == 'a'
+
+    # another run's codes, as --db or --queries (the other a split: refused before encoding it)
+    for flags, path in ((['--db', a / 'codes.npz', '--queries', a / 'codes.npz'], a / 'codes.npz'),
+                        (['--queries', saved], saved), (['--db', saved], saved)):
+        bad = run_command('search-codes', b, '--k', '3', *flags)
+        assert bad.returncode == 2 and bad.stderr.strip() == (
+            'error: %s holds the codes of the run a, not of b; write this run\'s codes with '
+            'gluon-dml evaluate %s --save-codes FILE.npz.' % (path, b)), bad.stderr
+        assert 'encode' not in bad.stderr
+    # its own codes are searched, without a warning
+    ok = run_command('search-codes', a, '--db', saved, '--queries', saved, '--k', '3', check=True)
+    assert 'precision@3' in ok.stdout and 'warning' not in ok.stderr, ok.stderr
+
+    # a file written before codes files recorded a run: searched, one warning line
+    old = tmp_path / 'old.npz'
+    np.savez(str(old), **{k: v for k, v in np.load(str(saved)).items()
+                          if k not in ('run', 'params_sha256')})
+    assert 'run' not in load_codes(str(old))
+    ok = run_command('search-codes', b, '--db', old, '--queries', old, '--k', '3', check=True)
+    warnings = [l for l in ok.stderr.splitlines() if l.startswith('warning:')]
+    assert warnings == ['warning: %s records no run (written before codes files did); it is '
+                        'searched as codes of b without a check.' % old], ok.stderr
+    assert 'precision@3' in ok.stdout
+
+    # run a trained further: the codes its earlier parameters wrote are refused
+    run_command('train-hash', *tiny, '--epochs', '2', '--save-dir', a, '--resume', check=True)
+    bad = run_command('search-codes', a, '--db', saved, '--k', '3')
+    params = trained_params_path(str(a), 'last')[0]
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        'error: %s holds the codes of the run a with other parameters (SHA-256 %s...) than its '
+        'final network, %s (trained further since, or another --checkpoint); write them again '
+        'with gluon-dml evaluate %s --save-codes FILE.npz.'
+        % (saved, load_codes(str(saved))['params_sha256'][:12], params, a)), bad.stderr
+    # the run's own codes.npz was written again by the resumed run: searched
+    run_command('search-codes', a, '--db', a / 'codes.npz', '--queries', a / 'codes.npz',
+                '--k', '3', check=True)
