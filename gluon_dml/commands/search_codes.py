@@ -105,6 +105,29 @@ def _check_codes_record(path, c, trained):
                                trained.params, trained.run_dir))
 
 
+# the index flags and the indexes they set: --nlist 64 with --index flat was ignored in silence
+_FLAG_INDEXES = (('--nlist', 'nlist', ('ivf',)), ('--nprobe', 'nprobe', ('ivf', 'hash')),
+                 ('--hash-bits', 'hash_bits', ('hash',)))
+NPROBE_DEFAULT = 8          # IVF: lists visited; hash: bit flips explored
+
+
+def _refuse_flags_for_other_indexes(a):
+    """An index flag given with an index it does not set is refused (one sentence naming the
+    flags and the index each is for), as ``gluon-dml index --add`` refuses settings that do not
+    apply; then ``--nprobe``'s default is applied."""
+    wants = [(flag, getattr(a, dest), kinds) for flag, dest, kinds in _FLAG_INDEXES
+             if getattr(a, dest) is not None and a.index not in kinds]
+    if wants:
+        raise cli.UserError('%s do%s not apply with --index %s (%s); leave %s out with --index %s.'
+                            % (', '.join('%s %d' % (f, v) for f, v, _ in wants),
+                               'es' if len(wants) == 1 else '', a.index,
+                               ', '.join('%s is for --index %s' % (f, ' and '.join(k))
+                                         for f, _, k in wants),
+                               'it' if len(wants) == 1 else 'them', a.index))
+    if a.nprobe is None and a.index != 'flat':
+        a.nprobe = NPROBE_DEFAULT
+
+
 def _check_index_flags(a, n_db, bits):
     """The index flags against the database: one sentence each instead of a faiss error
     (``n_db`` None: before the database is encoded, the checks that need no count)."""
@@ -161,15 +184,18 @@ def main(argv=None):
                    help='a split name, a codes .npz (query_codes) or images (folder / list file)')
     p.add_argument('--index', choices=['flat', 'ivf', 'hash'], default='flat')
     p.add_argument('--k', type=int, default=100, help='neighbours per query')
-    p.add_argument('--nlist', type=int, default=None, help='IVF lists (default ~ 4 sqrt(N))')
-    p.add_argument('--nprobe', type=int, default=8,
-                   help='IVF: lists visited; hash: bit flips explored around each query')
+    p.add_argument('--nlist', type=int, default=None,
+                   help='--index ivf: lists (default ~ 4 sqrt(N))')
+    p.add_argument('--nprobe', type=int, default=None,
+                   help='--index ivf: lists visited; --index hash: bit flips explored around each '
+                        'query (default %d)' % NPROBE_DEFAULT)
     p.add_argument('--hash-bits', '--hash_bits', type=int, default=None,
-                   help='hash index: bits of the bucket key (default min(bits, 16))')
+                   help='--index hash: bits of the bucket key (default min(bits, 16))')
     cli.add_trained_run_flags(p)
     p.add_argument('--data-path', '--data_path', default=None)
     p.add_argument('--out', default=None, metavar='FILE.npz', help='write ids and distances')
     a = p.parse_args(argv)
+    _refuse_flags_for_other_indexes(a)        # before the run is opened and anything encoded
     if a.k < 1:
         raise cli.UserError('--k must be a positive integer, got %d.' % a.k)
     a.out = cli.output_path(a.out, '.npz')    # settled before the encoding and the search

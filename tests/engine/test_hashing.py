@@ -68,8 +68,8 @@ def test_training_improves_map_and_codes_are_saved_searched_and_evaluated(tmp_pa
     assert len(ev['pr_curve']['precision']) == 17 and ev['pr_curve']['recall'][-1] == pytest.approx(1.0)
 
     # eval/search.py with each faiss index, queries from the split and from the codes file
-    for index in ('flat', 'ivf', 'hash'):
-        proc = run_script('eval/search.py', run, '--index', index, '--k', '10', '--nlist', '8',
+    for index, flags in (('flat', []), ('ivf', ['--nlist', '8']), ('hash', [])):
+        proc = run_script('eval/search.py', run, '--index', index, '--k', '10', *flags,
                           '--out', tmp_path / ('hits-%s.npz' % index), check=True)
         assert 'queries/s' in proc.stdout and 'precision@10' in proc.stdout
     hits = np.load(str(tmp_path / 'hits-flat.npz'))
@@ -401,3 +401,46 @@ def test_search_codes_refuses_the_codes_of_another_run_or_other_parameters(tmp_p
     # the run's own codes.npz was written again by the resumed run: searched
     run_command('search-codes', a, '--db', a / 'codes.npz', '--queries', a / 'codes.npz',
                 '--k', '3', check=True)
+
+
+def test_search_codes_refuses_index_flags_the_index_does_not_use(tmp_path):
+    """--nlist and --hash-bits with --index flat (--nlist with hash, --hash-bits with ivf,
+    --nprobe with flat) were ignored in silence. Each is refused before anything is encoded,
+    naming the flag and the index it is for; --nprobe's default (8) still applies to ivf and
+    hash."""
+    from ..helpers import run_command
+    run = tmp_path / 'run'
+    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    for flags, said in (
+            (['--nlist', '64'], '--nlist 64 does not apply with --index flat (--nlist is for '
+                                '--index ivf); leave it out with --index flat.'),
+            (['--index', 'flat', '--nprobe', '4'],
+             '--nprobe 4 does not apply with --index flat (--nprobe is for --index ivf and hash); '
+             'leave it out with --index flat.'),
+            (['--hash-bits', '8', '--nlist', '4'],
+             '--nlist 4, --hash-bits 8 do not apply with --index flat (--nlist is for --index ivf, '
+             '--hash-bits is for --index hash); leave them out with --index flat.'),
+            (['--index', 'hash', '--nlist', '4'], '--nlist 4 does not apply with --index hash '
+                                                  '(--nlist is for --index ivf); leave it out '
+                                                  'with --index hash.'),
+            (['--index', 'ivf', '--hash-bits', '8'], '--hash-bits 8 does not apply with --index '
+                                                     'ivf (--hash-bits is for --index hash); leave '
+                                                     'it out with --index ivf.')):
+        bad = run_command('search-codes', run, '--k', '3', *flags)
+        assert bad.returncode == 2 and bad.stderr.strip() == 'error: ' + said, bad.stderr
+        assert 'encode' not in bad.stderr                 # refused before the database is encoded
+    # the flags with their own index search; --nprobe left out is 8, as before
+    codes = run / 'codes.npz'
+    ids = {}
+    for name, flags in (('ivf', ['--index', 'ivf', '--nlist', '16']),
+                        ('ivf8', ['--index', 'ivf', '--nlist', '16', '--nprobe', '8']),
+                        ('hash', ['--index', 'hash', '--hash-bits', '8']),
+                        ('hash8', ['--index', 'hash', '--hash-bits', '8', '--nprobe', '8']),
+                        ('flat', [])):
+        out = tmp_path / ('%s.npz' % name)
+        run_command('search-codes', run, '--db', codes, '--queries', codes, '--k', '5', *flags,
+                    '--out', out, check=True)
+        ids[name] = np.load(str(out))['ids']
+    np.testing.assert_array_equal(ids['ivf'], ids['ivf8'])
+    np.testing.assert_array_equal(ids['hash'], ids['hash8'])

@@ -406,7 +406,7 @@ def test_search_codes_with_more_lists_than_codes(hash_run):
     (['--index', 'ivf', '--nprobe', '0'], '--nprobe must be at least 1 for --index ivf'),
     (['--index', 'hash', '--nprobe', '-1'], '--nprobe must be 0 or more for --index hash'),
     (['--index', 'hash', '--hash-bits', '40'], '--hash-bits must lie in 1..16'),
-    (['--nlist', '0'], '--nlist must be a positive number of lists, got 0.'),
+    (['--index', 'ivf', '--nlist', '0'], '--nlist must be a positive number of lists, got 0.'),
     (['--k', '0'], '--k must be a positive integer, got 0.'),
 ])
 def test_search_codes_index_flags(hash_run, flags, start):
