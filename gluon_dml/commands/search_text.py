@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from .. import cli
-from ..data.captions import tokenize
+from ..data.captions import is_precomputed, tokenize
 from ..engine import get_contexts, load_run_args
 from ..fileio import atomic_save
 from ..methods import open_run
@@ -32,6 +32,19 @@ def _grid_format(path, run_dir):
     return fmt
 
 
+def _no_pictures(a, args):
+    """Why ``--grid`` cannot be drawn for the run's dataset, or None. A dataset of precomputed
+    features (``{split}_ims.npy`` with ``{split}_caps.txt``: ``f30k_precomp``, ``coco_precomp``)
+    holds one row of CNN features per image and no file name or id that leads to a picture, so
+    there is nothing to draw (the grid was skipped in silence after the search)."""
+    root = a.data_path or args.get('data_path')
+    if not is_precomputed(root, args.get('data')):
+        return None
+    return ('--grid %s: the run %s searches precomputed image features (%s: the *_ims.npy rows '
+            'of %s), which hold no pictures and no file names to find them by; leave --grid out '
+            '(the hits are printed by rank and row).' % (a.grid, a.run_dir, args.get('data'), root))
+
+
 @cli.interrupted_means('Interrupted (Ctrl-C) before the search was done; nothing was written.')
 def main(argv=None):
     p = argparse.ArgumentParser(prog='gluon-dml search-text', description=__doc__.splitlines()[0])
@@ -43,16 +56,20 @@ def main(argv=None):
                    help='where the dataset lives (default: the path the run used)')
     p.add_argument('--top', type=int, default=5, help='how many images to print')
     cli.add_trained_run_flags(p)
-    p.add_argument('--grid', default=None, metavar='FILE.png', help='also save the hits side by side')
+    p.add_argument('--grid', default=None, metavar='FILE.png', help='also save the hits side by side (runs on pictures; not on precomputed features)')
     a = p.parse_args(argv)
     if a.top < 1:
         raise cli.UserError('--top must be at least 1, got %d.' % a.top)
     a.grid = cli.output_path(a.grid, flag='--grid')     # settled before the embedding
     fmt = _grid_format(a.grid, a.run_dir) if a.grid else None
 
-    if load_run_args(a.run_dir).get('method') != 'vse':
+    run_args = load_run_args(a.run_dir)
+    if run_args.get('method') != 'vse':
         raise cli.UserError('%s is not a train-vse run; text search needs an image-caption '
                             'embedding.' % a.run_dir)
+    why = _no_pictures(a, run_args) if a.grid else None
+    if why:                                           # before the run is opened and embedded
+        raise cli.UserError(why)
     tokens = tokenize(a.sentence)
     if not tokens:
         raise cli.UserError('The sentence %r has no words to search with.' % a.sentence)
@@ -71,7 +88,7 @@ def main(argv=None):
     for rank, i in enumerate(order, 1):
         print('%2d. %.4f  %s  (captioned: "%s")' % (rank, scores[i], cset.image_ids[i],
                                                   cset.raw[5 * i]))
-    if a.grid and not cset.precomputed:
+    if a.grid:                           # (precomputed features were refused above)
         from PIL import Image
         pics = [cset.image(int(i)) for i in order]
         pics = [np.clip(p * (0.229 if p.shape[0] == 3 else 1) + (0.45 if p.shape[0] == 3 else 0), 0, 1)

@@ -286,3 +286,33 @@ def test_search_text_grid_a_format_refuses_leaves_the_file_there_whole(tiny_vse_
         'name.' % old), proc.stderr
     assert old.read_text() == 'the picture of yesterday\n'
     assert sorted(os.listdir(tmp_path)) == ['hits.xbm']
+
+
+def test_search_text_refuses_a_grid_for_precomputed_features_before_the_search(tmp_path):
+    """search-text --grid FILE.png on a run trained on precomputed features ({split}_ims.npy,
+    {split}_caps.txt: f30k_precomp) embedded and searched the split, printed the hits and wrote
+    no grid, without a word, exit 0: the features hold no pictures and no file names. --grid is
+    refused up front, saying why; the search without it works."""
+    from tests.helpers import run_command
+    root = tmp_path / 'f30k'
+    root.mkdir()
+    rng = np.random.RandomState(0)
+    words = ['a', 'red', 'blue', 'shirt', 'bag', 'shoe', 'on', 'the', 'left', 'right']
+    for split, n in (('train', 64), ('dev', 10), ('test', 10)):
+        np.save(str(root / ('%s_ims.npy' % split)), rng.randn(n, 32).astype(np.float32))
+        (root / ('%s_caps.txt' % split)).write_text(
+            ''.join(' '.join(rng.choice(words, 5)) + '\n' for _ in range(5 * n)))
+    run = tmp_path / 'run'
+    run_command('train-vse', '--data', 'f30k_precomp', '--data-path', root, '--save-dir', run,
+                '--epochs', '1', '--batches-per-epoch', '2', '--embed-dim', '16', '--word-dim', '8',
+                '--batch-size', '16', '--steps', '', '--no-progress', check=True)
+    grid = tmp_path / 'hits.png'
+    proc = run_command('search-text', run, 'a red shirt', '--top', '3', '--grid', grid)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        'error: --grid %s: the run %s searches precomputed image features (f30k-precomp: the '
+        '*_ims.npy rows of %s), which hold no pictures and no file names to find them by; leave '
+        '--grid out (the hits are printed by rank and row).' % (grid, run, root)), proc.stderr
+    assert 'query:' not in proc.stdout and 'images' not in proc.stderr    # before the search
+    assert not grid.exists()
+    proc = run_command('search-text', run, 'a red shirt', '--top', '3', check=True)
+    assert proc.stdout.startswith('query: a red shirt') and len(proc.stdout.splitlines()) == 4
