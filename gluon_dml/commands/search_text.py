@@ -56,7 +56,9 @@ def main(argv=None):
                    help='where the dataset lives (default: the path the run used)')
     p.add_argument('--top', type=int, default=5, help='how many images to print')
     cli.add_trained_run_flags(p)
-    p.add_argument('--grid', default=None, metavar='FILE.png', help='also save the hits side by side (runs on pictures; not on precomputed features)')
+    p.add_argument('--grid', default=None, metavar='FILE.png',
+                   help='also save the hits side by side (runs on pictures, not on precomputed '
+                        'features)')
     a = p.parse_args(argv)
     if a.top < 1:
         raise cli.UserError('--top must be at least 1, got %d.' % a.top)
