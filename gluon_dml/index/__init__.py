@@ -167,7 +167,7 @@ def save_codes(path, query_codes, query_labels, db_codes, db_labels, query_ids=N
                run=None, params_sha256=None):
     """Write query and database codes ({-1, +1} or real: sign; or already packed uint8) packed.
 
-    ``run`` (the run folder's name) and ``params_sha256`` (:func:`gluon_dml.catalog.params_digest`
+    ``run`` (the run folder's name) and ``params_sha256`` (:func:`gluon_dml.fileio.params_digest`
     of the parameter file that encoded them) record which network wrote the codes, so that
     ``gluon-dml search-codes`` refuses them for another run; files written without them (or
     before them) carry no record."""
