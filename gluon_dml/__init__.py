@@ -3,6 +3,11 @@ import os as _os
 
 __version__ = "0.2.0"
 
+# float32's largest number (numpy.finfo(numpy.float32).max), in which MXNet trains and the index
+# stores vectors: the one definition, here at the bottom of the package so that config, index and
+# models can all import it (written out so that the package's root imports no numpy)
+FLOAT32_MAX = 3.4028234663852886e+38
+
 # the environment this process started with, before the package set anything (threads, the
 # host-copy size, AMX, OpenBLAS's kernels for faiss): a command that starts itself again passes
 # this on, so the new process chooses as this one did and computes bit for bit the same

@@ -11,6 +11,7 @@ import math
 import os
 import re
 
+from gluon_dml import FLOAT32_MAX
 from .data import IMAGE_OPTIONS, get_transform, is_image_dataset, normalize_name
 from .data.augment import ROTATIONS
 from .data.research import DATASET_ALIASES
@@ -174,9 +175,6 @@ def _fit_batch_size(args):
 def _optimizers():
     import mxnet as mx
     return set(mx.optimizer.Optimizer.opt_registry)
-
-
-FLOAT32_MAX = 3.4028234663852886e+38      # numpy.finfo(numpy.float32).max
 
 
 def check_float(value, flag, what=None):

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Union
 
 import numpy as np
 
+from gluon_dml import FLOAT32_MAX   # vectors are stored as float32
 from ..fileio import atomic_write_json, fsync_dir
 
 __all__ = ['Hit', 'Index', 'UnknownIdError', 'create_index', 'open_index', 'is_catalog',
@@ -27,7 +28,6 @@ BACKENDS = ('faiss', 'milvus')
 AUTO_EXACT_MAX = 50_000            # float: exact search below this many vectors
 AUTO_IVF_PQ_MIN = 10_000_000       # float: IVF-PQ (with OPQ) from this many on, IVF-Flat between
 AUTO_BINARY_EXACT_MAX = 1_000_000  # binary: exhaustive Hamming search below this many codes
-FLOAT32_MAX = float(np.finfo(np.float32).max)   # vectors are stored as float32
 
 CATALOG_FILE = 'CATALOG.json'
 MANIFEST_FILE = 'manifest.json'

@@ -13,6 +13,7 @@ import numpy as np
 from mxnet import init
 from mxnet.gluon import nn, HybridBlock
 
+from gluon_dml import FLOAT32_MAX
 from . import get_backbone, initialize_with_head
 
 __all__ = ['HashNet', 'ScaleSchedule', 'get_hash_model', 'binarize']
@@ -25,7 +26,7 @@ class ScaleSchedule:
     The scale stops at float32's largest number (``MAX_SCALE``; tanh is a sign long before): past
     it the head's float32 parameter would hold infinity, and ``tanh(inf * 0)`` is NaN."""
 
-    MAX_SCALE = float(np.finfo(np.float32).max)
+    MAX_SCALE = FLOAT32_MAX
 
     def __init__(self, init_scale=1.0, gamma=0.005, power=0.5, step_size=200):
         if not all(math.isfinite(v) for v in (init_scale, gamma, power)) or init_scale > self.MAX_SCALE:
