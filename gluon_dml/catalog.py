@@ -187,6 +187,13 @@ class Catalog(object):
             trained = open_run(run_dir, self._ctx or get_contexts(''), self.source.get('which'),
                                fuse=self._fuse, int8=self.source.get('int8'))
             want = self.source.get('params_sha256')      # catalogues made before it: unchecked
+            damage = _params_damage(self.source.get('params'))
+            if want is not None and damage is not None and params_digest(trained.params) != want:
+                raise UserError(
+                    'The network that embedded the catalogue %s, %s, is damaged (%s), so queries '
+                    'by image or text cannot be embedded as its vectors were (search by vector or '
+                    'id still works); resuming the run with --resume trains it again from its '
+                    'previous checkpoint.' % (self.path, self.source.get('params'), damage))
             if want is not None and params_digest(trained.params) != want:
                 raise UserError(
                     'The run %s has changed since the catalogue %s was built (trained further, '
@@ -375,6 +382,18 @@ def _check_not_served(path, uri):
                     'index --add), which holds its Milvus Lite file: Milvus Lite lets one process '
                     'at a time open it. While that process runs, send queries to the service '
                     '(POST /search); or stop it first.' % (path, pid))
+
+
+def _params_damage(path):
+    """What is wrong with the parameters file ``path`` that embedded a catalogue, in a few words
+    (empty, or its checkpoint no longer matches its meta.json), or None."""
+    from .engine import CheckpointManager
+    if not path or not os.path.isfile(path):
+        return None
+    folder = os.path.dirname(path)
+    if os.path.basename(os.path.dirname(folder)) == 'checkpoints':
+        return CheckpointManager.verify(folder)
+    return '%s is empty, 0 bytes' % os.path.basename(path) if os.path.getsize(path) == 0 else None
 
 
 def _read_next_id(path):

@@ -123,6 +123,8 @@ def _mxnet_why(err):
 
 def _load_symbol(sym_path):
     import mxnet as mx
+    if os.path.getsize(sym_path) == 0:
+        raise _damaged(sym_path, 'it is empty, 0 bytes')
     try:
         return mx.sym.load(sym_path)
     except (ValueError, mx.base.MXNetError):     # not JSON, not a symbol, not UTF-8
@@ -132,6 +134,8 @@ def _load_symbol(sym_path):
 def _load_params(params_path):
     """{name: NDArray} of an exported params file (the ``arg:`` / ``aux:`` prefixes dropped)."""
     import mxnet as mx
+    if os.path.getsize(params_path) == 0:        # a full disk, a cut copy
+        raise _damaged(params_path, 'it is empty, 0 bytes')
     try:
         loaded = mx.nd.load(params_path)
     except mx.base.MXNetError:

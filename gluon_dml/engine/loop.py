@@ -58,8 +58,12 @@ class _StopNow(BaseException):
 
 
 def _one_line(err):
-    """``Type: first line`` of an error (MXNet's carry a C++ stack trace after the first line)."""
+    """``Type: first line`` of an error (MXNet's carry a C++ stack trace after the first line; one
+    whose text opens with the trace, 'Traceback (most recent call last):', gives its own sentence)."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    said = [ln for ln in lines if ln.startswith('MXNetError:')]
+    if said and lines[0].startswith('Traceback'):
+        return 'MXNetError: %s' % said[-1].replace('MXNetError: ', '').replace('Check failed: ', '')[:300]
     return '%s: %s' % (type(err).__name__, lines[0][:300]) if lines else type(err).__name__
 
 

@@ -27,7 +27,8 @@ import time
 from ..errors import UserError
 from ..fileio import (LockBusy, file_in_the_way, give_back_folder, hold_lock, read_json,
                       release_lock)
-from .checkpoint import CheckpointManager, atomic_write_text, remove_stale_temporaries
+from .checkpoint import (CheckpointError, CheckpointManager, atomic_write_text,
+                         remove_stale_temporaries)
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
            'load_run_args', 'read_record', 'settings_in_force', 'trained_params_path',
@@ -336,16 +337,21 @@ def write_args(args):
     args._record = record
 
 
-def trained_params_path(run_dir, which=None):
+def trained_params_path(run_dir, which=None, warn=None):
     """``(path, label)`` of a run folder's trained network parameters.
 
     ``which=None`` (the default everywhere): the network the run reports, ``best.params`` when
     its best epoch was chosen on validation data, else the final network (the newest
     checkpoint). ``'best'``: ``best.params`` whatever chose it; ``'last'``: the newest
     checkpoint. ``label`` says which it is, and says so when a best epoch was chosen on the test
-    split (runs made before model selection moved to validation data): an optimistic number."""
+    split (runs made before model selection moved to validation data): an optimistic number.
+
+    Damage is named, never taken for absence: an empty ``best.params`` is a
+    :class:`~gluon_dml.engine.checkpoint.CheckpointError`, and so is a run whose every checkpoint
+    is damaged (an emptied or truncated ``net.params``: a full disk, a cut copy). When only the
+    newest are damaged, the newest whole one is used, as ``--resume`` does: the label says so
+    and ``warn`` (a callable, if given) receives one sentence naming the damaged checkpoint."""
     best = os.path.join(run_dir, 'best.params')
-    last = CheckpointManager(run_dir, create=False).latest()
     on_validation, held_out = False, 'classes'
     try:
         if read_record(run_dir).get('method') == 'vse':
@@ -360,12 +366,34 @@ def trained_params_path(run_dir, which=None):
             on_validation = False
     if which == 'best' or (which is None and on_validation):
         if os.path.exists(best):
+            if os.path.getsize(best) == 0:
+                raise CheckpointError(
+                    '%s is empty (0 bytes: damaged, e.g. by a full disk or a cut copy), so the best '
+                    "epoch's network is lost; --checkpoint last uses the final network (the newest "
+                    'checkpoint) instead.' % best)
             return best, ('best epoch, chosen on the validation %s' % held_out if on_validation else
                           'best epoch, CHOSEN ON THE TEST SPLIT (optimistic)')
         if which == 'best':
             raise FileNotFoundError('%s has no best.params: its best epoch is chosen only when it '
                                     'trains with validation data (--val-classes); use the final '
                                     'network (the default).' % run_dir)
-    if last is not None:
-        return os.path.join(last, 'net.params'), 'final network'
+    ckpt = CheckpointManager(run_dir, create=False)
+    damaged = []
+    for path, problem in ckpt.candidates():
+        if problem is None:
+            if not damaged:
+                return os.path.join(path, 'net.params'), 'final network'
+            names = ', '.join(os.path.basename(p) for p, _ in damaged)
+            if warn is not None:
+                warn('the newest checkpoint of %s, %s, is damaged (%s), so its final network is '
+                     'lost; using the previous one, %s (--resume trains the run again from it).'
+                     % (run_dir, names, '; '.join(w for _, w in damaged), os.path.basename(path)))
+            return (os.path.join(path, 'net.params'),
+                    'checkpoint %s: the newest, %s, is damaged' % (os.path.basename(path), names))
+        damaged.append((path, problem))
+    if damaged:
+        raise CheckpointError('Every checkpoint in %s is damaged (%s), so the run holds no trained '
+                              'network; train it again with --overwrite.'
+                              % (ckpt.dir, '; '.join('%s: %s' % (os.path.basename(p), w)
+                                                     for p, w in damaged)))
     raise FileNotFoundError('%s holds no trained parameters yet (no checkpoint).' % run_dir)

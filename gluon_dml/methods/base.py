@@ -7,6 +7,7 @@ seeding, the engine, the summary line.
 """
 import json
 import os
+import sys
 
 from ..data import list_datasets
 from ..engine import EngineConfig, Logger, get_contexts, seed_everything
@@ -516,8 +517,12 @@ class TrainedRun(object):
 
 
 def _first_line(err):
-    """The first line of an error (MXNet's carry a C++ stack trace after it)."""
+    """The first line of an error (MXNet's carry a C++ stack trace after it); of an MXNetError
+    whose text opens with the trace ('Traceback (most recent call last):'), its own sentence."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    said = [ln for ln in lines if ln.startswith('MXNetError:')]
+    if said and lines[0].startswith('Traceback'):
+        return said[-1].replace('MXNetError: ', '').replace('Check failed: ', '')[:300]
     return (lines[0] if lines else type(err).__name__)[:300]
 
 
@@ -568,7 +573,8 @@ def open_run(run_dir, ctx=None, which=None, method=None, fuse=True, int8=None, t
         raise UserError('%s is a %s run, not a %s run.' % (run_dir, args.get('method'), method))
     m = get_method(args.get('method') or 'margin')
     ctx = ctx if ctx is not None else get_contexts('')
-    params, label = trained_params_path(run_dir, which)
+    params, label = trained_params_path(
+        run_dir, which, warn=lambda msg: print('warning: %s' % msg, file=sys.stderr, flush=True))
     try:
         net = m.network_for_run(args, ctx)
     except KeyError as err:
