@@ -7,17 +7,20 @@
 The windows are the live ones (``--use_viz``): the loss every ``--log-interval`` iterations
 (``iterations.jsonl``), one window per ``log.jsonl`` value per epoch, and the latest t-SNE,
 retrieval and distance views (``plots/views_epochNNN.npz``). The environment defaults to the
-one the run streamed to (its ``--viz-env``, else its name).
+one the run streamed to (its ``--viz-env``, else its name). ``--follow`` outlives the server: when
+it stops answering, one line says so and the run's files are still read; when a server answers
+again at the address, every window is drawn again whole (what it missed included).
 """
 import argparse
 import os
+import sys
 import time
 
 from .. import cli
 from ..engine import load_run_args
 from ..errors import UserError
 from ..viz import RunState, env_name
-from ..viz.dashboard import Dashboard, DashboardRejected, check_address, connect
+from ..viz.dashboard import Dashboard, DashboardRejected, _short, check_address, connect
 
 
 def main(argv=None):
@@ -52,33 +55,65 @@ def main(argv=None):
                              'env %r is %s.' % (url, err, env, 'partly drawn' if drawing else
                                                 'not drawn'))
     drawing = False
+
+    def reach():
+        try:
+            return connect(a.viz_server, a.viz_port, env)
+        except DashboardRejected as err:
+            raise refused(err) from None
+
     try:
-        vis = connect(a.viz_server, a.viz_port, env)
-    except DashboardRejected as err:
-        raise refused(err) from None
+        vis = reach()
+    except UserError:
+        raise
     except Exception as err:  # noqa: BLE001 - ConnectionError, timeouts
         raise cli.UserError('cannot reach the Visdom server at %s (%s); start one with: python -m '
                             'gluon_dml.viz.server -port %d' % (url, type(err).__name__, a.viz_port)) from None
     dash = Dashboard(vis, env, run_args.get('log_interval'))
-    while True:
-        state = RunState.from_run_dir(a.run_dir)
-        dash.log_interval = state.log_interval
-        drawing = True
-        try:
-            dash.draw_all(state)
-        except OSError as err:
-            raise cli.UserError('lost the Visdom server at %s (%s).' % (url, type(err).__name__)) from None
-        except DashboardRejected as err:
-            raise refused(err) from None
-        views = state.latest_views()
-        print('%s -> %s env %r: %d loss points, %d epochs, %s'
-              % (a.run_dir, url, env, len(state.loss_points()), len(state.epoch_records()),
-                 'views of epoch %d' % int(views['epoch']) if views is not None else
-                 'no t-SNE / retrieval views (the run was not started with --use_viz)'), flush=True)
-        if a.follow is None:
-            return env
-        try:
+    away = False                                   # --follow: the server stopped answering
+    try:
+        while True:
+            state = RunState.from_run_dir(a.run_dir)
+            if dash is None:                       # a new client, whose windows start empty
+                try:
+                    dash = Dashboard(reach(), env, state.log_interval)
+                except UserError:
+                    raise
+                except Exception:  # noqa: BLE001 - still away
+                    time.sleep(max(1.0, a.follow))
+                    continue
+            dash.log_interval = state.log_interval
+            drawing = True
+            try:
+                dash.draw_all(state)
+            except OSError as err:
+                if a.follow is None:
+                    raise cli.UserError('lost the Visdom server at %s (%s).'
+                                        % (url, type(err).__name__)) from None
+                # a server stopped or restarted mid-follow: wait for it, reading the run's files
+                # as before; when it answers again every window is drawn whole (what it missed too)
+                if not away:
+                    print('lost the Visdom server at %s (%s); waiting for it to come back, still '
+                          'following %s (Ctrl-C stops).' % (url, _short(err), a.run_dir),
+                          file=sys.stderr, flush=True)
+                away, dash = True, None
+                time.sleep(max(1.0, a.follow))
+                continue
+            except DashboardRejected as err:
+                raise refused(err) from None
+            if away:
+                away = False
+                print('the Visdom server at %s is back: env %r drawn again whole, what it missed '
+                      'included.' % (url, env), file=sys.stderr, flush=True)
+            views = state.latest_views()
+            print('%s -> %s env %r: %d loss points, %d epochs, %s'
+                  % (a.run_dir, url, env, len(state.loss_points()), len(state.epoch_records()),
+                     'views of epoch %d' % int(views['epoch']) if views is not None else
+                     'no t-SNE / retrieval views (the run was not started with --use_viz)'), flush=True)
+            if a.follow is None:
+                return env
             time.sleep(max(1.0, a.follow))
-        except KeyboardInterrupt:
-            return env
-
+    except KeyboardInterrupt:
+        if a.follow is None:
+            raise
+        return env

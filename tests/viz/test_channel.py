@@ -299,3 +299,65 @@ def test_replay_names_a_server_that_refuses_its_updates(tmp_path, refuses):
         % (port, port)), proc.stderr
     assert lines[0].endswith(" answered HTTP 413); the dashboard of env 'refused' is %s."
                              % ('not drawn' if refuses == 'all' else 'partly drawn')), proc.stderr
+
+
+def test_replay_follow_waits_for_a_server_that_went_away_and_replays_what_it_missed(tmp_path,
+                                                                                   visdom_server):
+    """replay-viz --follow exited ('lost the Visdom server') when the server stopped mid-follow.
+    Now one line says it waits for the server; it keeps reading the run's files; when a server
+    answers again on the same port (a new process, its windows empty) every window is drawn whole,
+    the points added while it was away included; Ctrl-C still stops it cleanly (exit 0)."""
+    import signal
+    import subprocess
+    import sys
+    from ..helpers import REPO, script_env
+
+    def wait_for(text, stream, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in stream.read_text():
+                return
+            assert proc.poll() is None, (out.read_text(), err.read_text())
+            time.sleep(0.2)
+        raise AssertionError('no %r in %s:\n%s\n%s' % (text, stream.name, out.read_text(),
+                                                       err.read_text()))
+
+    port = free_port()
+    server = visdom_server(port=port)
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'args.json').write_text(json.dumps({'name': 'followed', 'log_interval': 2}))
+    (run / 'iterations.jsonl').write_text('{"step": 2, "loss": 0.5}\n{"step": 4, "loss": 0.25}\n')
+    (run / 'log.jsonl').write_text('{"epoch": 0, "recall@1": 0.5}\n')
+    out, err = tmp_path / 'out.txt', tmp_path / 'err.txt'
+    with open(out, 'w') as fo, open(err, 'w') as fe:
+        proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(run),
+                                 '--viz-server', 'http://127.0.0.1', '--viz-port', str(port),
+                                 '--follow', '1'], stdout=fo, stderr=fe, cwd=REPO, env=script_env())
+    try:
+        wait_for('2 loss points, 1 epochs', out)
+        assert traces(server.windows('followed')[LOSS_WIN])['loss'] == ([2, 4], [0.5, 0.25])
+        server.stop()
+        wait_for('lost the Visdom server at http://127.0.0.1:%d (connection refused); waiting for '
+                 'it to come back, still following %s (Ctrl-C stops).' % (port, run), err)
+        with open(run / 'iterations.jsonl', 'a') as f:        # the run goes on meanwhile
+            f.write('{"step": 6, "loss": 0.125}\n')
+        with open(run / 'log.jsonl', 'a') as f:
+            f.write('{"epoch": 1, "recall@1": 0.6}\n')
+        time.sleep(2.5)                                        # a few tries while it is away
+        assert proc.poll() is None, (out.read_text(), err.read_text())
+        server = visdom_server(port=port)                      # a new server on the same port
+        wait_for("the Visdom server at http://127.0.0.1:%d is back: env 'followed' drawn again "
+                 "whole, what it missed included." % port, err)
+        wait_for('3 loss points, 2 epochs', out)
+        wins = server.windows('followed')
+        assert traces(wins[LOSS_WIN])['loss'] == ([2, 4, 6], [0.5, 0.25, 0.125])
+        assert traces(wins[metric_window('recall@1')])['recall@1'] == ([0, 1], [0.5, 0.6])
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, (out.read_text(), err.read_text())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert err.read_text().count('lost the Visdom server') == 1, err.read_text()
+    assert 'Traceback' not in err.read_text() and 'error:' not in err.read_text(), err.read_text()
