@@ -162,3 +162,22 @@ def test_resume_over_emptied_checkpoints_never_starts_over(run):
     assert len(lines) == 1 and lines[0].startswith(
         'error: Every checkpoint in %s is damaged' % os.path.join(str(run), 'checkpoints')), lines
     assert 'starting from the beginning' not in proc.stdout + proc.stderr
+
+
+def test_a_removed_best_params_is_named_not_replaced_by_the_final_network(run, tmp_path):
+    """best.json says the run reports its best epoch, chosen on validation data, and best.params
+    is gone: evaluate used the final network, labelled 'final network', and wrote eval-test.json
+    as the run's own numbers. --checkpoint last still evaluates the final network, in its own
+    file."""
+    best = os.path.join(str(run), 'best.params')
+    os.remove(best)
+    want = ('error: %s is missing although best.json records the best epoch chosen on validation '
+            'data, so the network the run reports is lost; --checkpoint last uses the final '
+            'network (the newest checkpoint) instead.' % best)
+    for extra in ([], ['--checkpoint', 'best']):
+        proc = run_command('evaluate', run, '--nmi-runs', '1', *extra)
+        assert proc.returncode == 2 and _error_lines(proc) == [want], proc.stderr
+    assert not (run / 'eval-test.json').exists()
+    proc = run_command('evaluate', run, '--checkpoint', 'last', '--nmi-runs', '1')
+    assert proc.returncode == 0 and 'network: final network' in proc.stdout, proc.stderr
+    assert (run / 'eval-test-last.json').is_file() and not (run / 'eval-test.json').exists()

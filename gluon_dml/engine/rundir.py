@@ -346,7 +346,8 @@ def trained_params_path(run_dir, which=None, warn=None):
     checkpoint. ``label`` says which it is, and says so when a best epoch was chosen on the test
     split (runs made before model selection moved to validation data): an optimistic number.
 
-    Damage is named, never taken for absence: an empty ``best.params`` is a
+    Damage is named, never taken for absence: an empty ``best.params``, or one missing although
+    ``best.json`` records a best epoch chosen on validation data, is a
     :class:`~gluon_dml.engine.checkpoint.CheckpointError`, and so is a run whose every checkpoint
     is damaged (an emptied or truncated ``net.params``: a full disk, a cut copy). When only the
     newest are damaged, the newest whole one is used, as ``--resume`` does: the label says so
@@ -358,12 +359,17 @@ def trained_params_path(run_dir, which=None, warn=None):
             held_out = 'split'                   # caption sets hold out images, not classes
     except (OSError, ValueError):
         pass
-    if os.path.exists(best):
-        try:
-            with open(os.path.join(run_dir, 'best.json')) as f:
-                on_validation = json.load(f).get('selected_on') == 'validation'
-        except (OSError, ValueError):
-            on_validation = False
+    try:
+        with open(os.path.join(run_dir, 'best.json')) as f:
+            on_validation = json.load(f).get('selected_on') == 'validation'
+    except (OSError, ValueError, AttributeError):
+        on_validation = False
+    if which in (None, 'best') and on_validation and not os.path.exists(best):
+        # best.params is written before best.json: the network the run reports was removed
+        raise CheckpointError(
+            '%s is missing although best.json records the best epoch chosen on validation data, '
+            "so the network the run reports is lost; --checkpoint last uses the final network "
+            '(the newest checkpoint) instead.' % best)
     if which == 'best' or (which is None and on_validation):
         if os.path.exists(best):
             if os.path.getsize(best) == 0:

@@ -460,7 +460,7 @@ class TrainedRun(object):
         ``--checkpoint``, and ``-int8`` added for the INT8 network (float32's file stays)."""
         try:
             reported = os.path.realpath(trained_params_path(self.run_dir)[0])
-        except FileNotFoundError:
+        except (FileNotFoundError, UserError):     # none, or damaged: this one is another
             reported = None
         other = '' if os.path.realpath(self.params) == reported else \
             ('-best' if os.path.basename(self.params) == 'best.params' else '-last')
