@@ -264,14 +264,23 @@ def test_evaluate_reports_the_runs_own_top_k_and_refuses_recall_flags(tmp_path):
             bad.stderr
 
 
-def test_search_codes_out_never_replaces_the_codes_it_reads(tmp_path):
+@pytest.fixture(scope='module')
+def tiny_hash_run(tmp_path_factory):
+    """One epoch of two batches of train-hash on digits, 16 bits (its folder is named ``b``): the
+    search-codes tests below read it and write only into their own tmp_path."""
+    from ..helpers import run_command
+    run = tmp_path_factory.mktemp('hash') / 'b'
+    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
+                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    return run
+
+
+def test_search_codes_out_never_replaces_the_codes_it_reads(tiny_hash_run, tmp_path):
     """search-codes --out RUN/codes.npz replaced the run's codes with the hits (the next search
     with them said "holds no query_codes"); the --db / --queries file likewise. Each is refused
     before any work, and the file is left as it was."""
     from ..helpers import run_command
-    run = tmp_path / 'run'
-    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
-                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    run = tiny_hash_run
     codes = run / 'codes.npz'
     before = codes.read_bytes()
     copy = tmp_path / 'copy.npz'
@@ -291,15 +300,13 @@ def test_search_codes_out_never_replaces_the_codes_it_reads(tmp_path):
     assert np.load(str(tmp_path / 'hits.npz'))['ids'].shape == (300, 3)
 
 
-def test_search_codes_refuses_a_k_beyond_the_database(tmp_path):
+def test_search_codes_refuses_a_k_beyond_the_database(tiny_hash_run, tmp_path):
     """search-codes --k 1000000000 was "unexpected MemoryError: Unable to allocate 1.09 TiB"
     (the result arrays are queries x k), after the database was encoded; a k past the database
     only padded every row with -1. One sentence with the largest k that means something; that
     k itself searches."""
     from ..helpers import run_command
-    run = tmp_path / 'run'
-    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
-                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    run = tiny_hash_run
     codes = run / 'codes.npz'
     n_db = len(load_codes(str(codes))['db_codes'])
     for k in (n_db + 1, 10 ** 9):
@@ -312,16 +319,14 @@ def test_search_codes_refuses_a_k_beyond_the_database(tmp_path):
     assert (np.load(str(tmp_path / 'all.npz'))['ids'] >= 0).all()
 
 
-def test_ctrl_c_during_search_codes_says_nothing_was_written(tmp_path):
+def test_ctrl_c_during_search_codes_says_nothing_was_written(tiny_hash_run, tmp_path):
     """Ctrl-C while search-codes embedded its image queries said the training runs' advice
     ("nothing was saved at this point: a training run continues from its last checkpoint with
     --resume"); search-codes has no checkpoint and no --resume. It says the search was not done
     and --out not written (exit 130)."""
     import time
     from ..helpers import interrupt_command, run_command
-    run = tmp_path / 'run'
-    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
-                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    run = tiny_hash_run
     from PIL import Image
     from sklearn.datasets import load_digits
     pic = tmp_path / 'seven.png'
@@ -345,7 +350,7 @@ def test_ctrl_c_during_search_codes_says_nothing_was_written(tmp_path):
     assert '--resume' not in err and not out.exists()
 
 
-def test_search_codes_refuses_the_codes_of_another_run_or_other_parameters(tmp_path):
+def test_search_codes_refuses_the_codes_of_another_run_or_other_parameters(tiny_hash_run, tmp_path):
     """search-codes RUN --db codes.npz searched the codes of ANOTHER run in silence as long as
     their length matched (codes files recorded no run). A codes file records the run folder's
     name and the SHA-256 of the parameter file that wrote it (train-hash's RUN/codes.npz and
@@ -356,9 +361,8 @@ def test_search_codes_refuses_the_codes_of_another_run_or_other_parameters(tmp_p
     from gluon_dml.engine import trained_params_path
     from ..helpers import run_command
     tiny = ['--data', 'digits', '--batches-per-epoch', '2', '--bits', '16', '--no-progress']
-    a, b = tmp_path / 'a', tmp_path / 'b'
-    for run in (a, b):
-        run_command('train-hash', *tiny, '--epochs', '1', '--save-dir', run, check=True)
+    a, b = tmp_path / 'a', tiny_hash_run
+    run_command('train-hash', *tiny, '--epochs', '1', '--save-dir', a, check=True)
     own = load_codes(str(a / 'codes.npz'))
     assert own['run'] == 'a'
     assert own['params_sha256'] == params_digest(trained_params_path(str(a), 'last')[0])
@@ -403,15 +407,15 @@ def test_search_codes_refuses_the_codes_of_another_run_or_other_parameters(tmp_p
                 '--k', '3', check=True)
 
 
-def test_search_codes_refuses_index_flags_the_index_does_not_use(tmp_path):
+def test_search_codes_refuses_index_flags_the_index_does_not_use(tiny_hash_run, tmp_path, capsys):
     """--nlist and --hash-bits with --index flat (--nlist with hash, --hash-bits with ivf,
     --nprobe with flat) were ignored in silence. Each is refused before anything is encoded,
     naming the flag and the index it is for; --nprobe's default (8) still applies to ivf and
     hash."""
+    from gluon_dml.cli import main_guard
+    from gluon_dml.commands.search_codes import main as search_codes
     from ..helpers import run_command
-    run = tmp_path / 'run'
-    run_command('train-hash', '--data', 'digits', '--epochs', '1', '--batches-per-epoch', '2',
-                '--bits', '16', '--no-progress', '--save-dir', run, check=True)
+    run = tiny_hash_run
     for flags, said in (
             (['--nlist', '64'], '--nlist 64 does not apply with --index flat (--nlist is for '
                                 '--index ivf); leave it out with --index flat.'),
@@ -427,9 +431,11 @@ def test_search_codes_refuses_index_flags_the_index_does_not_use(tmp_path):
             (['--index', 'ivf', '--hash-bits', '8'], '--hash-bits 8 does not apply with --index '
                                                      'ivf (--hash-bits is for --index hash); leave '
                                                      'it out with --index ivf.')):
-        bad = run_command('search-codes', run, '--k', '3', *flags)
-        assert bad.returncode == 2 and bad.stderr.strip() == 'error: ' + said, bad.stderr
-        assert 'encode' not in bad.stderr                 # refused before the database is encoded
+        with pytest.raises(SystemExit) as exit_:          # in this process: the refusal comes
+            main_guard(search_codes, [str(run), '--k', '3'] + flags)    # before the run opens
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.strip() == 'error: ' + said, err
+        assert 'encode' not in err                        # refused before the database is encoded
     # the flags with their own index search; --nprobe left out is 8, as before
     codes = run / 'codes.npz'
     ids = {}
