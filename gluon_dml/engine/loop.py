@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .checkpoint import CheckpointError, CheckpointManager, atomic_save, atomic_write_text
 from .context import batch_seed
 from .distributed import ReadOnlyCheckpoints, cluster as _cluster    # [distributed]
@@ -58,13 +58,8 @@ class _StopNow(BaseException):
 
 
 def _one_line(err):
-    """``Type: first line`` of an error (MXNet's carry a C++ stack trace after the first line; one
-    whose text opens with the trace, 'Traceback (most recent call last):', gives its own sentence)."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    said = [ln for ln in lines if ln.startswith('MXNetError:')]
-    if said and lines[0].startswith('Traceback'):
-        return 'MXNetError: %s' % said[-1].replace('MXNetError: ', '').replace('Check failed: ', '')[:300]
-    return '%s: %s' % (type(err).__name__, lines[0][:300]) if lines else type(err).__name__
+    """``Type: first line`` of an error (:func:`gluon_dml.errors.first_line`)."""
+    return '%s: %s' % (type(err).__name__, first_line(err)) if str(err).strip() else type(err).__name__
 
 
 class NaNLossError(RuntimeError):

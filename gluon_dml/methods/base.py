@@ -17,7 +17,7 @@ from ..engine.inference import fused_or_plain, hybridize_for_inference, quantize
 from ..engine.loop import Engine, TrainingInterrupted, _progress, embed_dataset, enable_amp
 from ..engine.rundir import (abandon_run, load_run_args, prepare_run, resume_point,
                              trained_params_path, write_args)
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..fileio import missing_folders
 from ..viz import VisdomSink, env_name
 from ..viz.dashboard import check_address
@@ -516,16 +516,6 @@ class TrainedRun(object):
                              progress=progress, desc=desc)
 
 
-def _first_line(err):
-    """The first line of an error (MXNet's carry a C++ stack trace after it); of an MXNetError
-    whose text opens with the trace ('Traceback (most recent call last):'), its own sentence."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    said = [ln for ln in lines if ln.startswith('MXNetError:')]
-    if said and lines[0].startswith('Traceback'):
-        return said[-1].replace('MXNetError: ', '').replace('Check failed: ', '')[:300]
-    return (lines[0] if lines else type(err).__name__)[:300]
-
-
 def _load_int8(prefix, key):
     """The cached INT8 network at ``prefix`` if it was made from ``key`` (else None)."""
     import warnings
@@ -586,7 +576,7 @@ def open_run(run_dir, ctx=None, which=None, method=None, fuse=True, int8=None, t
         raise UserError('%s does not fit the network that %s/args.json describes (%s, embed_dim %s): '
                         '%s; the run folder is inconsistent or the file is damaged.'
                         % (params, run_dir, args.get('model'), args.get('embed_dim'),
-                           _first_line(err))) from None
+                           first_line(err))) from None
     fused = hybridize_for_inference(net, ctx, fuse)
     trained = TrainedRun(os.path.normpath(run_dir), args, m, fused_or_plain(net, fused), params,
                          label, ctx, fused)
