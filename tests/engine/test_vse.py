@@ -171,15 +171,6 @@ def test_a_run_that_cannot_learn_what_it_says_is_warned(tmp_path):
     assert 'loss VSE0 (sum of violations) in every epoch' in out
 
 
-@pytest.fixture(scope='module')
-def tiny_vse_run(f3_root, tmp_path_factory):
-    run = str(tmp_path_factory.mktemp('vse') / 'run')
-    run_script('train_vse.py', '--data', 'fashion3', '--data-path', f3_root, '--save-dir', run,
-               '--epochs', '1', '--batches-per-epoch', '2', '--embed-dim', '16', '--word-dim', '8',
-               '--batch-size', '32', '--no-progress', check=True)
-    return run
-
-
 @pytest.mark.parametrize('what,message', [
     ('captions folder', '--captions {p} is a folder; give a text file, one caption per line.'),
     ('captions binary', '--captions {p} is not UTF-8 text (invalid start byte); give a text file'),
