@@ -187,14 +187,15 @@ class Catalog(object):
             trained = open_run(run_dir, self._ctx or get_contexts(''), self.source.get('which'),
                                fuse=self._fuse, int8=self.source.get('int8'))
             want = self.source.get('params_sha256')      # catalogues made before it: unchecked
-            damage = _params_damage(self.source.get('params'))
-            if want is not None and damage is not None and params_digest(trained.params) != want:
+            changed = want is not None and params_digest(trained.params) != want
+            damage = _params_damage(self.source.get('params')) if changed else None
+            if damage is not None:
                 raise UserError(
                     'The network that embedded the catalogue %s, %s, is damaged (%s), so queries '
                     'by image or text cannot be embedded as its vectors were (search by vector or '
                     'id still works); resuming the run with --resume trains it again from its '
                     'previous checkpoint.' % (self.path, self.source.get('params'), damage))
-            if want is not None and params_digest(trained.params) != want:
+            if changed:
                 raise UserError(
                     'The run %s has changed since the catalogue %s was built (trained further, '
                     'or trained again): its vectors came from %s, and %s now holds other '

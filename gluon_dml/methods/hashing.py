@@ -110,7 +110,7 @@ def save_run_codes(net, run_dir, database, query, ctx, batch_size=256, progress=
 
 def codes_record(run_dir, params):
     """What a codes file records of the network that wrote it: the run folder's name and the
-    SHA-256 of its parameter file (the one ``catalog.json`` records of a catalogue's network;
+    SHA-256 of its parameter file (as a catalogue's ``run.json`` records of its network;
     ``params`` None: the name only)."""
     return {'run': run_name(run_dir),
             'params_sha256': params_digest(params) if params is not None else None}
