@@ -64,7 +64,7 @@ def _conv_gflop(shape):
 
 def onednn_table(lines, steps):
     by_kind, by_conv, total = collections.defaultdict(float), collections.defaultdict(float), 0.0
-    calls = collections.Counter()
+    calls, conv_calls = collections.Counter(), collections.Counter()
     for line in lines:
         if not line.startswith('dnnl_verbose,exec'):
             continue
@@ -76,14 +76,19 @@ def onednn_table(lines, steps):
         total += ms
         if p[3] == 'convolution':
             by_conv[(p[5], p[-2])] += ms
+            conv_calls[(p[5], p[-2])] += 1
     print('oneDNN primitives, ms per step (%d steps): %.1f in all' % (steps, total / steps))
     for key, ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print('%9.2f  %4d calls  %s' % (ms / steps, calls[key] / steps, ' / '.join(key)))
     if by_conv:
-        print('\nconvolutions by shape, ms per step, GFLOP/s')
-        for (direction, shape), ms in sorted(by_conv.items(), key=lambda kv: -kv[1]):
-            print('%9.2f  %6.0f  %s %s' % (ms / steps, _conv_gflop(shape) / (ms / steps / 1000),
-                                           direction, shape))
+        # a shape may run several times a step (ResNet-50's repeated blocks): its GFLOP/s are
+        # every call's work over every call's time
+        print('\nconvolutions by shape, ms per step, calls per step, GFLOP/s')
+        for key, ms in sorted(by_conv.items(), key=lambda kv: -kv[1]):
+            direction, shape = key
+            print('%9.2f  %4d  %6.0f  %s %s' % (ms / steps, conv_calls[key] / steps,
+                                                _conv_gflop(shape) * conv_calls[key] / (ms / 1000),
+                                                direction, shape))
 
 
 def main():
