@@ -40,7 +40,9 @@ setup(
         # (docs/install.md, "GPU install"). Unpinned, the resolver picks 1.12.0, which is built against
         # numpy 2 and fails to import with numpy 1.23.
         'gpu': ['mxnet-cu112==1.9.1', 'faiss-gpu-cu11==1.11.0'],
-        'test': ['pytest>=7', 'pytest-timeout'],
+        # pytest-xdist: pytest.ini runs the suite on every core (-n auto), each worker with its
+        # share of the OpenMP threads (tests/conftest.py)
+        'test': ['pytest>=7', 'pytest-timeout', 'pytest-xdist>=3'],
         # The Milvus index backend (gluon_dml/index/MILVUS.md). Checked with pip's resolver beside
         # numpy 1.23.5 on Python 3.11: pymilvus 3.0.2 + milvus-lite 2.5.1; milvus-lite 3.x
         # needs numpy >= 1.24, hence < 3.

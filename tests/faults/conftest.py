@@ -5,7 +5,8 @@ or file, exit code 2, nothing written that should not be) or ``@pytest.mark.faul
 (the run recovers, goes on with a warning, or refuses nothing it should accept; its result is
 checked: the parameters equal to an uninterrupted run's, the log exact). A case that ends in a
 traceback or goes through silently fails its assertions. The terminal summary prints the table
-that docs/faults.md records.
+that docs/faults.md records (tests/conftest.py: under pytest-xdist only the controlling process,
+which loads that file and not this one, sees every report).
 """
 import os
 import shutil
@@ -22,44 +23,12 @@ def pytest_configure(config):
                                        '"handled"')
 
 
-_OUTCOMES = {}
-
-
-def pytest_runtest_logreport(report):
-    if report.when != 'call' and not (report.when == 'setup' and report.failed):
-        return
-    kind = _KINDS.get(report.nodeid)
-    if kind is not None:
-        _OUTCOMES[report.nodeid] = (kind, report.outcome)
-
-
-_KINDS = {}
-
-
 def pytest_collection_modifyitems(items):
+    # the kind travels with the item's reports (user_properties), to tests/conftest.py's table
     for item in items:
         m = item.get_closest_marker('fault')
         if m is not None:
-            _KINDS[item.nodeid] = m.args[0]
-
-
-def pytest_terminal_summary(terminalreporter):
-    if not _OUTCOMES:
-        return
-    rows = list(_OUTCOMES.values())
-    passed = [k for k, o in rows if o == 'passed']
-    terminalreporter.write_sep('-', 'fault suite')
-    by_file = {}
-    for nodeid, (kind, outcome) in sorted(_OUTCOMES.items()):
-        counts = by_file.setdefault(nodeid.split('::')[0], [0, 0, 0, 0])
-        counts[0] += 1
-        counts[{'error': 1, 'handled': 2}[kind] if outcome == 'passed' else 3] += 1
-    for name, (n, errors, handled, failed) in by_file.items():
-        terminalreporter.write_line('%-36s cases %3d | clear errors %3d | handled %3d | failed %d'
-                                    % (name, n, errors, handled, failed))
-    terminalreporter.write_line('cases tried %d | clear errors %d | handled %d | failed %d'
-                                % (len(rows), passed.count('error'), passed.count('handled'),
-                                   sum(1 for _, o in rows if o != 'passed')))
+            item.user_properties.append(('fault_kind', m.args[0]))
 
 
 def _run_once(factory, name, *argv):

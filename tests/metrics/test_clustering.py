@@ -116,15 +116,13 @@ def test_evaluate_embeddings_query_gallery():
         evaluate_embeddings(g, gy, ks=0)
 
 
-def test_faiss_kmeans_with_sharded_index(monkeypatch):
+def test_faiss_kmeans_with_sharded_index(monkeypatch, two_faiss_threads):
     # faiss's k-means (the reference of kmeans_assign) assigns points with one flat index per
     # OpenMP thread when k is large; lower the threshold so that path runs here: same clustering
     # as one index, and as kmeans_assign.
     import faiss
     from gluon_dml.metrics import neighbors
     from gluon_dml.metrics.clustering import _faiss_kmeans_assign
-    if faiss.omp_get_max_threads() < 2:
-        pytest.skip("needs at least 2 OpenMP threads")
     rng = np.random.RandomState(7)
     x = rng.randn(400, 8).astype(np.float32)
     y = rng.randint(0, 40, size=400)

@@ -390,14 +390,12 @@ def test_all_queries_skipped():
         retrieval_metrics(LINE_X, np.arange(6))
 
 
-def test_sharded_index_matches_single_index(monkeypatch):
+def test_sharded_index_matches_single_index(monkeypatch, two_faiss_threads):
     # Large galleries are split into one flat index per OpenMP thread (IndexShards).
     # Lower the size threshold so a small gallery takes that path, and check it
     # against the single-index path and against numpy.
     import faiss
     from gluon_dml.metrics import neighbors
-    if faiss.omp_get_max_threads() < 2:
-        pytest.skip("needs at least 2 OpenMP threads")
     rng = np.random.RandomState(6)
     x = rng.randn(500, 6).astype(np.float32)
     y = rng.randint(0, 50, size=500)
