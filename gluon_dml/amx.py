@@ -17,12 +17,16 @@ set and no permission the first AMX instruction kills the process (SIGILL). Impo
 Only INT8 inference (``--int8``) and ``--amp bfloat16`` run AMX kernels; float32 keeps the same
 AVX-512 kernels and gives bitwise the same numbers (tests/test_amx.py; speeds in docs/speed.md).
 Nothing happens on other CPUs, other systems, or where the permission is refused.
+
+It also says where MXNet 1.9.1 cannot run bfloat16 at all (:func:`bfloat16_refusal`: x86 CPUs
+without AVX-512), so that ``--amp bfloat16`` is refused there before a run starts.
 """
 import importlib.util
 import os
 import sys
 
-__all__ = ['cpu_has_amx', 'request_permission', 'status', 'active', 'ISA_VARIABLES', 'AMX_ISA']
+__all__ = ['cpu_has_amx', 'cpu_flags', 'bfloat16_refusal', 'request_permission', 'status', 'active',
+           'ISA_VARIABLES', 'AMX_ISA']
 
 # oneDNN 2.4.4 reads only the first; a user's setting of either (the second is newer oneDNN's
 # spelling) is left to decide
@@ -36,17 +40,47 @@ _XFEATURE_XTILEDATA = 18
 _state = {'cpu': False, 'permitted': False, 'isa': None, 'reason': 'not checked'}
 
 
-def cpu_has_amx(cpuinfo='/proc/cpuinfo'):
-    """Whether the CPU reports AMX tiles with both bfloat16 and int8 (Linux's ``flags`` line)."""
+def cpu_flags(cpuinfo='/proc/cpuinfo'):
+    """The CPU's feature flags (the ``flags`` line of Linux's cpuinfo, x86), or None where there is
+    no such line to read."""
     try:
         with open(cpuinfo) as f:
             for line in f:
                 if line.startswith('flags'):
-                    flags = set(line.split(':', 1)[1].split())
-                    return {'amx_tile', 'amx_bf16', 'amx_int8'} <= flags
+                    return set(line.split(':', 1)[1].split())
     except OSError:
         pass
-    return False
+    return None
+
+
+def cpu_has_amx(cpuinfo='/proc/cpuinfo'):
+    """Whether the CPU reports AMX tiles with both bfloat16 and int8 (Linux's ``flags`` line)."""
+    return {'amx_tile', 'amx_bf16', 'amx_int8'} <= (cpu_flags(cpuinfo) or set())
+
+
+# oneDNN's avx512_core: what MXNet 1.9.1's oneDNN 2.4.4 needs for its bfloat16 kernels (natively
+# with avx512_bf16 or AMX, emulated on plain AVX-512)
+AVX512_CORE = ('avx512f', 'avx512bw', 'avx512vl', 'avx512dq')
+# oneDNN's names of the limits below avx512_core (DNNL_MAX_CPU_ISA)
+_ISAS_WITHOUT_BF16 = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX512_MIC', 'AVX512_MIC_4OPS')
+
+
+def bfloat16_refusal(cpuinfo='/proc/cpuinfo', environ=None):
+    """The sentence that refuses ``--amp bfloat16`` where MXNet 1.9.1 cannot run it, or None: on an
+    x86 CPU without AVX-512 (an AVX2-only AMD Zen 2 said "could not create a primitive descriptor
+    iterator" at the first bfloat16 convolution), or with oneDNN limited below it by
+    ``DNNL_MAX_CPU_ISA``. A CPU whose flags cannot be read is left to try."""
+    environ = os.environ if environ is None else environ
+    isa = (environ.get(ISA_VARIABLES[0]) or '').strip().upper()
+    if isa in _ISAS_WITHOUT_BF16:
+        return ('--amp bfloat16 needs oneDNN\'s AVX-512 kernels, and %s=%s limits it below them: '
+                'unset it, or leave --amp out (float32).' % (ISA_VARIABLES[0], isa))
+    flags = cpu_flags(cpuinfo)
+    if flags is None or not flags & {'sse2', 'avx', 'avx2'} or set(AVX512_CORE) <= flags:
+        return None
+    return ('--amp bfloat16 needs a CPU with AVX-512 (%s): MXNet 1.9.1\'s oneDNN has no bfloat16 '
+            'kernels for this one (it has %s); leave --amp out (float32).'
+            % (', '.join(AVX512_CORE), 'AVX2' if 'avx2' in flags else 'no AVX2 either'))
 
 
 def request_permission():

@@ -12,6 +12,7 @@ import os
 import re
 
 from gluon_dml import FLOAT32_MAX
+from .amx import bfloat16_refusal
 from .data import IMAGE_OPTIONS, get_transform, is_image_dataset, normalize_name
 from .data.augment import ROTATIONS
 from .data.research import DATASET_ALIASES
@@ -316,7 +317,8 @@ def parse_checkpoint_every(text):
 
 def check_amp(amp, gpus, method=None):
     """``--amp``: float16 needs a GPU (MXNet's float16 kernels and loss scaling are CUDA's);
-    bfloat16 runs on the CPU only, and not with VSE++'s GRU."""
+    bfloat16 runs on the CPU only, one with AVX-512 (:func:`gluon_dml.amx.bfloat16_refusal`), and
+    not with VSE++'s GRU."""
     if not amp:
         return
     on_cpu = (gpus or '').strip() in ('', '-1', 'cpu') or (gpus or '').strip().startswith('cpu:')
@@ -329,6 +331,8 @@ def check_amp(amp, gpus, method=None):
     if amp == 'bfloat16' and method == 'vse':
         raise UserError('--amp bfloat16 does not work with VSE++: MXNet 1.9.1\'s bfloat16 AMP casts '
                         'the zero initial state of Gluon\'s GRU layer and fails; leave --amp out.')
+    if amp == 'bfloat16' and bfloat16_refusal():
+        raise UserError(bfloat16_refusal())
 
 
 def check_distributed(args, method=None):

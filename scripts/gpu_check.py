@@ -90,6 +90,12 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.gpus is None:
         a.gpus = '0' if a.dtype == 'float16' else ''
+    if a.dtype == 'bfloat16' and not a.gpus.strip():
+        # before the float32 runs: training would refuse every bfloat16 run on such a CPU
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from gluon_dml.amx import bfloat16_refusal
+        if bfloat16_refusal():
+            sys.exit('error: ' + bfloat16_refusal())
     seeds = [int(s) for s in a.seeds.split(',') if s.strip()]
     results = {False: [], True: []}
     speed = {False: [], True: []}

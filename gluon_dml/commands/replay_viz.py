@@ -20,7 +20,7 @@ from .. import cli
 from ..engine import load_run_args
 from ..errors import UserError
 from ..viz import RunState, env_name
-from ..viz.dashboard import Dashboard, DashboardRejected, _short, check_address, connect
+from ..viz.dashboard import Dashboard, DashboardRejected, check_address, connect, short_reason
 
 
 def main(argv=None):
@@ -94,7 +94,7 @@ def main(argv=None):
                 # as before; when it answers again every window is drawn whole (what it missed too)
                 if not away:
                     print('lost the Visdom server at %s (%s); waiting for it to come back, still '
-                          'following %s (Ctrl-C stops).' % (url, _short(err), a.run_dir),
+                          'following %s (Ctrl-C stops).' % (url, short_reason(err), a.run_dir),
                           file=sys.stderr, flush=True)
                 away, dash = True, None
                 time.sleep(max(1.0, a.follow))

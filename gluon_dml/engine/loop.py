@@ -18,6 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from ..amx import bfloat16_refusal
 from ..errors import UserError, first_line
 from .checkpoint import CheckpointError, CheckpointManager, atomic_save, atomic_write_text
 from .context import batch_seed
@@ -87,6 +88,8 @@ def enable_amp(dtype, ctx):
     if dtype == 'bfloat16' and any(c.device_type != 'cpu' for c in ctx):
         raise UserError('--amp bfloat16 is for the CPU (MXNet 1.9 has bfloat16 kernels in oneDNN '
                         'only); on a GPU use --amp (float16).')
+    if dtype == 'bfloat16' and bfloat16_refusal():
+        raise UserError(bfloat16_refusal())
     global _AMP_DTYPE
     if _AMP_DTYPE is not None:
         if _AMP_DTYPE != dtype:

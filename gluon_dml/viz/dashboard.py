@@ -22,6 +22,7 @@ import numpy as np
 from .plots import class_colours, metric_title, ordered_keys, series
 
 __all__ = ['Dashboard', 'VisdomChannel', 'metric_window', 'connect', 'DashboardRejected',
+           'check_address', 'short_reason',
            'LOSS_WIN', 'TSNE_WIN', 'RETRIEVAL_WIN', 'DISTANCES_WIN', 'RUN_WIN']
 
 LOSS_WIN = 'loss'
@@ -306,7 +307,7 @@ class VisdomChannel:
             self.warned = True
             _warn('cannot reach the Visdom server at %s (%s); training goes on, the dashboard '
                   'is not updated (tried again every %.0fs).%s'
-                  % (self.url, _short(err), self.retry_s, self.hint))
+                  % (self.url, short_reason(err), self.retry_s, self.hint))
 
     def _handle(self, kind):
         d = self._dash
@@ -359,10 +360,10 @@ class VisdomChannel:
     def _refused(self, err):
         self.rejected += 1
         if self.rejected == 1:
-            _warn('a dashboard update failed (%s); the others go on.' % _short(err))
+            _warn('a dashboard update failed (%s); the others go on.' % short_reason(err))
 
 
-def _short(err):
+def short_reason(err):
     """One short reason: visdom wraps requests' error (the real reason) in its own."""
     cause = err.__cause__ or err.__context__ or err
     text = str(cause)

@@ -7,9 +7,14 @@ import re
 
 import pytest
 
+from gluon_dml.amx import bfloat16_refusal
 from gluon_dml.engine import read_log
 
-from ..helpers import run_script
+from ..helpers import run_script, script_env
+
+# MXNet 1.9.1 runs bfloat16 on CPUs with AVX-512 only; elsewhere --amp bfloat16 is refused
+needs_bfloat16 = pytest.mark.skipif(bfloat16_refusal() is not None,
+                                    reason=bfloat16_refusal() or 'bfloat16 runs here')
 
 SHORT = ['--data', 'digits', '--epochs', '2', '--batches-per-epoch', '6', '--seed', '1',
          '--no-progress']
@@ -48,6 +53,7 @@ except Exception as err:
 """
 
 
+@needs_bfloat16
 def test_enable_amp_casts_the_network_to_bfloat16_and_keeps_float32_embeddings():
     import subprocess
     import sys
@@ -67,6 +73,7 @@ def test_amp_refuses_other_dtypes(tmp_path):
 
 
 @pytest.mark.slow
+@needs_bfloat16
 def test_bfloat16_trains_on_the_cpu_close_to_float32(tmp_path):
     runs = {}
     for name, extra in (('fp32', []), ('bf16', ['--amp', 'bfloat16'])):
@@ -92,6 +99,7 @@ def test_bfloat16_trains_on_the_cpu_close_to_float32(tmp_path):
 
 
 @pytest.mark.slow
+@needs_bfloat16
 def test_gpu_check_script_compares_amp_with_float32_over_seeds(tmp_path):
     """scripts/gpu_check.py's bfloat16 variant (its GPU variant cannot run here): two seeds,
     one short epoch each, the table and the verdict printed."""
@@ -124,6 +132,7 @@ def test_bfloat16_is_refused_for_vse_before_a_run_folder(tmp_path):
 
 
 @pytest.mark.slow
+@needs_bfloat16
 def test_bfloat16_npair_trains(tmp_path):
     """N-pair's network has no L2 normalisation at its end: its bfloat16 embeddings are cast to
     float32 before the loss (MXNet's dot has no bfloat16 CPU kernel)."""
@@ -132,3 +141,44 @@ def test_bfloat16_npair_trains(tmp_path):
                '--no-progress', '--amp', 'bfloat16', '--save-dir', run, check=True)
     rows = read_log(run)
     assert rows[-1]['epoch'] == 1 and 0 < rows[-1]['loss'] < 100 and rows[-1]['recall@1'] > 0.2
+
+
+def test_bfloat16_is_refused_where_onednn_has_no_avx512_before_a_run_folder(tmp_path):
+    """An AVX2-only CPU (AMD Zen 2) failed at the first bfloat16 convolution with "unexpected
+    MXNetError: could not create a primitive descriptor iterator (a bug?...)"; oneDNN limited to
+    AVX2 (DNNL_MAX_CPU_ISA) stands for such a CPU on any machine."""
+    run = tmp_path / 'r'
+    proc = run_script('train_margin.py', *SHORT, '--amp', 'bfloat16', '--save-dir', run,
+                      env=script_env(DNNL_MAX_CPU_ISA='AVX2'))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip() == ('error: --amp bfloat16 needs oneDNN\'s AVX-512 kernels, and '
+                                   'DNNL_MAX_CPU_ISA=AVX2 limits it below them: unset it, or leave '
+                                   '--amp out (float32).'), proc.stderr
+    assert not run.exists()
+    gpu_check = run_script('scripts/gpu_check.py', '--dtype', 'bfloat16', '--data', 'digits',
+                           '--work', tmp_path / 'check', env=script_env(DNNL_MAX_CPU_ISA='AVX2'))
+    assert gpu_check.returncode == 1 and 'limits it below them' in gpu_check.stderr
+    assert '$ ' not in gpu_check.stdout and not (tmp_path / 'check').exists()   # nothing trained
+
+
+def _cpuinfo(tmp_path, flags):
+    path = tmp_path / 'cpuinfo'
+    path.write_text('processor\t: 0\n' + ('flags\t\t: %s\n' % flags if flags is not None else
+                                          'Features\t: fp asimd\n'))
+    return str(path)
+
+
+def test_which_cpus_bfloat16_is_refused_on(tmp_path):
+    zen2 = 'fpu sse sse2 avx fma avx2 bmi2'
+    skylake = zen2 + ' avx512f avx512dq avx512cd avx512bw avx512vl'
+    sapphire = skylake + ' avx512_bf16 amx_bf16 amx_tile amx_int8'
+    refusal = bfloat16_refusal(_cpuinfo(tmp_path, zen2), environ={})
+    assert refusal.startswith('--amp bfloat16 needs a CPU with AVX-512') and '(it has AVX2)' in refusal
+    assert bfloat16_refusal(_cpuinfo(tmp_path, skylake), environ={}) is None
+    assert bfloat16_refusal(_cpuinfo(tmp_path, sapphire), environ={}) is None
+    assert bfloat16_refusal(_cpuinfo(tmp_path, None), environ={}) is None      # no x86 flags line
+    assert bfloat16_refusal(str(tmp_path / 'missing'), environ={}) is None     # unreadable: try
+    limited = bfloat16_refusal(_cpuinfo(tmp_path, sapphire), environ={'DNNL_MAX_CPU_ISA': 'avx2'})
+    assert 'DNNL_MAX_CPU_ISA=AVX2 limits it below them' in limited
+    assert bfloat16_refusal(_cpuinfo(tmp_path, sapphire),
+                            environ={'DNNL_MAX_CPU_ISA': 'AVX512_CORE_BF16'}) is None
