@@ -331,8 +331,9 @@ def check_amp(amp, gpus, method=None):
     if amp == 'bfloat16' and method == 'vse':
         raise UserError('--amp bfloat16 does not work with VSE++: MXNet 1.9.1\'s bfloat16 AMP casts '
                         'the zero initial state of Gluon\'s GRU layer and fails; leave --amp out.')
-    if amp == 'bfloat16' and bfloat16_refusal():
-        raise UserError(bfloat16_refusal())
+    refusal = bfloat16_refusal() if amp == 'bfloat16' else None
+    if refusal:
+        raise UserError(refusal)
 
 
 def check_distributed(args, method=None):

@@ -94,8 +94,9 @@ def main(argv=None):
         # before the float32 runs: training would refuse every bfloat16 run on such a CPU
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         from gluon_dml.amx import bfloat16_refusal
-        if bfloat16_refusal():
-            sys.exit('error: ' + bfloat16_refusal())
+        refusal = bfloat16_refusal()
+        if refusal:
+            sys.exit('error: ' + refusal)
     seeds = [int(s) for s in a.seeds.split(',') if s.strip()]
     results = {False: [], True: []}
     speed = {False: [], True: []}

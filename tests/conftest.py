@@ -11,8 +11,11 @@ def _share_the_cores():
     for a busy core spin: workers slowing each other down many times over."""
     workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT') or 1)
     if workers > 1 and 'OMP_NUM_THREADS' not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-        os.environ['OMP_NUM_THREADS'] = str(max(1, (cores or 1) // workers))
+        try:                 # as gluon_dml/__init__.py counts them (importing it sets the threads)
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        os.environ['OMP_NUM_THREADS'] = str(max(1, cores // workers))
 
 
 _share_the_cores()       # before any test module imports gluon_dml (which sets the threads)

@@ -3,7 +3,7 @@
 GFLOP/s. Timings of a smoke run on shared cores are not checked."""
 import re
 
-from .helpers import run_script
+from .helpers import REPO, run_script
 
 
 def test_operators_of_a_step():
@@ -34,9 +34,8 @@ def test_a_shape_run_several_times_a_step_counts_every_call(capsys):
     every call's work over every call's time (it once divided one call's work by all of it)."""
     import importlib.util
     import os
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'bench',
-                        'profile_step.py')
-    spec = importlib.util.spec_from_file_location('profile_step', path)
+    spec = importlib.util.spec_from_file_location('profile_step',
+                                                  os.path.join(REPO, 'bench', 'profile_step.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     shape = 'mb16_ic256oc256_ih14oh14kh3sh1dh0ph1_iw14ow14kw3sw1dw0pw1'

@@ -88,8 +88,9 @@ def enable_amp(dtype, ctx):
     if dtype == 'bfloat16' and any(c.device_type != 'cpu' for c in ctx):
         raise UserError('--amp bfloat16 is for the CPU (MXNet 1.9 has bfloat16 kernels in oneDNN '
                         'only); on a GPU use --amp (float16).')
-    if dtype == 'bfloat16' and bfloat16_refusal():
-        raise UserError(bfloat16_refusal())
+    refusal = bfloat16_refusal() if dtype == 'bfloat16' else None
+    if refusal:
+        raise UserError(refusal)
     global _AMP_DTYPE
     if _AMP_DTYPE is not None:
         if _AMP_DTYPE != dtype:

@@ -13,8 +13,8 @@ from gluon_dml.engine import read_log
 from ..helpers import run_script, script_env
 
 # MXNet 1.9.1 runs bfloat16 on CPUs with AVX-512 only; elsewhere --amp bfloat16 is refused
-needs_bfloat16 = pytest.mark.skipif(bfloat16_refusal() is not None,
-                                    reason=bfloat16_refusal() or 'bfloat16 runs here')
+_REFUSAL = bfloat16_refusal()
+needs_bfloat16 = pytest.mark.skipif(_REFUSAL is not None, reason=_REFUSAL or 'bfloat16 runs here')
 
 SHORT = ['--data', 'digits', '--epochs', '2', '--batches-per-epoch', '6', '--seed', '1',
          '--no-progress']
