@@ -330,8 +330,7 @@ class Catalog(object):
 def open_catalog(path, ctx=None, uri=None, fuse=True):
     """Open a catalogue folder written by :func:`build_catalog` (``fuse``: MKLDNN operator
     fusion when queries are embedded, see :func:`gluon_dml.methods.open_run`)."""
-    _check_is_catalog(path)
-    cat_file = record_file(path)
+    cat_file = _check_is_catalog(path)
     try:
         with open(cat_file) as f:
             source = json.load(f)
@@ -414,8 +413,11 @@ def _read_next_id(path):
 
 
 def _check_is_catalog(path):
-    if record_file(path) is not None:
-        return
+    """The record file of the catalogue folder ``path`` (:func:`record_file`); a folder without
+    one is refused in one sentence, saying why when a case-insensitive file system lost it."""
+    found = record_file(path)
+    if found is not None:
+        return found
     old = os.path.join(str(path), LEGACY_RECORD_FILE)
     if os.path.isfile(old) and _same_file(old, os.path.join(str(path), POINTER_FILE)):
         # one file under both names: a case-insensitive file system, where a gluon-dml before

@@ -4,6 +4,7 @@ checkpoint: ``evaluate``, ``export --check``, ``index`` and ``search`` (through
 ``methods.open_run``), and ``train --resume``. When only the newest checkpoint is damaged, the
 previous whole one is used, as ``--resume`` does, and the damaged one is named. Real runs, real
 processes."""
+import json
 import os
 import shutil
 
@@ -105,6 +106,16 @@ def test_an_emptied_best_params_is_named_and_the_final_network_offered(run, tmp_
         head = f.read(size // 2)
     with open(best, 'wb') as f:                      # cut in half: MXNet's own reason
         f.write(head)
+    proc = run_command('evaluate', run, '--out', tmp_path / 'e.json')
+    assert proc.returncode == 2, proc.stderr
+    # named by best.json's record of it (it was MXNet's reason for a file it could not load)
+    assert _error_lines(proc) == [
+        "error: %s has %d bytes, %d were written (damaged, e.g. by a full disk or a cut copy), so "
+        "the best epoch's network is lost; --checkpoint last uses the final network (the newest "
+        "checkpoint) instead." % (best, size // 2, size)], proc.stderr
+    record = json.loads((run / 'best.json').read_text())
+    del record['files']                     # a run of an earlier version: MXNet's reason still
+    (run / 'best.json').write_text(json.dumps(record))
     proc = run_command('evaluate', run, '--out', tmp_path / 'e.json')
     assert proc.returncode == 2, proc.stderr
     lines = _error_lines(proc)

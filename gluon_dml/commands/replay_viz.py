@@ -36,10 +36,7 @@ def main(argv=None):
     if a.follow is not None and not a.follow > 0:
         raise UserError('--follow takes the seconds between updates, a positive number; got %s.'
                         % a.follow)
-    try:
-        check_address(a.viz_server, a.viz_port)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    check_address(a.viz_server, a.viz_port)
     if os.path.exists(a.run_dir) and not os.path.isdir(a.run_dir):
         raise UserError('%s is a file, not a run folder; give the folder that holds its args.json.'
                         % a.run_dir)

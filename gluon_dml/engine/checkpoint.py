@@ -24,7 +24,8 @@ from ..fileio import atomic_save, atomic_write_text, fsync_dir as _fsync_dir
 from .faults import fault_point
 
 __all__ = ['atomic_write_text', 'atomic_save', 'CheckpointManager', 'CheckpointError',
-           'remove_stale_temporaries', 'file_crc32', 'checkpoint_arrays']
+           'remove_stale_temporaries', 'file_crc32', 'checkpoint_arrays', 'file_record',
+           'file_problem']
 
 NAME_RE = re.compile(r'^e(\d{4,})-b(\d{5,})$')
 _TMP_FILE_RE = re.compile(r'\.tmp-\d+$')
@@ -51,6 +52,17 @@ def remove_stale_temporaries(folder):
             except OSError:
                 pass
     return removed
+
+
+def _remove(path):
+    """Remove the folder or file ``path`` if it is there (a checkpoint's place may hold a file)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def file_crc32(path, chunk=1 << 22):
@@ -100,7 +112,7 @@ class CheckpointManager:
                 fn(path)
                 with open(path, 'rb') as f:
                     os.fsync(f.fileno())
-                files[fname] = {'size': os.path.getsize(path), 'crc32': file_crc32(path)}
+                files[fname] = file_record(path)
                 if i == 0:
                     fault_point('checkpoint-files')
             fault_point('checkpoint-meta')
@@ -112,11 +124,11 @@ class CheckpointManager:
             fault_point('checkpoint-rename')
             if os.path.exists(final):
                 old = os.path.join(self.dir, '.old-%s-%d' % (name, os.getpid()))
-                shutil.rmtree(old, ignore_errors=True)
+                _remove(old)
                 os.replace(final, old)
                 fault_point('checkpoint-between-renames')
                 os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
+                _remove(old)
             else:
                 os.replace(tmp, final)
         except BaseException:
@@ -132,21 +144,24 @@ class CheckpointManager:
         found = self.scan()
         for epoch, batch, n in found[self.keep:]:
             if n != keep_name:
-                shutil.rmtree(os.path.join(self.dir, n), ignore_errors=True)
+                _remove(os.path.join(self.dir, n))
         for n in os.listdir(self.dir):           # leftovers of a kill mid-write, set-aside damage
             if n.startswith(('.tmp-', '.old-')) or n.endswith('.damaged'):
-                shutil.rmtree(os.path.join(self.dir, n), ignore_errors=True)
+                _remove(os.path.join(self.dir, n))
         remove_stale_temporaries(self.dir)
 
     # -- finding --------------------------------------------------------------------------------
     def scan(self):
-        """``[(epoch, batch, name)]`` of the checkpoint folders, newest first (unchecked)."""
+        """``[(epoch, batch, name)]`` of the checkpoints, newest first (unchecked): every entry
+        named as one, a file in a checkpoint's place too (a folder a copy or sync tool replaced by
+        a file was skipped as if absent, and an older checkpoint resumed in silence; it is found
+        and reported as damaged by :meth:`verify`)."""
         if not os.path.isdir(self.dir):
             return []
         out = []
         for n in os.listdir(self.dir):
             key = parse_name(n)
-            if key is not None and os.path.isdir(os.path.join(self.dir, n)):
+            if key is not None:
                 out.append(key + (n,))
         return sorted(out, reverse=True)
 
@@ -166,12 +181,16 @@ class CheckpointManager:
         if parse_name(name) is None:
             return name, 'is garbled (%r)' % raw[:40]
         if not os.path.isdir(os.path.join(self.dir, name)):
-            return name, 'names %s, which does not exist' % name
+            return name, 'names %s, which %s' % (name, 'is a file, not a checkpoint folder' if
+                                                 os.path.exists(os.path.join(self.dir, name))
+                                                 else 'does not exist')
         return name, None
 
     @classmethod
     def verify(cls, path):
         """None when the checkpoint folder ``path`` is whole, else what is wrong, in a few words."""
+        if not os.path.isdir(path):
+            return 'it is a file of %d bytes, not a checkpoint folder' % os.path.getsize(path)
         meta_path = os.path.join(path, 'meta.json')
         if not os.path.isfile(meta_path):
             return 'no meta.json'
@@ -196,11 +215,9 @@ class CheckpointManager:
             p = os.path.join(path, fname)
             if not os.path.isfile(p):
                 return '%s is missing' % fname
-            size = os.path.getsize(p)
-            if size != info.get('size'):
-                return '%s has %d bytes, %s were written' % (fname, size, info.get('size'))
-            if info.get('crc32') is not None and file_crc32(p) != info['crc32']:
-                return '%s does not match its checksum' % fname
+            problem = file_problem(p, info)
+            if problem is not None:
+                return '%s %s' % (fname, problem)
         return None
 
     def candidates(self):
@@ -221,7 +238,7 @@ class CheckpointManager:
         """Rename a damaged checkpoint ``NAME`` to ``NAME.damaged`` (no longer found; removed by
         the next save). Returns the new path."""
         dest = path.rstrip(os.sep) + '.damaged'
-        shutil.rmtree(dest, ignore_errors=True)
+        _remove(dest)
         os.replace(path, dest)
         return dest
 
@@ -248,7 +265,7 @@ class CheckpointManager:
                                 'write)' % (name, n))
         for n in os.listdir(self.dir):
             if n.startswith(('.tmp-', '.old-')):
-                shutil.rmtree(os.path.join(self.dir, n), ignore_errors=True)
+                _remove(os.path.join(self.dir, n))
                 done.append('removed %s, the leftover of an interrupted write' % n)
         removed = remove_stale_temporaries(self.dir)
         done.extend('removed %s, the leftover of an interrupted write' % n for n in removed)
@@ -263,6 +280,27 @@ class CheckpointManager:
         except ValueError as err:
             raise CheckpointError('%s is not valid JSON (%s); the checkpoint is damaged.'
                                   % (meta_path, err)) from None
+
+
+def file_record(path):
+    """What a record keeps of a written file to find it damaged later: ``{'size', 'crc32'}``
+    (as a checkpoint's ``meta.json`` keeps of each of its files; ``best.json`` of
+    ``best.params``)."""
+    return {'size': os.path.getsize(path), 'crc32': file_crc32(path)}
+
+
+def file_problem(path, record):
+    """None when the file ``path`` is the one :func:`file_record` described (or ``record`` is
+    None: written before records were kept), else what is wrong, in a few words: 'has N bytes,
+    M were written', 'does not match its checksum'."""
+    if not record:
+        return None
+    size = os.path.getsize(path)
+    if size != record.get('size'):
+        return 'has %d bytes, %s were written' % (size, record.get('size'))
+    if record.get('crc32') is not None and file_crc32(path) != record['crc32']:
+        return 'does not match its checksum'
+    return None
 
 
 def checkpoint_arrays(run_dir, files=('net.params', 'loss.params')):

@@ -20,7 +20,8 @@ from mxnet import autograd, gluon
 
 from ..amx import bfloat16_refusal
 from ..errors import UserError, first_line
-from .checkpoint import CheckpointError, CheckpointManager, atomic_save, atomic_write_text
+from .checkpoint import (CheckpointError, CheckpointManager, atomic_save, atomic_write_text,
+                         file_problem, file_record)
 from .context import batch_seed
 from .distributed import ReadOnlyCheckpoints, cluster as _cluster    # [distributed]
 from .faults import fault_point
@@ -548,15 +549,24 @@ class Engine:
                            % (self.run_dir, self.best_metric, self.best))
                 self.best = -math.inf
             return
+        why = None
         try:
             with open(paths[1]) as f:
-                score = float(json.load(f)[self.best_metric])
-            ok = os.path.getsize(paths[0]) > 0 and math.isfinite(score)
-        except (OSError, ValueError, KeyError, TypeError):
+                record = json.load(f)
+            score = float(record[self.best_metric])
+            files = record.get('files') or {}      # best.json of older versions: sizes unknown
+            for name in sorted(files):
+                problem = file_problem(os.path.join(self.run_dir, name), files[name])
+                if problem is not None:
+                    why = '%s %s' % (name, problem)
+                    break
+            ok = os.path.getsize(paths[0]) > 0 and math.isfinite(score) and why is None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             ok = False
         if not ok:
-            self._warn('best.params / best.json in %s are damaged or incomplete; they are removed '
-                       'and the best of the epochs still to come is kept.' % self.run_dir)
+            self._warn('best.params / best.json in %s are damaged or incomplete%s; they are removed '
+                       'and the best of the epochs still to come is kept.'
+                       % (self.run_dir, ' (%s)' % why if why else ''))
             for p in paths:
                 if os.path.exists(p):
                     os.remove(p)
@@ -744,11 +754,15 @@ class Engine:
         if self.config.select_best and score is not None and math.isfinite(score) and score > self.best:
             self.best = score
             try:
-                atomic_save(os.path.join(self.run_dir, 'best.params'), self.net.save_parameters)
+                written = {'best.params': self.net.save_parameters}
                 if self.loss_trainer is not None:
-                    atomic_save(os.path.join(self.run_dir, 'best.loss.params'), self.loss.save_parameters)
+                    written['best.loss.params'] = self.loss.save_parameters
+                for name, save in written.items():
+                    atomic_save(os.path.join(self.run_dir, name), save)
+                # with each file's size and CRC-32: a cut or changed copy is named as damaged
                 atomic_write_text(os.path.join(self.run_dir, 'best.json'), json.dumps(
-                    dict(metrics, epoch=epoch, selected_on='validation', selected_by=self.best_metric),
+                    dict(metrics, epoch=epoch, selected_on='validation', selected_by=self.best_metric,
+                         files={n: file_record(os.path.join(self.run_dir, n)) for n in written}),
                     indent=1))
             except (OSError, mx.base.MXNetError) as err:
                 raise UserError('Cannot write best.params in %s (%s); the last checkpoint is '

@@ -27,7 +27,7 @@ import time
 from ..errors import UserError
 from ..fileio import (LockBusy, file_in_the_way, give_back_folder, hold_lock, read_json,
                       release_lock)
-from .checkpoint import (CheckpointError, CheckpointManager, atomic_write_text,
+from .checkpoint import (CheckpointError, CheckpointManager, atomic_write_text, file_problem,
                          remove_stale_temporaries)
 
 __all__ = ['holds_run', 'run_files', 'default_run_dir', 'prepare_run', 'write_args',
@@ -359,9 +359,11 @@ def trained_params_path(run_dir, which=None, warn=None):
             held_out = 'split'                   # caption sets hold out images, not classes
     except (OSError, ValueError):
         pass
+    record = {}
     try:
         with open(os.path.join(run_dir, 'best.json')) as f:
-            on_validation = json.load(f).get('selected_on') == 'validation'
+            record = json.load(f)
+        on_validation = record.get('selected_on') == 'validation'
     except (OSError, ValueError, AttributeError):
         on_validation = False
     if which in (None, 'best') and on_validation and not os.path.exists(best):
@@ -377,6 +379,13 @@ def trained_params_path(run_dir, which=None, warn=None):
                     '%s is empty (0 bytes: damaged, e.g. by a full disk or a cut copy), so the best '
                     "epoch's network is lost; --checkpoint last uses the final network (the newest "
                     'checkpoint) instead.' % best)
+            files = record.get('files') if isinstance(record, dict) else None
+            problem = file_problem(best, files.get('best.params') if isinstance(files, dict) else None)
+            if problem is not None:          # cut or changed since: MXNet's reason said little
+                raise CheckpointError(
+                    '%s %s (damaged, e.g. by a full disk or a cut copy), so the best epoch\'s '
+                    'network is lost; --checkpoint last uses the final network (the newest '
+                    'checkpoint) instead.' % (best, problem))
             return best, ('best epoch, chosen on the validation %s' % held_out if on_validation else
                           'best epoch, CHOSEN ON THE TEST SPLIT (optimistic)')
         if which == 'best':

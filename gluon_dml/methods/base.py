@@ -170,10 +170,7 @@ def check_viz_flags(args):
     writes its folder (a refusal after it left a run folder that only --overwrite could reuse)."""
     if not getattr(args, 'use_viz', False):
         return
-    try:
-        check_address(getattr(args, 'viz_server', 'http://localhost'), getattr(args, 'viz_port', 8097))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    check_address(getattr(args, 'viz_server', 'http://localhost'), getattr(args, 'viz_port', 8097))
     if getattr(args, 'tsne_interval', 1) < 0 or getattr(args, 'tsne_points', 1000) < 3:
         raise UserError('--tsne-interval must be >= 0 (0: no t-SNE) and --tsne-points >= 3.')
     try:

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ..errors import UserError
 from .plots import class_colours, metric_title, ordered_keys, series
 
 __all__ = ['Dashboard', 'VisdomChannel', 'metric_window', 'connect', 'DashboardRejected',
@@ -42,30 +43,31 @@ class DashboardRejected(RuntimeError):
 
 
 def check_address(server, port):
-    """Refuse a ``--viz-server`` / ``--viz-port`` that no request could use (``ValueError``, one
-    sentence): a port outside 1-65535, a scheme other than http(s), no host, or a port or path in
-    the server address (the client adds ``:PORT`` to it, so ``http://host:8097`` became
-    ``http://host:8097:8097``, which was only a warning after the run had started)."""
+    """Refuse a ``--viz-server`` / ``--viz-port`` that no request could use (``UserError``, the
+    one sentence the commands print): a port outside 1-65535, a scheme other than http(s), no
+    host, or a port or path in the server address (the client adds ``:PORT`` to it, so
+    ``http://host:8097`` became ``http://host:8097:8097``, which was only a warning after the
+    run had started)."""
     from urllib.parse import urlparse
     if not 0 < int(port) < 65536:
-        raise ValueError('--viz-port must be a port number (1-65535), got %s.' % port)
+        raise UserError('--viz-port must be a port number (1-65535), got %s.' % port)
     text = str(server).strip()
     try:
         url = urlparse(text if '://' in text else 'http://' + text)
         explicit_port = url.port
     except ValueError as err:
-        raise ValueError('--viz-server %s is not a server address (%s); give one like '
-                         'http://localhost.' % (server, err)) from None
+        raise UserError('--viz-server %s is not a server address (%s); give one like '
+                        'http://localhost.' % (server, err)) from None
     if url.scheme not in ('http', 'https') or not url.hostname:
-        raise ValueError('--viz-server %s is not an http:// or https:// server address; give one '
-                         'like http://localhost.' % server)
+        raise UserError('--viz-server %s is not an http:// or https:// server address; give one '
+                        'like http://localhost.' % server)
     if explicit_port is not None:
-        raise ValueError('--viz-server %s has a port in it; give the address without it (%s://%s) '
-                         'and the port with --viz-port %d.'
-                         % (server, url.scheme, url.netloc.rsplit(':', 1)[0], explicit_port))
+        raise UserError('--viz-server %s has a port in it; give the address without it (%s://%s) '
+                        'and the port with --viz-port %d.'
+                        % (server, url.scheme, url.netloc.rsplit(':', 1)[0], explicit_port))
     if url.path.strip('/') or url.query or url.fragment:
-        raise ValueError('--viz-server %s has a path in it; give the server address alone (%s://%s).'
-                         % (server, url.scheme, url.netloc))
+        raise UserError('--viz-server %s has a path in it; give the server address alone (%s://%s).'
+                        % (server, url.scheme, url.netloc))
 
 
 def connect(server='http://localhost', port=8097, env='main', timeout=5.0):

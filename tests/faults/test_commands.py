@@ -472,6 +472,19 @@ def test_search_codes_works_on_the_run_codes(hash_run):
 
 
 @error
+def test_int8_codes_are_refused_not_written_under_the_float32_record(hash_run, tmp_path):
+    """A codes file records the SHA-256 of the float32 parameters that wrote it: INT8 codes
+    under that record would pass search-codes' check as the float32 network's. --int8 is for the
+    image networks of embedding runs; a hashing run refuses it before anything is written."""
+    before = files_of(hash_run)
+    out = tmp_path / 'codes.npz'
+    one_error(gluon_dml('evaluate', hash_run, '--int8', '--save-codes', str(out)),
+              '--int8 quantizes the image network of an embedding run (train-margin, '
+              'train-npair); %s is a hash run.' % hash_run)
+    assert not out.exists() and files_of(hash_run) == before
+
+
+@error
 def test_a_hashing_run_is_not_resumed_by_the_margin_script(hash_run):
     before = files_of(hash_run)
     one_error(gluon_dml('train-margin', '--save-dir', hash_run, '--resume'),

@@ -57,6 +57,9 @@ DAMAGE = {
     'meta.json deleted': lambda d: os.remove(os.path.join(d, 'meta.json')),
     'meta.json of another checkpoint': lambda d: shutil.copy(
         os.path.join(os.path.dirname(d), OLDER, 'meta.json'), os.path.join(d, 'meta.json')),
+    # a copy or sync tool that left an empty file in the folder's place: it was skipped as if
+    # absent, and the run resumed from the older checkpoint without a word
+    'folder replaced by an empty file': lambda d: (shutil.rmtree(d), open(d, 'wb').close()),
 }
 REASONS = {
     'net.params truncated': 'net.params has', 'net.params empty': 'net.params has 0 bytes',
@@ -65,6 +68,7 @@ REASONS = {
     'loss_trainer.states deleted': 'loss_trainer.states is missing',
     'meta.json garbled': 'meta.json is not valid JSON', 'meta.json deleted': 'no meta.json',
     'meta.json of another checkpoint': 'meta.json says epoch 2, batch 0',
+    'folder replaced by an empty file': 'it is a file of 0 bytes, not a checkpoint folder',
 }
 
 
@@ -293,14 +297,29 @@ def test_best_params_stay_the_best_network_evaluated_after_a_resume(val_referenc
     ends_like(val_reference, run)
 
 
+BEST_DAMAGE = {
+    'best.json cut': (lambda run: open(os.path.join(run, 'best.json'), 'w').write('{"epoch": 2'),
+                      'damaged or incomplete;'),
+    # best.json records each file's size and CRC-32: a truncated best.params was adopted (its
+    # size was not 0) and the resumed run reported a network that failed to load
+    'best.params truncated': (lambda run: _truncate(os.path.join(run, 'best.params')),
+                              'damaged or incomplete (best.params has '),
+    'best.loss.params flipped': (lambda run: _flip(os.path.join(run, 'best.loss.params')),
+                                 'damaged or incomplete (best.loss.params does not match its '
+                                 'checksum);'),
+}
+
+
 @handled
-def test_damaged_best_files_are_removed_with_a_warning_and_rebuilt(val_reference, copy_of):
+@pytest.mark.parametrize('damage', sorted(BEST_DAMAGE))
+def test_damaged_best_files_are_removed_with_a_warning_and_rebuilt(val_reference, copy_of, damage):
     run = copy_of(val_reference)
     shutil.rmtree(os.path.join(run, 'checkpoints'))          # starts over
-    open(os.path.join(run, 'best.json'), 'w').write('{"epoch": 2')
+    hurt, reason = BEST_DAMAGE[damage]
+    hurt(run)
     r = resume(run)
     assert r.code == 0, r
-    assert 'best.params / best.json in %s are damaged or incomplete' % run in r.err
+    assert 'best.params / best.json in %s are %s' % (run, reason) in r.err, r.err
     assert _best(run) == _best(val_reference)
     assert _same_file_params(os.path.join(run, 'best.params'), os.path.join(val_reference, 'best.params'))
     ends_like(val_reference, run)
