@@ -633,6 +633,20 @@ def stop_signals(handlers=None):
             signal.signal(sig, handler)
 
 
+def hear_ctrl_c():
+    """Make Ctrl-C (SIGINT) raise ``KeyboardInterrupt`` in a process that started with it
+    ignored: a shell script's background job (``gluon-dml search ... &`` in a script, a CI
+    runner's step) inherits SIGINT ignored, and Python leaves an ignored SIGINT ignored, so
+    ``kill -INT`` did nothing to search, search-codes or replay-viz --follow and they ran on.
+    Every command calls it first (:func:`main_guard`), as :func:`stop_signals` does within. In
+    the main thread only."""
+    import signal
+    import threading
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) == signal.SIG_IGN):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def interrupted_means(message):
     """Decorator of a command's ``main(argv)``: a bare Ctrl-C there says ``message`` instead of
     :func:`main_guard`'s, which advises the training runs' ``--resume``."""
@@ -659,6 +673,7 @@ def main_guard(main, argv=None, top_level=False):
     _TOP_LEVEL['command'] = bool(top_level)
     if top_level:
         warnings.formatwarning = _warning_line
+        hear_ctrl_c()
     debug = bool(os.environ.get('GLUON_DML_DEBUG'))
     try:
         # MXNet loads here (a second or more): Ctrl-C meanwhile is one line too

@@ -34,12 +34,17 @@ def popen_script(script, *args, env=None):
                             env=env or script_env(), cwd=REPO)
 
 
-def interrupt_command(args, when):
+def interrupt_command(args, when, sigint_ignored=True):
     """Start ``gluon-dml ARGS`` (stdout and stderr piped), wait until ``when(proc)`` returns, send
-    it SIGINT (Ctrl-C); its exit code and stderr."""
+    it SIGINT (Ctrl-C); its exit code and stderr. It starts with SIGINT ignored, as a shell
+    script's background job does (``sigint_ignored=False``: with the default disposition, as
+    from a terminal); either way, never whatever this process passes on (a suite started in the
+    background passed on an ignored SIGINT, and search went on after Ctrl-C)."""
     import signal
+    disposition = signal.SIG_IGN if sigint_ignored else signal.SIG_DFL
     proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml'] + [str(a) for a in args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
     try:
         when(proc)
         proc.send_signal(signal.SIGINT)

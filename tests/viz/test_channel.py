@@ -333,7 +333,9 @@ def test_replay_follow_waits_for_a_server_that_went_away_and_replays_what_it_mis
     with open(out, 'w') as fo, open(err, 'w') as fe:
         proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(run),
                                  '--viz-server', 'http://127.0.0.1', '--viz-port', str(port),
-                                 '--follow', '1'], stdout=fo, stderr=fe, cwd=REPO, env=script_env())
+                                 '--follow', '1'], stdout=fo, stderr=fe, cwd=REPO, env=script_env(),
+                                # as a script's background job starts: Ctrl-C must stop it anyway
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         wait_for('2 loss points, 1 epochs', out)
         assert traces(server.windows('followed')[LOSS_WIN])['loss'] == ([2, 4], [0.5, 0.25])
