@@ -685,7 +685,9 @@ def main_guard(main, argv=None, top_level=False):
         print('\nInterrupted (Ctrl-C) while starting; nothing was done.', file=sys.stderr)
         sys.exit(130)
     try:
-        return main(argv)
+        result = main(argv)
+        sys.stdout.flush()            # a reader gone meanwhile is met here, not at Python's exit
+        return result
     except TrainingInterrupted as err:
         from .engine import distributed
         if distributed.writes_the_run():     # in a job, rank 0 speaks for the workers
@@ -706,6 +708,12 @@ def main_guard(main, argv=None, top_level=False):
     except OSError as err:
         if debug:
             raise
+        if isinstance(err, BrokenPipeError) and _stdout_gone():
+            # the reader of the output left (gluon-dml search ... | head): not an error of
+            # ours; quiet, with the status of a process that SIGPIPE ended, as head's writers
+            # have (it said 'error: Broken pipe.', exit 2, and Python's exit flush a second line)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(128 + 13)
         where = ' (%s)' % err.filename if getattr(err, 'filename', None) else ''
         print('error: %s%s.' % (err.strerror or err, where), file=sys.stderr)
         _exit_after_error(2)
@@ -717,6 +725,17 @@ def main_guard(main, argv=None, top_level=False):
         print('error: unexpected %s: %s (a bug? GLUON_DML_DEBUG=1 shows the traceback; please '
               'report it).' % (type(err).__name__, _one_line(err)), file=sys.stderr)
         _exit_after_error(1)
+
+
+def _stdout_gone():
+    """Whether standard output is a pipe whose reader has closed it (poll says POLLERR)."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):     # no poll, no real stdout (a test's stream)
+        return False
 
 
 def _exit_after_error(code):

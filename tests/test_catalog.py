@@ -325,6 +325,29 @@ def test_ids_handed_out_before_a_save_stay_taken(digits_run, image_folder, tmp_p
     c.close()
 
 
+def test_search_into_a_pipe_its_reader_closed_ends_quietly(digits_run, image_folder, tmp_path):
+    """gluon-dml search ... | head: once head had its lines, search said 'error: Broken pipe.'
+    (exit 2) on stderr. It ends without a word, with the status of a process SIGPIPE ended
+    (141), as the other writers into head do."""
+    import subprocess
+    import sys
+    from .helpers import script_env
+    cat = tmp_path / 'cat'
+    _gluon_dml('index', digits_run, '--images', image_folder, '--out', cat, '--no-progress')
+    np.save(tmp_path / 'q.npy', np.random.RandomState(0).randn(20000, 64).astype(np.float32))
+    proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'search', str(cat), '--vector',
+                             str(tmp_path / 'q.npy'), '-k', '10'], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=script_env())
+    try:
+        assert proc.stdout.readline().startswith(b'query: ')      # head -1
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(120) == 141, err
+    finally:
+        proc.kill()
+    assert err == '', err
+
+
 def test_ctrl_c_during_a_search_says_the_search_was_not_done(digits_run, image_folder, tmp_path):
     """Ctrl-C while search printed the hits of many query vectors gave the training runs' advice
     ("a training run continues from its last checkpoint with --resume"); search has neither."""
