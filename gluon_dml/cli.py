@@ -674,6 +674,7 @@ def main_guard(main, argv=None, top_level=False):
     if top_level:
         warnings.formatwarning = _warning_line
         hear_ctrl_c()
+        _print_any_file_name()
     debug = bool(os.environ.get('GLUON_DML_DEBUG'))
     try:
         # MXNet loads here (a second or more): Ctrl-C meanwhile is one line too
@@ -725,6 +726,20 @@ def main_guard(main, argv=None, top_level=False):
         print('error: unexpected %s: %s (a bug? GLUON_DML_DEBUG=1 shows the traceback; please '
               'report it).' % (type(err).__name__, _one_line(err)), file=sys.stderr)
         _exit_after_error(1)
+
+
+def _print_any_file_name():
+    """A file name that is not UTF-8 (a Latin-1 name from an old archive) reaches Python as
+    surrogate escapes; under a strict UTF-8 locale (en_US.UTF-8) printing it, a catalogue's hit
+    of gluon-dml search, ended the command with "error: 'utf-8' codec can't encode character
+    '\\udce9' ... surrogates not allowed". Standard output writes such a name's own bytes
+    instead, as ``ls`` into a pipe does (standard error already escapes them)."""
+    stdout = sys.stdout
+    if getattr(stdout, 'errors', None) == 'strict' and hasattr(stdout, 'reconfigure'):
+        try:
+            stdout.reconfigure(errors='surrogateescape')
+        except (ValueError, OSError):      # a stream that cannot change: left as it is
+            pass
 
 
 def _stdout_gone():

@@ -325,6 +325,28 @@ def test_ids_handed_out_before_a_save_stay_taken(digits_run, image_folder, tmp_p
     c.close()
 
 
+def test_a_file_name_that_is_not_utf8_is_searched_and_printed_as_its_bytes(digits_run, tmp_path):
+    """Under a strict UTF-8 locale (en_US.UTF-8: Python's stdout then refuses surrogates), a hit
+    whose file name is Latin-1 ended search with "error: 'utf-8' codec can't encode character
+    '\\udce9' ... surrogates not allowed" (exit 2). The name's own bytes are printed, as ls
+    into a pipe prints them."""
+    import shutil
+    import subprocess
+    import sys
+    from .helpers import script_env
+    images = write_digit_folder(tmp_path / 'images', count=20)
+    odd = os.path.join(os.fsencode(str(images / '3')), b'caf\xe9.png')
+    shutil.copy(os.path.join(str(images / '3'), sorted(os.listdir(str(images / '3')))[0]), odd)
+    cat = tmp_path / 'cat'
+    _gluon_dml('index', digits_run, '--images', images, '--out', cat, '--no-progress')
+    proc = subprocess.run([sys.executable, '-m', 'gluon_dml', 'search', str(cat), '--image',
+                           os.fsdecode(odd), '-k', '2'], capture_output=True,
+                          env=script_env(PYTHONIOENCODING='utf-8:strict'), timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode(errors='replace')
+    hits = [ln for ln in proc.stdout.splitlines() if ln.lstrip().startswith((b'1.', b'2.'))]
+    assert any(ln.endswith(odd) for ln in hits), proc.stdout
+
+
 def test_search_into_a_pipe_its_reader_closed_ends_quietly(digits_run, image_folder, tmp_path):
     """gluon-dml search ... | head: once head had its lines, search said 'error: Broken pipe.'
     (exit 2) on stderr. It ends without a word, with the status of a process SIGPIPE ended

@@ -105,6 +105,44 @@ def _literal(v):
     return json.dumps(str(v), ensure_ascii=False)
 
 
+# A string that is not valid UTF-8 (a file name in Latin-1 reaches Python with surrogate escapes)
+# cannot go into Milvus's JSON field: pymilvus refused the whole insert ("str is not valid UTF-8:
+# surrogates not allowed"), and gluon-dml index --backend milvus ended in an unexpected error.
+# Such a value is stored as {BYTES_KEY: hex of its bytes} and read back as the same string.
+BYTES_KEY = '__gluon_dml_bytes_hex__'
+
+
+def _is_text(s):
+    try:
+        s.encode('utf-8')
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def to_stored(value):
+    """``value`` (metadata: dicts, lists, strings, numbers) with each string that is not valid
+    UTF-8 replaced by ``{BYTES_KEY: its bytes in hex}`` (see :func:`from_stored`)."""
+    if isinstance(value, str):
+        return value if _is_text(value) else {BYTES_KEY: value.encode('utf-8', 'surrogateescape').hex()}
+    if isinstance(value, dict):
+        return {k: to_stored(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_stored(v) for v in value]
+    return value
+
+
+def from_stored(value):
+    """The metadata :func:`to_stored` wrote, as it was given."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(BYTES_KEY), str):
+            return bytes.fromhex(value[BYTES_KEY]).decode('utf-8', 'surrogateescape')
+        return {k: from_stored(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_stored(v) for v in value]
+    return value
+
+
 def filter_expression(filter):
     """The Milvus filter expression of a dict filter ``{field: value or [values]}`` on ``meta``.
     Milvus refuses an ``in`` list that mixes types (``meta["label"] in [4, "4"]`` fails inside
@@ -419,7 +457,7 @@ class MilvusIndex(Index):
     def _all_metadata(self):
         out = {}
         for batch in self._iterate(['id', 'meta']):
-            out.update((int(r['id']), dict(r.get('meta') or {})) for r in batch)
+            out.update((int(r['id']), from_stored(dict(r.get('meta') or {}))) for r in batch)
         return dict(sorted(out.items()))
 
     def _iterate(self, fields):
@@ -460,7 +498,7 @@ class MilvusIndex(Index):
         id_list = ids.tolist()
         name = self.params['collection']
         for s in range(0, len(x), INSERT_BATCH):
-            rows = [{'id': id_list[i], 'vector': vectors[i], 'meta': meta[i]}
+            rows = [{'id': id_list[i], 'vector': vectors[i], 'meta': to_stored(meta[i])}
                     for i in range(s, min(s + INSERT_BATCH, len(x)))]
             self._c().insert(name, rows, timeout=self._timeout())
         self.next_id = max(self.next_id, int(ids.max()) + 1)
@@ -503,7 +541,8 @@ class MilvusIndex(Index):
         for row in res:
             ids = [int(h['id']) for h in row]
             dist = [float(h['distance']) for h in row]
-            metas = {int(h['id']): (h.get('entity') or {}).get('meta') or {} for h in row}
+            metas = {int(h['id']): from_stored((h.get('entity') or {}).get('meta') or {})
+                     for h in row}
             out.append(self._hits(dist, ids, metas))
         return out
 
@@ -532,7 +571,7 @@ class MilvusIndex(Index):
         row = self._fetch(id, 'meta')
         if row is None:
             raise UnknownIdError('The index holds no id %d.' % id)
-        return dict(row.get('meta') or {})
+        return from_stored(dict(row.get('meta') or {}))
 
     def _vector(self, id):
         row = self._fetch(id, 'vector')

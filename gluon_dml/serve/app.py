@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import JSONResponse as _FastAPIJSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -26,6 +27,19 @@ from .page import PAGE
 __all__ = ['create_app', 'BodyLimitMiddleware']
 
 QUERY_KINDS = ('image', 'vector', 'text', 'id')
+
+
+class JSONResponse(_FastAPIJSONResponse):
+    """JSON with every character that is not ASCII written as ``\\uXXXX``: a file name that is
+    not UTF-8 (a Latin-1 name reaches Python with surrogate escapes) could not be encoded, and
+    GET /items/ID of such an item, or a search that found it, answered 500. Clients decode the
+    same strings (Python's json gives back the name, ``os.fsencode`` its bytes)."""
+
+    def render(self, content):
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, indent=None,
+                          separators=(',', ':')).encode('ascii')
+
+
 _CACHE = {'Cache-Control': 'public, max-age=86400'}       # ids are never reused
 
 
@@ -437,6 +451,7 @@ def create_app(service):
 
     app = FastAPI(
         title='gluon-dml search service', version=gluon_dml.__version__, lifespan=lifespan,
+        default_response_class=JSONResponse,
         description='Search a catalogue made by `gluon-dml index` by image, vector, text or item '
                     'id; embed; add and remove items. Every refusal is a 4xx answer '
                     '`{"error": "one sentence"}`. The page to try it is at `/`.')

@@ -168,6 +168,31 @@ def test_quoting_survives_a_real_search(tmp_path, data):
         m.close()
 
 
+def test_file_names_that_are_not_utf8_are_stored_and_read_back_whole(tmp_path, data):
+    """A Latin-1 file name (b'caf\\xe9.png' reaches Python as 'caf\\udce9.png') made pymilvus
+    refuse the whole insert ('str is not valid UTF-8'): gluon-dml index --backend milvus ended in
+    an unexpected error. It is stored as its bytes and read back as the same string by get,
+    search and all_metadata, after a reopen too."""
+    x, _, _ = data
+    name = os.fsdecode(b'img/caf\xe9.png')
+    meta = [{'path': name, 'label': 1, 'tags': [name, 'ok']}, {'path': 'img/plain.png', 'label': 2},
+            {'path': 'ünïcode.png', 'label': 3}]
+    path = str(tmp_path / 'cat')
+    m = create_index('milvus', 'float', dim=D, metric='l2', index_type='flat', path=path)
+    try:
+        m.add(x[:3], metadata=meta)
+        assert [m.get(i) for i in range(3)] == meta
+        assert m.search(x[0], k=1)[0][0].metadata == meta[0]
+        m.save()
+    finally:
+        m.close()
+    again = open_index(path)
+    try:
+        assert again.all_metadata() == dict(enumerate(meta))
+    finally:
+        again.close()
+
+
 def test_milvus_clear_errors(tmp_path, data):
     x, q, _ = data
     with pytest.raises(ValueError, match='HNSW needs a Milvus server'):

@@ -545,6 +545,38 @@ def test_a_binary_catalogue_takes_and_gives_codes(tmp_path):
         service.close()
 
 
+def test_an_item_whose_file_name_is_not_utf8_is_served(digits_catalog, serve, tmp_path):
+    """GET /items/ID of an item whose file name is Latin-1 (Python holds it with a surrogate
+    escape), and every search or listing that included it, answered 500 (the JSON could not be
+    encoded). The name comes back as JSON escapes that decode to the same string; its image is
+    served."""
+    import shutil
+    run, images, _ = digits_catalog
+    folder = tmp_path / 'images'
+    shutil.copytree(str(images), str(folder))
+    first = sorted((folder / os.listdir(str(folder))[0]).iterdir())[0]
+    odd = os.path.join(os.fsencode(str(first.parent)), b'caf\xe9.png')
+    os.rename(os.fsencode(str(first)), odd)
+    cat = tmp_path / 'catalog'
+    proc = subprocess.run(gluon_dml('index', run, '--images', folder, '--out', cat, '--no-progress'),
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=script_env(OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    url = serve(cat).url
+    listing = requests.get(url + '/items', params={'limit': 1000}, timeout=30)
+    assert listing.status_code == 200, listing.text[:300]
+    item = [i for i in listing.json()['items'] if i['path'] == os.fsdecode(odd)]
+    assert len(item) == 1, listing.json()['items'][:3]
+    one = requests.get(url + '/items/%d' % item[0]['id'], timeout=30)
+    assert one.status_code == 200 and one.json()['path'] == os.fsdecode(odd), one.text[:300]
+    hits = requests.post(url + '/search', json={'id': item[0]['id'] + 1, 'k': CATALOG_IMAGES},
+                         timeout=60)
+    assert hits.status_code == 200, hits.text[:300]
+    assert os.fsdecode(odd) in [h['path'] for h in hits.json()['hits']]
+    image = requests.get(url + '/items/%d/image' % item[0]['id'], timeout=30)
+    assert image.status_code == 200 and image.content == open(odd, 'rb').read()
+
+
 def test_a_milvus_catalogue_served_with_one_writer(digits_catalog, serve, tmp_path):
     """A Milvus Lite catalogue behind the service: a filter on a number (which also matches its
     text) answers, a vector added from outside is kept at unit length, a second service on the
