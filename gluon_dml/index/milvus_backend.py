@@ -151,16 +151,26 @@ def filter_expression(filter):
     for key, value in filter.items():
         if not isinstance(key, str) or not key:
             raise ValueError('filter field names must be non-empty strings; got %r.' % (key,))
+        if not _is_text(key):
+            raise ValueError('filter field names must be UTF-8 text; got %r.' % (key,))
         field = 'meta[%s]' % json.dumps(key, ensure_ascii=False)
+        # a name that is not UTF-8 is stored as its bytes (to_stored): compared there
+        stored = '%s[%s]' % (field, json.dumps(BYTES_KEY))
         if isinstance(value, (list, tuple, set, frozenset)):
             groups = {}
             for v in value:
                 v = v.item() if isinstance(v, (np.integer, np.floating)) else v
-                groups.setdefault(type(v) if isinstance(v, (bool, int, float)) else str, []).append(v)
-            ors = ['%s in [%s]' % (field, ', '.join(_literal(v) for v in vs)) for vs in groups.values()]
+                if isinstance(v, str) and not _is_text(v):
+                    groups.setdefault('bytes', []).append(v.encode('utf-8', 'surrogateescape').hex())
+                else:
+                    groups.setdefault(type(v) if isinstance(v, (bool, int, float)) else str, []).append(v)
+            ors = ['%s in [%s]' % (stored if kind == 'bytes' else field,
+                                   ', '.join(_literal(v) for v in vs)) for kind, vs in groups.items()]
             if not ors:
                 ors = ['%s in []' % field]
             parts.append(ors[0] if len(ors) == 1 else '(%s)' % ' or '.join(ors))
+        elif isinstance(value, str) and not _is_text(value):
+            parts.append('%s == %s' % (stored, _literal(value.encode('utf-8', 'surrogateescape').hex())))
         else:
             parts.append('%s == %s' % (field, _literal(value)))
     return ' and '.join(parts)

@@ -183,6 +183,10 @@ def test_file_names_that_are_not_utf8_are_stored_and_read_back_whole(tmp_path, d
         m.add(x[:3], metadata=meta)
         assert [m.get(i) for i in range(3)] == meta
         assert m.search(x[0], k=1)[0][0].metadata == meta[0]
+        # filters on such a name find it (the expression compares the stored bytes)
+        for flt in ({'path': name}, {'path': [name, 'img/plain.png']}, {'path': [name, 7]}):
+            found = sorted(h.id for h in m.search(x[0], k=3, filter=flt)[0])
+            assert found == ([0, 1] if 'img/plain.png' in flt['path'] else [0]), (flt, found)
         m.save()
     finally:
         m.close()
