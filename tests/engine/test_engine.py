@@ -240,3 +240,24 @@ def test_the_evaluator_adds_few_shot_accuracy_when_asked():
     for key in ('fs_proto', 'fs_proto_ci95', 'fs_nn', 'fs_nn_ci95'):
         assert got[key] == pytest.approx(want[key], abs=1e-9)
     assert 0.2 < got['fs_proto'] <= 1.0          # well above chance (0.2) for five digit classes
+
+
+def test_progress_bars_redraw_rarely_into_a_file(tmp_path):
+    """nohup python train_margin.py ... & sends stderr to nohup.out, which gained a redraw of the
+    bar every half second (about 600 KB of carriage-return lines an hour): into a file or a pipe
+    the bars redraw every 30 s; on a terminal, every 0.5 s."""
+    import pty
+    from gluon_dml.engine.loop import progress_interval
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, 'w') as terminal:
+            assert progress_interval(terminal) == 0.5
+    finally:
+        os.close(master)
+    with open(str(tmp_path / 'nohup.out'), 'w') as f:
+        assert progress_interval(f) == 30.0
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, 'w') as pipe:
+        assert progress_interval(pipe) == 30.0
+    os.close(read_end)
+    assert progress_interval(f) == 30.0                  # closed: no terminal either
