@@ -41,7 +41,8 @@ class _NoScikitLearnForMXNet:
     """MXNet's ``mxnet/model.py`` imports ``sklearn.base`` when it can, only to make its legacy
     ``FeedForward`` (deprecated since MXNet 1.0, unused here) a scikit-learn estimator; that
     import pulls in scipy.stats and pandas: 0.37 s of every command's start (``gluon-dml search
-    --help``: 2.39 s -> 2.03 s on a 2-core Zen 2, ``bench/bench_startup.py``). This meta path finder answers that one import with ImportError
+    --help``: 2.39 s -> 2.03 s on a 2-core Zen 2, ``bench/bench_startup.py``), saved by the
+    commands that never use scikit-learn (a training run imports it for NMI). This meta path finder answers that one import with ImportError
     (MXNet then uses ``object``) and leaves: scikit-learn imports as usual afterwards, and when
     the process imported it before MXNet, MXNet gets it. ``GLUON_DML_MXNET_SKLEARN=1`` keeps
     MXNet's import. (Only ``find_spec``: see amx._AfterMXNetLoads.)"""
