@@ -34,17 +34,29 @@ def popen_script(script, *args, env=None):
                             env=env or script_env(), cwd=REPO)
 
 
+_SIGINT_THEN_EXEC = ('import os, signal, sys; '
+                     'signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[1] == "ignored" '
+                     'else signal.SIG_DFL); os.execv(sys.argv[2], sys.argv[2:])')
+
+
+def with_sigint(cmd, ignored=True):
+    """``cmd`` (a list, ``cmd[0]`` an executable's path) started with SIGINT ignored, as a shell
+    script's background job starts (``ignored=False``: with the default disposition, as from a
+    terminal), never with whatever this process passes on (a suite started in the background
+    passed on an ignored SIGINT). A small Python sets it and execs ``cmd`` in the same process
+    (same pid), instead of ``preexec_fn``, which forks this process with MXNet loaded: MXNet's
+    fork handlers then ran in the child, which once died of SIGABRT before it ran anything."""
+    return [sys.executable, '-c', _SIGINT_THEN_EXEC, 'ignored' if ignored else 'default'] + \
+        [str(c) for c in cmd]
+
+
 def interrupt_command(args, when, sigint_ignored=True):
-    """Start ``gluon-dml ARGS`` (stdout and stderr piped), wait until ``when(proc)`` returns, send
-    it SIGINT (Ctrl-C); its exit code and stderr. It starts with SIGINT ignored, as a shell
-    script's background job does (``sigint_ignored=False``: with the default disposition, as
-    from a terminal); either way, never whatever this process passes on (a suite started in the
-    background passed on an ignored SIGINT, and search went on after Ctrl-C)."""
+    """Start ``gluon-dml ARGS`` (stdout and stderr piped; SIGINT as :func:`with_sigint` sets it),
+    wait until ``when(proc)`` returns, send it SIGINT (Ctrl-C); its exit code and stderr."""
     import signal
-    disposition = signal.SIG_IGN if sigint_ignored else signal.SIG_DFL
-    proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml'] + [str(a) for a in args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
+    proc = subprocess.Popen(with_sigint([sys.executable, '-m', 'gluon_dml'] + list(args),
+                                        sigint_ignored),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
     try:
         when(proc)
         proc.send_signal(signal.SIGINT)

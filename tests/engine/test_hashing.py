@@ -14,7 +14,7 @@ from gluon_dml.engine import CheckpointManager, read_log
 from gluon_dml.index import load_codes
 from gluon_dml.metrics.hashing import hamming_map
 
-from ..helpers import run_script, script_env
+from ..helpers import run_script, script_env, with_sigint
 
 TINY = ['--data', 'digits', '--bits', '16', '--no-progress']
 
@@ -201,12 +201,11 @@ def test_hash_baselines_interrupted_keeps_the_rows_done(tmp_path, started_with_s
     `kill -INT` did nothing; it stops the same way."""
     import signal
     out = tmp_path / 'b.json'
-    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) \
-        if started_with_sigint_ignored else None
-    proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'hash-baselines', '--data',
-                             'digits', '--bits', '16,100000', '--methods', 'lsh', '--out',
-                             str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=script_env(), preexec_fn=ignore)
+    proc = subprocess.Popen(with_sigint([sys.executable, '-m', 'gluon_dml', 'hash-baselines',
+                                         '--data', 'digits', '--bits', '16,100000', '--methods',
+                                         'lsh', '--out', str(out)], started_with_sigint_ignored),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=script_env())
     try:
         first = proc.stdout.readline()
         assert first.startswith('lsh   16 bits'), first + proc.stderr.read()

@@ -316,15 +316,19 @@ def test_a_full_disk_while_writing_embeddings_keeps_the_file_that_was_there(refe
 
 def _limited(argv, limit):
     """``python -m gluon_dml ARGV`` with files limited to ``limit`` bytes (RLIMIT_FSIZE: a real
-    'File too large' from the OS; Python ignores SIGXFSZ)."""
-    import resource
+    'File too large' from the OS; Python ignores SIGXFSZ). A small Python sets the limit and
+    execs the command (not preexec_fn, which forks this process with MXNet loaded: see
+    helpers.with_sigint)."""
     import subprocess
     import sys
     from ..helpers import REPO, script_env
-    return subprocess.run([sys.executable, '-m', 'gluon_dml'] + [str(a) for a in argv],
+    limit_then_exec = ('import os, resource, sys; n = int(sys.argv[1]); '
+                       'resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); '
+                       'os.execv(sys.argv[2], sys.argv[2:])')
+    return subprocess.run([sys.executable, '-c', limit_then_exec, str(limit), sys.executable, '-m',
+                           'gluon_dml'] + [str(a) for a in argv],
                           capture_output=True, text=True, cwd=REPO, timeout=300,
-                          env=script_env(OMP_NUM_THREADS='1'),
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+                          env=script_env(OMP_NUM_THREADS='1'))
 
 
 @error

@@ -12,7 +12,7 @@ import pytest
 
 from gluon_dml.catalog import build_catalog, open_catalog
 
-from ..helpers import REPO, run_command, script_env, write_digit_folder
+from ..helpers import REPO, run_command, script_env, with_sigint, write_digit_folder
 
 
 @pytest.fixture(scope='module')
@@ -84,15 +84,13 @@ def test_a_signal_after_the_catalogue_is_saved_says_it_is_whole(tiny_digits_run,
 def test_kill_int_stops_an_index_started_with_sigint_ignored(tiny_digits_run, image_folder, tmp_path):
     """A shell script's background job starts with SIGINT ignored (`gluon-dml index ... &`):
     `kill -INT` then did nothing and the build ran on; it stops as Ctrl-C does, as training's."""
-    import signal
     import subprocess
     import sys
     out = tmp_path / 'cat'
     cmd = [sys.executable, '-m', 'gluon_dml', 'index', str(tiny_digits_run), '--images',
            str(image_folder), '--out', str(out), '--chunk', '30', '--batch-size', '8', '--no-progress']
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
-                          env=script_env(GLUON_DML_FAULTS='index-part@2:int'),
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    proc = subprocess.run(with_sigint(cmd), capture_output=True, text=True, timeout=300,
+                          env=script_env(GLUON_DML_FAULTS='index-part@2:int'))
     assert proc.returncode == 130, (proc.stdout, proc.stderr)
     assert 'Interrupted (Ctrl-C)' in proc.stderr and not (out / 'run.json').exists()
 

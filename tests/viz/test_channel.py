@@ -310,7 +310,7 @@ def test_replay_follow_waits_for_a_server_that_went_away_and_replays_what_it_mis
     import signal
     import subprocess
     import sys
-    from ..helpers import REPO, script_env
+    from ..helpers import REPO, script_env, with_sigint
 
     def wait_for(text, stream, timeout=60):
         deadline = time.time() + timeout
@@ -331,11 +331,11 @@ def test_replay_follow_waits_for_a_server_that_went_away_and_replays_what_it_mis
     (run / 'log.jsonl').write_text('{"epoch": 0, "recall@1": 0.5}\n')
     out, err = tmp_path / 'out.txt', tmp_path / 'err.txt'
     with open(out, 'w') as fo, open(err, 'w') as fe:
-        proc = subprocess.Popen([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(run),
-                                 '--viz-server', 'http://127.0.0.1', '--viz-port', str(port),
-                                 '--follow', '1'], stdout=fo, stderr=fe, cwd=REPO, env=script_env(),
-                                # as a script's background job starts: Ctrl-C must stop it anyway
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        # started as a script's background job starts (SIGINT ignored): Ctrl-C must stop it anyway
+        proc = subprocess.Popen(with_sigint([sys.executable, '-m', 'gluon_dml', 'replay-viz', str(run),
+                                             '--viz-server', 'http://127.0.0.1', '--viz-port',
+                                             str(port), '--follow', '1']),
+                                stdout=fo, stderr=fe, cwd=REPO, env=script_env())
     try:
         wait_for('2 loss points, 1 epochs', out)
         assert traces(server.windows('followed')[LOSS_WIN])['loss'] == ([2, 4], [0.5, 0.25])
