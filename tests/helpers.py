@@ -34,20 +34,22 @@ def popen_script(script, *args, env=None):
                             env=env or script_env(), cwd=REPO)
 
 
-_SIGINT_THEN_EXEC = ('import os, signal, sys; '
-                     'signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[1] == "ignored" '
-                     'else signal.SIG_DFL); os.execv(sys.argv[2], sys.argv[2:])')
+def exec_after(setup, cmd):
+    """``cmd`` (a list, ``cmd[0]`` an executable's path) started by a small Python that runs the
+    statements ``setup`` and then execs ``cmd`` in the same process (same pid): what a test would
+    do with ``preexec_fn``, which forks this process with MXNet loaded, so that MXNet's fork
+    handlers ran in the child, which once died of SIGABRT before it ran anything."""
+    return [sys.executable, '-c', 'import os, sys; %s; os.execv(sys.argv[1], sys.argv[1:])' % setup] + \
+        [str(c) for c in cmd]
 
 
 def with_sigint(cmd, ignored=True):
-    """``cmd`` (a list, ``cmd[0]`` an executable's path) started with SIGINT ignored, as a shell
-    script's background job starts (``ignored=False``: with the default disposition, as from a
-    terminal), never with whatever this process passes on (a suite started in the background
-    passed on an ignored SIGINT). A small Python sets it and execs ``cmd`` in the same process
-    (same pid), instead of ``preexec_fn``, which forks this process with MXNet loaded: MXNet's
-    fork handlers then ran in the child, which once died of SIGABRT before it ran anything."""
-    return [sys.executable, '-c', _SIGINT_THEN_EXEC, 'ignored' if ignored else 'default'] + \
-        [str(c) for c in cmd]
+    """``cmd`` started (:func:`exec_after`) with SIGINT ignored, as a shell script's background
+    job starts (``ignored=False``: with the default disposition, as from a terminal), never with
+    whatever this process passes on (a suite started in the background passed on an ignored
+    SIGINT)."""
+    return exec_after('import signal; signal.signal(signal.SIGINT, signal.%s)'
+                      % ('SIG_IGN' if ignored else 'SIG_DFL'), cmd)
 
 
 def interrupt_command(args, when, sigint_ignored=True):

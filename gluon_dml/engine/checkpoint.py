@@ -25,7 +25,7 @@ from .faults import fault_point
 
 __all__ = ['atomic_write_text', 'atomic_save', 'CheckpointManager', 'CheckpointError',
            'remove_stale_temporaries', 'file_crc32', 'checkpoint_arrays', 'file_record',
-           'file_problem']
+           'file_problem', 'files_problem']
 
 NAME_RE = re.compile(r'^e(\d{4,})-b(\d{5,})$')
 _TMP_FILE_RE = re.compile(r'\.tmp-\d+$')
@@ -211,14 +211,7 @@ class CheckpointManager:
                 if not os.path.isfile(p) or os.path.getsize(p) == 0:
                     return '%s is missing or empty' % f
             return None
-        for fname, info in files.items():
-            p = os.path.join(path, fname)
-            if not os.path.isfile(p):
-                return '%s is missing' % fname
-            problem = file_problem(p, info)
-            if problem is not None:
-                return '%s %s' % (fname, problem)
-        return None
+        return files_problem(path, files)
 
     def candidates(self):
         """``(path, problem)`` newest first, lazily (each is checked only when reached): every
@@ -300,6 +293,20 @@ def file_problem(path, record):
         return 'has %d bytes, %s were written' % (size, record.get('size'))
     if record.get('crc32') is not None and file_crc32(path) != record['crc32']:
         return 'does not match its checksum'
+    return None
+
+
+def files_problem(folder, records):
+    """None when every file ``{name: record}`` of ``folder`` is the one :func:`file_record`
+    described, else what is wrong with the first that is not: 'NAME is missing', 'NAME has N
+    bytes, M were written', 'NAME does not match its checksum'."""
+    for name, record in records.items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            return '%s is missing' % name
+        problem = file_problem(path, record)
+        if problem is not None:
+            return '%s %s' % (name, problem)
     return None
 
 

@@ -22,7 +22,7 @@ from mxnet import autograd, gluon
 from ..amx import bfloat16_refusal
 from ..errors import UserError, first_line
 from .checkpoint import (CheckpointError, CheckpointManager, atomic_save, atomic_write_text,
-                         file_problem, file_record)
+                         file_record, files_problem)
 from .context import batch_seed
 from .distributed import ReadOnlyCheckpoints, cluster as _cluster    # [distributed]
 from .faults import fault_point
@@ -567,12 +567,8 @@ class Engine:
             with open(paths[1]) as f:
                 record = json.load(f)
             score = float(record[self.best_metric])
-            files = record.get('files') or {}      # best.json of older versions: sizes unknown
-            for name in sorted(files):
-                problem = file_problem(os.path.join(self.run_dir, name), files[name])
-                if problem is not None:
-                    why = '%s %s' % (name, problem)
-                    break
+            # best.json of older versions records no files: sizes unknown
+            why = files_problem(self.run_dir, record.get('files') or {})
             ok = os.path.getsize(paths[0]) > 0 and math.isfinite(score) and why is None
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             ok = False

@@ -112,19 +112,21 @@ def _literal(v):
 BYTES_KEY = '__gluon_dml_bytes_hex__'
 
 
-def _is_text(s):
+def _bytes_hex(s):
+    """None for a string that is UTF-8 text; else the hex of its bytes (what is stored)."""
     try:
         s.encode('utf-8')
-        return True
+        return None
     except UnicodeEncodeError:
-        return False
+        return s.encode('utf-8', 'surrogateescape').hex()
 
 
 def to_stored(value):
     """``value`` (metadata: dicts, lists, strings, numbers) with each string that is not valid
     UTF-8 replaced by ``{BYTES_KEY: its bytes in hex}`` (see :func:`from_stored`)."""
     if isinstance(value, str):
-        return value if _is_text(value) else {BYTES_KEY: value.encode('utf-8', 'surrogateescape').hex()}
+        stored = _bytes_hex(value)
+        return value if stored is None else {BYTES_KEY: stored}
     if isinstance(value, dict):
         return {k: to_stored(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -151,17 +153,19 @@ def filter_expression(filter):
     for key, value in filter.items():
         if not isinstance(key, str) or not key:
             raise ValueError('filter field names must be non-empty strings; got %r.' % (key,))
-        if not _is_text(key):
+        if _bytes_hex(key) is not None:
             raise ValueError('filter field names must be UTF-8 text; got %r.' % (key,))
         field = 'meta[%s]' % json.dumps(key, ensure_ascii=False)
         # a name that is not UTF-8 is stored as its bytes (to_stored): compared there
         stored = '%s[%s]' % (field, json.dumps(BYTES_KEY))
+        stored_hex = _bytes_hex(value) if isinstance(value, str) else None
         if isinstance(value, (list, tuple, set, frozenset)):
             groups = {}
             for v in value:
                 v = v.item() if isinstance(v, (np.integer, np.floating)) else v
-                if isinstance(v, str) and not _is_text(v):
-                    groups.setdefault('bytes', []).append(v.encode('utf-8', 'surrogateescape').hex())
+                v_hex = _bytes_hex(v) if isinstance(v, str) else None
+                if v_hex is not None:
+                    groups.setdefault('bytes', []).append(v_hex)
                 else:
                     groups.setdefault(type(v) if isinstance(v, (bool, int, float)) else str, []).append(v)
             ors = ['%s in [%s]' % (stored if kind == 'bytes' else field,
@@ -169,8 +173,8 @@ def filter_expression(filter):
             if not ors:
                 ors = ['%s in []' % field]
             parts.append(ors[0] if len(ors) == 1 else '(%s)' % ' or '.join(ors))
-        elif isinstance(value, str) and not _is_text(value):
-            parts.append('%s == %s' % (stored, _literal(value.encode('utf-8', 'surrogateescape').hex())))
+        elif stored_hex is not None:
+            parts.append('%s == %s' % (stored, _literal(stored_hex)))
         else:
             parts.append('%s == %s' % (field, _literal(value)))
     return ' and '.join(parts)

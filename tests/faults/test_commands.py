@@ -316,17 +316,13 @@ def test_a_full_disk_while_writing_embeddings_keeps_the_file_that_was_there(refe
 
 def _limited(argv, limit):
     """``python -m gluon_dml ARGV`` with files limited to ``limit`` bytes (RLIMIT_FSIZE: a real
-    'File too large' from the OS; Python ignores SIGXFSZ). A small Python sets the limit and
-    execs the command (not preexec_fn, which forks this process with MXNet loaded: see
-    helpers.with_sigint)."""
+    'File too large' from the OS; Python ignores SIGXFSZ), set by helpers.exec_after."""
     import subprocess
     import sys
-    from ..helpers import REPO, script_env
-    limit_then_exec = ('import os, resource, sys; n = int(sys.argv[1]); '
-                       'resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); '
-                       'os.execv(sys.argv[2], sys.argv[2:])')
-    return subprocess.run([sys.executable, '-c', limit_then_exec, str(limit), sys.executable, '-m',
-                           'gluon_dml'] + [str(a) for a in argv],
+    from ..helpers import REPO, exec_after, script_env
+    return subprocess.run(exec_after('import resource; resource.setrlimit(resource.RLIMIT_FSIZE, '
+                                     '(%d, %d))' % (limit, limit),
+                                     [sys.executable, '-m', 'gluon_dml'] + list(argv)),
                           capture_output=True, text=True, cwd=REPO, timeout=300,
                           env=script_env(OMP_NUM_THREADS='1'))
 
