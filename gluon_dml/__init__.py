@@ -37,41 +37,62 @@ def _serial_host_copies():
     _os.environ.setdefault('MXNET_CPU_PARALLEL_SIZE', str(2 ** 31 - 1))   # parsed as a C int
 
 
-class _NoScikitLearnForMXNet:
-    """MXNet's ``mxnet/model.py`` imports ``sklearn.base`` when it can, only to make its legacy
-    ``FeedForward`` (deprecated since MXNet 1.0, unused here) a scikit-learn estimator; that
-    import pulls in scipy.stats and pandas: 0.37 s of every command's start (``gluon-dml search
-    --help``: 2.39 s -> 2.03 s on a 2-core Zen 2, ``bench/bench_startup.py``), saved by the
-    commands that never use scikit-learn (a training run imports it for NMI). This meta path finder answers that one import with ImportError
-    (MXNet then uses ``object``) and leaves: scikit-learn imports as usual afterwards, and when
-    the process imported it before MXNet, MXNet gets it. ``GLUON_DML_MXNET_SKLEARN=1`` keeps
-    MXNet's import. (Only ``find_spec``: see amx._AfterMXNetLoads.)"""
+class _MXNetWithoutItsOptionalImports:
+    """Three optional imports of MXNet cost every command's start and serve nothing here:
+
+    - ``mxnet/model.py`` imports ``sklearn.base`` only to make its legacy ``FeedForward``
+      (deprecated since MXNet 1.0, unused here) a scikit-learn estimator; that pulls in
+      scipy.stats and pandas;
+    - ``mxnet/contrib/quantization.py`` imports ``scipy.stats`` for the entropy calibration of
+      INT8 networks, which :func:`gluon_dml.engine.inference.quantize` hands it when
+      that calibration runs; ``mxnet/test_utils.py`` (which ``import mxnet`` loads) imports it
+      too, for the statistical checks of MXNet's own test suite.
+
+    This meta path finder answers those imports, made from those modules, with ImportError
+    (MXNet then uses ``object`` and ``None``), and leaves once all three were answered.
+    ``gluon-dml search --help`` starts in 1.65 s instead of 2.36 s (``bench/bench_startup.py``,
+    2-core Zen 2; docs/speed.md). scikit-learn and scipy.stats import as usual
+    afterwards; a process that imported them before MXNet keeps MXNet's imports, as does
+    ``GLUON_DML_MXNET_OPTIONAL=1``. (Only ``find_spec``: see amx._AfterMXNetLoads.)"""
+
+    def __init__(self):
+        self.pending = {'mxnet.model': 'sklearn', 'mxnet.contrib.quantization': 'scipy.stats',
+                        'mxnet.test_utils': 'scipy.stats'}
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname.split('.')[0] != 'sklearn':
+        hits = [m for m, top in self.pending.items()
+                if fullname == top or fullname.startswith(top + '.')]
+        if not hits:
             return None
         frame = _sys._getframe(1)
         while frame is not None:
-            if frame.f_globals.get('__name__') == 'mxnet.model':
-                _sys.meta_path[:] = [f for f in _sys.meta_path if f is not self]
-                raise ImportError('scikit-learn is not imported for MXNet\'s FeedForward '
-                                  '(gluon_dml; GLUON_DML_MXNET_SKLEARN=1 imports it)')
+            module = frame.f_globals.get('__name__')
+            if module in hits:
+                del self.pending[module]
+                if not self.pending:
+                    _sys.meta_path[:] = [f for f in _sys.meta_path if f is not self]
+                raise ImportError('%s is not imported for %s (gluon_dml; '
+                                  'GLUON_DML_MXNET_OPTIONAL=1 imports it)' % (fullname, module))
             frame = frame.f_back
         return None
 
 
-def _start_mxnet_without_scikit_learn():
-    if ('mxnet' not in _sys.modules and 'sklearn.base' not in _sys.modules
-            and _os.environ.get('GLUON_DML_MXNET_SKLEARN') != '1'
-            and not any(isinstance(f, _NoScikitLearnForMXNet) for f in _sys.meta_path)):
-        _sys.meta_path.insert(0, _NoScikitLearnForMXNet())
+def _start_mxnet_without_its_optional_imports():
+    if ('mxnet' not in _sys.modules and _os.environ.get('GLUON_DML_MXNET_OPTIONAL') != '1'
+            and not any(isinstance(f, _MXNetWithoutItsOptionalImports) for f in _sys.meta_path)):
+        finder = _MXNetWithoutItsOptionalImports()
+        for module, name in list(finder.pending.items()):
+            if name in _sys.modules:                 # imported before MXNet: MXNet gets it
+                del finder.pending[module]
+        if finder.pending:
+            _sys.meta_path.insert(0, finder)
 
 
 # whether OMP_NUM_THREADS came from the user (the launcher then leaves it to the processes it starts)
 OMP_FROM_USER = 'OMP_NUM_THREADS' in _os.environ
 _use_every_core()
 _serial_host_copies()
-_start_mxnet_without_scikit_learn()
+_start_mxnet_without_its_optional_imports()
 
 # Intel AMX for the INT8 and bfloat16 kernels where the CPU and Linux allow it (gluon_dml/amx.py)
 from . import amx as _amx  # noqa: E402

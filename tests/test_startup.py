@@ -1,6 +1,8 @@
 """Starting a command: MXNet is imported without scikit-learn (its legacy FeedForward's only use
-of it, 0.3-0.4 s of every start), scikit-learn still imports when the package needs it, and
-the user can keep MXNet's import. Fresh processes, since the import happens once."""
+of it) and scipy.stats (its test utilities' and INT8 entropy calibration's), 0.6 s of every start;
+both still import when the package or the user needs them, the entropy calibration gets
+scipy.stats, and the user can keep MXNet's imports. Fresh processes, since the import happens
+once."""
 import os
 import subprocess
 import sys
@@ -12,10 +14,13 @@ import sys
 {before}
 import gluon_dml
 import mxnet
-print(mxnet.model.BASE_ESTIMATOR.__module__, 'pandas' in sys.modules)
+import mxnet.contrib.quantization as mxq
+print(mxnet.model.BASE_ESTIMATOR.__module__, 'pandas' in sys.modules, 'scipy.stats' in sys.modules,
+      mxq.stats is None, mxnet.test_utils.ss is None)
 from sklearn.metrics import normalized_mutual_info_score
-print(normalized_mutual_info_score([0, 0, 1, 1], [1, 1, 0, 0]))
-print(any(type(f).__name__ == '_NoScikitLearnForMXNet' for f in sys.meta_path))
+import scipy.stats
+print(normalized_mutual_info_score([0, 0, 1, 1], [1, 1, 0, 0]), scipy.stats.entropy([1, 1]) > 0)
+print(any(type(f).__name__ == '_MXNetWithoutItsOptionalImports' for f in sys.meta_path))
 """
 
 
@@ -26,13 +31,33 @@ def _probe(before='', **env):
     return proc.stdout.split('\n')[:3]
 
 
-def test_mxnet_starts_without_scikit_learn_which_still_imports_afterwards():
-    assert _probe(GLUON_DML_MXNET_SKLEARN='0') == ['builtins False', '1.0', 'False']
+def test_mxnet_starts_without_scikit_learn_and_scipy_stats_which_still_import_afterwards():
+    assert _probe(GLUON_DML_MXNET_OPTIONAL='0') == ['builtins False False True True', '1.0 True',
+                                                    'False']
 
 
-def test_mxnet_keeps_scikit_learn_when_asked_or_when_it_was_imported_first():
-    assert _probe(GLUON_DML_MXNET_SKLEARN='1') == ['sklearn.base True', '1.0', 'False']
-    assert _probe(before='import sklearn.base') == ['sklearn.base True', '1.0', 'False']
+def test_mxnet_keeps_its_imports_when_asked_or_when_they_were_imported_first():
+    assert _probe(GLUON_DML_MXNET_OPTIONAL='1') == ['sklearn.base True True False False',
+                                                    '1.0 True', 'False']
+    assert _probe(before='import sklearn.base') == ['sklearn.base True True False False',
+                                                    '1.0 True', 'False']
+    # scipy.stats imported first (without scikit-learn): MXNet gets it, and still no scikit-learn
+    assert _probe(before='import scipy.stats') == ['builtins False True False False', '1.0 True',
+                                                   'False']
+
+
+def test_a_training_run_never_imports_scikit_learn_or_scipy_stats():
+    # NMI is scored in numpy (metrics.nmi_score); Omniglot needs neither
+    code = ('import sys, runpy; sys.argv = ["train_margin.py", "--data", "omniglot", "--epochs", '
+            '"1", "--batches-per-epoch", "2", "--no-progress", "--save-dir", sys.argv[1]]; '
+            'runpy.run_path("train_margin.py", run_name="__main__")')
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = code + '; print(sorted(m for m in sys.modules if m.split(".")[0] == "sklearn" or m.startswith("scipy.stats")))'
+        proc = subprocess.run([sys.executable, '-c', probe, os.path.join(tmp, 'run')], cwd=REPO,
+                              env=script_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == '[]', proc.stdout[-2000:]
 
 
 def test_bench_startup_prints_both_settings_and_their_ratio():
@@ -41,6 +66,7 @@ def test_bench_startup_prints_both_settings_and_their_ratio():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith('gluon-dml (MXNet without scikit-learn)') and ' median ' in lines[0]
-    assert lines[1].startswith("MXNet's own import (GLUON_DML_MXNET_SKLEARN=1)")
+    assert lines[0].startswith('gluon-dml (MXNet without scikit-learn and scipy.stats)')
+    assert ' median ' in lines[0]
+    assert lines[1].startswith("MXNet's own imports (GLUON_DML_MXNET_OPTIONAL=1)")
     assert lines[2].startswith('gluon-dml search --help starts ') and 'x as fast' in lines[2]

@@ -161,7 +161,12 @@ def quantize(net, calib_images, ctx=None, calib_mode='naive', batch_size=64,
     if calib.ndim != 4 or not len(calib):
         raise UserError('INT8 calibration needs images (N, C, H, W); got an array of shape %s.'
                         % (calib.shape,))
-    from mxnet.contrib.quantization import quantize_net_v2
+    import mxnet.contrib.quantization as mxq
+    if calib_mode == 'entropy' and mxq.stats is None:
+        # importing gluon_dml kept MXNet from importing scipy.stats at its start (gluon_dml's
+        # __init__): the entropy calibration, its one user, gets it now
+        import scipy.stats
+        mxq.stats = scipy.stats
     batch = int(min(batch_size, len(calib)))
     # the iterator drops nothing: a last, partial batch is padded (with the first images) and the
     # statistics see every image at least once
@@ -172,7 +177,7 @@ def quantize(net, calib_images, ctx=None, calib_mode='naive', batch_size=64,
         with warnings.catch_warnings():
             # quantize_net_v2 infers the graph's types without the input's: a harmless UserWarning
             warnings.simplefilter('ignore', UserWarning)
-            qnet = quantize_net_v2(net, quantized_dtype='auto', quantize_mode='full',
+            qnet = mxq.quantize_net_v2(net, quantized_dtype='auto', quantize_mode='full',
                                    exclude_operators=list(exclude_operators or []), calib_data=it,
                                    calib_mode=calib_mode, num_calib_examples=len(calib),
                                    ctx=mx.cpu(), logger=logger)

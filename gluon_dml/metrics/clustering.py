@@ -14,7 +14,7 @@ from .neighbors import (DEFAULT_BLOCK_SIZE, _as_embeddings, _as_labels, _flat_in
 from .neighbors import faiss  # imported there, after its OpenBLAS set-up
 from .retrieval import _check_ks, _prepare, _retrieval_core
 
-__all__ = ["nmi", "kmeans_assign", "evaluate_embeddings", "default_nmi_runs"]
+__all__ = ["nmi", "nmi_score", "kmeans_assign", "evaluate_embeddings", "default_nmi_runs"]
 
 
 def kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
@@ -39,7 +39,10 @@ def kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
       the nearest centroid is certain when the best of these beats the bound. The other points
       (and every point when more than half the centroids moved) are scored against all centroids.
       Late iterations move few centroids: at SOP's shape this is a few full passes' work
-      instead of ``niter + 1``.
+      instead of ``niter + 1``;
+    - once no centroid moves, the iterations stop: the same points give the same centroids,
+      so every later iteration would too (a trained network's embeddings of the Omniglot test
+      split settled after 11 to 20 of the 20 iterations, 13 in the median of ten seeds).
 
     Rounding differs from faiss's in the last bits, so a point almost equidistant from two
     centroids can go the other way and the clusterings then drift apart slightly (the tests in
@@ -60,6 +63,8 @@ def kmeans_assign(embeddings, num_clusters, seed=0, niter=20):
     for _ in range(niter):
         new, counts = _centroids(x, assign, num_clusters)
         _split_empty_clusters(new, counts, n)
+        if np.array_equal(new, centroids):
+            break           # converged: the same points give the same centroids from here on
         _reassign(aug_x, centroids, new, assign, best, second)
         centroids = new
     return assign
@@ -183,9 +188,10 @@ def _centroids(x, assign, k):
     """Mean of the points of each cluster (float32 (k, D); zero for an empty one) and the counts."""
     n = x.shape[0]
     counts = np.bincount(assign, minlength=k)
-    member = scipy.sparse.csr_matrix((np.ones(n, np.float32), assign, np.arange(n + 1)),
-                                     shape=(n, k))
-    sums = np.asarray(member.T @ x, np.float32)                     # (k, D)
+    # column j holds point j's one 1, in its cluster's row: each row sums its points in order
+    member = scipy.sparse.csc_matrix((np.ones(n, np.float32), assign, np.arange(n + 1)),
+                                     shape=(k, n))
+    sums = np.asarray(member @ x, np.float32)                       # (k, D)
     full = counts > 0
     sums[full] *= (1.0 / counts[full].astype(np.float32))[:, None]
     return sums, counts.astype(np.float32)
@@ -280,13 +286,60 @@ def default_nmi_runs(num_points, num_clusters):
     return NMI_RUNS if num_points * num_clusters <= NMI_RUNS_MAX_SIZE else 1
 
 
+def nmi_score(labels_true, labels_pred):
+    """Normalized mutual information of two labellings of the same items (1-D integer arrays):
+    ``I(U; V) / ((H(U) + H(V)) / 2)``, natural logarithms, the arithmetic normalisation of
+    ``sklearn.metrics.normalized_mutual_info_score`` (its default) with its limit cases: 1.0
+    when neither labelling splits the items (one label each, or no items), 0.0 when only one
+    does. A float in [0, 1].
+
+    The same number as scikit-learn's to about 1e-15 (tests/metrics/test_clustering.py), in
+    numpy, with the joint counts of the label pairs that occur (no dense contingency table: SOP's
+    11,316 x 11,316 would be 1 GB); a training run's evaluation then never imports scikit-learn
+    (0.3 s of its start) and scores ten k-means runs in a fraction of the time."""
+    u = np.unique(np.asarray(labels_true).ravel(), return_inverse=True)[1].ravel()
+    v = np.unique(np.asarray(labels_pred).ravel(), return_inverse=True)[1].ravel()
+    if u.size != v.size:
+        raise ValueError("labels_true and labels_pred have %d and %d items; they must label the "
+                         "same items." % (u.size, v.size))
+    n = u.size
+    ku = int(u.max()) + 1 if n else 0
+    kv = int(v.max()) + 1 if n else 0
+    if ku == kv and ku <= 1:                      # neither labelling splits the items
+        return 1.0
+    if ku == 1 or kv == 1:                        # one does: no information shared
+        return 0.0
+    pair, n_uv = np.unique(u.astype(np.int64) * kv + v, return_counts=True)
+    n_u = np.bincount(u, minlength=ku).astype(np.float64)
+    n_v = np.bincount(v, minlength=kv).astype(np.float64)
+    n_uv = n_uv.astype(np.float64)
+    log_n = math.log(n)
+    # sum over the occurring pairs of p(u, v) log(p(u, v) / (p(u) p(v))), each term as
+    # p (log n_uv - log n) + p (log n + log n - log(n_u n_v)); terms below float64's epsilon are 0
+    p = n_uv / n
+    outer = n_u[pair // kv] * n_v[pair % kv]
+    terms = p * (np.log(n_uv) - log_n) + p * (-np.log(outer) + log_n + log_n)
+    terms[np.abs(terms) < np.finfo(np.float64).eps] = 0.0
+    mi = max(float(terms.sum()), 0.0)
+    if mi == 0.0:
+        return 0.0
+    h_u, h_v = _entropy(n_u), _entropy(n_v)
+    return float(mi / ((h_u + h_v) / 2.0))
+
+
+def _entropy(counts):
+    """Entropy (nats) of the distribution of these positive counts."""
+    total = counts.sum()
+    return float(-np.sum((counts / total) * (np.log(counts) - math.log(total))))
+
+
 def nmi(embeddings, labels, num_clusters=None, seed=0, niter=20, runs=None):
     """Normalized mutual information between ``labels`` and a k-means clustering.
 
     k-means (:func:`kmeans_assign`: faiss's algorithm, exact, seeded, ``niter``
     iterations) uses k = number of distinct labels unless ``num_clusters`` is given; the
-    score is ``sklearn.metrics.normalized_mutual_info_score`` with its default
-    (arithmetic) normalisation.  Returns a float in [0, 1].
+    score is :func:`nmi_score` (scikit-learn's ``normalized_mutual_info_score`` with its default,
+    arithmetic, normalisation).  Returns a float in [0, 1].
 
     The result is the mean over ``runs`` k-means runs with seeds ``seed``, ``seed + 1``, ...
     (default :func:`default_nmi_runs`: 10 for all but the largest sets).  One run is one draw
@@ -295,8 +348,6 @@ def nmi(embeddings, labels, num_clusters=None, seed=0, niter=20, runs=None):
     embeddings; the mean is the same quantity, the expected NMI of this k-means, with a tenth
     of the variance.  ``runs=1`` gives the single run of other libraries' evaluations.
     """
-    from sklearn.metrics import normalized_mutual_info_score  # heavy import, only here
-
     x = _as_embeddings(embeddings, "embeddings")
     y = _as_labels(labels, x.shape[0], "labels", "embeddings")
     if num_clusters is None:
@@ -304,8 +355,7 @@ def nmi(embeddings, labels, num_clusters=None, seed=0, niter=20, runs=None):
     if runs is None:
         runs = default_nmi_runs(x.shape[0], num_clusters)
     runs = _positive_int(runs, "runs")
-    scores = [normalized_mutual_info_score(y, kmeans_assign(x, num_clusters, seed=seed + r,
-                                                            niter=niter))
+    scores = [nmi_score(y, kmeans_assign(x, num_clusters, seed=seed + r, niter=niter))
               for r in range(runs)]
     return float(np.mean(scores))
 

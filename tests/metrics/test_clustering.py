@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from gluon_dml.metrics import default_nmi_runs, evaluate_embeddings, nmi, retrieval_metrics
+from gluon_dml.metrics import default_nmi_runs, evaluate_embeddings, nmi, nmi_score, retrieval_metrics
 from gluon_dml.metrics.clustering import kmeans_assign
 
 
@@ -189,3 +189,43 @@ def test_the_openblas_hint_for_faiss_is_not_left_in_the_environment(tmp_path):
     A value the user set stays."""
     assert _coretype_after_import(tmp_path, None) == 'None'
     assert _coretype_after_import(tmp_path, 'Haswell') == 'Haswell'
+
+
+# ---------------------------------------------------------------------------------------------
+# nmi_score: scikit-learn's normalized_mutual_info_score, in numpy
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('a,b', [([0, 0, 1, 1], [1, 1, 0, 0]), ([0] * 5, [0] * 5), ([], []),
+                                 ([0, 0, 0], [0, 1, 2]), ([0, 1, 2], [5, 5, 5]),
+                                 ([3, 3, 7, 7, 9], [1, 2, 1, 2, 1]), (['a', 'b', 'a'], [1, 2, 1]),
+                                 ([-4, 10 ** 12, -4], [2, 2, 0])])
+def test_nmi_score_limit_cases_are_scikit_learns(a, b):
+    assert nmi_score(a, b) == normalized_mutual_info_score(a, b)
+
+
+@pytest.mark.filterwarnings('ignore::UserWarning')     # scikit-learn: "many unique classes"
+def test_nmi_score_is_scikit_learns_on_random_labellings():
+    rng = np.random.RandomState(0)
+    for t in range(400):
+        n = rng.randint(1, 300)
+        a = rng.randint(0, rng.randint(1, 40), n)
+        b = rng.randint(0, rng.randint(1, 40), n)
+        if t % 3 == 0:                     # mostly agreeing, as a good clustering does
+            b = a.copy()
+            b[rng.rand(n) < 0.1] = rng.randint(0, 40)
+        assert nmi_score(a, b) == pytest.approx(normalized_mutual_info_score(a, b),
+                                                abs=1e-14, rel=0), (a, b)
+
+
+@pytest.mark.filterwarnings('ignore::UserWarning')
+def test_nmi_score_at_sop_size_without_a_dense_table():
+    # 11,316 x 11,316 labels would be a 1 GB contingency table; the pairs that occur are 60,502
+    rng = np.random.RandomState(1)
+    y = np.repeat(np.arange(11316), 6)[:60502]
+    c = np.where(rng.rand(y.size) < 0.3, rng.randint(0, 11316, y.size), y)
+    assert nmi_score(y, c) == pytest.approx(normalized_mutual_info_score(y, c), abs=1e-14)
+
+
+def test_nmi_score_refuses_labellings_of_different_lengths():
+    with pytest.raises(ValueError, match='have 3 and 2 items'):
+        nmi_score([0, 1, 1], [0, 1])

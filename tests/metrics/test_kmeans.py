@@ -170,3 +170,35 @@ def test_reassign_resolves_ties_to_the_first_centroid():
     clustering._reassign(aug_x, new, newer, assign, best, second)
     np.testing.assert_array_equal(assign, clustering._nearest_centroid(x, newer))
     assert not np.any(assign == 7)
+
+
+def test_iterations_stop_once_no_centroid_moves_with_the_same_clustering(monkeypatch):
+    # Lloyd's iterations from a fixed point change nothing: kmeans_assign stops there. Its
+    # result is that of the loop that runs all niter iterations (the pieces, run here).
+    def every_iteration(x, k, seed, niter):
+        perm = np.empty(x.shape[0], np.int32)
+        faiss.rand_perm(faiss.swig_ptr(perm), x.shape[0], seed + 1)
+        cent = x[perm[:k]].copy()
+        aug_x = clustering._augment_points(x)
+        assign, best, second = clustering._score_all(aug_x, clustering._augment_centroids(cent))
+        for _ in range(niter):
+            new, counts = clustering._centroids(x, assign, k)
+            clustering._split_empty_clusters(new, counts, x.shape[0])
+            clustering._reassign(aug_x, cent, new, assign, best, second)
+            cent = new
+        return assign
+
+    x, _ = clustered(1180, 64, 59, 0.5, seed=11)
+    reference = [every_iteration(x, 59, seed, 20) for seed in range(4)]
+    calls = []
+    original = clustering._reassign
+    monkeypatch.setattr(clustering, '_reassign', lambda *a, **k: (calls.append(1), original(*a, **k)))
+    for seed in range(4):
+        np.testing.assert_array_equal(kmeans_assign(x, 59, seed=seed), reference[seed])
+    assert len(calls) < 4 * 20                       # some run stopped early
+    # and with empty clusters to re-seed (duplicated points): the same as every iteration
+    rng = np.random.RandomState(3)
+    dup = rng.randn(40, 8).astype(np.float32)[rng.randint(0, 40, size=400)]
+    monkeypatch.setattr(clustering, '_reassign', original)
+    for seed in (0, 5):
+        np.testing.assert_array_equal(kmeans_assign(dup, 64, seed=seed), every_iteration(dup, 64, seed, 20))
