@@ -235,6 +235,11 @@ def test_evaluate_and_embed_a_run(tmp_path):
     assert z['embeddings'].dtype == np.float32 and z['embeddings'].shape == (896, 64)
     assert z['labels'].dtype == np.int64 and set(z['labels']) == set(range(5))
     np.testing.assert_allclose(np.linalg.norm(z['embeddings'], axis=1), 1, rtol=1e-4)
+    # which network made them: the run, its parameters' SHA-256, the network and the precision
+    import hashlib
+    assert str(z['run']) == 'run' and str(z['network']) == 'final network'
+    assert str(z['precision']) == 'float32'
+    assert str(z['params_sha256']) == hashlib.sha256(open(metrics['params'], 'rb').read()).hexdigest()
     assert 'recall@1' in proc.stdout
     # NMI: the mean of ten k-means runs by default, as in the training log; --nmi-runs 1: one run
     assert metrics['num_nmi_runs'] == 10 and metrics['nmi'] == pytest.approx(best['nmi'], abs=1e-6)

@@ -29,7 +29,8 @@ from ..engine import get_contexts
 from ..fileio import atomic_savez, params_digest
 from ..index import build_binary_index, index_bytes, load_codes, search
 from ..methods import open_run
-from ..methods.hashing import encode, run_name
+from ..methods.base import run_name
+from ..methods.hashing import encode
 from ..metrics.hashing import relevance, to_pm1
 from ..models.hashing import binarize
 

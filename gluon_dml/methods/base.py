@@ -18,7 +18,7 @@ from ..engine.loop import Engine, TrainingInterrupted, _progress, embed_dataset,
 from ..engine.rundir import (abandon_run, load_run_args, prepare_run, resume_point,
                              trained_params_path, write_args)
 from ..errors import UserError, first_line
-from ..fileio import missing_folders
+from ..fileio import missing_folders, params_digest
 from ..viz import VisdomSink, env_name
 from ..viz.dashboard import check_address
 from .registry import get_method
@@ -439,6 +439,19 @@ class Encoders(object):
         return emb, kept, bad
 
 
+def run_name(run_dir):
+    """The name of a run folder (``runs/x/`` and ``runs/x`` alike; ``.`` its real name)."""
+    return os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
+
+
+def network_record(run_dir, params):
+    """What a file of codes or embeddings records of the network that wrote it: the run folder's
+    name and the SHA-256 of its parameter file (as a catalogue's ``run.json`` records of its
+    network; ``params`` None: the name only)."""
+    return {'run': run_name(run_dir),
+            'params_sha256': params_digest(params) if params is not None else None}
+
+
 class TrainedRun(object):
     """A run folder opened for use: ``args`` (its ``args.json``), ``method``, ``net`` with the
     reported parameters (``params``, described by ``params_label``) on ``ctx``. ``fused``: the
@@ -463,6 +476,13 @@ class TrainedRun(object):
             ('-best' if os.path.basename(self.params) == 'best.params' else '-last')
         return os.path.join(self.run_dir, 'eval-%s%s%s.json'
                             % (name, other, '-int8' if self.precision == 'int8' else ''))
+
+    def saved_with(self):
+        """The record ``evaluate --save-embeddings`` writes beside the embeddings, as strings: the
+        run (:func:`network_record`), which of its networks (``network``: final, best epoch,
+        a checkpoint) and its ``precision`` (float32 or int8)."""
+        return dict(network_record(self.run_dir, self.params), network=self.params_label,
+                    precision=self.precision)
 
     @property
     def fused(self):

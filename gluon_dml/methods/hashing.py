@@ -20,12 +20,12 @@ from ..data.hashing import get_hash_splits
 from ..engine.loop import Engine, embed_dataset
 from ..engine.rundir import trained_params_path
 from ..errors import UserError
-from ..fileio import atomic_write_json, params_digest
+from ..fileio import atomic_write_json
 from ..index import save_codes
 from ..losses.factory import build_loss
 from ..metrics.hashing import hashing_metrics, pr_curve
 from ..models.hashing import ScaleSchedule, binarize, get_hash_model
-from .base import Encoders, Method
+from .base import Encoders, Method, network_record
 
 __all__ = ['HashMethod', 'HashEngine', 'HashEvaluator', 'encode', 'save_run_codes']
 
@@ -104,21 +104,8 @@ def save_run_codes(net, run_dir, database, query, ctx, batch_size=256, progress=
     except FileNotFoundError:
         params = None
     save_codes(path, binarize(q_out), q_labels, binarize(db_out), db_labels,
-               **codes_record(run_dir, params))
+               **network_record(run_dir, params))
     return path
-
-
-def codes_record(run_dir, params):
-    """What a codes file records of the network that wrote it: the run folder's name and the
-    SHA-256 of its parameter file (as a catalogue's ``run.json`` records of its network;
-    ``params`` None: the name only)."""
-    return {'run': run_name(run_dir),
-            'params_sha256': params_digest(params) if params is not None else None}
-
-
-def run_name(run_dir):
-    """The name of a run folder (``runs/x/`` and ``runs/x`` alike; ``.`` its real name)."""
-    return os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
 
 
 class HashMethod(Method):
@@ -295,6 +282,6 @@ class HashMethod(Method):
         atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_codes:
             save_codes(a.save_codes, q_codes, q_labels, db_codes, db_labels,
-                       **codes_record(trained.run_dir, trained.params))
+                       **network_record(trained.run_dir, trained.params))
             written.append(a.save_codes)
         return metrics, written, 4

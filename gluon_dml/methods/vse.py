@@ -433,7 +433,8 @@ class VSEMethod(Method):
         atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_embeddings:
             atomic_savez(a.save_embeddings, image_embeddings=img, caption_embeddings=cap,
-                     image_ids=np.array([str(i) for i in cset.image_ids]),
-                     captions=np.array(cset.raw))
+                         image_ids=np.array([str(i) for i in cset.image_ids]),
+                         captions=np.array(cset.raw),
+                         **{k: np.array(str(v)) for k, v in trained.saved_with().items()})
             written.append(a.save_embeddings)
         return metrics, written, 2

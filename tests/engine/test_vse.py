@@ -75,6 +75,10 @@ def test_train_vse_learns_and_eval_entry_points(f3_root, tmp_path):
     assert z['image_embeddings'].shape == (1000, 64)
     assert z['caption_embeddings'].shape == (5000, 64)
     assert z['image_ids'][0] == 'test_00000.png' and len(z['image_ids']) == 1000
+    import hashlib
+    assert str(z['run']) == os.path.basename(run) and str(z['precision']) == 'float32'
+    assert str(z['params_sha256']) == hashlib.sha256(open(os.path.join(run, 'best.params'), 'rb')
+                                                    .read()).hexdigest()
     again = json.load(open(os.path.join(run, 'eval-test.json')))
     assert again['rsum'] == pytest.approx(test['rsum'], abs=1e-6)
     assert again['best_epoch'] == test['best_epoch']      # training's record keeps what it said
