@@ -53,7 +53,8 @@ def test_a_training_run_never_imports_scikit_learn_or_scipy_stats():
             'runpy.run_path("train_margin.py", run_name="__main__")')
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        probe = code + '; print(sorted(m for m in sys.modules if m.split(".")[0] == "sklearn" or m.startswith("scipy.stats")))'
+        probe = code + ('; print(sorted(m for m in sys.modules '
+                        'if m.split(".")[0] == "sklearn" or m.startswith("scipy.stats")))')
         proc = subprocess.run([sys.executable, '-c', probe, os.path.join(tmp, 'run')], cwd=REPO,
                               env=script_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

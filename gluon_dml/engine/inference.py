@@ -178,9 +178,9 @@ def quantize(net, calib_images, ctx=None, calib_mode='naive', batch_size=64,
             # quantize_net_v2 infers the graph's types without the input's: a harmless UserWarning
             warnings.simplefilter('ignore', UserWarning)
             qnet = mxq.quantize_net_v2(net, quantized_dtype='auto', quantize_mode='full',
-                                   exclude_operators=list(exclude_operators or []), calib_data=it,
-                                   calib_mode=calib_mode, num_calib_examples=len(calib),
-                                   ctx=mx.cpu(), logger=logger)
+                                       exclude_operators=list(exclude_operators or []),
+                                       calib_data=it, calib_mode=calib_mode,
+                                       num_calib_examples=len(calib), ctx=mx.cpu(), logger=logger)
             qnet.hybridize(static_alloc=True, static_shape=True)
             qnet(mx.nd.array(calib[:batch], ctx=mx.cpu())).wait_to_read()   # fails here, not later
     except mx.base.MXNetError as err:
