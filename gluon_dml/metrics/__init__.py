@@ -11,5 +11,5 @@ from .hashing import hamming_map, precision_within_radius, pr_curve
 from .fewshot import few_shot_accuracy, few_shot_metrics
 
 __all__ = ["knn", "recall_at_k", "r_precision", "map_at_r", "retrieval_metrics", "nmi",
-           "nmi_score", "default_nmi_runs", "evaluate_embeddings", "hamming_map", "precision_within_radius",
-           "pr_curve", "few_shot_accuracy", "few_shot_metrics"]
+           "nmi_score", "default_nmi_runs", "evaluate_embeddings", "hamming_map",
+           "precision_within_radius", "pr_curve", "few_shot_accuracy", "few_shot_metrics"]
