@@ -20,6 +20,7 @@ import zipfile
 import zlib
 
 from ..fileio import file_in_the_way
+from ..progress import progress_bar
 from .research import DOWNLOADS
 
 __all__ = ['download_dataset', 'fetch', 'extract']
@@ -47,9 +48,8 @@ def fetch(url, dest, progress=True, timeout=60):
             total = response.headers.get('Content-Length')
             bar = None
             if progress:
-                from tqdm import tqdm
-                bar = tqdm(total=int(total) if total else None, unit='B', unit_scale=True,
-                           desc=os.path.basename(dest), leave=False)
+                bar = progress_bar(total=int(total) if total else None, unit='B',
+                                   unit_scale=True, desc=os.path.basename(dest), leave=False)
             while True:
                 chunk = response.read(1 << 20)
                 if not chunk:

@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..progress import progress_bar
 from .images import ImageFileDataset, RGBTransform, check_image_file
 
 __all__ = ['load_cub', 'load_cars196', 'load_sop', 'load_inshop', 'load_lfw', 'load_folder',
@@ -264,15 +265,14 @@ def _build(name, split, records, options, class_names=None, all_classes=True, la
     if skip:
         # Every file is decoded once here (a JPEG at a reduced scale, in threads: PIL releases
         # the GIL), so that a bad image is left out of the split, never replaced during the run.
-        try:
-            from tqdm import tqdm
-        except ImportError:  # pragma: no cover
-            tqdm = None
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
             reasons = pool.map(lambda r: check_image_file(r['path'], decode=True), records)
-            if tqdm is not None:
-                reasons = tqdm(reasons, total=len(records), leave=False, disable=len(records) < 2000,
-                               desc='checking %s %s images' % (name, split))
+            try:
+                reasons = progress_bar(reasons, total=len(records), leave=False,
+                                       disable=len(records) < 2000,
+                                       desc='checking %s %s images' % (name, split))
+            except ImportError:  # pragma: no cover
+                pass
             reasons = list(reasons)
         kept = []
         for r, reason in zip(records, reasons):

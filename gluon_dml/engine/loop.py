@@ -9,7 +9,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from mxnet import autograd, gluon
 
 from ..amx import bfloat16_refusal
 from ..errors import UserError, first_line
+from ..progress import progress_bar
 from .checkpoint import (CheckpointError, CheckpointManager, atomic_save, atomic_write_text,
                          file_record, files_problem)
 from .context import batch_seed
@@ -69,23 +69,10 @@ class NaNLossError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def progress_interval(stream=None):
-    """Seconds between a progress bar's redraws: 0.5 on a terminal; 30 into a file or a pipe
-    (``nohup python train_margin.py ... &`` writes stderr to nohup.out, which gained a bar every
-    half second, a line of carriage returns growing by about 600 KB an hour)."""
-    stream = sys.stderr if stream is None else stream
-    try:
-        return 0.5 if stream.isatty() else 30.0
-    except (AttributeError, ValueError, OSError):      # closed, or no stream at all
-        return 30.0
-
-
 def _progress(iterable, total, desc, enabled):
     if not enabled:
         return iterable
-    from tqdm import tqdm
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True,
-                mininterval=progress_interval())
+    return progress_bar(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def enable_amp(dtype, ctx):

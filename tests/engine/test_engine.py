@@ -242,12 +242,12 @@ def test_the_evaluator_adds_few_shot_accuracy_when_asked():
     assert 0.2 < got['fs_proto'] <= 1.0          # well above chance (0.2) for five digit classes
 
 
-def test_progress_bars_redraw_rarely_into_a_file(tmp_path):
+def test_progress_bars_redraw_rarely_into_a_file(tmp_path, monkeypatch):
     """nohup python train_margin.py ... & sends stderr to nohup.out, which gained a redraw of the
     bar every half second (about 600 KB of carriage-return lines an hour): into a file or a pipe
     the bars redraw every 30 s; on a terminal, every 0.5 s."""
     import pty
-    from gluon_dml.engine.loop import progress_interval
+    from gluon_dml.progress import progress_interval
     master, slave = pty.openpty()
     try:
         with os.fdopen(slave, 'w') as terminal:
@@ -261,3 +261,12 @@ def test_progress_bars_redraw_rarely_into_a_file(tmp_path):
         assert progress_interval(pipe) == 30.0
     os.close(read_end)
     assert progress_interval(f) == 30.0                  # closed: no terminal either
+    # every bar of the package comes from progress_bar (training, evaluation, the image check of
+    # a photo dataset, downloads): into a file, 30 s
+    import sys
+    from gluon_dml.progress import progress_bar
+    with open(str(tmp_path / 'bar.txt'), 'w') as f:
+        monkeypatch.setattr(sys, 'stderr', f)              # where the bars write
+        bar = progress_bar(range(3))
+        assert bar.mininterval == 30.0
+        bar.close()
