@@ -21,7 +21,6 @@ Nothing happens on other CPUs, other systems, or where the permission is refused
 It also says where MXNet 1.9.1 cannot run bfloat16 at all (:func:`bfloat16_refusal`: x86 CPUs
 without AVX-512), so that ``--amp bfloat16`` is refused there before a run starts.
 """
-import importlib.util
 import os
 import sys
 
@@ -126,41 +125,9 @@ def _settle(mx):
             del os.environ[name]
 
 
-class _AfterMXNetLoads:
-    """Runs :func:`_settle` right after ``mxnet`` is imported, once, whoever imports it. It stays
-    in ``sys.meta_path`` until MXNet's module is executed, so a mere ``find_spec('mxnet')`` probe
-    does not use it up. (A meta path finder needs only ``find_spec``; subclassing
-    ``importlib.abc.MetaPathFinder`` would import ``importlib.resources``, ``tempfile`` and
-    ``typing``: about 15 ms on every ``import gluon_dml``.)"""
-    _looking = False
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != 'mxnet' or self._looking:
-            return None
-        self._looking = True
-        try:
-            spec = importlib.util.find_spec('mxnet')       # the other finders' answer
-        finally:
-            self._looking = False
-        if spec is None or spec.loader is None or not hasattr(spec.loader, 'exec_module'):
-            return spec
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            _remove_hook()
-            run(module)
-            _settle(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def _remove_hook():
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _AfterMXNetLoads)]
-
-
-def enable():
-    """Called once by ``import gluon_dml``; see the module's docstring."""
+def enable(after_mxnet_loads):
+    """Called once by ``import gluon_dml``, with its ``_after_mxnet_loads`` (which runs a
+    callback right after MXNet is imported); see the module's docstring."""
     if sys.platform != 'linux' or os.uname().machine != 'x86_64':
         _state['reason'] = 'not x86-64 Linux'
         return
@@ -177,8 +144,7 @@ def enable():
         _state['reason'] = 'AMX permitted; oneDNN\'s ISA limit is the user\'s (%s)' % ', '.join(
             '%s=%s' % (v, os.environ[v]) for v in ISA_VARIABLES if v in os.environ)
         return
-    if 'mxnet' in sys.modules:       # loaded before gluon_dml: works if no primitive ran yet
-        _settle(sys.modules['mxnet'])
-    elif not any(isinstance(f, _AfterMXNetLoads) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterMXNetLoads())
+    if 'mxnet' not in sys.modules:
         _state['reason'] = 'AMX permitted; oneDNN\'s limit is set when MXNet loads'
+    # MXNet loaded before gluon_dml: this works if no primitive ran yet
+    after_mxnet_loads(_settle)

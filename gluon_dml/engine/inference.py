@@ -162,11 +162,6 @@ def quantize(net, calib_images, ctx=None, calib_mode='naive', batch_size=64,
         raise UserError('INT8 calibration needs images (N, C, H, W); got an array of shape %s.'
                         % (calib.shape,))
     import mxnet.contrib.quantization as mxq
-    if calib_mode == 'entropy' and mxq.stats is None:
-        # importing gluon_dml kept MXNet from importing scipy.stats at its start (gluon_dml's
-        # __init__): the entropy calibration, its one user, gets it now
-        import scipy.stats
-        mxq.stats = scipy.stats
     batch = int(min(batch_size, len(calib)))
     # the iterator drops nothing: a last, partial batch is padded (with the first images) and the
     # statistics see every image at least once
