@@ -125,9 +125,10 @@ def _settle(mx):
             del os.environ[name]
 
 
-def enable(after_mxnet_loads):
-    """Called once by ``import gluon_dml``, with its ``_after_mxnet_loads`` (which runs a
-    callback right after MXNet is imported); see the module's docstring."""
+def enable(after_module_runs):
+    """Called once by ``import gluon_dml``, with :func:`gluon_dml.startup.after_module_runs`
+    (``(name, callback)``: the callback runs right after that module is imported); see the
+    module's docstring."""
     if sys.platform != 'linux' or os.uname().machine != 'x86_64':
         _state['reason'] = 'not x86-64 Linux'
         return
@@ -147,4 +148,4 @@ def enable(after_mxnet_loads):
     if 'mxnet' not in sys.modules:
         _state['reason'] = 'AMX permitted; oneDNN\'s limit is set when MXNet loads'
     # MXNet loaded before gluon_dml: this works if no primitive ran yet
-    after_mxnet_loads(_settle)
+    after_module_runs('mxnet', _settle)

@@ -14,7 +14,8 @@ import threading
 
 __all__ = ['fsync_dir', 'atomic_save', 'atomic_savez', 'atomic_write_text', 'atomic_write_json',
            'hold_lock', 'release_lock', 'lock_holder', 'missing_folders', 'existing_ancestor',
-           'file_in_the_way', 'give_back_folder', 'read_json', 'params_digest', 'LockBusy']
+           'file_in_the_way', 'give_back_folder', 'read_json', 'params_digest', 'cache_dir',
+           'LockBusy']
 
 
 class LockBusy(OSError):
@@ -136,6 +137,16 @@ def give_back_folder(folder, made=(), empty_subfolders=()):
             os.rmdir(path)
         except OSError:
             break
+
+
+def cache_dir():
+    """The folder of gluon-dml's on-disk caches (decoded images, MXNet's compiled operator code):
+    ``GLUON_DML_CACHE``, default ``~/.cache/gluon-dml``; None when it is ``off`` (or 0, false,
+    no, empty)."""
+    where = os.environ.get('GLUON_DML_CACHE')
+    if where is not None and where.strip().lower() in ('', '0', 'off', 'false', 'no'):
+        return None
+    return os.path.expanduser(where or os.path.join('~', '.cache', 'gluon-dml'))
 
 
 def fsync_dir(path):

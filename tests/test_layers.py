@@ -9,7 +9,7 @@ from .helpers import REPO
 # rank of each part of gluon_dml: a part may import only parts of a lower rank
 LAYERS = {
     'errors': 0, 'fileio': 0, 'amx': 0, 'progress': 0,
-    'data': 1, 'models': 1, 'losses': 1, 'metrics': 1, 'viz': 1,
+    'startup': 1, 'data': 1, 'models': 1, 'losses': 1, 'metrics': 1, 'viz': 1,
     'config': 2, 'engine': 2, 'index': 2,
     'methods': 3,
     'catalog': 4, 'export': 4, 'serve': 5, 'launch': 4,

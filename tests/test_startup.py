@@ -27,7 +27,7 @@ print('scipy.stats' in sys.modules, mxq.stats.entropy([1, 1]) > 0)
 from sklearn.metrics import normalized_mutual_info_score
 import scipy.stats
 print(normalized_mutual_info_score([0, 0, 1, 1], [1, 1, 0, 0]), scipy.stats.entropy([1, 1]) > 0)
-print(any(type(f).__name__ in ('_MXNetWithoutItsOptionalImports', '_AfterMXNetLoads')
+print(any(type(f).__name__ in ('_MXNetWithoutItsOptionalImports', '_ModuleHooks')
           for f in sys.meta_path))
 """
 
@@ -58,6 +58,55 @@ def test_mxnet_keeps_its_imports_when_asked_or_when_they_were_imported_first():
                                                    '1.0 True', 'False']
 
 
+OPERATORS = """
+import gluon_dml
+from gluon_dml import startup
+compiled = []
+code = startup.OperatorCodeCache.code
+def recorded(self, source):
+    c = code(self, source)
+    compiled.append((source, c))
+    return c
+startup.OperatorCodeCache.code = recorded
+import mxnet as mx
+cache = startup.operator_cache
+# every function's code object against the one MXNet's own exec compiles from the same source
+different = sum(1 for source, c in compiled if c != compile(source, '<string>', 'exec'))
+print(cache is None or len(compiled), different, cache and cache.hits, cache and cache.new)
+x = mx.sym.Variable('x')
+y = mx.sym.FullyConnected(x, num_hidden=2, no_bias=True, name='fc').bind(
+    mx.cpu(), {'x': mx.nd.ones((1, 3)), 'fc_weight': mx.nd.ones((2, 3))}).forward()[0]
+print(mx.nd.ones((2, 3)).sum().asscalar(), mx.np.arange(4).sum().item(), y.asnumpy().tolist())
+"""
+
+
+def _operators(cache):
+    proc = subprocess.run([sys.executable, '-c', OPERATORS], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=script_env(GLUON_DML_CACHE=str(cache)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.split()
+
+
+def test_mxnet_operator_functions_are_compiled_once_and_are_the_ones_mxnet_compiles(tmp_path):
+    first = _operators(tmp_path)                  # an empty cache: every function compiled
+    n = int(first[0])
+    assert n > 2000 and first[1:4] == ['0', '0', str(n)], first
+    assert first[4:] == ['6.0', '6.0', '[[3.0,', '3.0]]'], first
+    files = os.listdir(tmp_path)
+    assert len(files) == 1 and files[0].startswith('mxnet-operators-'), files
+    second = _operators(tmp_path)                 # every one from the file, none compiled
+    assert second[:4] == [str(n), '0', str(n), '0'] and second[4:] == first[4:], second
+    # a damaged file is compiled anew and written again
+    (tmp_path / files[0]).write_bytes(b'not marshal')
+    assert _operators(tmp_path)[:4] == [str(n), '0', '0', str(n)]
+    assert _operators(tmp_path)[:4] == [str(n), '0', str(n), '0']
+
+
+def test_the_operator_cache_is_off_with_the_cache_folder(tmp_path):
+    out = _operators('off')
+    assert out[:4] == ['True', '0', 'None', 'None'] and out[4:] == ['6.0', '6.0', '[[3.0,', '3.0]]']
+
+
 def test_a_training_run_never_imports_scikit_learn_or_scipy_stats():
     # NMI is scored in numpy (metrics.nmi_score); Omniglot needs neither
     code = ('import sys, runpy; sys.argv = ["train_margin.py", "--data", "omniglot", "--epochs", '
@@ -79,7 +128,8 @@ def test_bench_startup_prints_both_settings_and_their_ratio():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith('gluon-dml (MXNet without scikit-learn and scipy.stats)')
+    assert lines[0].startswith('gluon-dml (no scikit-learn, scipy.stats; operators cached)')
     assert ' median ' in lines[0]
-    assert lines[1].startswith("MXNet's own imports (GLUON_DML_MXNET_OPTIONAL=1)")
-    assert lines[2].startswith('gluon-dml search --help starts ') and 'x as fast' in lines[2]
+    assert lines[1].startswith('the same, operators compiled (GLUON_DML_CACHE=off)')
+    assert lines[2].startswith("MXNet's own start (GLUON_DML_MXNET_OPTIONAL=1, GLUON_DML_CACHE=off)")
+    assert lines[3].startswith('gluon-dml search --help starts ') and 'x as fast' in lines[3]

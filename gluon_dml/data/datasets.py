@@ -33,6 +33,7 @@ import zlib
 
 import numpy as np
 
+from ..fileio import cache_dir as _cache_dir
 from .base import ArrayDataset, data_home, normalize_name
 from .registry import get_dataset, list_datasets, register_dataset
 from .transforms import get_transform
@@ -392,13 +393,6 @@ def load_omniglot(root=None, split='train'):
 # changed archive or image is decoded again. Images that are whole multiples of 1/255 (an
 # 8-bit PNG resized in 8 bits, then /255) are stored as uint8 and read back to the same floats.
 _DECODE_CACHE_VERSION = 1
-
-
-def _cache_dir():
-    where = os.environ.get('GLUON_DML_CACHE')
-    if where is not None and where.strip().lower() in ('', '0', 'off', 'false', 'no'):
-        return None
-    return os.path.expanduser(where or os.path.join('~', '.cache', 'gluon-dml'))
 
 
 def decode_cache_path(name, transform, keys, found):
