@@ -133,3 +133,41 @@ def test_bench_startup_prints_both_settings_and_their_ratio():
     assert lines[1].startswith('the same, operators compiled (GLUON_DML_CACHE=off)')
     assert lines[2].startswith("MXNet's own start (GLUON_DML_MXNET_OPTIONAL=1, GLUON_DML_CACHE=off)")
     assert lines[3].startswith('gluon-dml search --help starts ') and 'x as fast' in lines[3]
+
+
+def test_module_hooks_run_around_the_module_once_and_survive_a_probe(tmp_path, monkeypatch):
+    import importlib
+    import importlib.util
+    from gluon_dml import startup
+    (tmp_path / 'hooked_pkg_for_test').mkdir()
+    (tmp_path / 'hooked_pkg_for_test' / '__init__.py').write_text('from . import inner\n')
+    (tmp_path / 'hooked_pkg_for_test' / 'inner.py').write_text('VALUE = 1\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    assert startup.before_module_runs('hooked_pkg_for_test.inner',
+                                      lambda m: seen.append(('before', hasattr(m, 'VALUE'))))
+
+    def after_outer(m):
+        seen.append(('after outer', hasattr(m, 'inner')))
+    startup.after_module_runs('hooked_pkg_for_test', after_outer)
+    # added while the package runs (the inner module's hook): runs at the package's end
+    startup.after_module_runs('hooked_pkg_for_test.inner', lambda m: startup.after_module_runs(
+        'hooked_pkg_for_test', lambda p: seen.append(('added while running', hasattr(p, 'inner')))))
+    try:
+        assert importlib.util.find_spec('hooked_pkg_for_test') is not None   # a probe: no use
+        assert seen == []
+        importlib.import_module('hooked_pkg_for_test')
+        assert seen == [('before', False), ('after outer', True), ('added while running', True)]
+        assert not [n for f in sys.meta_path if isinstance(f, startup._ModuleHooks)
+                    for n in f.hooks if n.startswith('hooked_pkg_for_test')]
+        # imported already: an after-hook runs at once, a before-hook is refused
+        startup.after_module_runs('hooked_pkg_for_test', lambda m: seen.append('now'))
+        assert seen[-1] == 'now'
+        assert not startup.before_module_runs('hooked_pkg_for_test', seen.append)
+    finally:
+        for name in ('hooked_pkg_for_test.inner', 'hooked_pkg_for_test'):
+            sys.modules.pop(name, None)
+        for f in sys.meta_path:
+            if isinstance(f, startup._ModuleHooks):
+                for n in [n for n in f.hooks if n.startswith('hooked_pkg_for_test')]:
+                    del f.hooks[n]
