@@ -13,6 +13,7 @@ PROBE = """
 import sys
 {before}
 import gluon_dml
+{between}
 import mxnet
 import mxnet.contrib.quantization as mxq
 print(mxnet.model.BASE_ESTIMATOR.__module__, 'pandas' in sys.modules, 'scipy.stats' in sys.modules,
@@ -32,8 +33,9 @@ print(any(type(f).__name__ in ('_MXNetWithoutItsOptionalImports', '_ModuleHooks'
 """
 
 
-def _probe(before='', **env):
-    proc = subprocess.run([sys.executable, '-c', PROBE.format(before=before)], cwd=REPO,
+def _probe(before='', between='', **env):
+    proc = subprocess.run([sys.executable, '-c', PROBE.format(before=before, between=between)],
+                          cwd=REPO,
                           env=script_env(**env), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split('\n')[:4]
@@ -43,8 +45,9 @@ def test_mxnet_starts_without_scikit_learn_and_scipy_stats_which_still_import_af
     # MXNet's two modules that use scipy.stats hold a stand-in that imports it at first use
     assert _probe(GLUON_DML_MXNET_OPTIONAL='0') == ['builtins False False True True', 'True True',
                                                     '1.0 True', 'False']
-    # a find_spec probe of mxnet before its import does not use up the hook that sets them
-    assert _probe(before='import importlib.util; importlib.util.find_spec("mxnet")') == [
+    # a find_spec probe of mxnet between gluon_dml's import and MXNet's does not use up the hook
+    # that sets them
+    assert _probe(between='import importlib.util; importlib.util.find_spec("mxnet")') == [
         'builtins False False True True', 'True True', '1.0 True', 'False']
 
 
