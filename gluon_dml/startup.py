@@ -23,6 +23,9 @@ left out, and its operator functions compiled once per machine instead of at eve
 ``gluon-dml search --help`` starts in 1.34 s, against 1.83 s without the cache and 2.71 s as
 MXNet starts by itself (``bench/bench_startup.py``, 2-core Zen 2; docs/speed.md).
 """
+import builtins
+import hashlib
+import marshal
 import os
 import sys
 
@@ -173,7 +176,6 @@ class OperatorCodeCache:
         self.new = 0
         self.hits = 0
         try:
-            import marshal
             with open(path, 'rb') as f:
                 owner = os.fstat(f.fileno()).st_uid
                 if owner == getattr(os, 'getuid', lambda: owner)():    # another user's: not read
@@ -190,7 +192,6 @@ class OperatorCodeCache:
         folder = cache_dir()
         if folder is None:
             return None
-        import hashlib
         tag = hashlib.sha1(os.path.realpath(package_dir).encode('utf-8')).hexdigest()[:12]
         name = 'mxnet-operators-%s-%s.marshal' % (sys.implementation.cache_tag, tag)
         return cls(os.path.join(folder, name))
@@ -207,7 +208,6 @@ class OperatorCodeCache:
         if not number.isdigit():
             return compile(source, '<string>', 'exec')
         key_source = source[:start] + str(self.SLOT) + source[end:]
-        import hashlib
         key = hashlib.sha1(key_source.encode('utf-8')).digest()
         code = self.codes.get(key)
         if code is None:
@@ -227,7 +227,6 @@ class OperatorCodeCache:
                 locals = frame.f_locals
         if isinstance(source, str):
             source = self.code(source)
-        import builtins
         return builtins.exec(source, globals, locals)
 
     def install(self, module):
@@ -238,7 +237,6 @@ class OperatorCodeCache:
         a folder that cannot be written is left alone: the next start compiles again)."""
         if not self.new:
             return
-        import marshal
 
         def write(tmp):
             with open(tmp, 'wb') as f:

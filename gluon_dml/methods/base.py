@@ -481,8 +481,9 @@ class TrainedRun(object):
         """The record ``evaluate --save-embeddings`` writes beside the embeddings, as strings: the
         run (:func:`network_record`), which of its networks (``network``: final, best epoch,
         a checkpoint) and its ``precision`` (float32 or int8)."""
-        return dict(network_record(self.run_dir, self.params), network=self.params_label,
-                    precision=self.precision)
+        record = dict(network_record(self.run_dir, self.params), network=self.params_label,
+                      precision=self.precision)
+        return {k: str(v) for k, v in record.items()}
 
     @property
     def fused(self):

@@ -273,7 +273,7 @@ class EmbeddingMethod(Method):
         atomic_write_json(written[0], metrics, indent=1, sort_keys=False)
         if a.save_embeddings:
             arrays = dict(embeddings=emb.astype(np.float32), labels=labels.astype(np.int64),
-                          **{k: np.array(str(v)) for k, v in trained.saved_with().items()})
+                          **trained.saved_with())
             if q_emb is not None:
                 arrays.update(query_embeddings=q_emb.astype(np.float32),
                               query_labels=q_labels.astype(np.int64))

@@ -435,6 +435,6 @@ class VSEMethod(Method):
             atomic_savez(a.save_embeddings, image_embeddings=img, caption_embeddings=cap,
                          image_ids=np.array([str(i) for i in cset.image_ids]),
                          captions=np.array(cset.raw),
-                         **{k: np.array(str(v)) for k, v in trained.saved_with().items()})
+                         **trained.saved_with())
             written.append(a.save_embeddings)
         return metrics, written, 2
