@@ -106,3 +106,14 @@ def test_bench_host_copy_prints_both_settings_before_and_after_the_copy():
     for row in rows:
         before, after, ratio = (float(c) for c in row.strip('| ').split(' | ')[1:])
         assert before > 0 and after > 0 and ratio == pytest.approx(after / before, abs=0.01)
+
+
+def test_bench_blas_spin_prints_the_step_after_the_metrics_for_both_spins():
+    proc = run_script('bench/bench_blas_spin.py', '--rounds', '1', '--evals', '2', timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| ') and 'default' in line]
+    assert len(rows) == 2 and "OpenBLAS's default" in rows[0] and "gluon-dml's default" in rows[1]
+    for row in rows:
+        steady, after, ratio, metrics = (float(c) for c in row.strip('| ').split(' | ')[1:])
+        assert steady > 0 and after > 0 and metrics > 0
+        assert ratio == pytest.approx(after / steady, abs=0.01)
