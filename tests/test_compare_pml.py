@@ -117,3 +117,13 @@ def test_bench_blas_spin_prints_the_step_after_the_metrics_for_both_spins():
         steady, after, ratio, metrics = (float(c) for c in row.strip('| ').split(' | ')[1:])
         assert steady > 0 and after > 0 and metrics > 0
         assert ratio == pytest.approx(after / steady, abs=0.01)
+
+
+def test_bench_seed_prints_the_seed_and_the_step_both_ways():
+    proc = run_script('bench/bench_seed.py', '--rounds', '1', '--blocks', '1', timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = [line for line in proc.stdout.splitlines() if line.startswith('| ') and ' ms |' in line]
+    assert len(row) == 1, proc.stdout
+    seed, seeded, plain, ratio = (c.replace(' ms', '') for c in row[0].strip('| ').split(' | '))
+    assert float(seed) > 0 and float(seeded) > 0 and float(plain) > 0
+    assert float(ratio) == pytest.approx(float(seeded) / float(plain), abs=0.002)
