@@ -9,8 +9,9 @@ __version__ = "0.2.0"
 FLOAT32_MAX = 3.4028234663852886e+38
 
 # the environment this process started with, before the package set anything (threads, the
-# host-copy size, OpenBLAS's spin, AMX, OpenBLAS's kernels for faiss): a command that starts itself again passes
-# this on, so the new process chooses as this one did and computes bit for bit the same
+# host-copy size, OpenBLAS's spin, AMX, OpenBLAS's kernels for faiss): a command that starts
+# itself again passes this on, so the new process chooses as this one did and computes bit for
+# bit the same
 ENV_AT_START = dict(_os.environ)
 
 
@@ -37,13 +38,14 @@ def _serial_host_copies():
 
 
 def _short_blas_spin():
-    """numpy's OpenBLAS (a pthreads build) keeps its worker threads spinning for 2**28 CPU
-    cycles, about 0.1 s, after each matrix product before they sleep. The k-means of an
-    evaluation ends in such a product, so the training step after every evaluation shared a
-    core with a spinning thread: 130 ms instead of 71 ms for the small conv net on two cores
-    (bench/bench_blas_spin.py). Spin for 2**20 cycles (under a millisecond: still awake for
-    the next product of a k-means loop), unless the user chose. OpenBLAS reads it when numpy
-    loads, which importing MXNet does; MXNet's and faiss's own BLAS use OpenMP and ignore it."""
+    """The OpenBLAS of numpy and of SciPy (pthreads builds) keeps its worker threads spinning
+    for 2**28 CPU cycles, about 0.1 s, after each matrix product before they sleep. NMI's
+    k-means ends an evaluation with such products (SciPy's sgemm), so the training step after
+    every evaluation shared a core with a spinning thread and took twice as long on two cores
+    (bench/bench_blas_spin.py). Spin for 2**20 cycles (under a millisecond: still awake for the
+    next product of a k-means loop), unless the user chose. Each OpenBLAS reads it when it
+    loads, after this (MXNet loads numpy); MXNet's own OpenBLAS is an OpenMP build that
+    ignores it."""
     _os.environ.setdefault('OPENBLAS_THREAD_TIMEOUT', '20')
 
 

@@ -1,3 +1,23 @@
+# 30 ms after NMI's k-means (SciPy's OpenBLAS) and a numpy product: the state
+# (/proc/PID/task/TID/stat) of every thread but this one
+_SPIN_PROBE = """
+import os, time, gluon_dml, numpy as np
+from gluon_dml.metrics import nmi
+rng = np.random.RandomState(0)
+labels = np.repeat(np.arange(59), 20)
+nmi(rng.randn(1180, 64).astype(np.float32), labels, runs=2)
+a = np.ones((1500, 1500))
+a @ a
+time.sleep(0.03)
+states = []
+for tid in os.listdir('/proc/self/task'):
+    if int(tid) != os.getpid():
+        stat = open('/proc/self/task/%s/stat' % tid).read()
+        states.append(stat[stat.rindex(')') + 2])
+print(''.join(sorted(states)))
+"""
+
+
 """train_margin.py as a user runs it: the embedded default, recipes, and every bad input giving
 one clear sentence instead of a traceback."""
 import json
@@ -401,12 +421,12 @@ print(''.join(sorted(states)))
 
 
 @pytest.mark.skipif(not os.path.isdir('/proc/self/task'), reason='needs Linux /proc')
-def test_numpys_blas_threads_sleep_soon_after_a_product_so_that_training_keeps_the_cores():
-    """After an evaluation's k-means, numpy's OpenBLAS worker spun for about 0.1 s (2**28
+def test_blas_threads_sleep_soon_after_the_kmeans_so_that_training_keeps_the_cores():
+    """After an evaluation's k-means, SciPy's OpenBLAS worker spun for about 0.1 s (2**28
     cycles) and the next training step took twice as long (bench/bench_blas_spin.py). With the
-    spin gluon_dml sets, 30 ms after a product no thread but the main one is running ('R');
-    with OpenBLAS's own (the user's choice, kept) the worker still is."""
-    env = dict(script_env(), OMP_NUM_THREADS='2')        # numpy's OpenBLAS: one worker thread
+    spin gluon_dml sets, 30 ms after the k-means and a numpy product no thread but the main one
+    is running ('R'); with OpenBLAS's own (the user's choice, kept) the workers still are."""
+    env = dict(script_env(), OMP_NUM_THREADS='2')        # each OpenBLAS: one worker thread
     env.pop('OPENBLAS_THREAD_TIMEOUT', None)
     ours = subprocess.run([sys.executable, '-c', _SPIN_PROBE], capture_output=True, text=True,
                           timeout=120, env=env)
