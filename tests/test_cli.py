@@ -1,23 +1,3 @@
-# 30 ms after NMI's k-means (SciPy's OpenBLAS) and a numpy product: the state
-# (/proc/PID/task/TID/stat) of every thread but this one
-_SPIN_PROBE = """
-import os, time, gluon_dml, numpy as np
-from gluon_dml.metrics import nmi
-rng = np.random.RandomState(0)
-labels = np.repeat(np.arange(59), 20)
-nmi(rng.randn(1180, 64).astype(np.float32), labels, runs=2)
-a = np.ones((1500, 1500))
-a @ a
-time.sleep(0.03)
-states = []
-for tid in os.listdir('/proc/self/task'):
-    if int(tid) != os.getpid():
-        stat = open('/proc/self/task/%s/stat' % tid).read()
-        states.append(stat[stat.rindex(')') + 2])
-print(''.join(sorted(states)))
-"""
-
-
 """train_margin.py as a user runs it: the embedded default, recipes, and every bad input giving
 one clear sentence instead of a traceback."""
 import json
@@ -405,9 +385,14 @@ def test_importing_the_package_sets_every_core_serial_host_copies_and_a_short_bl
     assert proc.stdout.split() == ['1', '5000', '28'], proc.stderr[-2000:]
 
 
-# 30 ms after a matrix product: the state (/proc/PID/task/TID/stat) of every thread but this one
+# 30 ms after NMI's k-means (SciPy's OpenBLAS) and a numpy product: the state
+# (/proc/PID/task/TID/stat) of every thread but this one
 _SPIN_PROBE = """
 import os, time, gluon_dml, numpy as np
+from gluon_dml.metrics import nmi
+rng = np.random.RandomState(0)
+labels = np.repeat(np.arange(59), 20)
+nmi(rng.randn(1180, 64).astype(np.float32), labels, runs=2)
 a = np.ones((1500, 1500))
 a @ a
 time.sleep(0.03)
