@@ -12,7 +12,6 @@ the training step that follows it, as the first step of an epoch follows the eva
 one before. Printed: the steady step (20 steps in a row), the first step after the metrics, and
 the metrics' own time, as medians.
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -53,11 +52,8 @@ def worker(evals):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--rounds', type=int, default=3)
+    p = bench_host_copy.bench_parser(__doc__)
     p.add_argument('--evals', type=int, default=10, help='evaluations per process (default 10)')
-    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         return worker(a.evals)
@@ -84,11 +80,8 @@ def main():
     for name, _ in SETTINGS:
         steady, after, metrics = (median([row[i] for row in results[name]]) for i in range(3))
         print('| %s | %.1f | %.1f | %.2f | %.1f |' % (name, steady, after, after / steady, metrics))
-    print('medians of %d processes each (%d evaluations a process); OMP_NUM_THREADS=%s; '
-          'load average %s' % (a.rounds, a.evals,
-                               os.environ.get('OMP_NUM_THREADS', '(every core, set by gluon_dml)'),
-                               ' '.join('%.2f' % v for v in os.getloadavg())))
-
+    print(bench_host_copy.conditions(a.rounds, 'processes each (%d evaluations a process)'
+                                     % a.evals))
 
 if __name__ == '__main__':
     main()

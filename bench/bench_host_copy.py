@@ -21,6 +21,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
+def bench_parser(doc):
+    """The parser of these A/B scripts: --rounds (processes per setting) and the hidden
+    --worker that runs one measurement."""
+    p = argparse.ArgumentParser(description=doc.split('\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    return p
+
+
+def conditions(rounds, what='processes each'):
+    """The last line of a result: the rounds, the threads and the load average now."""
+    return ('medians of %d %s; OMP_NUM_THREADS=%s; load average %s'
+            % (rounds, what, os.environ.get('OMP_NUM_THREADS', '(every core, set by gluon_dml)'),
+               ' '.join('%.2f' % v for v in os.getloadavg())))
+
+
 def small_net_step(seed=0):
     """``(step, mx)``: one training step of the small conv net on a fixed batch of 128 (32 x 4)
     images of 28 x 28, margin loss with one beta per class, Adam (``step()`` returns when the
@@ -77,11 +94,7 @@ def worker():
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--rounds', type=int, default=3)
-    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
-    a = p.parse_args()
+    a = bench_parser(__doc__).parse_args()
     if a.worker:
         return worker()
     settings = (('MXNet default (parallel copy, 200000)', '200000'),
@@ -101,9 +114,7 @@ def main():
         before = sorted(b for b, _ in results[name])[len(results[name]) // 2]
         after = sorted(v for _, v in results[name])[len(results[name]) // 2]
         print('| %s | %.1f | %.1f | %.2f |' % (name, before, after, after / before))
-    print('medians of %d processes each; OMP_NUM_THREADS=%s; load average %s'
-          % (a.rounds, os.environ.get('OMP_NUM_THREADS', '(every core, set by gluon_dml)'),
-             ' '.join('%.2f' % v for v in os.getloadavg())))
+    print(conditions(a.rounds))
 
 
 if __name__ == '__main__':

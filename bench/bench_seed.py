@@ -10,8 +10,6 @@ once; the work is an engine operation), then the small conv net's training step 
 margin loss with distance-weighted sampling, Adam; bench_host_copy.py's step) with a seed before
 every step and without, in alternating blocks of 20 steps. Printed: medians over the processes.
 """
-import argparse
-import os
 import subprocess
 import sys
 import time
@@ -47,11 +45,8 @@ def worker(blocks):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--rounds', type=int, default=3)
+    p = bench_host_copy.bench_parser(__doc__)
     p.add_argument('--blocks', type=int, default=5, help='blocks of 20 steps each way (default 5)')
-    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
         return worker(a.blocks)
@@ -71,10 +66,7 @@ def main():
           'seeded / not |')
     print('| --- | --- | --- | --- |')
     print('| %.2f ms | %.1f ms | %.1f ms | %.3f |' % (seed, seeded, plain, seeded / plain))
-    print('medians of %d processes; OMP_NUM_THREADS=%s; load average %s'
-          % (a.rounds, os.environ.get('OMP_NUM_THREADS', '(every core, set by gluon_dml)'),
-             ' '.join('%.2f' % v for v in os.getloadavg())))
-
+    print(bench_host_copy.conditions(a.rounds, 'processes'))
 
 if __name__ == '__main__':
     main()
