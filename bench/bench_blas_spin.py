@@ -6,11 +6,11 @@ threads stay awake for 2**28 cycles after a matrix product) and with the short o
     python bench/bench_blas_spin.py              # both settings, 3 processes each, alternating
 
 Each process trains the small conv net (batch 128, margin loss, Adam; bench_host_copy.py's step)
-and then, --evals times: computes the metrics of an Omniglot evaluation in numpy (Recall@K,
-MAP@R and NMI's ten k-means runs over 1,180 embeddings of 64 in 59 classes, synthetic), and times
-the training step that follows it, as the first step of an epoch follows the evaluation of the
-one before. Printed: the steady step (20 steps in a row), the first step after the metrics, and
-the metrics' own time, as medians.
+and then, --evals times: computes the metrics of an Omniglot evaluation in numpy and SciPy
+(Recall@K, MAP@R and NMI's ten k-means runs over 1,180 embeddings of 64 in 59 classes,
+synthetic), and times the training step that follows it, as the first step of an epoch follows
+the evaluation of the one before. Printed: the steady step (20 steps in a row), the first step
+after the metrics, and the metrics' own time, as medians.
 """
 import os
 import subprocess
@@ -82,6 +82,7 @@ def main():
         print('| %s | %.1f | %.1f | %.2f | %.1f |' % (name, steady, after, after / steady, metrics))
     print(bench_host_copy.conditions(a.rounds, 'processes each (%d evaluations a process)'
                                      % a.evals))
+
 
 if __name__ == '__main__':
     main()

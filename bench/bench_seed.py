@@ -68,5 +68,6 @@ def main():
     print('| %.2f ms | %.1f ms | %.1f ms | %.3f |' % (seed, seeded, plain, seeded / plain))
     print(bench_host_copy.conditions(a.rounds, 'processes'))
 
+
 if __name__ == '__main__':
     main()
