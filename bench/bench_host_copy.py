@@ -38,10 +38,10 @@ def conditions(rounds, what='processes each'):
                ' '.join('%.2f' % v for v in os.getloadavg())))
 
 
-def small_net_step(seed=0):
-    """``(step, mx)``: one training step of the small conv net on a fixed batch of 128 (32 x 4)
-    images of 28 x 28, margin loss with one beta per class, Adam (``step()`` returns when the
-    loss is read, as in training; the rest of the step may still run)."""
+def small_net_step():
+    """One training step of the small conv net on a fixed batch of 128 (32 x 4) images of
+    28 x 28, margin loss with one beta per class, Adam (``step()`` returns when the loss is read,
+    as in training; the rest of the step may still run). Imports gluon_dml, then MXNet."""
     sys.path.insert(0, REPO)
     import gluon_dml  # noqa: F401  (sets the threads; the parent set the variable measured)
     import mxnet as mx
@@ -49,7 +49,7 @@ def small_net_step(seed=0):
     from mxnet import autograd, gluon
     from gluon_dml.losses import MarginLoss
     from gluon_dml.models import get_model
-    rng = np.random.RandomState(seed)
+    rng = np.random.RandomState(0)
     x = mx.nd.array(rng.rand(128, 1, 28, 28).astype(np.float32))
     y = mx.nd.array(np.repeat(np.arange(32), 4))
     net = get_model('smallconv', 64, ctx=[mx.cpu()])
@@ -68,14 +68,13 @@ def small_net_step(seed=0):
         float(out.mean().asscalar())
         trainer.step(1)
         beta_trainer.step(1)
-    return step, mx
+    return step
 
 
 def worker():
-    import numpy as np
-
     def ms_per_step():
-        step, mx = small_net_step()        # a new network each time: only the copy differs
+        step = small_net_step()            # a new network each time: only the copy differs
+        import mxnet as mx
         for _ in range(5):
             step()
         mx.nd.waitall()
@@ -87,6 +86,7 @@ def worker():
 
     before = ms_per_step()
     import mxnet as mx
+    import numpy as np
     rng = np.random.RandomState(0)
     mx.nd.array(rng.rand(256, 1, 28, 28).astype(np.float32)).wait_to_read()   # one big copy
     after = ms_per_step()

@@ -18,7 +18,8 @@ import bench_host_copy
 
 
 def worker(blocks):
-    step, mx = bench_host_copy.small_net_step()
+    step = bench_host_copy.small_net_step()
+    import mxnet as mx
     import numpy as np
     seeds = []
     for i in range(20):

@@ -264,20 +264,18 @@ operator_cache = None
 def _cache_operator_code():
     """Hooks that give MXNet's two compiling modules the cache's ``exec`` and save the cache
     once MXNet has loaded."""
-    made = []
 
     def install(register_module):
         global operator_cache
-        if not made:
+        if operator_cache is None:      # the first module, or the cache folder is off
             package = os.path.dirname(os.path.dirname(register_module.__file__))
-            made.append(OperatorCodeCache.for_mxnet(package))
-            operator_cache = made[0]
-        if made[0] is not None:
-            made[0].install(register_module)
+            operator_cache = OperatorCodeCache.for_mxnet(package)
+        if operator_cache is not None:
+            operator_cache.install(register_module)
 
     def save(mxnet):
-        if made and made[0] is not None:
-            made[0].save()
+        if operator_cache is not None:
+            operator_cache.save()
 
     for name in ('mxnet.ndarray.register', 'mxnet.symbol.register'):
         before_module_runs(name, install)
